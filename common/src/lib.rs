@@ -1,1 +1,25 @@
+//! The Opsdeck wire: every frame that crosses a WebSocket between the browser and the relay.
+//!
+//! Both the relay and the frontend compile this crate, so a frame is defined once and
+//! (de)serialised by the same code on both ends. `docs/PROTOCOL.md` describes each frame
+//! with examples; the tests at the bottom of each module pin those examples.
+//!
+//! - [`client`]: what the browser sends (text JSON frames; binary frames are raw keystrokes).
+//! - [`server`]: what the relay sends back as text JSON (terminal output itself travels as
+//!   binary frames of raw bytes, never decoded on the way).
+//! - [`chat`]: the classic chat frames, in both directions.
+//! - [`resume`]: the one resume contract shared by every stream kind.
+//! - [`close`]: the close codes and what each one means to the user.
+//! - [`api`]: the JSON bodies of the relay's small HTTP API.
 
+pub mod api;
+pub mod chat;
+pub mod client;
+pub mod close;
+pub mod resume;
+pub mod server;
+
+pub use client::{ClientFrame, TermSize};
+pub use close::CloseCode;
+pub use resume::{Position, ResumeQuery, StreamKind};
+pub use server::ServerFrame;

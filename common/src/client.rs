@@ -1,0 +1,233 @@
+//! Frames the browser sends to the relay.
+//!
+//! The shapes are those of the classic Django Channels front-ends, so existing clients keep
+//! working: `{"data": "ls\r"}` carries keystrokes, `{"resize": [rows, cols]}` (or
+//! `{"resize": {"rows": R, "cols": C}}`) resizes the terminal, and chat uses
+//! `{"action": ...}` frames (see [`crate::chat`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::ChatRequest;
+
+/// The largest terminal dimension the relay accepts, in rows or columns.
+pub const MAX_TERM_DIMENSION: u16 = 1000;
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl TermSize {
+    /// A size the relay will apply: both dimensions in `1..=MAX_TERM_DIMENSION`.
+    pub fn new(rows: u16, cols: u16) -> Result<Self, FrameError> {
+        let valid = 1..=MAX_TERM_DIMENSION;
+        if valid.contains(&rows) && valid.contains(&cols) {
+            Ok(Self { rows, cols })
+        } else {
+            Err(FrameError::BadSize { rows, cols })
+        }
+    }
+}
+
+impl Default for TermSize {
+    fn default() -> Self {
+        Self { rows: 24, cols: 80 }
+    }
+}
+
+/// One frame from the browser, already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawClientFrame", into = "RawClientFrame")]
+pub enum ClientFrame {
+    /// Keystrokes (or pasted text) for the terminal.
+    Input(String),
+    /// The terminal's new size.
+    Resize(TermSize),
+    /// A chat room request.
+    Chat(ChatRequest),
+}
+
+impl ClientFrame {
+    /// Parses a text frame, with an error that says what was wrong.
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        serde_json::from_str::<RawClientFrame>(text)
+            .map_err(|e| FrameError::Malformed(e.to_string()))
+            .and_then(Self::try_from)
+    }
+
+    /// The JSON text of this frame, as the browser sends it.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a client frame was refused. Its `Display` is what the user reads in the error frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("malformed frame: {0}; send JSON such as {{\"data\": \"ls\\r\"}}")]
+    Malformed(String),
+    #[error("unknown frame: expected one of \"data\", \"resize\" or \"action\"")]
+    Unknown,
+    #[error("a frame carries exactly one of \"data\", \"resize\" or \"action\"")]
+    Ambiguous,
+    #[error(
+        "resize to {rows}x{cols} refused: rows and cols must be between 1 and {MAX_TERM_DIMENSION}"
+    )]
+    BadSize { rows: u16, cols: u16 },
+    #[error("\"data\" must be a string of keystrokes")]
+    DataNotText,
+    #[error("unknown chat action {0:?}: expected \"message\" or \"userinfo\"")]
+    UnknownAction(String),
+    #[error("a chat message needs {{\"data\": {{\"message\": \"...\"}}}}")]
+    MissingMessage,
+    #[error("text frames must be valid UTF-8")]
+    NotUtf8,
+    #[error("frame of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("this stream does not accept {0} frames")]
+    NotAccepted(&'static str),
+}
+
+/// The resize payload in either classic form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawResize {
+    Pair([u32; 2]),
+    Named { rows: u32, cols: u32 },
+}
+
+/// The union of every field a client frame may have; [`ClientFrame`] is what survives
+/// validation. Unknown fields are ignored so newer clients can add hints.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RawClientFrame {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resize: Option<RawResize>,
+}
+
+impl TryFrom<RawClientFrame> for ClientFrame {
+    type Error = FrameError;
+
+    fn try_from(raw: RawClientFrame) -> Result<Self, FrameError> {
+        match (raw.action, raw.data, raw.resize) {
+            (Some(action), data, None) => ChatRequest::from_parts(&action, data).map(Self::Chat),
+            (None, Some(data), None) => match data {
+                serde_json::Value::String(s) => Ok(Self::Input(s)),
+                _ => Err(FrameError::DataNotText),
+            },
+            (None, None, Some(resize)) => {
+                let (rows, cols) = match resize {
+                    RawResize::Pair([rows, cols]) | RawResize::Named { rows, cols } => (rows, cols),
+                };
+                let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+                TermSize::new(clamp(rows), clamp(cols)).map(Self::Resize)
+            }
+            (None, None, None) => Err(FrameError::Unknown),
+            _ => Err(FrameError::Ambiguous),
+        }
+    }
+}
+
+impl From<ClientFrame> for RawClientFrame {
+    fn from(frame: ClientFrame) -> Self {
+        match frame {
+            ClientFrame::Input(s) => Self {
+                data: Some(serde_json::Value::String(s)),
+                ..Self::default()
+            },
+            ClientFrame::Resize(size) => Self {
+                resize: Some(RawResize::Pair([size.rows.into(), size.cols.into()])),
+                ..Self::default()
+            },
+            ClientFrame::Chat(request) => {
+                let (action, data) = request.into_parts();
+                Self {
+                    action: Some(action.to_owned()),
+                    data,
+                    ..Self::default()
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_frames_parse() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"data":"ls\r"}"#),
+            Ok(ClientFrame::Input("ls\r".into()))
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"resize":[40,120]}"#),
+            Ok(ClientFrame::Resize(TermSize { rows: 40, cols: 120 }))
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"resize":{"rows":40,"cols":120}}"#),
+            Ok(ClientFrame::Resize(TermSize { rows: 40, cols: 120 }))
+        );
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = [
+            ClientFrame::Input("echo 你好 😀\r".into()),
+            ClientFrame::Resize(TermSize { rows: 1, cols: 1000 }),
+            ClientFrame::Chat(ChatRequest::Message {
+                message: "hi".into(),
+            }),
+            ClientFrame::Chat(ChatRequest::UserInfo),
+        ];
+        for frame in frames {
+            assert_eq!(ClientFrame::parse(&frame.to_json()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn resize_is_serialised_in_the_classic_pair_form() {
+        let json = ClientFrame::Resize(TermSize { rows: 3, cols: 4 }).to_json();
+        assert_eq!(json, r#"{"resize":[3,4]}"#);
+    }
+
+    #[test]
+    fn bad_frames_say_what_is_wrong() {
+        assert!(matches!(
+            ClientFrame::parse("{not json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert_eq!(ClientFrame::parse("{}"), Err(FrameError::Unknown));
+        assert_eq!(
+            ClientFrame::parse(r#"{"data":"x","resize":[1,1]}"#),
+            Err(FrameError::Ambiguous)
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"resize":[0,80]}"#),
+            Err(FrameError::BadSize { rows: 0, cols: 80 })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"resize":[24,1001]}"#),
+            Err(FrameError::BadSize { rows: 24, cols: 1001 })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"resize":[24,4294967295]}"#),
+            Err(FrameError::BadSize { rows: 24, cols: u16::MAX })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"data":42}"#),
+            Err(FrameError::DataNotText)
+        );
+        assert!(matches!(
+            ClientFrame::parse(r#"{"resize":"big"}"#),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}
