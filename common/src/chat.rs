@@ -44,10 +44,9 @@ impl ChatRequest {
 
     pub(crate) fn into_parts(self) -> (&'static str, Option<serde_json::Value>) {
         match self {
-            Self::Message { message } => (
-                "message",
-                Some(serde_json::json!({ "message": message })),
-            ),
+            Self::Message { message } => {
+                ("message", Some(serde_json::json!({ "message": message })))
+            }
             Self::UserInfo => ("userinfo", None),
         }
     }
@@ -82,7 +81,9 @@ pub enum ChatBody {
     /// Someone left the room (their last connection closed).
     Leave(ChatUser),
     /// Everyone in the room now; sent on connect and after each join or leave.
-    Presence { users: Vec<ChatUser> },
+    Presence {
+        users: Vec<ChatUser>,
+    },
 }
 
 /// One chat frame from the relay.

@@ -169,11 +169,17 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[40,120]}"#),
-            Ok(ClientFrame::Resize(TermSize { rows: 40, cols: 120 }))
+            Ok(ClientFrame::Resize(TermSize {
+                rows: 40,
+                cols: 120
+            }))
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":{"rows":40,"cols":120}}"#),
-            Ok(ClientFrame::Resize(TermSize { rows: 40, cols: 120 }))
+            Ok(ClientFrame::Resize(TermSize {
+                rows: 40,
+                cols: 120
+            }))
         );
     }
 
@@ -181,7 +187,10 @@ mod tests {
     fn every_frame_round_trips() {
         let frames = [
             ClientFrame::Input("echo 你好 😀\r".into()),
-            ClientFrame::Resize(TermSize { rows: 1, cols: 1000 }),
+            ClientFrame::Resize(TermSize {
+                rows: 1,
+                cols: 1000,
+            }),
             ClientFrame::Chat(ChatRequest::Message {
                 message: "hi".into(),
             }),
@@ -215,11 +224,17 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[24,1001]}"#),
-            Err(FrameError::BadSize { rows: 24, cols: 1001 })
+            Err(FrameError::BadSize {
+                rows: 24,
+                cols: 1001
+            })
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[24,4294967295]}"#),
-            Err(FrameError::BadSize { rows: 24, cols: u16::MAX })
+            Err(FrameError::BadSize {
+                rows: 24,
+                cols: u16::MAX
+            })
         );
         assert_eq!(
             ClientFrame::parse(r#"{"data":42}"#),

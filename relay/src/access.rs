@@ -1,0 +1,144 @@
+//! What a user may open: deny unless a `[[grants]]` rule of the config permits it.
+
+use common::api::{Target, Targets};
+
+use crate::auth::Principal;
+use crate::config::{Config, Grant};
+
+/// Something a WebSocket can be opened to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetRef {
+    Ssh(String),
+    K8s { cluster: String, namespace: String },
+    File(String),
+    Chat(String),
+    Job,
+}
+
+impl std::fmt::Display for TargetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ssh(id) => write!(f, "ssh host {id:?}"),
+            Self::K8s { cluster, namespace } => {
+                write!(f, "namespace {namespace:?} of cluster {cluster:?}")
+            }
+            Self::File(id) => write!(f, "file {id:?}"),
+            Self::Chat(id) => write!(f, "chat room {id:?}"),
+            Self::Job => write!(f, "job output"),
+        }
+    }
+}
+
+fn applies(grant: &Grant, who: &Principal) -> bool {
+    grant.users.iter().any(|u| u == &who.username || u == "*")
+        || grant.groups.iter().any(|g| who.groups.contains(g))
+}
+
+fn matches(list: &[String], id: &str) -> bool {
+    list.iter().any(|entry| entry == "*" || entry == id)
+}
+
+fn matches_namespace(list: &[String], cluster: &str, namespace: &str) -> bool {
+    list.iter().any(|entry| match entry.split_once('/') {
+        Some((c, n)) => (c == "*" || c == cluster) && (n == "*" || n == namespace),
+        None => entry == "*",
+    })
+}
+
+/// Whether `who` may open `target`.
+pub fn permits(config: &Config, who: &Principal, target: &TargetRef) -> bool {
+    config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who))
+        .any(|g| match target {
+            TargetRef::Ssh(id) => matches(&g.ssh, id),
+            TargetRef::K8s { cluster, namespace } => matches_namespace(&g.k8s, cluster, namespace),
+            TargetRef::File(id) => matches(&g.files, id),
+            TargetRef::Chat(id) => matches(&g.chat, id),
+            TargetRef::Job => g.jobs,
+        })
+}
+
+/// Everything `who` may open, for the target picker.
+pub fn targets_for(config: &Config, who: &Principal) -> Targets {
+    let label = |id: &str, label: &Option<String>| Target {
+        id: id.to_owned(),
+        label: label.clone().unwrap_or_else(|| id.to_owned()),
+    };
+    Targets {
+        ssh: config
+            .ssh_hosts
+            .iter()
+            .filter(|h| permits(config, who, &TargetRef::Ssh(h.id.clone())))
+            .map(|h| label(&h.id, &h.label))
+            .collect(),
+        k8s: Vec::new(),
+        files: config
+            .files
+            .iter()
+            .filter(|f| permits(config, who, &TargetRef::File(f.id.clone())))
+            .map(|f| label(&f.id, &f.label))
+            .collect(),
+        chat: Vec::new(),
+        jobs: permits(config, who, &TargetRef::Job),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(name: &str, groups: &[&str]) -> Principal {
+        Principal {
+            uid: name.into(),
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            expires_at: 0,
+            jti: None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_permitted_without_a_grant() {
+        let config = Config::from_toml("", "test").unwrap();
+        assert!(!permits(
+            &config,
+            &who("a", &[]),
+            &TargetRef::Ssh("x".into())
+        ));
+        assert!(!permits(&config, &who("a", &[]), &TargetRef::Job));
+    }
+
+    #[test]
+    fn grants_apply_by_user_or_group_and_by_id_or_wildcard() {
+        let config = Config::from_toml(
+            r#"
+            [[grants]]
+            groups = ["ops"]
+            ssh = ["web"]
+            k8s = ["dev/*", "prod/web"]
+            [[grants]]
+            users = ["root"]
+            ssh = ["*"]
+            "#,
+            "test",
+        )
+        .unwrap();
+        let ops = who("a", &["ops"]);
+        assert!(permits(&config, &ops, &TargetRef::Ssh("web".into())));
+        assert!(!permits(&config, &ops, &TargetRef::Ssh("db".into())));
+        assert!(permits(
+            &config,
+            &who("root", &[]),
+            &TargetRef::Ssh("db".into())
+        ));
+        let ns = |c: &str, n: &str| TargetRef::K8s {
+            cluster: c.into(),
+            namespace: n.into(),
+        };
+        assert!(permits(&config, &ops, &ns("dev", "anything")));
+        assert!(permits(&config, &ops, &ns("prod", "web")));
+        assert!(!permits(&config, &ops, &ns("prod", "db")));
+    }
+}

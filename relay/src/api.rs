@@ -1,0 +1,98 @@
+//! The small HTTP API: login, logout, who am I, what may I open.
+
+use std::sync::Arc;
+
+use common::api::{ApiError, LoginRequest, Me};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use crate::access;
+use crate::auth::{self, AuthError, Principal, TOKEN_COOKIE};
+use crate::server::AppState;
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ApiError {
+        error: message.into(),
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+fn me(principal: &Principal) -> Me {
+    Me {
+        username: principal.username.clone(),
+        groups: principal.groups.clone(),
+        expires_at: principal.expires_at,
+    }
+}
+
+fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let auth = &state.config().auth;
+    let secure = if auth.cookie_secure { "; Secure" } else { "" };
+    let text = format!(
+        "{TOKEN_COOKIE}={value}; Path=/; HttpOnly; SameSite={}; Max-Age={max_age}{secure}",
+        auth.cookie_same_site
+    );
+    // Tokens are base64url and dots; the rest is ours: always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+    let token = auth::token_from_headers(headers)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, AuthError::Missing.to_string()))?;
+    state.auth.verify(&token).await.map_err(|e| {
+        state.metrics.auth_failures.inc();
+        let status = match e {
+            AuthError::RevocationUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        error(status, e.to_string())
+    })
+}
+
+pub async fn login(state: Arc<AppState>, request: LoginRequest) -> Response {
+    match state.auth.login(&request.username, &request.password).await {
+        Ok((token, principal)) => {
+            let max_age = principal.expires_at.saturating_sub(auth::unix_now());
+            let mut response = warp::reply::json(&me(&principal)).into_response();
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, cookie(&state, &token, max_age));
+            tracing::info!(user = %principal.username, "login");
+            response
+        }
+        Err(e) => {
+            state.metrics.auth_failures.inc();
+            tracing::info!(user = %request.username, "login refused");
+            error(StatusCode::UNAUTHORIZED, e.to_string())
+        }
+    }
+}
+
+pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    if let Ok(principal) = principal(&state, &headers).await
+        && let Err(e) = state.auth.revoke(&principal).await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", 0));
+    response
+}
+
+pub async fn whoami(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    match principal(&state, &headers).await {
+        Ok(principal) => warp::reply::json(&me(&principal)).into_response(),
+        Err(response) => response,
+    }
+}
+
+pub async fn targets(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    match principal(&state, &headers).await {
+        Ok(principal) => {
+            warp::reply::json(&access::targets_for(&state.config(), &principal)).into_response()
+        }
+        Err(response) => response,
+    }
+}

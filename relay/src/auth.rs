@@ -1,0 +1,523 @@
+//! Who is calling: built-in users with argon2 hashes, JWT tokens (minted here with HS256,
+//! or by an existing app with HS256/RS256, e.g. djangorestframework-simplejwt access
+//! tokens), and token revocation on logout (shared through Redis when configured).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::config::{AuthConfig, Config};
+use crate::redis_link::RedisLink;
+
+/// The name of the login cookie, as the classic front-ends used it.
+pub const TOKEN_COOKIE: &str = "X-Token";
+/// Prefix of a token carried in `Sec-WebSocket-Protocol`.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// Argon2 is deliberately slow; this many logins are checked at once, the rest wait.
+const CONCURRENT_LOGINS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "no token: log in first, or send the token as a cookie, a Bearer header or a bearer.<token> subprotocol"
+    )]
+    Missing,
+    #[error("the token is not valid: {0}; log in again")]
+    Invalid(String),
+    #[error("the token has expired; log in again")]
+    Expired,
+    #[error("the token was revoked (logged out); log in again")]
+    Revoked,
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error("cannot check whether the token was revoked: {0}")]
+    RevocationUnavailable(String),
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable user id: the token's `user_id` or `sub`.
+    pub uid: String,
+    /// Name used by permissions and shown to others.
+    pub username: String,
+    pub groups: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Token id, for revocation.
+    pub jti: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+}
+
+struct UserRecord {
+    password_hash: String,
+}
+
+pub struct Authenticator {
+    users: HashMap<String, UserRecord>,
+    /// user name → groups (from `[groups]` and each user's own list).
+    memberships: HashMap<String, Vec<String>>,
+    hs_encoding: EncodingKey,
+    hs_decoding: DecodingKey,
+    rs_decoding: Option<DecodingKey>,
+    ttl_secs: u64,
+    revocations: Revocations,
+    login_slots: Semaphore,
+    /// A valid hash to verify against for unknown users, so timing does not reveal which
+    /// user names exist.
+    decoy_hash: String,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, redis: Option<Arc<RedisLink>>) -> Result<Self, AuthSetupError> {
+        let auth = &config.auth;
+        let secret = jwt_secret(auth);
+        let rs_decoding = match &auth.jwt_public_key_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| AuthSetupError(format!("cannot read {}: {e}", path.display())))?;
+                Some(DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    AuthSetupError(format!("{} is not an RSA public key: {e}", path.display()))
+                })?)
+            }
+            None => None,
+        };
+        let mut users = HashMap::new();
+        for user in &auth.users {
+            PasswordHash::new(&user.password_hash).map_err(|e| {
+                AuthSetupError(format!(
+                    "user {:?}: password_hash is not an argon2 PHC string: {e}",
+                    user.username
+                ))
+            })?;
+            users.insert(
+                user.username.clone(),
+                UserRecord {
+                    password_hash: user.password_hash.clone(),
+                },
+            );
+        }
+        Ok(Self {
+            users,
+            memberships: memberships(&config.groups, auth),
+            hs_encoding: EncodingKey::from_secret(&secret),
+            hs_decoding: DecodingKey::from_secret(&secret),
+            rs_decoding,
+            ttl_secs: auth.token_ttl.as_secs().max(1),
+            revocations: Revocations::new(redis),
+            login_slots: Semaphore::new(CONCURRENT_LOGINS),
+            decoy_hash: hash_password("decoy-password-for-timing")
+                .map_err(|e| AuthSetupError(e.to_string()))?,
+        })
+    }
+
+    /// Checks a user's password and mints a token for them.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(String, Principal), AuthError> {
+        let hash = self
+            .users
+            .get(username)
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.decoy_hash.clone());
+        let known = self.users.contains_key(username);
+        let password = password.to_owned();
+        let _slot = self
+            .login_slots
+            .acquire()
+            .await
+            .map_err(|_| AuthError::BadCredentials)?;
+        let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if !(known && verified) {
+            return Err(AuthError::BadCredentials);
+        }
+        let now = unix_now();
+        let claims = Claims {
+            sub: Some(username.to_owned()),
+            user_id: None,
+            username: Some(username.to_owned()),
+            exp: now + self.ttl_secs,
+            iat: Some(now),
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+            token_type: Some("access".into()),
+            groups: Vec::new(),
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
+                .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let principal = self.principal(claims);
+        Ok((token, principal))
+    }
+
+    /// Mints a token without a password, for tests and tools that act for a known user.
+    pub fn mint(&self, username: &str, ttl_secs: u64) -> Result<String, AuthError> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: Some(username.to_owned()),
+            user_id: None,
+            username: Some(username.to_owned()),
+            exp: now + ttl_secs,
+            iat: Some(now),
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+            token_type: Some("access".into()),
+            groups: Vec::new(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// Checks a token's signature, expiry, type and revocation.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = match header.alg {
+            Algorithm::HS256 => &self.hs_decoding,
+            Algorithm::RS256 => self
+                .rs_decoding
+                .as_ref()
+                .ok_or_else(|| AuthError::Invalid("RS256 tokens are not configured".into()))?,
+            other => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {other:?} is not accepted"
+                )));
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(e.to_string()),
+            })?
+            .claims;
+        if let Some(kind) = &claims.token_type
+            && kind != "access"
+        {
+            return Err(AuthError::Invalid(format!(
+                "a {kind} token cannot open sessions; use an access token"
+            )));
+        }
+        let principal = self.principal(claims);
+        if principal.uid.is_empty() {
+            return Err(AuthError::Invalid(
+                "the token names no user (sub or user_id)".into(),
+            ));
+        }
+        self.check_not_revoked(&principal).await?;
+        Ok(principal)
+    }
+
+    pub async fn check_not_revoked(&self, principal: &Principal) -> Result<(), AuthError> {
+        match &principal.jti {
+            Some(jti) if self.revocations.is_revoked(jti).await? => Err(AuthError::Revoked),
+            _ => Ok(()),
+        }
+    }
+
+    /// Revokes the principal's token until it would have expired anyway.
+    pub async fn revoke(&self, principal: &Principal) -> Result<(), AuthError> {
+        match &principal.jti {
+            Some(jti) => self.revocations.revoke(jti, principal.expires_at).await,
+            None => Ok(()),
+        }
+    }
+
+    fn principal(&self, claims: Claims) -> Principal {
+        let uid = claims
+            .user_id
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .or(claims.sub.clone())
+            .unwrap_or_default();
+        let username = claims
+            .username
+            .or(claims.sub)
+            .unwrap_or_else(|| uid.clone());
+        let mut groups = claims.groups;
+        groups.extend(self.memberships.get(&username).cloned().unwrap_or_default());
+        groups.sort();
+        groups.dedup();
+        Principal {
+            uid,
+            username,
+            groups,
+            expires_at: claims.exp,
+            jti: claims.jti,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("auth configuration: {0}")]
+pub struct AuthSetupError(String);
+
+fn jwt_secret(auth: &AuthConfig) -> Vec<u8> {
+    if !auth.jwt_secret.is_empty() {
+        return auth.jwt_secret.as_bytes().to_vec();
+    }
+    if let Ok(secret) = std::env::var("OPSDECK_JWT_SECRET")
+        && !secret.is_empty()
+    {
+        return secret.into_bytes();
+    }
+    tracing::warn!(
+        "no auth.jwt_secret or OPSDECK_JWT_SECRET: using a random secret; logins will not survive a restart nor work across relays"
+    );
+    rand::random::<[u8; 32]>().to_vec()
+}
+
+fn memberships(
+    groups: &BTreeMap<String, Vec<String>>,
+    auth: &AuthConfig,
+) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (group, members) in groups {
+        for member in members {
+            out.entry(member.clone()).or_default().push(group.clone());
+        }
+    }
+    for user in &auth.users {
+        out.entry(user.username.clone())
+            .or_default()
+            .extend(user.groups.iter().cloned());
+    }
+    out
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// An argon2id PHC string for `password`, for config files.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Revoked token ids until their expiry: in this process, and in Redis when configured so
+/// that a logout on one relay holds on all of them.
+struct Revocations {
+    local: Mutex<HashMap<String, u64>>,
+    redis: Option<Arc<RedisLink>>,
+}
+
+impl Revocations {
+    fn new(redis: Option<Arc<RedisLink>>) -> Self {
+        Self {
+            local: Mutex::new(HashMap::new()),
+            redis,
+        }
+    }
+
+    fn key(jti: &str) -> String {
+        format!("opsdeck:revoked:{jti}")
+    }
+
+    async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), AuthError> {
+        {
+            let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+            let now = unix_now();
+            local.retain(|_, exp| *exp > now);
+            local.insert(jti.to_owned(), expires_at);
+        }
+        if let Some(redis) = &self.redis {
+            let ttl = expires_at.saturating_sub(unix_now()).max(1);
+            let mut conn = redis
+                .connection()
+                .await
+                .map_err(|e| AuthError::RevocationUnavailable(e.to_string()))?;
+            redis::cmd("SET")
+                .arg(Self::key(jti))
+                .arg(1)
+                .arg("EX")
+                .arg(ttl)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| AuthError::RevocationUnavailable(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
+        let locally = self
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(jti);
+        if locally {
+            return Ok(true);
+        }
+        let Some(redis) = &self.redis else {
+            return Ok(false);
+        };
+        let mut conn = redis
+            .connection()
+            .await
+            .map_err(|e| AuthError::RevocationUnavailable(e.to_string()))?;
+        redis::cmd("EXISTS")
+            .arg(Self::key(jti))
+            .query_async::<bool>(&mut conn)
+            .await
+            .map_err(|e| AuthError::RevocationUnavailable(e.to_string()))
+    }
+}
+
+/// Finds the token in a request: `Authorization: Bearer`, then a `bearer.<token>`
+/// WebSocket subprotocol, then the `X-Token` cookie.
+pub fn token_from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(token.trim().to_owned());
+    }
+    if let Some(token) = header("sec-websocket-protocol").and_then(|v| {
+        v.split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX))
+    }) {
+        return Some(token.to_owned());
+    }
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == TOKEN_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator(extra: &str) -> Authenticator {
+        let hash = hash_password("pw").unwrap();
+        let text = format!(
+            "[auth]\njwt_secret = \"s3cret\"\n{extra}\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"ops\"]\n"
+        );
+        let config = Config::from_toml(&text, "test").unwrap();
+        Authenticator::new(&config, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn login_mints_a_token_that_verifies() {
+        let auth = authenticator("");
+        let (token, principal) = auth.login("alice", "pw").await.unwrap();
+        assert_eq!(principal.username, "alice");
+        assert_eq!(principal.groups, vec!["ops".to_string()]);
+        assert_eq!(auth.verify(&token).await.unwrap(), principal);
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_user_read_the_same() {
+        let auth = authenticator("");
+        let a = auth.login("alice", "nope").await.unwrap_err().to_string();
+        let b = auth.login("mallory", "pw").await.unwrap_err().to_string();
+        assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn simplejwt_access_tokens_are_accepted_and_refresh_tokens_are_not() {
+        let auth = authenticator("");
+        let key = EncodingKey::from_secret(b"s3cret");
+        let exp = unix_now() + 60;
+        let access =
+            serde_json::json!({"token_type": "access", "exp": exp, "jti": "j1", "user_id": 42});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &access, &key).unwrap();
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(principal.uid, "42");
+        assert_eq!(principal.username, "42");
+        let refresh =
+            serde_json::json!({"token_type": "refresh", "exp": exp, "jti": "j2", "user_id": 42});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &refresh, &key).unwrap();
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_forged_and_revoked_tokens_are_refused() {
+        let auth = authenticator("");
+        let past = serde_json::json!({"sub": "alice", "exp": unix_now() - 1});
+        let key = EncodingKey::from_secret(b"s3cret");
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &key).unwrap();
+        assert!(matches!(auth.verify(&token).await, Err(AuthError::Expired)));
+
+        let forged_key = EncodingKey::from_secret(b"guess");
+        let claims = serde_json::json!({"sub": "alice", "exp": unix_now() + 60});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &forged_key).unwrap();
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+
+        let (token, principal) = auth.login("alice", "pw").await.unwrap();
+        auth.revoke(&principal).await.unwrap();
+        assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
+    }
+
+    #[test]
+    fn token_is_found_in_header_subprotocol_or_cookie() {
+        use warp::http::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_static("a=b; X-Token=tok3"));
+        assert_eq!(token_from_headers(&h).as_deref(), Some("tok3"));
+        h.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("opsdeck, bearer.tok2"),
+        );
+        assert_eq!(token_from_headers(&h).as_deref(), Some("tok2"));
+        h.insert("authorization", HeaderValue::from_static("Bearer tok1"));
+        assert_eq!(token_from_headers(&h).as_deref(), Some("tok1"));
+    }
+}

@@ -1,0 +1,322 @@
+//! SSH terminals through russh: an interactive PTY shell on a configured host.
+//!
+//! Host keys are checked against a known_hosts file; an unknown or changed key refuses
+//! the connection with the fingerprint and what to do. The channel buffer is kept small so
+//! that when the session stops reading, russh stops reading the socket and the SSH window
+//! closes on the remote program instead of output piling up in the relay.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::TermSize;
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+
+use super::{
+    BackendError, ExitInfo, TerminalEvent, TerminalInput, TerminalOutput, TerminalStreams,
+};
+use crate::config::SshHost;
+
+/// Messages russh may hold per channel before it stops reading the socket (each at most
+/// one SSH packet, 32 KiB).
+const CHANNEL_BUFFER: usize = 8;
+/// SSH flow-control window offered to the server.
+const WINDOW_BYTES: u32 = 1024 * 1024;
+
+/// Connects, authenticates and starts a login shell in a PTY of `size`.
+pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, BackendError> {
+    let config = Arc::new(client::Config {
+        channel_buffer_size: CHANNEL_BUFFER,
+        window_size: WINDOW_BYTES,
+        nodelay: true,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        ..client::Config::default()
+    });
+    let verdict = Arc::new(Mutex::new(None));
+    let checker = HostKeyCheck {
+        address: host.address.clone(),
+        port: host.port,
+        known_hosts: known_hosts_path(host),
+        verdict: verdict.clone(),
+    };
+    let target = format!("{}:{}", host.address, host.port);
+    let connecting = client::connect(config, (host.address.as_str(), host.port), checker);
+    let mut handle = match tokio::time::timeout(host.connect_timeout, connecting).await {
+        Err(_) => {
+            return Err(BackendError::Unreachable(format!(
+                "SSH host {} ({target}) did not answer within {} s",
+                host.id,
+                host.connect_timeout.as_secs()
+            )));
+        }
+        Ok(Err(e)) => {
+            let refused_key = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
+            return Err(match refused_key {
+                Some(reason) => BackendError::HostKey(reason),
+                None => BackendError::Unreachable(format!(
+                    "cannot reach SSH host {} ({target}): {e}",
+                    host.id
+                )),
+            });
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    authenticate(&mut handle, host).await?;
+    let failed = |e: russh::Error| {
+        BackendError::Failed(format!("SSH host {} refused a shell: {e}", host.id))
+    };
+    let channel = handle.channel_open_session().await.map_err(failed)?;
+    channel
+        .request_pty(
+            false,
+            "xterm-256color",
+            size.cols.into(),
+            size.rows.into(),
+            0,
+            0,
+            &[],
+        )
+        .await
+        .map_err(failed)?;
+    channel.request_shell(false).await.map_err(failed)?;
+    let (read, write) = channel.split();
+    Ok(TerminalStreams {
+        output: Box::new(SshOutput {
+            read,
+            exit: ExitInfo::default(),
+            host: host.id.clone(),
+            _handle: handle,
+        }),
+        input: Box::new(SshInput { write }),
+    })
+}
+
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    host: &SshHost,
+) -> Result<(), BackendError> {
+    let who = format!("{}@{}", host.username, host.id);
+    let failed =
+        |e: russh::Error| BackendError::AuthFailed(format!("SSH login as {who} failed: {e}"));
+    let result = if let Some(path) = &host.private_key_file {
+        let passphrase = host
+            .private_key_passphrase_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok());
+        let key = russh::keys::load_secret_key(path, passphrase.as_deref()).map_err(|e| {
+            BackendError::AuthFailed(format!(
+                "cannot load the private key {} for {who}: {e}",
+                path.display()
+            ))
+        })?;
+        let hash: Option<HashAlg> = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(failed)?
+            .flatten();
+        handle
+            .authenticate_publickey(
+                &host.username,
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
+            .await
+            .map_err(failed)?
+    } else {
+        let var = host.password_env.as_deref().unwrap_or_default();
+        let password = std::env::var(var).map_err(|_| {
+            BackendError::AuthFailed(format!(
+                "no password for {who}: set the environment variable {var}"
+            ))
+        })?;
+        handle
+            .authenticate_password(&host.username, password)
+            .await
+            .map_err(failed)?
+    };
+    match result {
+        AuthResult::Success => Ok(()),
+        AuthResult::Failure { .. } => Err(BackendError::AuthFailed(format!(
+            "SSH host {} refused the credentials for user {}",
+            host.id, host.username
+        ))),
+    }
+}
+
+fn known_hosts_path(host: &SshHost) -> PathBuf {
+    host.known_hosts_file.clone().unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".ssh").join("known_hosts")
+    })
+}
+
+/// Verifies the server's host key against known_hosts; never accepts an unknown key.
+struct HostKeyCheck {
+    address: String,
+    port: u16,
+    known_hosts: PathBuf,
+    /// Why a key was refused, for the error the user sees.
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            self.refuse(format!(
+                "{}:{} offered a host certificate; configure its plain host key in {}",
+                self.address,
+                self.port,
+                self.known_hosts.display()
+            ));
+            return Ok(false);
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        let where_ = format!("{}:{}", self.address, self.port);
+        match russh::keys::check_known_hosts_path(&self.address, self.port, key, &self.known_hosts) {
+            Ok(true) => return Ok(true),
+            Ok(false) => self.refuse(format!(
+                "host key of {where_} ({fingerprint}) is not in {}; verify it and add it there",
+                self.known_hosts.display()
+            )),
+            Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
+                "HOST KEY MISMATCH for {where_}: it now presents {fingerprint}, unlike line {line} of {}; someone may be intercepting the connection",
+                self.known_hosts.display()
+            )),
+            Err(e) => self.refuse(format!(
+                "cannot check the host key of {where_} against {}: {e}",
+                self.known_hosts.display()
+            )),
+        }
+        Ok(false)
+    }
+}
+
+impl HostKeyCheck {
+    fn refuse(&self, reason: String) {
+        tracing::warn!("{reason}");
+        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+}
+
+struct SshOutput {
+    read: ChannelReadHalf,
+    exit: ExitInfo,
+    host: String,
+    /// Keeps the SSH connection open as long as its output is read.
+    _handle: Handle<HostKeyCheck>,
+}
+
+#[async_trait]
+impl TerminalOutput for SshOutput {
+    async fn next(&mut self) -> TerminalEvent {
+        loop {
+            match self.read.wait().await {
+                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    return TerminalEvent::Output(data);
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    self.exit.status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX));
+                }
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    self.exit.signal = Some(format!("{signal_name:?}"));
+                }
+                Some(ChannelMsg::Close) => return TerminalEvent::Exited(self.exit.clone()),
+                Some(_) => {}
+                None if self.exit != ExitInfo::default() => {
+                    return TerminalEvent::Exited(self.exit.clone());
+                }
+                None => {
+                    return TerminalEvent::Failed(format!(
+                        "the SSH connection to {} was lost",
+                        self.host
+                    ));
+                }
+            }
+        }
+    }
+}
+
+struct SshInput {
+    write: ChannelWriteHalf<client::Msg>,
+}
+
+#[async_trait]
+impl TerminalInput for SshInput {
+    async fn write(&mut self, data: Bytes) -> Result<(), BackendError> {
+        self.write
+            .data_bytes(data)
+            .await
+            .map_err(|e| BackendError::Failed(format!("cannot write to the SSH channel: {e}")))
+    }
+
+    async fn resize(&mut self, size: TermSize) -> Result<(), BackendError> {
+        self.write
+            .window_change(size.cols.into(), size.rows.into(), 0, 0)
+            .await
+            .map_err(|e| BackendError::Failed(format!("cannot resize the SSH terminal: {e}")))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.write.eof().await;
+        let _ = self.write.close().await;
+    }
+}
+
+/// The `/ws/ssh/{host_id}` endpoint.
+pub struct SshStream {
+    pub host_id: String,
+    pub query: String,
+}
+
+#[async_trait]
+impl crate::endpoints::StreamOpener for SshStream {
+    fn backend(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn target(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<crate::access::TargetRef, crate::endpoints::Refusal> {
+        match config.ssh_host(&self.host_id) {
+            Some(_) => Ok(crate::access::TargetRef::Ssh(self.host_id.clone())),
+            None => Err(crate::endpoints::Refusal::new(
+                common::CloseCode::NotFound,
+                format!("no SSH host {:?} is configured", self.host_id),
+            )),
+        }
+    }
+
+    async fn open(
+        &self,
+        state: &Arc<crate::server::AppState>,
+        who: &crate::auth::Principal,
+    ) -> Result<Box<dyn crate::backend::Attachment>, crate::endpoints::Refusal> {
+        let query = crate::endpoints::TerminalQuery::parse(&self.query)?;
+        let host = state
+            .config()
+            .ssh_host(&self.host_id)
+            .cloned()
+            .ok_or_else(|| {
+                crate::endpoints::Refusal::new(common::CloseCode::NotFound, "host vanished")
+            })?;
+        let label = crate::session::SessionLabel {
+            owner_uid: who.uid.clone(),
+            backend: "ssh",
+            target: format!("ssh:{}", self.host_id),
+        };
+        crate::endpoints::open_terminal(state, label, &query, |size| async move {
+            open(&host, size).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,387 @@
+//! The relay's configuration: typed, with documented defaults.
+//!
+//! Loaded from a TOML file (`--config` or `OPSDECK_CONFIG`); with neither, the embedded
+//! demo configuration (`relay/default-config.toml`) is used. `config.example.toml` at the
+//! repository root shows every option with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The embedded demo configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; pass --config with a readable file")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin} is not valid: {source}")]
+    Parse {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config is not consistent: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the relay listens on. Default `127.0.0.1:8080`.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Origins (scheme://host[:port]) whose pages may use the relay, besides the relay's own.
+    /// A WebSocket or API request from any other Origin gets HTTP 403. Default: none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Folder of the built browser app, served at `/`. Default `dist`; when it does not
+    /// exist the relay runs API-only (the app is hosted elsewhere, e.g. on a CDN).
+    #[serde(default = "defaults::static_dir")]
+    pub static_dir: PathBuf,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub keepalive: Keepalive,
+    #[serde(default)]
+    pub sessions: Sessions,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Group name → member user names.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Who may open what; anything not granted here is denied.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    #[serde(default)]
+    pub ssh_hosts: Vec<SshHost>,
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+/// Bounds on what any one client can make the relay hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest WebSocket frame accepted from a browser; larger ones get an error frame.
+    /// Default 1 MiB.
+    pub max_frame_bytes: usize,
+    /// Terminal output kept per session for replay on reconnect. Default 1 MiB.
+    pub terminal_buffer_bytes: usize,
+    /// Open terminal sessions per user (attached or in their grace period). Default 32.
+    pub max_sessions_per_user: usize,
+    /// Concurrent WebSocket connections per relay. Default 20000.
+    pub max_connections: usize,
+}
+
+/// Keeping idle WebSockets alive through proxies, and noticing dead peers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    /// How often the relay pings each WebSocket; below common proxy idle timeouts
+    /// (nginx: 60 s). Default 25 s.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A peer that sends nothing (not even a pong) for this long is dropped. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+}
+
+/// Terminal sessions outlive their WebSocket for a while, so a network blip loses nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// How long a session without a WebSocket stays alive for a reconnect. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of tokens minted by `POST /api/login`. Default 12 h.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// HS256 secret for minting and checking tokens. When empty, `OPSDECK_JWT_SECRET` is
+    /// used; when that is unset too, a random secret is made at start (tokens then do not
+    /// survive a restart and are not shared between relays).
+    pub jwt_secret: String,
+    /// PEM file of an RSA public key: RS256 tokens signed by its private key (e.g. minted by
+    /// an existing app) are accepted too.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Mark the login cookie `Secure` (sent over HTTPS only). Default true; set false only
+    /// for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// The login cookie's SameSite: "Strict" (default), "Lax" or "None" (cross-site app
+    /// hosting; requires cookie_secure).
+    pub cookie_same_site: String,
+    /// Built-in users.
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    /// An argon2 PHC string (`$argon2id$...`), e.g. from `opsdeck-relay hash-password`.
+    pub password_hash: String,
+    /// Extra groups, besides those listing this user in `[groups]`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One permission rule: the subjects it applies to and the targets they may open.
+/// `"*"` in a target list matches every id.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// SSH host ids.
+    #[serde(default)]
+    pub ssh: Vec<String>,
+    /// Kubernetes `cluster/namespace` pairs (`cluster/*` for all of a cluster's).
+    #[serde(default)]
+    pub k8s: Vec<String>,
+    /// File ids.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Chat room ids.
+    #[serde(default)]
+    pub chat: Vec<String>,
+    /// Job output streams.
+    #[serde(default)]
+    pub jobs: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHost {
+    pub id: String,
+    /// Shown in the target picker; defaults to the id.
+    #[serde(default)]
+    pub label: Option<String>,
+    pub address: String,
+    #[serde(default = "defaults::ssh_port")]
+    pub port: u16,
+    pub username: String,
+    /// Private key file (OpenSSH format).
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the key's passphrase, if it has one.
+    #[serde(default)]
+    pub private_key_passphrase_env: Option<String>,
+    /// Name of an environment variable holding the password (never the password itself,
+    /// so config files can be shared).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// known_hosts file the host key is checked against. Default `~/.ssh/known_hosts`.
+    /// An unknown or changed key refuses the connection.
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+    /// Give up connecting after this long. Default 10 s.
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub id: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn static_dir() -> PathBuf {
+        PathBuf::from("dist")
+    }
+    pub fn ssh_port() -> u16 {
+        22
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1024 * 1024,
+            terminal_buffer_bytes: 1024 * 1024,
+            max_sessions_per_user: 32,
+            max_connections: 20_000,
+        }
+    }
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            peer_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(12 * 3600),
+            jwt_secret: String::new(),
+            jwt_public_key_file: None,
+            cookie_secure: true,
+            cookie_same_site: "Strict".into(),
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn embedded_default() -> Self {
+        // The embedded file is checked by a unit test, so this cannot fail in a release.
+        Self::from_toml(DEFAULT_CONFIG, "embedded default").expect("embedded config is valid")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.limits.terminal_buffer_bytes < 64 * 1024 {
+            return invalid("limits.terminal_buffer_bytes must be at least 65536".into());
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            return invalid("limits.max_frame_bytes must be at least 1024".into());
+        }
+        if self.keepalive.ping_interval.is_zero()
+            || self.keepalive.peer_timeout <= self.keepalive.ping_interval
+        {
+            return invalid(
+                "keepalive.peer_timeout must be longer than keepalive.ping_interval (> 0)".into(),
+            );
+        }
+        if !matches!(
+            self.auth.cookie_same_site.as_str(),
+            "Strict" | "Lax" | "None"
+        ) {
+            return invalid("auth.cookie_same_site must be Strict, Lax or None".into());
+        }
+        if self.auth.cookie_same_site == "None" && !self.auth.cookie_secure {
+            return invalid(
+                "auth.cookie_same_site = \"None\" requires cookie_secure = true".into(),
+            );
+        }
+        check_unique("ssh_hosts", self.ssh_hosts.iter().map(|h| &h.id))?;
+        check_unique("files", self.files.iter().map(|f| &f.id))?;
+        check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
+        for host in &self.ssh_hosts {
+            if host.private_key_file.is_none() && host.password_env.is_none() {
+                return invalid(format!(
+                    "ssh host {:?} needs private_key_file or password_env",
+                    host.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ssh_host(&self, id: &str) -> Option<&SshHost> {
+        self.ssh_hosts.iter().find(|h| h.id == id)
+    }
+
+    pub fn file(&self, id: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.id == id)
+    }
+}
+
+fn check_unique<'a>(
+    section: &str,
+    ids: impl Iterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(ConfigError::Invalid(format!(
+                "{section}: id {id:?} appears twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::embedded_default();
+        assert!(!config.auth.users.is_empty());
+        assert!(!config.ssh_hosts.is_empty());
+        assert!(!config.files.is_empty());
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../config.example.toml");
+        Config::from_toml(text, "config.example.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_options_are_refused_with_their_name() {
+        let err = Config::from_toml("listn = \"0.0.0.0:1\"", "test").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn durations_read_as_human_text() {
+        let config = Config::from_toml("[sessions]\ngrace_period = \"5s\"", "test").unwrap();
+        assert_eq!(config.sessions.grace_period, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,224 @@
+//! The one loop between a WebSocket and a stream, used by every backend.
+//!
+//! It sends what the [`Attachment`] produces (waiting on the browser, which is what pushes
+//! back on a fast backend), hands the browser's frames to it, pings the browser so proxies
+//! keep the socket open and dead peers are noticed, and closes with a code and a reason when
+//! the token expires or is revoked, the permission is withdrawn, the relay shuts down or the
+//! stream ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::close::truncate_reason;
+use common::server::{ErrorCode, StreamEvent};
+use common::{ClientFrame, CloseCode};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use warp::ws::{Message, WebSocket};
+
+use crate::access::{self, TargetRef};
+use crate::auth::{AuthError, Principal, unix_now};
+use crate::backend::{Attachment, Inbound, InputRefused, Outbound};
+use crate::server::AppState;
+
+/// Who is on the socket and what they opened, for the checks made while it lives.
+pub struct PumpContext {
+    pub state: Arc<AppState>,
+    pub principal: Principal,
+    pub target: TargetRef,
+    /// Metrics label.
+    pub backend: &'static str,
+}
+
+/// How a pump run ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The relay closed the socket with this code.
+    Closed(CloseCode, String),
+    /// The browser closed it or the connection broke.
+    PeerGone,
+}
+
+pub async fn run(
+    mut ws: WebSocket,
+    mut attachment: Box<dyn Attachment>,
+    ctx: PumpContext,
+) -> PumpEnd {
+    let state = ctx.state.clone();
+    let limits = state.config().limits.clone();
+    let keepalive = state.config().keepalive.clone();
+    let bytes_out = state
+        .metrics
+        .bytes
+        .with_label_values(&[ctx.backend, "to_browser"]);
+    let bytes_in = state
+        .metrics
+        .bytes
+        .with_label_values(&[ctx.backend, "from_browser"]);
+    let expiry = token_deadline(&ctx.principal);
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + keepalive.ping_interval,
+        keepalive.ping_interval,
+    );
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let send_timeout = keepalive.peer_timeout;
+
+    let end = loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => {
+                break PumpEnd::Closed(CloseCode::GoingAway, "the relay is shutting down".into());
+            }
+            () = tokio::time::sleep_until(expiry) => {
+                break PumpEnd::Closed(CloseCode::TokenExpired, "your login expired; log in again".into());
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= keepalive.peer_timeout {
+                    break PumpEnd::Closed(CloseCode::IdleTimeout, format!(
+                        "no answer to pings for {} s", keepalive.peer_timeout.as_secs()));
+                }
+                if let Some(end) = recheck(&ctx).await {
+                    break end;
+                }
+                if !send(&mut ws, Message::ping(Vec::new()), send_timeout).await {
+                    break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
+                }
+            }
+            incoming = ws.next() => {
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => break broken_frame(e),
+                    None => break PumpEnd::PeerGone,
+                };
+                last_heard = Instant::now();
+                if let Some((code, _)) = message.close_frame() {
+                    if code == CloseCode::Normal.code() {
+                        attachment.end();
+                    }
+                    break PumpEnd::PeerGone;
+                }
+                if message.is_ping() || message.is_pong() {
+                    continue;
+                }
+                bytes_in.inc_by(message.as_bytes().len() as u64);
+                if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
+                    let frame = StreamEvent::Error { code: refused.code, message: refused.message };
+                    if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
+                        break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
+                    }
+                }
+            }
+            outgoing = attachment.next() => {
+                let message = match outgoing {
+                    Outbound::Binary(bytes) => {
+                        bytes_out.inc_by(bytes.len() as u64);
+                        Message::binary(bytes)
+                    }
+                    Outbound::Text(frame) => Message::text(frame.to_json()),
+                    Outbound::Close(code, reason) => break PumpEnd::Closed(code, reason),
+                };
+                if !send(&mut ws, message, send_timeout).await {
+                    break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
+                }
+            }
+        }
+    };
+    if let PumpEnd::Closed(code, reason) = &end {
+        close(&mut ws, *code, reason).await;
+    }
+    // Dropping the attachment detaches it (or ends it, if the browser said so).
+    drop(attachment);
+    end
+}
+
+/// Sends a close frame with a reason and waits briefly for the browser to acknowledge.
+pub async fn close(ws: &mut WebSocket, code: CloseCode, reason: &str) {
+    let frame = Message::close_with(code.code(), truncate_reason(reason).to_owned());
+    let _ = timeout(Duration::from_secs(5), async {
+        if ws.send(frame).await.is_ok() {
+            // Drain until the browser's close arrives, so the close is orderly.
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+async fn send(ws: &mut WebSocket, message: Message, limit: Duration) -> bool {
+    matches!(timeout(limit, ws.send(message)).await, Ok(Ok(())))
+}
+
+fn token_deadline(principal: &Principal) -> Instant {
+    let left = principal.expires_at.saturating_sub(unix_now());
+    Instant::now() + Duration::from_secs(left)
+}
+
+/// The checks repeated at each keepalive: the token is still valid and the user may still
+/// open the target.
+async fn recheck(ctx: &PumpContext) -> Option<PumpEnd> {
+    match ctx.state.auth.check_not_revoked(&ctx.principal).await {
+        Err(AuthError::Revoked) => {
+            return Some(PumpEnd::Closed(
+                CloseCode::TokenRevoked,
+                "you were logged out".into(),
+            ));
+        }
+        Err(e) => tracing::warn!("revocation check failed, keeping the session: {e}"),
+        Ok(()) => {}
+    }
+    if !access::permits(&ctx.state.config(), &ctx.principal, &ctx.target) {
+        return Some(PumpEnd::Closed(
+            CloseCode::PermissionRevoked,
+            format!("you may no longer open {}", ctx.target),
+        ));
+    }
+    None
+}
+
+fn broken_frame(error: warp::Error) -> PumpEnd {
+    let text = error.to_string();
+    if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
+        return PumpEnd::Closed(
+            CloseCode::BadRequest,
+            "a text frame was not valid UTF-8".into(),
+        );
+    }
+    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+        return PumpEnd::Closed(CloseCode::MessageTooBig, format!("frame refused: {text}"));
+    }
+    tracing::debug!("websocket error: {text}");
+    PumpEnd::PeerGone
+}
+
+async fn handle_incoming(
+    message: Message,
+    max_frame_bytes: usize,
+    attachment: &mut dyn Attachment,
+) -> Result<(), InputRefused> {
+    let size = message.as_bytes().len();
+    if size > max_frame_bytes {
+        return Err(InputRefused {
+            code: ErrorCode::TooLarge,
+            message: format!(
+                "frame of {size} bytes is larger than the limit of {max_frame_bytes} bytes"
+            ),
+        });
+    }
+    let input = if message.is_text() {
+        let text = message.to_str().map_err(|()| InputRefused {
+            code: ErrorCode::BadFrame,
+            message: "text frames must be valid UTF-8".into(),
+        })?;
+        let frame = ClientFrame::parse(text).map_err(|e| InputRefused {
+            code: ErrorCode::BadFrame,
+            message: e.to_string(),
+        })?;
+        Inbound::Frame(frame)
+    } else {
+        Inbound::Binary(message.into_bytes())
+    };
+    attachment.input(input).await
+}

@@ -1,0 +1,474 @@
+//! Every route of the relay in one place, the shared state they use, and start/shutdown.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
+//! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
+//! | `GET /ws/ssh/{host_id}` | SSH terminal (`backend/ssh.rs`) |
+//! | anything else | the browser app from `static_dir`, when it exists |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use common::api::LoginRequest;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use crate::api;
+use crate::auth::{Authenticator, BEARER_PROTOCOL_PREFIX};
+use crate::backend::ssh::SshStream;
+use crate::config::Config;
+use crate::endpoints::{self, StreamOpener};
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+use crate::session::TerminalRegistry;
+
+/// Largest JSON body accepted by the API.
+const MAX_API_BODY: u64 = 16 * 1024;
+
+/// What every request handler shares.
+pub struct AppState {
+    config: RwLock<Arc<Config>>,
+    pub auth: Authenticator,
+    pub terminals: Arc<TerminalRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub redis: Option<Arc<RedisLink>>,
+    /// Cancelled when the relay shuts down; every pump watches it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let redis = match &config.redis {
+            Some(r) => {
+                Some(Arc::new(RedisLink::new(&r.url).map_err(|e| {
+                    StartError::Config(format!("redis.url: {e}"))
+                })?))
+            }
+            None => None,
+        };
+        let auth = Authenticator::new(&config, redis.clone())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let terminals = TerminalRegistry::new(
+            config.sessions.grace_period,
+            config.limits.terminal_buffer_bytes,
+            config.limits.max_sessions_per_user,
+            metrics.clone(),
+        );
+        Ok(Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            auth,
+            terminals,
+            metrics,
+            redis,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the grants, groups and targets in force (SIGHUP). Open sessions are checked
+    /// against the new grants at their next keepalive.
+    pub fn reload(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}; is another relay running there?")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running relay.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Binds `config.listen` and serves.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Self::start_on(listener, config)
+    }
+
+    /// Serves on a listener the caller bound (tests bind port 0).
+    pub fn start_on(listener: TcpListener, config: Config) -> Result<Self, StartError> {
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let state = AppState::new(config)?;
+        let shutdown = state.shutdown.clone();
+        let server = warp::serve(routes(state.clone()))
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await });
+        let task = tokio::spawn(server.run());
+        tracing::info!(%addr, "relay listening");
+        Ok(Self { addr, state, task })
+    }
+
+    /// Starts shutting down: every WebSocket gets a close frame, every backend is closed.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+        self.state.terminals.end_all();
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+fn with_state(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// All routes.
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| "ok".into_response());
+    let ready = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|state: Arc<AppState>| {
+            if state.shutdown.is_cancelled() {
+                api::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            } else {
+                "ready".into_response()
+            }
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|state: Arc<AppState>| state.metrics.render().into_response());
+
+    let api = api_routes(state.clone());
+    let ws = ws_routes(state.clone());
+    let app = static_routes(state.config().static_dir.clone());
+
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(api)
+        .unify()
+        .or(ws)
+        .unify()
+        .or(app)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::trace::request())
+        .map(Reply::into_response)
+        .boxed()
+}
+
+fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let s = || with_state(state.clone());
+    let headers = warp::header::headers_cloned;
+    let login = warp::path!("api" / "login")
+        .and(warp::post())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(warp::body::content_length_limit(MAX_API_BODY))
+        .and(warp::body::json::<LoginRequest>())
+        .then(api::login);
+    let logout = warp::path!("api" / "logout")
+        .and(warp::post())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::logout);
+    let me = warp::path!("api" / "me")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::whoami);
+    let targets = warp::path!("api" / "targets")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::targets);
+    let preflight = warp::path("api")
+        .and(warp::options())
+        .and(origin_allowed(state.clone()))
+        .map(|| StatusCode::NO_CONTENT.into_response());
+    login
+        .or(logout)
+        .unify()
+        .or(me)
+        .unify()
+        .or(targets)
+        .unify()
+        .or(preflight)
+        .unify()
+        .and(warp::header::optional::<String>("origin"))
+        .and(s())
+        .map(cors)
+        .boxed()
+}
+
+/// CORS for the app hosted on another allowed origin (e.g. a CDN): credentials included.
+fn cors(mut response: Response, origin: Option<String>, state: Arc<AppState>) -> Response {
+    let Some(origin) = origin else {
+        return response;
+    };
+    if !state.config().allowed_origins.contains(&origin) {
+        return response;
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, authorization"),
+        );
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let ssh = warp::path!("ws" / "ssh" / String)
+        .and(raw_query())
+        .map(|host_id, query| SshStream { host_id, query });
+    upgrade(state, ssh)
+}
+
+/// Origin check, WebSocket upgrade, then the endpoint's own work.
+fn upgrade<O: StreamOpener>(
+    state: Arc<AppState>,
+    opener: impl Filter<Extract = (O,), Error = Rejection> + Clone + Send + Sync + 'static,
+) -> BoxedFilter<(Response,)> {
+    opener
+        .and(origin_allowed(state.clone()))
+        .and(warp::ws())
+        .and(warp::header::headers_cloned())
+        .and(with_state(state))
+        .map(
+            |opener: O, ws: warp::ws::Ws, headers: HeaderMap, state: Arc<AppState>| {
+                let limit = state.config().limits.max_frame_bytes.saturating_mul(4);
+                let protocol = chosen_subprotocol(&headers);
+                let reply = ws
+                    .max_message_size(limit)
+                    .max_frame_size(limit)
+                    .on_upgrade(move |socket| endpoints::serve(socket, state, headers, opener));
+                let mut response = reply.into_response();
+                if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+                    response
+                        .headers_mut()
+                        .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+                }
+                response
+            },
+        )
+        .boxed()
+}
+
+/// Browsers fail a handshake whose response names no subprotocol when they offered some:
+/// answer with the first offered one that is not a token.
+fn chosen_subprotocol(headers: &HeaderMap) -> Option<String> {
+    let offered: Vec<&str> = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    offered
+        .iter()
+        .find(|p| !p.starts_with(BEARER_PROTOCOL_PREFIX))
+        .or(offered.first())
+        .map(|p| (*p).to_owned())
+}
+
+#[derive(Debug)]
+struct ForbiddenOrigin(String);
+impl warp::reject::Reject for ForbiddenOrigin {}
+
+/// Refuses (HTTP 403) a request whose Origin is neither the relay's own nor allowed:
+/// cross-site WebSocket hijacking and CSRF both need a foreign Origin.
+fn origin_allowed(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and(with_state(state))
+        .and_then(
+            |origin: Option<String>, host: Option<String>, state: Arc<AppState>| async move {
+                match origin {
+                    None => Ok(()),
+                    Some(origin) if origin_ok(&origin, host.as_deref(), &state.config()) => Ok(()),
+                    Some(origin) => Err(warp::reject::custom(ForbiddenOrigin(origin))),
+                }
+            },
+        )
+        .untuple_one()
+}
+
+fn origin_ok(origin: &str, host: Option<&str>, config: &Config) -> bool {
+    if config.allowed_origins.iter().any(|o| o == origin) {
+        return true;
+    }
+    let same_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((same_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+}
+
+fn static_routes(dir: PathBuf) -> BoxedFilter<(Response,)> {
+    let index = dir.join("index.html");
+    let files = warp::get()
+        .and(warp::path::full())
+        .and(warp::fs::dir(dir))
+        .map(|path: warp::path::FullPath, file: warp::fs::File| {
+            let cache = if path.as_str() == "/"
+                || path.as_str().ends_with(".html")
+                || path.as_str().ends_with("config.json")
+            {
+                "no-cache"
+            } else {
+                // Trunk names built assets by content hash: they never change.
+                "public, max-age=31536000, immutable"
+            };
+            with_security_headers(
+                warp::reply::with_header(file, header::CACHE_CONTROL, cache).into_response(),
+            )
+        });
+    // Client-side routes (e.g. /terminal/web-1) load the app, which routes itself.
+    let fallback = warp::get()
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            if path.as_str().starts_with("/api/") || path.as_str().starts_with("/ws/") {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+        .and(warp::fs::file(index))
+        .map(|file: warp::fs::File| {
+            with_security_headers(
+                warp::reply::with_header(file, header::CACHE_CONTROL, "no-cache").into_response(),
+            )
+        });
+    files.or(fallback).unify().boxed()
+}
+
+fn with_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such page or endpoint".to_owned())
+    } else if let Some(ForbiddenOrigin(origin)) = rejection.find() {
+        (
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed to use this relay; add it to allowed_origins"),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
+        (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+    } else if let Some(e) = rejection.find::<warp::body::BodyDeserializeError>() {
+        (StatusCode::BAD_REQUEST, format!("bad JSON body: {e}"))
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::UnsupportedMediaType>() {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length is required".to_owned(),
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {rejection:?}"),
+        )
+    };
+    Ok(api::error(status, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_and_listed_origins_are_allowed_others_are_not() {
+        let config =
+            Config::from_toml(r#"allowed_origins = ["https://app.example.com"]"#, "t").unwrap();
+        assert!(origin_ok("http://relay:8080", Some("relay:8080"), &config));
+        assert!(origin_ok(
+            "https://app.example.com",
+            Some("relay:8080"),
+            &config
+        ));
+        assert!(!origin_ok(
+            "https://evil.example",
+            Some("relay:8080"),
+            &config
+        ));
+        assert!(!origin_ok("null", Some("relay:8080"), &config));
+    }
+
+    #[test]
+    fn token_subprotocols_are_not_echoed_when_another_is_offered() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("bearer.abc, opsdeck"),
+        );
+        assert_eq!(chosen_subprotocol(&headers).as_deref(), Some("opsdeck"));
+    }
+}

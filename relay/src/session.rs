@@ -1,0 +1,577 @@
+//! Terminal sessions: a registry of remote shells that outlive their WebSockets.
+//!
+//! A session keeps its output in a ring buffer addressed by byte offset. The attached
+//! WebSocket reads from the ring at its own cursor, so the ring *is* the channel to the
+//! browser: when more than half of it is unsent, the session stops reading from the
+//! backend, which lets the SSH window (or TCP) slow the remote program down. A dropped
+//! WebSocket leaves the session running for the grace period; a reconnect that presents the
+//! session id and the offset it reached gets exactly the bytes after it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use common::server::{ServerFrame, StreamEvent};
+use common::{ClientFrame, CloseCode, Position, StreamKind, TermSize};
+use tokio::sync::{Notify, mpsc};
+
+use crate::backend::{
+    Attachment, ExitInfo, Inbound, InputRefused, Outbound, TerminalEvent, TerminalStreams,
+};
+use crate::metrics::Metrics;
+
+/// Largest binary frame sent to a browser.
+const MAX_CHUNK: usize = 64 * 1024;
+/// Input frames queued for a backend before the browser is made to wait.
+const INPUT_QUEUE: usize = 16;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("session {0} has ended or expired; open a new one")]
+    Gone(String),
+    #[error("session {0} belongs to another user")]
+    NotOwner(String),
+    #[error("session {0} is a terminal on another target")]
+    OtherTarget(String),
+    #[error("position {asked} is beyond the {end} bytes this session has produced")]
+    BeyondEnd { asked: u64, end: u64 },
+    #[error("you already have {0} open terminal sessions; close one first")]
+    TooMany(usize),
+}
+
+impl SessionError {
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Self::Gone(_) => CloseCode::SessionExpired,
+            Self::NotOwner(_) => CloseCode::Forbidden,
+            Self::OtherTarget(_) | Self::BeyondEnd { .. } => CloseCode::BadRequest,
+            Self::TooMany(_) => CloseCode::Forbidden,
+        }
+    }
+}
+
+/// What a session is, for checks on resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLabel {
+    pub owner_uid: String,
+    /// Metrics label: `ssh`, `k8s`.
+    pub backend: &'static str,
+    /// The target id, e.g. `ssh:web-1`.
+    pub target: String,
+}
+
+pub struct TerminalRegistry {
+    sessions: Mutex<HashMap<String, Arc<TerminalSession>>>,
+    grace_period: Duration,
+    buffer_bytes: usize,
+    max_per_user: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl TerminalRegistry {
+    pub fn new(
+        grace_period: Duration,
+        buffer_bytes: usize,
+        max_per_user: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: Mutex::new(HashMap::new()),
+            grace_period,
+            buffer_bytes,
+            max_per_user,
+            metrics,
+        })
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<TerminalSession>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a new session when the user has too many already (checked before connecting
+    /// to the backend, so a refused user costs no SSH handshake).
+    pub fn check_room_for(&self, owner_uid: &str) -> Result<(), SessionError> {
+        let open = self
+            .sessions()
+            .values()
+            .filter(|s| s.label.owner_uid == owner_uid)
+            .count();
+        if open >= self.max_per_user {
+            return Err(SessionError::TooMany(open));
+        }
+        Ok(())
+    }
+
+    /// Registers a connected terminal and attaches the caller to it.
+    pub fn start(
+        self: &Arc<Self>,
+        label: SessionLabel,
+        streams: TerminalStreams,
+    ) -> TerminalAttachment {
+        let (commands, command_rx) = mpsc::channel(INPUT_QUEUE);
+        let session = Arc::new(TerminalSession {
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            label,
+            state: Mutex::new(RingState::new(self.buffer_bytes)),
+            output_ready: Notify::new(),
+            space_ready: Notify::new(),
+            commands,
+        });
+        self.metrics
+            .sessions
+            .with_label_values(&[session.label.backend])
+            .inc();
+        self.sessions().insert(session.id.clone(), session.clone());
+        tokio::spawn(pump_output(session.clone(), streams.output));
+        tokio::spawn(pump_input(streams.input, command_rx));
+        let generation = session.state().attach();
+        TerminalAttachment::new(self.clone(), session, generation, 0, false, None)
+    }
+
+    /// Re-attaches to a session after a reconnect, replaying what came after `position`.
+    pub fn resume(
+        self: &Arc<Self>,
+        id: &str,
+        position: u64,
+        label: &SessionLabel,
+    ) -> Result<TerminalAttachment, SessionError> {
+        let session = self
+            .sessions()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SessionError::Gone(id.to_owned()))?;
+        if session.label.owner_uid != label.owner_uid {
+            return Err(SessionError::NotOwner(id.to_owned()));
+        }
+        if session.label.target != label.target {
+            return Err(SessionError::OtherTarget(id.to_owned()));
+        }
+        let (generation, cursor, gap) = {
+            let mut state = session.state();
+            let end = state.end();
+            if position > end {
+                return Err(SessionError::BeyondEnd {
+                    asked: position,
+                    end,
+                });
+            }
+            let generation = state.attach();
+            let cursor = position.max(state.start);
+            let gap = (position < state.start).then(|| StreamEvent::Gap {
+                message: format!(
+                    "{} bytes of output were no longer kept and cannot be replayed",
+                    state.start - position
+                ),
+                position: Position::count(state.start),
+            });
+            state.sent = cursor;
+            (generation, cursor, gap)
+        };
+        // Wake the previous attachment (it will find itself replaced) and the backend reader
+        // (the rolled-back `sent` may have changed nothing, but waking is cheap).
+        session.output_ready.notify_waiters();
+        session.space_ready.notify_waiters();
+        Ok(TerminalAttachment::new(
+            self.clone(),
+            session,
+            generation,
+            cursor,
+            true,
+            gap,
+        ))
+    }
+
+    /// Ends a session now: hangs up the remote program and forgets the session.
+    pub fn end(&self, id: &str) {
+        let Some(session) = self.sessions().remove(id) else {
+            return;
+        };
+        self.metrics
+            .sessions
+            .with_label_values(&[session.label.backend])
+            .dec();
+        session
+            .state()
+            .finish(CloseCode::Normal, "the session was closed");
+        // The input pump closes the backend when the command channel closes or says so.
+        let _ = session.commands.try_send(Command::Close);
+        session.output_ready.notify_waiters();
+        session.space_ready.notify_waiters();
+    }
+
+    /// Ends every session (relay shutdown).
+    pub fn end_all(&self) {
+        let ids: Vec<String> = self.sessions().keys().cloned().collect();
+        for id in ids {
+            self.end(&id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn detached(self: &Arc<Self>, session: &Arc<TerminalSession>, generation: u64) {
+        let finished = {
+            let mut state = session.state();
+            if state.generation != generation {
+                return; // another connection has taken over
+            }
+            state.attached = false;
+            state.exit.is_some() || state.ended.is_some()
+        };
+        if finished {
+            self.end(&session.id);
+            return;
+        }
+        let registry = self.clone();
+        let session = session.clone();
+        let grace = self.grace_period;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let expired = {
+                let state = session.state();
+                state.generation == generation && !state.attached
+            };
+            if expired {
+                tracing::info!(session = %session.id, "grace period over; ending terminal session");
+                registry.end(&session.id);
+            }
+        });
+    }
+}
+
+enum Command {
+    Write(Bytes),
+    Resize(TermSize),
+    Close,
+}
+
+struct TerminalSession {
+    id: String,
+    label: SessionLabel,
+    state: Mutex<RingState>,
+    /// New output, an exit, an end, or a new attachment.
+    output_ready: Notify,
+    /// The attached browser took output, so the backend reader may go on.
+    space_ready: Notify,
+    commands: mpsc::Sender<Command>,
+}
+
+impl TerminalSession {
+    fn state(&self) -> MutexGuard<'_, RingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends output, waiting while too much of it is unsent.
+    async fn push(&self, mut bytes: Bytes) {
+        while !bytes.is_empty() {
+            let space = self.space_ready.notified();
+            {
+                let mut state = self.state();
+                if state.ended.is_some() {
+                    return;
+                }
+                let room = state.room();
+                if room > 0 {
+                    let n = room.min(bytes.len());
+                    state.append(&bytes.split_to(n));
+                    drop(state);
+                    self.output_ready.notify_waiters();
+                    continue;
+                }
+            }
+            space.await;
+        }
+    }
+}
+
+/// The ring buffer and attachment bookkeeping of one session.
+struct RingState {
+    ring: VecDeque<u8>,
+    capacity: usize,
+    /// Offset of `ring[0]`.
+    start: u64,
+    /// Offset up to which output was handed to a browser.
+    sent: u64,
+    /// Bumped by each attach; an attachment with an older one has been replaced.
+    generation: u64,
+    attached: bool,
+    exit: Option<ExitInfo>,
+    ended: Option<(CloseCode, String)>,
+}
+
+impl RingState {
+    fn new(capacity: usize) -> Self {
+        Self {
+            ring: VecDeque::new(),
+            capacity,
+            start: 0,
+            sent: 0,
+            generation: 0,
+            attached: false,
+            exit: None,
+            ended: None,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.ring.len() as u64
+    }
+
+    /// How much more output may be taken from the backend now. Unsent output is held to
+    /// half the ring, so the half behind `sent` stays available for replay.
+    fn room(&self) -> usize {
+        let unsent = (self.end() - self.sent) as usize;
+        (self.capacity / 2).saturating_sub(unsent)
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        self.ring.extend(bytes);
+        let excess = self.ring.len().saturating_sub(self.capacity);
+        if excess > 0 {
+            self.ring.drain(..excess);
+            self.start += excess as u64;
+        }
+    }
+
+    fn read(&self, cursor: u64) -> Bytes {
+        let from = (cursor - self.start) as usize;
+        let to = (from + MAX_CHUNK).min(self.ring.len());
+        let (a, b) = self.ring.as_slices();
+        let mut out = BytesMut::with_capacity(to - from);
+        if from < a.len() {
+            out.extend_from_slice(&a[from..to.min(a.len())]);
+        }
+        if to > a.len() {
+            out.extend_from_slice(&b[from.saturating_sub(a.len())..to - a.len()]);
+        }
+        out.freeze()
+    }
+
+    fn attach(&mut self) -> u64 {
+        self.generation += 1;
+        self.attached = true;
+        self.generation
+    }
+
+    fn finish(&mut self, code: CloseCode, reason: &str) {
+        if self.ended.is_none() {
+            self.ended = Some((code, reason.to_owned()));
+        }
+    }
+}
+
+async fn pump_output(
+    session: Arc<TerminalSession>,
+    mut output: Box<dyn crate::backend::TerminalOutput>,
+) {
+    loop {
+        let event = tokio::select! {
+            event = output.next() => event,
+            // A session ended from our side (grace over, user closed) stops reading at once.
+            () = ended(&session) => return,
+        };
+        match event {
+            TerminalEvent::Output(bytes) => session.push(bytes).await,
+            TerminalEvent::Exited(info) => {
+                session.state().exit = Some(info);
+                session.output_ready.notify_waiters();
+                return;
+            }
+            TerminalEvent::Failed(reason) => {
+                session
+                    .state()
+                    .finish(CloseCode::BackendUnavailable, &reason);
+                session.output_ready.notify_waiters();
+                return;
+            }
+        }
+    }
+}
+
+async fn ended(session: &TerminalSession) {
+    loop {
+        let woken = session.output_ready.notified();
+        if session.state().ended.is_some() {
+            return;
+        }
+        woken.await;
+    }
+}
+
+async fn pump_input(
+    mut input: Box<dyn crate::backend::TerminalInput>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    while let Some(command) = commands.recv().await {
+        let result = match command {
+            Command::Write(bytes) => input.write(bytes).await,
+            Command::Resize(size) => input.resize(size).await,
+            Command::Close => break,
+        };
+        if let Err(e) = result {
+            tracing::debug!("terminal input failed: {e}");
+            break;
+        }
+    }
+    input.close().await;
+}
+
+/// One WebSocket attached to a terminal session.
+pub struct TerminalAttachment {
+    registry: Arc<TerminalRegistry>,
+    session: Arc<TerminalSession>,
+    generation: u64,
+    cursor: u64,
+    pending: VecDeque<Outbound>,
+    exit_sent: bool,
+    ended_by_user: bool,
+}
+
+impl TerminalAttachment {
+    fn new(
+        registry: Arc<TerminalRegistry>,
+        session: Arc<TerminalSession>,
+        generation: u64,
+        cursor: u64,
+        resumed: bool,
+        gap: Option<StreamEvent>,
+    ) -> Self {
+        let hello = StreamEvent::Connected {
+            stream: StreamKind::Terminal,
+            session: session.id.clone(),
+            position: Position::count(cursor),
+            resumed,
+        };
+        let pending = std::iter::once(hello)
+            .chain(gap)
+            .map(|e| Outbound::Text(e.into()))
+            .collect();
+        Self {
+            registry,
+            session,
+            generation,
+            cursor,
+            pending,
+            exit_sent: false,
+            ended_by_user: false,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
+    /// What there is to send now, if anything.
+    fn ready(&mut self) -> Option<Outbound> {
+        let mut state = self.session.state();
+        if state.generation != self.generation {
+            return Some(Outbound::Close(
+                CloseCode::Replaced,
+                "this session was resumed by another connection".into(),
+            ));
+        }
+        if self.cursor < state.end() {
+            let chunk = state.read(self.cursor);
+            self.cursor += chunk.len() as u64;
+            state.sent = self.cursor;
+            drop(state);
+            self.session.space_ready.notify_waiters();
+            return Some(Outbound::Binary(chunk));
+        }
+        if let Some(exit) = &state.exit {
+            if !self.exit_sent {
+                self.exit_sent = true;
+                return Some(Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
+                    status: exit.status,
+                    signal: exit.signal.clone(),
+                })));
+            }
+            let reason = match (&exit.status, &exit.signal) {
+                (Some(status), _) => format!("the remote program exited with status {status}"),
+                (None, Some(signal)) => format!("the remote program was killed by {signal}"),
+                (None, None) => "the remote program ended".to_owned(),
+            };
+            return Some(Outbound::Close(CloseCode::Normal, reason));
+        }
+        state
+            .ended
+            .as_ref()
+            .map(|(code, reason)| Outbound::Close(*code, reason.clone()))
+    }
+}
+
+#[async_trait]
+impl Attachment for TerminalAttachment {
+    async fn next(&mut self) -> Outbound {
+        if let Some(out) = self.pending.pop_front() {
+            return out;
+        }
+        let session = self.session.clone();
+        loop {
+            let woken = session.output_ready.notified();
+            if let Some(out) = self.ready() {
+                return out;
+            }
+            woken.await;
+        }
+    }
+
+    async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
+        let command = match input {
+            Inbound::Frame(ClientFrame::Input(text)) => Command::Write(Bytes::from(text)),
+            Inbound::Binary(bytes) => Command::Write(bytes),
+            Inbound::Frame(ClientFrame::Resize(size)) => Command::Resize(size),
+            Inbound::Frame(ClientFrame::Chat(_)) => return Err(InputRefused::not_accepted("chat")),
+        };
+        // A closed channel means the program has ended; its exit frame is on the way.
+        let _ = self.session.commands.send(command).await;
+        Ok(())
+    }
+
+    fn end(&mut self) {
+        self.ended_by_user = true;
+    }
+}
+
+impl Drop for TerminalAttachment {
+    fn drop(&mut self) {
+        if self.ended_by_user {
+            let current = self.session.state().generation == self.generation;
+            if current {
+                self.registry.end(&self.session.id);
+            }
+            return;
+        }
+        self.registry.detached(&self.session, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_half_for_replay_and_trims_only_sent_bytes() {
+        let mut ring = RingState::new(8);
+        assert_eq!(ring.room(), 4);
+        ring.append(b"abcd");
+        assert_eq!(ring.room(), 0);
+        ring.sent = 4;
+        assert_eq!(ring.room(), 4);
+        ring.append(b"efgh");
+        ring.sent = 8;
+        ring.append(b"ij");
+        assert_eq!(ring.start, 2);
+        assert_eq!(ring.end(), 10);
+        assert_eq!(&ring.read(2)[..], b"cdefghij");
+        assert_eq!(&ring.read(8)[..], b"ij");
+    }
+}
