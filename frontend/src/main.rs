@@ -1,1 +1,135 @@
-fn main() {}
+//! Opsdeck's browser app: log in, pick a target, and work in a terminal, a log view or a
+//! chat room, with the connection's state always in sight.
+//!
+//! This file mounts the app and routes `location.hash` to a page (see [`route`]). The rest:
+//! - [`config`]: where the relay is (`config.json`, read at start);
+//! - [`api`]: the relay's HTTP API; [`ws`]: the one reconnecting WebSocket all views use;
+//! - [`backoff`], [`resume`], [`conn`], [`logbuf`]: the plain logic behind them;
+//! - [`term`]: xterm.js; [`views`]: one file per page.
+
+mod api;
+mod backoff;
+mod config;
+mod conn;
+mod logbuf;
+mod resume;
+mod route;
+mod term;
+mod views;
+mod ws;
+
+use common::api::Me;
+use leptos::prelude::*;
+
+use crate::route::Route;
+
+/// Who is logged in, shared by every page.
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub me: RwSignal<Option<Me>>,
+}
+
+fn main() {
+    leptos::task::spawn_local(async {
+        let config = api::deploy_config().await;
+        let origin = window().location().origin().unwrap_or_default();
+        config::set(config::Endpoints::resolve(&config, &origin));
+        if let Some(boot) = document().get_element_by_id("boot") {
+            boot.remove();
+        }
+        leptos::mount::mount_to_body(App);
+    });
+}
+
+/// The route of the current `location.hash`.
+fn current_route() -> Route {
+    Route::parse(&window().location().hash().unwrap_or_default())
+}
+
+/// Goes to a page.
+pub fn navigate(route: &Route) {
+    let _ = window().location().set_hash(&route.to_hash());
+}
+
+/// Goes to the login page, coming back to the current page afterwards.
+pub fn go_login() {
+    let here = current_route();
+    if matches!(here, Route::Login { .. }) {
+        return;
+    }
+    let next = match here {
+        Route::Picker | Route::NotFound(_) => None,
+        other => Some(other.to_hash()),
+    };
+    navigate(&Route::Login { next });
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let route = RwSignal::new(current_route());
+    let me = RwSignal::new(None::<Me>);
+    let checked = RwSignal::new(false);
+    let problem = RwSignal::new(None::<String>);
+    provide_context(Session { me });
+
+    let listener = window_event_listener(leptos::ev::hashchange, move |_| {
+        route.set(current_route());
+    });
+    on_cleanup(move || listener.remove());
+
+    leptos::task::spawn_local(async move {
+        match api::me().await {
+            Ok(who) => me.set(Some(who)),
+            Err(api::ApiFailure::Unauthorized(_)) => {}
+            Err(e) => problem.set(Some(e.to_string())),
+        }
+        checked.set(true);
+    });
+
+    // Pages other than login need a login.
+    Effect::new(move |_| {
+        if checked.get()
+            && me.with(Option::is_none)
+            && problem.with(Option::is_none)
+            && !matches!(route.get(), Route::Login { .. })
+        {
+            go_login();
+        }
+    });
+
+    let page = move || {
+        if !checked.get() {
+            return view! { <p class="loading">"Loading…"</p> }.into_any();
+        }
+        match route.get() {
+            Route::Login { next } => view! { <views::login::LoginPage next /> }.into_any(),
+            Route::Picker => view! { <views::picker::PickerPage /> }.into_any(),
+            r @ (Route::Ssh { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
+                view! { <views::terminal::TerminalPage route=r /> }.into_any()
+            }
+            r @ (Route::Tail { .. } | Route::K8sLogs(..)) => {
+                view! { <views::logs::LogsPage route=r /> }.into_any()
+            }
+            Route::Chat { room } => view! { <views::chat::ChatPage room /> }.into_any(),
+            Route::NotFound(_) => view! {
+                <section class="page">
+                    <p id="not-found">"No such page. " <a href="#/">"Back to the targets"</a></p>
+                </section>
+            }
+            .into_any(),
+        }
+    };
+
+    view! {
+        <header id="topbar">
+            <a id="brand" href="#/">"Opsdeck"</a>
+            <span id="page-title">{move || route.get().title()}</span>
+            <views::UserMenu />
+        </header>
+        {move || problem.get().map(|p| view! { <p id="app-error" class="error">{p}</p> })}
+        <main id="page">{page}</main>
+    }
+}
+
+#[cfg(test)]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

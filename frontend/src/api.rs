@@ -1,0 +1,127 @@
+//! The relay's small HTTP API (`/api/...`), with the JSON bodies from `common::api`.
+//!
+//! Every call sends the `X-Token` cookie (`credentials: include`, so it also works when the
+//! relay lives on another origin, see `config`). Failures come back as [`ApiFailure`], whose
+//! `Display` is what the user reads.
+
+use std::fmt;
+
+use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use web_sys::{RequestCache, RequestCredentials};
+
+use crate::config::{self, Config};
+use crate::route::encode;
+
+/// Why an API call did not give its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// 401: not logged in, or wrong password. Carries the relay's message.
+    Unauthorized(String),
+    /// Any other non-success status.
+    Status { status: u16, message: String },
+    /// The relay could not be reached.
+    Network(String),
+    /// The relay answered something that is not the expected JSON.
+    BadBody(String),
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthorized(message) if message.is_empty() => f.write_str("please log in"),
+            Self::Unauthorized(message) => f.write_str(message),
+            Self::Status { status, message } => write!(f, "the relay said {status}: {message}"),
+            Self::Network(e) => write!(f, "could not reach the relay ({e})"),
+            Self::BadBody(e) => write!(f, "unexpected answer from the relay ({e})"),
+        }
+    }
+}
+
+fn with_cookie(builder: RequestBuilder) -> RequestBuilder {
+    builder
+        .credentials(RequestCredentials::Include)
+        .cache(RequestCache::NoStore)
+}
+
+async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiFailure> {
+    let request = request.map_err(|e| ApiFailure::Network(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ApiFailure::Network(e.to_string()))?;
+    if response.ok() {
+        return Ok(response);
+    }
+    let status = response.status();
+    // The relay's error body is `{"error": "..."}`; anything else falls back to the status text.
+    let message = match response.json::<ApiError>().await {
+        Ok(body) => body.error,
+        Err(_) => response.status_text(),
+    };
+    Err(if status == 401 {
+        ApiFailure::Unauthorized(message)
+    } else {
+        ApiFailure::Status { status, message }
+    })
+}
+
+async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ApiFailure> {
+    response
+        .json()
+        .await
+        .map_err(|e| ApiFailure::BadBody(e.to_string()))
+}
+
+async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiFailure> {
+    let response = send(with_cookie(Request::get(&config::http_url(path))).build()).await?;
+    json(response).await
+}
+
+/// `POST /api/login`: on success the relay sets the `X-Token` cookie.
+pub async fn login(username: String, password: String) -> Result<Me, ApiFailure> {
+    let body = LoginRequest { username, password };
+    let request = with_cookie(Request::post(&config::http_url("/api/login"))).json(&body);
+    json(send(request).await?).await
+}
+
+/// `POST /api/logout`.
+pub async fn logout() -> Result<(), ApiFailure> {
+    send(with_cookie(Request::post(&config::http_url("/api/logout"))).build()).await?;
+    Ok(())
+}
+
+/// `GET /api/me`: who is logged in (401 when nobody).
+pub async fn me() -> Result<Me, ApiFailure> {
+    get("/api/me").await
+}
+
+/// `GET /api/targets`.
+pub async fn targets() -> Result<Targets, ApiFailure> {
+    get("/api/targets").await
+}
+
+/// `GET /api/k8s/{cluster}/namespaces/{ns}/pods`.
+pub async fn pods(cluster: &str, namespace: &str) -> Result<Vec<PodInfo>, ApiFailure> {
+    get(&format!(
+        "/api/k8s/{}/namespaces/{}/pods",
+        encode(cluster),
+        encode(namespace)
+    ))
+    .await
+}
+
+/// `config.json` next to `index.html`; missing or malformed means "same origin".
+pub async fn deploy_config() -> Config {
+    let request = Request::get("config.json")
+        .cache(RequestCache::NoStore)
+        .build();
+    let Ok(request) = request else {
+        return Config::default();
+    };
+    match request.send().await {
+        Ok(response) if response.ok() => response.json().await.unwrap_or_default(),
+        _ => Config::default(),
+    }
+}

@@ -1,0 +1,228 @@
+//! What a stream's connection looks like to the user, and what a close means.
+//!
+//! [`ConnState`] is the one value every view shows (`#conn-state`: its text and its
+//! `data-state`). [`on_close`] turns a WebSocket close code (see `common::close`) into what the
+//! socket does next. Both are plain data so the rules are tested without a browser.
+
+use common::CloseCode;
+
+/// Standard codes a browser reports that are not in [`CloseCode`].
+pub mod standard {
+    /// The socket dropped without a close frame (network lost, relay killed).
+    pub const ABNORMAL: u16 = 1006;
+    /// A close frame without a code.
+    pub const NO_STATUS: u16 = 1005;
+    /// The server is restarting.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// The server is overloaded; try later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// A proxy in front of the relay could not reach it.
+    pub const BAD_GATEWAY: u16 = 1014;
+}
+
+/// The state of a stream's connection, as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Opening a socket. `attempt` is 0 for the first connection, then counts retries.
+    Connecting { attempt: u32 },
+    /// The relay said `connected`; `resumed` if an earlier session was picked up.
+    Connected { resumed: bool },
+    /// The connection dropped; the next attempt starts in `in_secs` seconds.
+    Reconnecting {
+        in_secs: u32,
+        attempt: u32,
+        reason: String,
+    },
+    /// The stream is over: no retry unless the user asks.
+    Closed {
+        code: u16,
+        summary: String,
+        reason: String,
+    },
+}
+
+impl ConnState {
+    /// The `data-state` attribute: `connecting`, `connected`, `reconnecting` or `closed`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Connecting { .. } => "connecting",
+            Self::Connected { .. } => "connected",
+            Self::Reconnecting { .. } => "reconnecting",
+            Self::Closed { .. } => "closed",
+        }
+    }
+
+    /// The close code for `data-code` when closed.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Closed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The sentence the user reads.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Connecting { attempt: 0 } => "Connecting…".to_owned(),
+            Self::Connecting { attempt } => format!("Reconnecting… (attempt {attempt})"),
+            Self::Connected { resumed: false } => "Connected".to_owned(),
+            Self::Connected { resumed: true } => "Connected (resumed)".to_owned(),
+            Self::Reconnecting {
+                in_secs, reason, ..
+            } => {
+                let why = if reason.is_empty() {
+                    "Connection lost".to_owned()
+                } else {
+                    format!("Connection lost ({reason})")
+                };
+                format!("{why}; reconnecting in {in_secs} s")
+            }
+            Self::Closed {
+                summary, reason, ..
+            } => {
+                let mut text = format!("Closed: {summary}");
+                if !reason.is_empty() && reason != summary {
+                    text.push_str(&format!(" — {reason}"));
+                }
+                text
+            }
+        }
+    }
+
+    /// Whether the user may ask to connect again now.
+    pub fn can_retry(&self) -> bool {
+        matches!(self, Self::Reconnecting { .. } | Self::Closed { .. })
+    }
+}
+
+/// What the socket does after a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseAction {
+    /// Wait (backoff with jitter), then reconnect and resume where it left off.
+    Reconnect,
+    /// The session is gone (4410): open a new one right away and tell the user.
+    NewSession,
+    /// The login is not (or no longer) valid: go to the login page.
+    Login,
+    /// Stay closed and say why.
+    Stop,
+}
+
+/// Decides what to do after the relay (or the network) closed a stream.
+pub fn on_close(code: u16) -> CloseAction {
+    use standard::*;
+    match CloseCode::from_code(code) {
+        Some(CloseCode::SessionExpired) => CloseAction::NewSession,
+        Some(CloseCode::Unauthenticated | CloseCode::TokenExpired | CloseCode::TokenRevoked) => {
+            CloseAction::Login
+        }
+        Some(c) if c.should_reconnect() => CloseAction::Reconnect,
+        Some(_) => CloseAction::Stop,
+        None => match code {
+            ABNORMAL | NO_STATUS | SERVICE_RESTART | TRY_AGAIN_LATER | BAD_GATEWAY => {
+                CloseAction::Reconnect
+            }
+            _ => CloseAction::Stop,
+        },
+    }
+}
+
+/// What to tell the user about a close code, beside the relay's own reason.
+pub fn summary(code: u16) -> String {
+    match CloseCode::from_code(code) {
+        Some(CloseCode::Forbidden) => "not permitted: you may not open this".to_owned(),
+        Some(c) => c.summary().to_owned(),
+        None => match code {
+            standard::ABNORMAL => "the connection dropped".to_owned(),
+            standard::NO_STATUS => "the relay closed the connection".to_owned(),
+            standard::SERVICE_RESTART => "the relay is restarting".to_owned(),
+            standard::TRY_AGAIN_LATER => "the relay is busy".to_owned(),
+            standard::BAD_GATEWAY => "the relay could not be reached".to_owned(),
+            other => format!("closed with code {other}"),
+        },
+    }
+}
+
+/// The state to show when a stream stops for good after `code`.
+pub fn closed(code: u16, reason: &str) -> ConnState {
+    ConnState::Closed {
+        code,
+        summary: summary(code),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn network_drops_and_relay_restarts_reconnect() {
+        for code in [1001, 1006, 1005, 1011, 1012, 1013, 1014, 4408, 4502] {
+            assert_eq!(on_close(code), CloseAction::Reconnect, "{code}");
+        }
+    }
+
+    #[test]
+    fn login_problems_go_to_the_login_page() {
+        for code in [4401, 4419, 4431] {
+            assert_eq!(on_close(code), CloseAction::Login, "{code}");
+        }
+    }
+
+    #[test]
+    fn an_expired_session_starts_a_new_one() {
+        assert_eq!(on_close(4410), CloseAction::NewSession);
+    }
+
+    #[test]
+    fn final_closes_stop_and_say_why() {
+        for code in [1000, 1009, 4400, 4403, 4404, 4409, 4430, 4999, 3000] {
+            assert_eq!(on_close(code), CloseAction::Stop, "{code}");
+        }
+        let forbidden = closed(4403, "host db1");
+        assert_eq!(forbidden.key(), "closed");
+        assert_eq!(forbidden.code(), Some(4403));
+        assert!(
+            forbidden.label().contains("not permitted"),
+            "{}",
+            forbidden.label()
+        );
+        assert!(forbidden.label().contains("host db1"));
+    }
+
+    #[test]
+    fn every_state_has_a_key_and_a_label() {
+        let states = [
+            ConnState::Connecting { attempt: 0 },
+            ConnState::Connecting { attempt: 2 },
+            ConnState::Connected { resumed: true },
+            ConnState::Reconnecting {
+                in_secs: 3,
+                attempt: 1,
+                reason: "the relay is restarting".into(),
+            },
+            closed(1000, ""),
+        ];
+        let keys: Vec<&str> = states.iter().map(ConnState::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "connecting",
+                "connecting",
+                "connected",
+                "reconnecting",
+                "closed"
+            ]
+        );
+        assert_eq!(states[1].label(), "Reconnecting… (attempt 2)");
+        assert_eq!(
+            states[3].label(),
+            "Connection lost (the relay is restarting); reconnecting in 3 s"
+        );
+        assert_eq!(states[4].label(), "Closed: the session ended");
+        assert!(states[3].can_retry() && states[4].can_retry() && !states[2].can_retry());
+    }
+}

@@ -1,0 +1,343 @@
+//! The app's pages as URL fragments (`#/ssh/web1`), and the relay endpoint behind each.
+//!
+//! Routing lives in the fragment so `dist/` works on any static host or CDN: every URL is
+//! `index.html` as far as the server is concerned, no rewrite rules needed. Parsing and
+//! printing are plain string work, tested without a browser.
+
+/// Every page of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `#/login`, with the page to return to after logging in.
+    Login { next: Option<String> },
+    /// `#/`: the target picker.
+    Picker,
+    /// `#/ssh/{host}`: a terminal on an SSH host.
+    Ssh { host: String },
+    /// `#/k8s/exec/{cluster}/{namespace}/{pod}/{container}`: a terminal in a container.
+    K8sExec(Container),
+    /// `#/k8s/logs/{cluster}/{namespace}/{pod}/{container}?tail_lines=&timestamps=&previous=`.
+    K8sLogs(Container, PodLogOptions),
+    /// `#/tail/{file}?lines=N`: a live file tail.
+    Tail { file: String, lines: u32 },
+    /// `#/chat/{room}`.
+    Chat { room: String },
+    /// `#/job/{token}`: output of a job, read-only.
+    Job { token: String },
+    /// Anything else.
+    NotFound(String),
+}
+
+/// A container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub cluster: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+/// The options of a pod log stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodLogOptions {
+    pub tail_lines: u32,
+    pub timestamps: bool,
+    pub previous: bool,
+}
+
+impl Default for PodLogOptions {
+    fn default() -> Self {
+        Self {
+            tail_lines: DEFAULT_LINES,
+            timestamps: false,
+            previous: false,
+        }
+    }
+}
+
+/// How many earlier lines a log view asks for when it opens.
+pub const DEFAULT_LINES: u32 = 200;
+
+impl Route {
+    /// Parses `location.hash` (with or without the leading `#`).
+    pub fn parse(hash: &str) -> Self {
+        let hash = hash.strip_prefix('#').unwrap_or(hash);
+        let (path, query) = hash.split_once('?').unwrap_or((hash, ""));
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(decode)
+            .collect();
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let param = |name: &str| query_param(query, name);
+        match parts.as_slice() {
+            [] => Self::Picker,
+            ["login"] => Self::Login {
+                next: param("next").filter(|n| n.starts_with("#/")),
+            },
+            ["ssh", host] => Self::Ssh {
+                host: (*host).to_owned(),
+            },
+            ["k8s", "exec", c, ns, pod, ctr] => Self::K8sExec(Container::new(c, ns, pod, ctr)),
+            ["k8s", "logs", c, ns, pod, ctr] => Self::K8sLogs(
+                Container::new(c, ns, pod, ctr),
+                PodLogOptions {
+                    tail_lines: param("tail_lines")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(DEFAULT_LINES),
+                    timestamps: param("timestamps").is_some_and(|v| truthy(&v)),
+                    previous: param("previous").is_some_and(|v| truthy(&v)),
+                },
+            ),
+            ["tail", file] => Self::Tail {
+                file: (*file).to_owned(),
+                lines: param("lines")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(DEFAULT_LINES),
+            },
+            ["chat", room] => Self::Chat {
+                room: (*room).to_owned(),
+            },
+            ["job", token] => Self::Job {
+                token: (*token).to_owned(),
+            },
+            _ => Self::NotFound(hash.to_owned()),
+        }
+    }
+
+    /// The fragment for this page, `#/...`.
+    pub fn to_hash(&self) -> String {
+        match self {
+            Self::Login { next: None } => "#/login".to_owned(),
+            Self::Login { next: Some(next) } => format!("#/login?next={}", encode(next)),
+            Self::Picker => "#/".to_owned(),
+            Self::Ssh { host } => format!("#/ssh/{}", encode(host)),
+            Self::K8sExec(c) => format!("#/k8s/exec/{}", c.path()),
+            Self::K8sLogs(c, o) => format!("#/k8s/logs/{}?{}", c.path(), o.query()),
+            Self::Tail { file, lines } => format!("#/tail/{}?lines={lines}", encode(file)),
+            Self::Chat { room } => format!("#/chat/{}", encode(room)),
+            Self::Job { token } => format!("#/job/{}", encode(token)),
+            Self::NotFound(hash) => format!("#{hash}"),
+        }
+    }
+
+    /// The relay WebSocket path (and query) behind this page, if it has one. Terminals get
+    /// their size from [`terminal_query`].
+    pub fn ws_path(&self) -> Option<String> {
+        match self {
+            Self::Ssh { host } => Some(format!("/ws/ssh/{}", encode(host))),
+            Self::K8sExec(c) => Some(format!("/ws/k8s/exec/{}", c.path())),
+            Self::K8sLogs(c, o) => Some(format!("/ws/k8s/logs/{}?{}", c.path(), o.query())),
+            Self::Tail { file, lines } => Some(format!("/ws/tail/{}?lines={lines}", encode(file))),
+            Self::Chat { room } => Some(format!("/ws/chat/{}", encode(room))),
+            Self::Job { token } => Some(format!("/ws/exec/{}", encode(token))),
+            Self::Login { .. } | Self::Picker | Self::NotFound(_) => None,
+        }
+    }
+
+    /// A short title for the page header.
+    pub fn title(&self) -> String {
+        match self {
+            Self::Login { .. } => "Log in".to_owned(),
+            Self::Picker => "Targets".to_owned(),
+            Self::Ssh { host } => format!("SSH · {host}"),
+            Self::K8sExec(c) => format!("Shell · {}/{}/{}", c.namespace, c.pod, c.container),
+            Self::K8sLogs(c, _) => format!("Logs · {}/{}/{}", c.namespace, c.pod, c.container),
+            Self::Tail { file, .. } => format!("Tail · {file}"),
+            Self::Chat { room } => format!("Chat · {room}"),
+            Self::Job { token } => format!("Job · {token}"),
+            Self::NotFound(_) => "Not found".to_owned(),
+        }
+    }
+}
+
+impl Container {
+    pub fn new(cluster: &str, namespace: &str, pod: &str, container: &str) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+        }
+    }
+
+    /// `{cluster}/{namespace}/{pod}/{container}`, each segment encoded.
+    fn path(&self) -> String {
+        [&self.cluster, &self.namespace, &self.pod, &self.container]
+            .map(|s| encode(s))
+            .join("/")
+    }
+}
+
+impl PodLogOptions {
+    fn query(&self) -> String {
+        format!(
+            "tail_lines={}&timestamps={}&previous={}",
+            self.tail_lines, self.timestamps, self.previous
+        )
+    }
+}
+
+/// The size query of a terminal endpoint: `rows=R&cols=C`.
+pub fn terminal_query(rows: u16, cols: u16) -> String {
+    format!("rows={rows}&cols={cols}")
+}
+
+/// Appends `query` to a path that may already have one.
+pub fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else if path.contains('?') {
+        format!("{path}&{query}")
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+fn truthy(value: &str) -> bool {
+    matches!(value, "1" | "true" | "yes" | "on")
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| decode(v))
+}
+
+/// Percent-encodes one path segment or query value (everything but unreserved characters).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(byte))
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; malformed escapes are kept as they are.
+pub fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn every_page_round_trips_through_its_fragment() {
+        let routes = [
+            Route::Picker,
+            Route::Login { next: None },
+            Route::Login {
+                next: Some("#/ssh/web1".into()),
+            },
+            Route::Ssh {
+                host: "web 1/α".into(),
+            },
+            Route::K8sExec(Container::new("prod", "default", "api-7d9", "app")),
+            Route::K8sLogs(
+                Container::new("prod", "kube-system", "dns", "coredns"),
+                PodLogOptions {
+                    tail_lines: 50,
+                    timestamps: true,
+                    previous: false,
+                },
+            ),
+            Route::Tail {
+                file: "syslog".into(),
+                lines: 10,
+            },
+            Route::Chat { room: "ops".into() },
+            Route::Job {
+                token: "abc".into(),
+            },
+        ];
+        for route in routes {
+            assert_eq!(Route::parse(&route.to_hash()), route, "{}", route.to_hash());
+        }
+    }
+
+    #[test]
+    fn empty_and_unknown_fragments() {
+        assert_eq!(Route::parse(""), Route::Picker);
+        assert_eq!(Route::parse("#"), Route::Picker);
+        assert_eq!(Route::parse("#/"), Route::Picker);
+        assert_eq!(Route::parse("#/nope/x"), Route::NotFound("/nope/x".into()));
+    }
+
+    #[test]
+    fn login_only_returns_to_pages_of_this_app() {
+        let evil = format!("#/login?next={}", encode("https://evil.example/"));
+        assert_eq!(Route::parse(&evil), Route::Login { next: None });
+    }
+
+    #[test]
+    fn endpoints_follow_the_relay_contract() {
+        let ssh = Route::Ssh {
+            host: "web1".into(),
+        };
+        assert_eq!(ssh.ws_path().as_deref(), Some("/ws/ssh/web1"));
+        let exec = Route::K8sExec(Container::new("c", "ns", "p", "ctr"));
+        assert_eq!(exec.ws_path().as_deref(), Some("/ws/k8s/exec/c/ns/p/ctr"));
+        let logs = Route::parse("#/k8s/logs/c/ns/p/ctr?timestamps=1");
+        assert_eq!(
+            logs.ws_path().as_deref(),
+            Some("/ws/k8s/logs/c/ns/p/ctr?tail_lines=200&timestamps=true&previous=false")
+        );
+        let tail = Route::parse("#/tail/app.log?lines=5");
+        assert_eq!(tail.ws_path().as_deref(), Some("/ws/tail/app.log?lines=5"));
+        let chat = Route::Chat {
+            room: "on call".into(),
+        };
+        assert_eq!(chat.ws_path().as_deref(), Some("/ws/chat/on%20call"));
+        let job = Route::Job { token: "t".into() };
+        assert_eq!(job.ws_path().as_deref(), Some("/ws/exec/t"));
+        assert_eq!(Route::Picker.ws_path(), None);
+    }
+
+    #[test]
+    fn queries_are_appended_whatever_the_path_has() {
+        assert_eq!(
+            with_query("/ws/ssh/a", "rows=2&cols=3"),
+            "/ws/ssh/a?rows=2&cols=3"
+        );
+        assert_eq!(
+            with_query("/ws/tail/a?lines=1", "session=s"),
+            "/ws/tail/a?lines=1&session=s"
+        );
+        assert_eq!(with_query("/ws/chat/a", ""), "/ws/chat/a");
+        assert_eq!(terminal_query(24, 80), "rows=24&cols=80");
+    }
+
+    #[test]
+    fn percent_encoding_round_trips_and_tolerates_junk() {
+        for s in ["", "a b", "主机/1?&=#%", "😀"] {
+            assert_eq!(decode(&encode(s)), s);
+        }
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("100%"), "100%");
+    }
+}

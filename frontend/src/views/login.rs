@@ -1,0 +1,81 @@
+//! The login page: username and password, and a plain message when they are wrong.
+
+use leptos::prelude::*;
+
+use crate::api::{self, ApiFailure};
+use crate::route::Route;
+use crate::{Session, navigate};
+
+#[component]
+pub fn LoginPage(next: Option<String>) -> impl IntoView {
+    let session = use_context::<Session>();
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let pending = RwSignal::new(false);
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if pending.get_untracked() {
+            return;
+        }
+        let (user, pass) = (username.get_untracked(), password.get_untracked());
+        if user.trim().is_empty() || pass.is_empty() {
+            error.set(Some("Enter your username and password.".to_owned()));
+            return;
+        }
+        pending.set(true);
+        error.set(None);
+        let next = next.clone();
+        leptos::task::spawn_local(async move {
+            match api::login(user.trim().to_owned(), pass).await {
+                Ok(me) => {
+                    password.set(String::new());
+                    if let Some(session) = session {
+                        session.me.set(Some(me));
+                    }
+                    let target = next.as_deref().map(Route::parse).unwrap_or(Route::Picker);
+                    navigate(&target);
+                }
+                Err(ApiFailure::Unauthorized(_)) => {
+                    error.set(Some("Wrong username or password.".to_owned()));
+                }
+                Err(other) => error.set(Some(format!("Could not log in: {other}."))),
+            }
+            pending.set(false);
+        });
+    };
+
+    view! {
+        <section class="page login-page">
+            <form id="login-form" class="card" on:submit=submit>
+                <h1>"Log in to Opsdeck"</h1>
+                <label for="login-username">"Username"</label>
+                <input
+                    id="login-username"
+                    name="username"
+                    type="text"
+                    autocomplete="username"
+                    autofocus
+                    bind:value=username
+                />
+                <label for="login-password">"Password"</label>
+                <input
+                    id="login-password"
+                    name="password"
+                    type="password"
+                    autocomplete="current-password"
+                    bind:value=password
+                />
+                <button id="login-submit" type="submit" disabled=move || pending.get()>
+                    {move || if pending.get() { "Logging in…" } else { "Log in" }}
+                </button>
+                <Show when=move || error.with(Option::is_some)>
+                    <p id="login-error" class="error" role="alert">
+                        {move || error.get().unwrap_or_default()}
+                    </p>
+                </Show>
+            </form>
+        </section>
+    }
+}

@@ -1,0 +1,114 @@
+//! One file per page, plus the two pieces every page shares: the user menu and the
+//! connection status bar.
+
+pub mod chat;
+pub mod login;
+pub mod logs;
+pub mod picker;
+pub mod terminal;
+
+use leptos::prelude::*;
+use web_sys::Element;
+
+use crate::route::Route;
+use crate::ws::Stream;
+use crate::{Session, api, navigate};
+
+/// The logged-in user and the logout button (top right).
+#[component]
+pub fn UserMenu() -> impl IntoView {
+    let Some(session) = use_context::<Session>() else {
+        return ().into_any();
+    };
+    let me = session.me;
+    let logout = move |_| {
+        leptos::task::spawn_local(async move {
+            // Even if the relay cannot be told, forget the user here.
+            let _ = api::logout().await;
+            me.set(None);
+            navigate(&Route::Login { next: None });
+        });
+    };
+    view! {
+        <Show when=move || me.with(Option::is_some)>
+            <nav id="user-menu">
+                <a id="nav-targets" href="#/">"Targets"</a>
+                <span id="user-name">
+                    {move || me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
+                </span>
+                <button id="logout" type="button" on:click=logout>
+                    "Log out"
+                </button>
+            </nav>
+        </Show>
+    }
+    .into_any()
+}
+
+/// The connection state of a stream, in words (`#conn-state`, with `data-state` and, once
+/// closed, `data-code`), the latest notice (`#conn-notice`) and a "Reconnect now" button.
+#[component]
+pub fn ConnStatus(stream: Stream) -> impl IntoView {
+    let state = stream.state();
+    let notice = stream.notice();
+    let retry = move |_| stream.retry_now();
+    view! {
+        <div class="conn-bar">
+            <span
+                id="conn-state"
+                class="conn-state"
+                data-state=move || state.with(|s| s.key())
+                data-code=move || state.with(|s| s.code().map(|c| c.to_string()))
+                role="status"
+                aria-live="polite"
+            >
+                {move || state.with(|s| s.label())}
+            </span>
+            <Show when=move || state.with(|s| s.can_retry())>
+                <button id="conn-retry" type="button" on:click=retry.clone()>
+                    "Reconnect now"
+                </button>
+            </Show>
+            {move || {
+                notice
+                    .get()
+                    .map(|n| {
+                        view! {
+                            <span id="conn-notice" class="conn-notice" data-kind=n.kind>
+                                {n.text}
+                            </span>
+                        }
+                    })
+            }}
+        </div>
+    }
+}
+
+/// Whether a scrolled element is at (or within a few pixels of) its bottom.
+pub fn near_bottom(el: &Element) -> bool {
+    is_near_bottom(el.scroll_top(), el.scroll_height(), el.client_height())
+}
+
+fn is_near_bottom(scroll_top: i32, scroll_height: i32, client_height: i32) -> bool {
+    scroll_height - scroll_top - client_height <= 24
+}
+
+/// Scrolls an element to its bottom.
+pub fn scroll_to_bottom(el: &Element) {
+    el.set_scroll_top(el.scroll_height());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn following_stops_once_the_user_scrolls_up() {
+        assert!(is_near_bottom(900, 1000, 100));
+        assert!(is_near_bottom(880, 1000, 100));
+        assert!(!is_near_bottom(500, 1000, 100));
+        assert!(is_near_bottom(0, 50, 100));
+    }
+}

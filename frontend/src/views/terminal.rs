@@ -1,0 +1,245 @@
+//! The terminal page: an xterm.js terminal on an SSH host or a container (or, read-only,
+//! a job's output). Output is written as bytes; the terminal follows its container's size
+//! (debounced resize frames); copy, paste, links and search in the scrollback work.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::server::StreamEvent;
+use common::{ClientFrame, TermSize};
+use leptos::html::Div;
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::ResizeObserver;
+
+use crate::route::{Route, terminal_query, with_query};
+use crate::term::Term;
+use crate::views::ConnStatus;
+use crate::ws::{Incoming, Stream};
+
+/// How long the size must stay still before the terminal is refitted and the relay told.
+const RESIZE_DEBOUNCE: Duration = Duration::from_millis(120);
+
+/// The size observer and its callback, kept until the page goes away.
+type SizeWatch = (ResizeObserver, Closure<dyn FnMut(JsValue)>);
+
+/// The terminal, once it is mounted (shared by the stream handler and the controls).
+type TermCell = SendWrapper<Rc<RefCell<Option<Term>>>>;
+
+#[component]
+pub fn TerminalPage(route: Route) -> impl IntoView {
+    let read_only = matches!(route, Route::Job { .. });
+    let Some(base_path) = route.ws_path() else {
+        return view! { <p class="error">"This page has no stream."</p> }.into_any();
+    };
+    let host = NodeRef::<Div>::new();
+    let term: TermCell = SendWrapper::new(Rc::new(RefCell::new(None)));
+    let exit = RwSignal::new(None::<String>);
+    let search = RwSignal::new(String::new());
+    let search_result = RwSignal::new(None::<bool>);
+    let copied = RwSignal::new(false);
+
+    // The stream opens with the fitted size in its query, so it is created on mount; the
+    // status bar shows "connecting" until then.
+    let stream_slot = StoredValue::new_local(None::<Stream>);
+    let status = RwSignal::new_local(None::<Stream>);
+    let observer = StoredValue::new_local(None::<SizeWatch>);
+
+    let term_for_mount = term.clone();
+    host.on_load(move |el| {
+        let mut t = Term::open(&el, read_only);
+        if read_only {
+            t.set_option("convertEol", &JsValue::TRUE);
+        }
+        let (rows, cols) = t.size();
+        let path = if read_only {
+            base_path
+        } else {
+            with_query(&base_path, &terminal_query(rows, cols))
+        };
+        let cell = term_for_mount.clone();
+        let stream = Stream::open(path, move |stream, incoming| {
+            on_incoming(&cell, stream, incoming, exit);
+        });
+        if !read_only {
+            let s = stream.clone();
+            t.on_data(move |data| {
+                s.send(&ClientFrame::Input(data));
+            });
+            let s = stream.clone();
+            t.on_resize(move |rows, cols| send_size(&s, rows, cols));
+            t.enable_clipboard_keys();
+        }
+        t.focus();
+        *term_for_mount.borrow_mut() = Some(t);
+        observer.set_value(watch_size(&el, term_for_mount.clone()));
+        stream_slot.set_value(Some(stream.clone()));
+        status.set(Some(stream));
+    });
+
+    let term_for_cleanup = term.clone();
+    on_cleanup(move || {
+        if let Some(Some(stream)) = stream_slot.try_update_value(Option::take) {
+            stream.close();
+        }
+        if let Some(Some((observer, _callback))) = observer.try_update_value(Option::take) {
+            observer.disconnect();
+        }
+        // Dropping the terminal disposes it and the closures that held the stream.
+        term_for_cleanup.borrow_mut().take();
+    });
+
+    let term_for_copy = term.clone();
+    let copy = move |_| {
+        let done = term_for_copy
+            .borrow()
+            .as_ref()
+            .is_some_and(Term::copy_selection);
+        copied.set(done);
+    };
+    let term_for_paste = term.clone();
+    let paste = move |_| {
+        let cell = term_for_paste.clone();
+        leptos::task::spawn_local(async move {
+            let Some(window) = web_sys::window() else {
+                return;
+            };
+            let promise = window.navigator().clipboard().read_text();
+            if let Ok(text) = wasm_bindgen_futures::JsFuture::from(promise).await
+                && let Some(text) = text.as_string()
+                && let Some(t) = cell.borrow().as_ref()
+            {
+                t.paste(&text);
+                t.focus();
+            }
+        });
+    };
+    let term_for_search = term.clone();
+    let find = std::rc::Rc::new(move |backwards: bool| {
+        let found = term_for_search
+            .borrow()
+            .as_ref()
+            .map(|t| t.find(&search.get_untracked(), backwards));
+        search_result.set(found);
+    });
+    let (find_key, find_prev, find_next) = (find.clone(), find.clone(), find);
+    let on_search_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" {
+            ev.prevent_default();
+            find_key(ev.shift_key());
+        }
+    };
+
+    view! {
+        <section class="page terminal-page" data-kind=if read_only { "job" } else { "terminal" }>
+            <div class="toolbar">
+                {move || match status.get() {
+                    Some(stream) => view! { <ConnStatus stream /> }.into_any(),
+                    None => view! {
+                        <div class="conn-bar">
+                            <span id="conn-state" class="conn-state" data-state="connecting">"Connecting…"</span>
+                        </div>
+                    }
+                    .into_any(),
+                }}
+                <span class="spacer"></span>
+                <button id="term-copy" type="button" title="Copy the selection (Ctrl+Shift+C)" on:click=copy>
+                    {move || if copied.get() { "Copied" } else { "Copy" }}
+                </button>
+                <button id="term-paste" type="button" title="Paste (Ctrl+Shift+V)" on:click=paste disabled=read_only>
+                    "Paste"
+                </button>
+                <input
+                    id="term-search"
+                    type="search"
+                    placeholder="Search scrollback"
+                    bind:value=search
+                    on:keydown=on_search_key
+                />
+                <button id="term-search-prev" type="button" title="Previous match (Shift+Enter)" on:click=move |_| find_prev(true)>"↑"</button>
+                <button id="term-search-next" type="button" title="Next match (Enter)" on:click=move |_| find_next(false)>"↓"</button>
+                <span id="term-search-status" class="muted">
+                    {move || match search_result.get() {
+                        Some(false) => "no match",
+                        _ => "",
+                    }}
+                </span>
+            </div>
+            {move || exit.get().map(|text| view! { <p id="term-exit" class="exit">{text}</p> })}
+            <div id="terminal" class="terminal-host" node_ref=host></div>
+        </section>
+    }
+    .into_any()
+}
+
+/// Handles what the relay sends to a terminal.
+fn on_incoming(
+    cell: &TermCell,
+    stream: &Stream,
+    incoming: Incoming,
+    exit: RwSignal<Option<String>>,
+) {
+    let cell = cell.borrow();
+    let Some(term) = cell.as_ref() else { return };
+    match incoming {
+        Incoming::Bytes(bytes) => term.write_bytes(&bytes),
+        Incoming::Event(StreamEvent::Connected { .. }) => {
+            exit.set(None);
+            // The relay may have a stale size after a reconnect: tell it ours.
+            let (rows, cols) = term.size();
+            send_size(stream, rows, cols);
+        }
+        Incoming::Event(StreamEvent::Output { data, .. }) => term.write_text(&data),
+        Incoming::Event(StreamEvent::Exit { status, signal }) => {
+            let text = match (status, signal) {
+                (Some(code), _) => format!("The program exited with status {code}."),
+                (None, Some(signal)) => format!("The program was ended by signal {signal}."),
+                (None, None) => "The program ended.".to_owned(),
+            };
+            term.write_text(&note(&text));
+            exit.set(Some(text));
+        }
+        Incoming::Event(StreamEvent::Error { message, .. }) => term.write_text(&note(&message)),
+        Incoming::Event(StreamEvent::Status { message, .. }) => term.write_text(&note(&message)),
+        Incoming::Notice(notice) => term.write_text(&note(&notice.text)),
+        Incoming::Event(_) | Incoming::Chat(_) => {}
+    }
+}
+
+/// A local message in the terminal, dimmed so it is not mistaken for output.
+fn note(text: &str) -> String {
+    format!("\r\n\x1b[2;33m[opsdeck] {text}\x1b[0m\r\n")
+}
+
+fn send_size(stream: &Stream, rows: u16, cols: u16) {
+    if let Ok(size) = TermSize::new(rows, cols) {
+        stream.send(&ClientFrame::Resize(size));
+    }
+}
+
+/// Refits the terminal when its element's size settles (xterm.js then fires `onResize`,
+/// which sends the new size).
+fn watch_size(el: &web_sys::HtmlDivElement, cell: TermCell) -> Option<SizeWatch> {
+    let pending = Rc::new(RefCell::new(None::<TimeoutHandle>));
+    let callback = Closure::<dyn FnMut(JsValue)>::new(move |_entries: JsValue| {
+        if let Some(handle) = pending.borrow_mut().take() {
+            handle.clear();
+        }
+        let cell = cell.clone();
+        *pending.borrow_mut() = set_timeout_with_handle(
+            move || {
+                if let Some(term) = cell.borrow().as_ref() {
+                    term.fit();
+                }
+            },
+            RESIZE_DEBOUNCE,
+        )
+        .ok();
+    });
+    let observer = ResizeObserver::new(callback.as_ref().unchecked_ref()).ok()?;
+    observer.observe(el);
+    Some((observer, callback))
+}

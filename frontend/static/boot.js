@@ -1,0 +1,17 @@
+// Starts the Opsdeck app without any inline script, so the page can run under a strict
+// Content-Security-Policy. Trunk puts the (hashed) names of the wasm-bindgen module and of
+// the wasm file in <meta name="opsdeck-app"> (`pattern_script` in Trunk.toml); this module
+// loads them. If that fails, the page says so instead of staying blank.
+const boot = document.getElementById("boot");
+try {
+  const meta = document.querySelector('meta[name="opsdeck-app"]');
+  if (!meta) throw new Error('<meta name="opsdeck-app"> is missing');
+  const { default: init } = await import(meta.dataset.js);
+  await init({ module_or_path: meta.dataset.wasm });
+} catch (e) {
+  console.error("Opsdeck failed to start", e);
+  if (boot) {
+    boot.textContent = `Opsdeck failed to start: ${e && e.message ? e.message : e}`;
+    boot.classList.add("boot-failed");
+  }
+}
