@@ -30,7 +30,10 @@ pub struct Session {
 }
 
 fn main() {
-    leptos::task::spawn_local(async {
+    console_error_panic_hook::set_once();
+    // Leptos starts its task executor in `mount_to_body`, so this first task uses
+    // wasm-bindgen's directly.
+    wasm_bindgen_futures::spawn_local(async {
         let config = api::deploy_config().await;
         let origin = window().location().origin().unwrap_or_default();
         config::set(config::Endpoints::resolve(&config, &origin));
@@ -101,7 +104,13 @@ fn App() -> impl IntoView {
         if !checked.get() {
             return view! { <p class="loading">"Loading…"</p> }.into_any();
         }
-        match route.get() {
+        let route = route.get();
+        let logged_out = me.with(Option::is_none) && problem.with(Option::is_none);
+        if logged_out && !matches!(route, Route::Login { .. }) {
+            // The effect above is on its way to the login page.
+            return view! { <p class="loading">"Redirecting to the login page…"</p> }.into_any();
+        }
+        match route {
             Route::Login { next } => view! { <views::login::LoginPage next /> }.into_any(),
             Route::Picker => view! { <views::picker::PickerPage /> }.into_any(),
             r @ (Route::Ssh { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
