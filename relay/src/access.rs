@@ -80,7 +80,12 @@ pub fn targets_for(config: &Config, who: &Principal) -> Targets {
             .filter(|f| permits(config, who, &TargetRef::File(f.id.clone())))
             .map(|f| label(&f.id, &f.label))
             .collect(),
-        chat: Vec::new(),
+        chat: config
+            .chat_rooms
+            .iter()
+            .filter(|r| permits(config, who, &TargetRef::Chat(r.id.clone())))
+            .map(|r| label(&r.id, &r.label))
+            .collect(),
         jobs: permits(config, who, &TargetRef::Job),
     }
 }

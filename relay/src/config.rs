@@ -64,6 +64,15 @@ pub struct Config {
     pub files: Vec<FileEntry>,
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    #[serde(default)]
+    pub tail: TailConfig,
+    /// Chat rooms, by id; `[[grants]] chat = [...]` says who may open each.
+    #[serde(default)]
+    pub chat_rooms: Vec<ChatRoom>,
+    #[serde(default)]
+    pub chat: ChatConfig,
+    #[serde(default)]
+    pub jobs: JobsConfig,
 }
 
 /// Bounds on what any one client can make the relay hold.
@@ -184,6 +193,10 @@ pub struct SshHost {
     /// so config files can be shared).
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A file holding the password (e.g. a mounted secret), as an alternative to
+    /// `password_env`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// known_hosts file the host key is checked against. Default `~/.ssh/known_hosts`.
     /// An unknown or changed key refuses the connection.
     #[serde(default)]
@@ -207,6 +220,90 @@ pub struct FileEntry {
 pub struct RedisConfig {
     /// e.g. `redis://127.0.0.1:6379/0`.
     pub url: String,
+}
+
+/// Live file tails (`/ws/tail/{file_id}`): one reader per file, shared by its viewers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    /// Lines sent on connect when the client gives no `?lines=`. Default 100.
+    pub default_lines: usize,
+    /// Most lines a client may ask for with `?lines=` (larger asks are cut to it); also how
+    /// many recent lines each reader keeps for viewers that join late or resume. Default 10000.
+    pub max_lines: usize,
+    /// Bytes of recent lines each reader keeps, whichever of this and `max_lines` is reached
+    /// first. Default 16 MiB.
+    pub ring_bytes: usize,
+    /// Lines longer than this many bytes are cut, with a marker saying how long they were.
+    /// Default 64 KiB.
+    pub max_line_bytes: usize,
+    /// Batches of lines queued for each viewer. A viewer further behind than this skips ahead
+    /// and is told how many lines it missed (a `dropped` frame). Default 64.
+    pub viewer_queue: usize,
+    /// How long a reader outlives its last viewer, so that a quick reconnect resumes it.
+    /// Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+/// A chat room.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRoom {
+    pub id: String,
+    /// Shown in the target picker; defaults to the id.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// Chat rooms (`/ws/chat/{room}`): in memory on one relay, or in Redis streams shared by
+/// every relay when `[redis]` is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Largest message text, in bytes; larger ones are refused with an error frame.
+    /// Default 4096.
+    pub max_message_bytes: usize,
+    /// Messages a user may post at once before the rate limit applies. Default 10.
+    pub rate_burst: u32,
+    /// One more message is allowed per this interval, up to `rate_burst`. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub rate_interval: Duration,
+    /// Messages kept per room for clients that reconnect (`?since=`): the in-memory ring's
+    /// size, and the Redis stream's approximate `MAXLEN`. Default 10000.
+    pub history: usize,
+    /// With Redis, messages older than this are trimmed too (`MINID`). Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Prefix of the Redis keys: `<prefix><room>` is the room's stream,
+    /// `<prefix><room>:presence` its presence set. Default `opsdeck:chat:`.
+    pub key_prefix: String,
+    /// With Redis, a relay's presence entries expire this long after it last refreshed
+    /// them (a relay that dies stops counting as present). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
+}
+
+/// Job output (`/ws/exec/{token}`), written into Redis by another system.
+///
+/// The producer either pushes entries onto a list (`LPUSH`, the classic form; the relay
+/// takes them oldest first as `BRPOP` would and moves each into the stream), or adds them to
+/// the stream itself (`XADD <stream_key> * data <text>`). The output ends with a list entry
+/// `<end_marker> <status>` or a stream entry with an `exit` field (`XADD ... exit 0`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// The list key; `{token}` is replaced by the job token. Default `opsdeck:job:{token}`.
+    pub list_key: String,
+    /// The stream key; `{token}` is replaced by the job token. Default
+    /// `opsdeck:job:{token}:stream`.
+    pub stream_key: String,
+    /// A list entry starting with this marks the end of the output; the rest of the entry
+    /// is the exit status. Default `__OPSDECK_EXIT__`.
+    pub end_marker: String,
+    /// How long the stream is kept once the output has ended. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 mod defaults {
@@ -233,6 +330,44 @@ impl Default for Limits {
             terminal_buffer_bytes: 1024 * 1024,
             max_sessions_per_user: 32,
             max_connections: 20_000,
+        }
+    }
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        Self {
+            default_lines: 100,
+            max_lines: 10_000,
+            ring_bytes: 16 * 1024 * 1024,
+            max_line_bytes: 64 * 1024,
+            viewer_queue: 64,
+            linger: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4096,
+            rate_burst: 10,
+            rate_interval: Duration::from_secs(1),
+            history: 10_000,
+            max_age: None,
+            key_prefix: "opsdeck:chat:".into(),
+            presence_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            list_key: "opsdeck:job:{token}".into(),
+            stream_key: "opsdeck:job:{token}:stream".into(),
+            end_marker: "__OPSDECK_EXIT__".into(),
+            retention: Duration::from_secs(3600),
         }
     }
 }
@@ -319,16 +454,61 @@ impl Config {
         }
         check_unique("ssh_hosts", self.ssh_hosts.iter().map(|h| &h.id))?;
         check_unique("files", self.files.iter().map(|f| &f.id))?;
+        check_unique("chat_rooms", self.chat_rooms.iter().map(|r| &r.id))?;
+        self.validate_streams()?;
         check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
         for host in &self.ssh_hosts {
-            if host.private_key_file.is_none() && host.password_env.is_none() {
+            let methods = [
+                host.private_key_file.is_some(),
+                host.password_env.is_some(),
+                host.password_file.is_some(),
+            ];
+            if methods.iter().filter(|m| **m).count() != 1 {
                 return invalid(format!(
-                    "ssh host {:?} needs private_key_file or password_env",
+                    "ssh host {:?} needs exactly one of private_key_file, password_env or password_file",
                     host.id
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Checks of `[tail]`, `[chat]` and `[jobs]`.
+    fn validate_streams(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_owned()));
+        let tail = &self.tail;
+        if tail.max_lines == 0 || tail.default_lines > tail.max_lines {
+            return invalid("tail.default_lines must be at most tail.max_lines (> 0)");
+        }
+        if tail.max_line_bytes < 256 || tail.ring_bytes < tail.max_line_bytes {
+            return invalid("tail.max_line_bytes must be >= 256 and <= tail.ring_bytes");
+        }
+        if tail.viewer_queue == 0 {
+            return invalid("tail.viewer_queue must be at least 1");
+        }
+        let chat = &self.chat;
+        if chat.max_message_bytes == 0 || chat.rate_burst == 0 || chat.rate_interval.is_zero() {
+            return invalid(
+                "chat.max_message_bytes, chat.rate_burst and chat.rate_interval must be > 0",
+            );
+        }
+        if chat.history == 0 || chat.key_prefix.is_empty() || chat.presence_ttl.is_zero() {
+            return invalid("chat.history, chat.key_prefix and chat.presence_ttl must be set");
+        }
+        let jobs = &self.jobs;
+        if !jobs.list_key.contains("{token}") || !jobs.stream_key.contains("{token}") {
+            return invalid("jobs.list_key and jobs.stream_key must contain {token}");
+        }
+        if jobs.list_key == jobs.stream_key || jobs.end_marker.is_empty() {
+            return invalid(
+                "jobs.list_key and jobs.stream_key must differ; jobs.end_marker must be set",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn chat_room(&self, id: &str) -> Option<&ChatRoom> {
+        self.chat_rooms.iter().find(|r| r.id == id)
     }
 
     pub fn ssh_host(&self, id: &str) -> Option<&SshHost> {

@@ -91,8 +91,11 @@ pub async fn run(
                     None => break PumpEnd::PeerGone,
                 };
                 last_heard = Instant::now();
-                if let Some((code, _)) = message.close_frame() {
-                    if code == CloseCode::Normal.code() {
+                if message.is_close() {
+                    // 1000, or a close without a code, is the user closing the stream on
+                    // purpose; 1001 (tab closed) and the rest leave it for a reconnect.
+                    let code = message.close_frame().map(|(code, _)| code);
+                    if code.is_none() || code == Some(CloseCode::Normal.code()) {
                         attachment.end();
                     }
                     break PumpEnd::PeerGone;
@@ -123,11 +126,16 @@ pub async fn run(
             }
         }
     };
-    if let PumpEnd::Closed(code, reason) = &end {
-        close(&mut ws, *code, reason).await;
-    }
-    // Dropping the attachment detaches it (or ends it, if the browser said so).
+    // Dropping the attachment detaches it (or ends it, if the browser said so) before the
+    // browser hears the close, so a reconnect finds the session already in its grace period.
     drop(attachment);
+    match &end {
+        PumpEnd::Closed(code, reason) => close(&mut ws, *code, reason).await,
+        // Flushes tungstenite's reply to the browser's close frame.
+        PumpEnd::PeerGone => {
+            let _ = timeout(Duration::from_secs(5), ws.close()).await;
+        }
+    }
     end
 }
 

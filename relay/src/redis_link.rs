@@ -4,8 +4,22 @@
 //! `redis`'s `ConnectionManager` reconnects it after a failure; callers see an error for the
 //! commands that failed meanwhile and decide what that means for their users.
 
-use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::sync::Mutex;
+
+/// First wait before reconnecting after Redis failed; doubled on each failure up to
+/// [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long connecting to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Beyond its blocking time, how long a blocking read may wait for its reply before the
+/// connection is taken for dead.
+const BLOCKING_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 #[error("Redis at {url} is unavailable: {source}")]
@@ -47,10 +61,73 @@ impl RedisLink {
         &self.client
     }
 
+    /// A connection of its own for a blocking read (`XREAD BLOCK`, `BLMOVE`) that may hold
+    /// the reply for up to `block`: blocking reads on the shared connection would stall
+    /// every other command behind them.
+    pub async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> Result<MultiplexedConnection, RedisUnavailable> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + BLOCKING_GRACE));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
     pub fn unavailable(&self, source: redis::RedisError) -> RedisUnavailable {
         RedisUnavailable {
             url: self.url.clone(),
             source,
         }
+    }
+}
+
+/// Waits between reconnection attempts: doubling from [`MIN_BACKOFF`] up to
+/// [`MAX_BACKOFF`], with jitter so that many relays do not reconnect in step.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Self { next: MIN_BACKOFF }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        delay.mul_f64(rand::random::<f64>().mul_add(0.5, 0.75))
+    }
+
+    /// Redis answered: start again from the shortest wait next time.
+    pub fn reset(&mut self) {
+        self.next = MIN_BACKOFF;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_and_resets() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] <= MIN_BACKOFF.mul_f64(1.25));
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF.mul_f64(1.25)));
+        assert!(delays[11] >= MAX_BACKOFF.mul_f64(0.75));
+        backoff.reset();
+        assert!(backoff.next_delay() <= MIN_BACKOFF.mul_f64(1.25));
     }
 }

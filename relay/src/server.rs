@@ -5,6 +5,9 @@
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`backend/ssh.rs`) |
+//! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`backend/tail.rs`) |
+//! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`backend/chat.rs`) |
+//! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`backend/job.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
 use std::convert::Infallible;
@@ -23,7 +26,12 @@ use warp::{Filter, Rejection};
 
 use crate::api;
 use crate::auth::{Authenticator, BEARER_PROTOCOL_PREFIX};
+use crate::backend::chat::ChatStream;
+use crate::backend::chat::hub::ChatHub;
+use crate::backend::job::JobStream;
 use crate::backend::ssh::SshStream;
+use crate::backend::tail::TailStream;
+use crate::backend::tail::reader::TailHub;
 use crate::config::Config;
 use crate::endpoints::{self, StreamOpener};
 use crate::metrics::Metrics;
@@ -40,6 +48,10 @@ pub struct AppState {
     pub terminals: Arc<TerminalRegistry>,
     pub metrics: Arc<Metrics>,
     pub redis: Option<Arc<RedisLink>>,
+    /// File tail readers, one per file.
+    pub tails: Arc<TailHub>,
+    /// Chat rooms.
+    pub chat: Arc<ChatHub>,
     /// Cancelled when the relay shuts down; every pump watches it.
     pub shutdown: CancellationToken,
 }
@@ -63,12 +75,16 @@ impl AppState {
             config.limits.max_sessions_per_user,
             metrics.clone(),
         );
+        let tails = TailHub::new(metrics.clone());
+        let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             auth,
             terminals,
             metrics,
             redis,
+            tails,
+            chat,
             shutdown: CancellationToken::new(),
         }))
     }
@@ -220,8 +236,17 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::targets);
+    // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
-        .and(warp::options())
+        .and(warp::method())
+        .and_then(|method: warp::http::Method| async move {
+            if method == warp::http::Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .and(origin_allowed(state.clone()))
         .map(|| StatusCode::NO_CONTENT.into_response());
     login
@@ -272,7 +297,23 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let ssh = warp::path!("ws" / "ssh" / String)
         .and(raw_query())
         .map(|host_id, query| SshStream { host_id, query });
-    upgrade(state, ssh)
+    let tail = warp::path!("ws" / "tail" / String)
+        .and(raw_query())
+        .map(|file_id, query| TailStream { file_id, query });
+    let chat = warp::path!("ws" / "chat" / String)
+        .and(raw_query())
+        .map(|room, query| ChatStream { room, query });
+    let job = warp::path!("ws" / "exec" / String)
+        .and(raw_query())
+        .map(|token, query| JobStream { token, query });
+    upgrade(state.clone(), ssh)
+        .or(upgrade(state.clone(), tail))
+        .unify()
+        .or(upgrade(state.clone(), chat))
+        .unify()
+        .or(upgrade(state, job))
+        .unify()
+        .boxed()
 }
 
 /// Origin check, WebSocket upgrade, then the endpoint's own work.

@@ -185,6 +185,10 @@ impl TerminalRegistry {
 
     /// Ends a session now: hangs up the remote program and forgets the session.
     pub fn end(&self, id: &str) {
+        self.end_with(id, CloseCode::Normal, "the session was closed");
+    }
+
+    fn end_with(&self, id: &str, code: CloseCode, reason: &str) {
         let Some(session) = self.sessions().remove(id) else {
             return;
         };
@@ -192,9 +196,7 @@ impl TerminalRegistry {
             .sessions
             .with_label_values(&[session.label.backend])
             .dec();
-        session
-            .state()
-            .finish(CloseCode::Normal, "the session was closed");
+        session.state().finish(code, reason);
         // The input pump closes the backend when the command channel closes or says so.
         let _ = session.commands.try_send(Command::Close);
         session.output_ready.notify_waiters();
@@ -205,7 +207,27 @@ impl TerminalRegistry {
     pub fn end_all(&self) {
         let ids: Vec<String> = self.sessions().keys().cloned().collect();
         for id in ids {
-            self.end(&id);
+            self.end_with(&id, CloseCode::GoingAway, "the relay is shutting down");
+        }
+    }
+
+    /// Waits until some session has stopped reading its backend because its browser is
+    /// behind, and returns how many output bytes that session holds (for tests and
+    /// diagnostics of backpressure).
+    pub async fn wait_until_stalled(&self) -> usize {
+        loop {
+            let sessions: Vec<Arc<TerminalSession>> = self.sessions().values().cloned().collect();
+            let Some(session) = sessions.first() else {
+                return 0;
+            };
+            let woken = session.output_ready.notified();
+            {
+                let state = session.state();
+                if state.room() == 0 {
+                    return state.ring.len();
+                }
+            }
+            woken.await;
         }
     }
 

@@ -1,1 +1,22 @@
+//! The end-to-end test harness: real services on random loopback ports in temporary
+//! folders, each a guard that stops its process when dropped.
+//!
+//! - [`sshd::TestSshd`]: Debian's openssh-server with a fresh host key and client key.
+//! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
+//! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 
+pub mod client;
+pub mod net;
+pub mod relay;
+pub mod sshd;
+
+/// Logs for failing tests: `RUST_LOG=debug cargo test`.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

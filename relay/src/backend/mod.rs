@@ -6,7 +6,12 @@
 //! session registry (`crate::session`) turns those into attachments that survive
 //! reconnects.
 
+pub mod chat;
+pub mod job;
+pub mod redis_stream;
 pub mod ssh;
+pub mod stream_id;
+pub mod tail;
 
 use async_trait::async_trait;
 use bytes::Bytes;

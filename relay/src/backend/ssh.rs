@@ -127,12 +127,7 @@ async fn authenticate(
             .await
             .map_err(failed)?
     } else {
-        let var = host.password_env.as_deref().unwrap_or_default();
-        let password = std::env::var(var).map_err(|_| {
-            BackendError::AuthFailed(format!(
-                "no password for {who}: set the environment variable {var}"
-            ))
-        })?;
+        let password = password(host, &who)?;
         handle
             .authenticate_password(&host.username, password)
             .await
@@ -145,6 +140,25 @@ async fn authenticate(
             host.id, host.username
         ))),
     }
+}
+
+fn password(host: &SshHost, who: &str) -> Result<String, BackendError> {
+    if let Some(path) = &host.password_file {
+        return std::fs::read_to_string(path)
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+            .map_err(|e| {
+                BackendError::AuthFailed(format!(
+                    "cannot read the password file {} for {who}: {e}",
+                    path.display()
+                ))
+            });
+    }
+    let var = host.password_env.as_deref().unwrap_or_default();
+    std::env::var(var).map_err(|_| {
+        BackendError::AuthFailed(format!(
+            "no password for {who}: set the environment variable {var}"
+        ))
+    })
 }
 
 fn known_hosts_path(host: &SshHost) -> PathBuf {

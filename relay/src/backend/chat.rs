@@ -1,0 +1,340 @@
+//! Chat rooms: `/ws/chat/{room}`, in the classic frames of `common::chat`.
+//!
+//! Rooms are listed in the config (`[[chat_rooms]]`) and opened by permission
+//! (`[[grants]] chat = [...]`). Who speaks is the token's user, never something the client
+//! says. Every message carries its id; a client that reconnects with `?since=<id>` (or
+//! `?position=<id>`) gets exactly the messages it missed, in order and once, then live ones;
+//! when some of those were trimmed it gets a `gap` frame first. New connections without
+//! `since` start live. On connect, and after each join or leave, the client gets the list of
+//! people present.
+//!
+//! `room` is the room as this relay holds it, `hub` the rooms and their store (in memory, or
+//! Redis streams shared by every relay: `redis_room`), `rate` the per-user rate limit.
+
+pub mod hub;
+pub mod rate;
+pub mod redis_room;
+pub mod room;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::chat::{ChatBody, ChatEvent, ChatRequest, ChatUser};
+use common::server::{StatusKind, StreamEvent};
+use common::{ClientFrame, CloseCode, Position, StreamKind};
+use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
+
+use self::hub::{ChatHub, Membership};
+use self::room::{Entry, Notice, Read, Room};
+use super::stream_id::StreamId;
+use super::{Attachment, Inbound, InputRefused, Outbound};
+use crate::access::TargetRef;
+use crate::auth::{Principal, unix_now};
+use crate::config::Config;
+use crate::endpoints::{Refusal, StreamOpener};
+use crate::redis_link::Backoff;
+use crate::server::AppState;
+
+/// Messages queued for the browser at a time.
+const BATCH: usize = 200;
+
+/// The `/ws/chat/{room}` endpoint.
+pub struct ChatStream {
+    pub room: String,
+    pub query: String,
+}
+
+/// `since` (classic) or `position`, and `session` (the room; ignored).
+#[derive(Debug, Default, Deserialize)]
+struct ChatQuery {
+    since: Option<String>,
+    position: Option<String>,
+    #[serde(rename = "session")]
+    _session: Option<String>,
+}
+
+impl ChatQuery {
+    fn since(raw: &str) -> Result<Option<StreamId>, Refusal> {
+        let query: Self = serde_urlencoded::from_str(raw)
+            .map_err(|e| Refusal::bad_request(format!("bad query string: {e}")))?;
+        query
+            .since
+            .or(query.position)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| Refusal::bad_request(format!("since: {e}")))
+            })
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl StreamOpener for ChatStream {
+    fn backend(&self) -> &'static str {
+        "chat"
+    }
+
+    fn target(&self, config: &Config) -> Result<TargetRef, Refusal> {
+        match config.chat_room(&self.room) {
+            Some(_) => Ok(TargetRef::Chat(self.room.clone())),
+            None => Err(Refusal::new(
+                CloseCode::NotFound,
+                format!(
+                    "no chat room {:?} is configured",
+                    self.room.chars().take(64).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    async fn open(
+        &self,
+        state: &Arc<AppState>,
+        who: &Principal,
+    ) -> Result<Box<dyn Attachment>, Refusal> {
+        let since = ChatQuery::since(&self.query)?;
+        let unavailable =
+            |e: hub::ChatError| Refusal::new(CloseCode::BackendUnavailable, e.to_string());
+        let mut membership = state.chat.join(&self.room).await.map_err(unavailable)?;
+        let room = membership.room().clone();
+        // Listen before announcing, so this connection sees its own arrival.
+        let notices = room.subscribe_notices();
+        let latest = room.watch_latest();
+        let cursor = match since {
+            Some(since) => {
+                let last = state.chat.last_id(&room).await.map_err(unavailable)?;
+                if since > last {
+                    return Err(Refusal::bad_request(format!(
+                        "since={since} is after the room's newest message {last}"
+                    )));
+                }
+                since
+            }
+            None => room.latest(),
+        };
+        let user = ChatUser {
+            uid: who.uid.clone(),
+            username: who.username.clone(),
+        };
+        state.chat.arrive(&mut membership, user.clone()).await;
+        let people = state.chat.presence(&room).await;
+        let mut pending = VecDeque::new();
+        pending.push_back(Outbound::Text(
+            StreamEvent::Connected {
+                stream: StreamKind::Chat,
+                session: room.id.clone(),
+                position: Position(cursor.to_string()),
+                resumed: since.is_some(),
+            }
+            .into(),
+        ));
+        pending.push_back(chat_frame(None, ChatBody::Presence { users: people }));
+        Ok(Box::new(ChatAttachment {
+            hub: state.chat.clone(),
+            room,
+            _membership: membership,
+            user,
+            cursor,
+            checked_trim: false,
+            latest,
+            notices,
+            pending,
+            backoff: Backoff::new(),
+            redis_down: false,
+        }))
+    }
+}
+
+fn chat_frame(id: Option<StreamId>, body: ChatBody) -> Outbound {
+    Outbound::Text(
+        ChatEvent {
+            id: id.map(|id| id.to_string()),
+            time: unix_now(),
+            body,
+        }
+        .into(),
+    )
+}
+
+fn message_frame((id, message): Entry) -> Outbound {
+    Outbound::Text(
+        ChatEvent {
+            id: Some(id.to_string()),
+            time: message.time,
+            body: ChatBody::Message(message),
+        }
+        .into(),
+    )
+}
+
+/// One connection to a room.
+struct ChatAttachment {
+    hub: Arc<ChatHub>,
+    room: Arc<Room>,
+    _membership: Membership,
+    user: ChatUser,
+    /// Id of the last message sent to this client.
+    cursor: StreamId,
+    /// Whether catching up has checked for trimmed messages yet.
+    checked_trim: bool,
+    latest: watch::Receiver<StreamId>,
+    notices: broadcast::Receiver<Notice>,
+    pending: VecDeque<Outbound>,
+    backoff: Backoff,
+    redis_down: bool,
+}
+
+impl ChatAttachment {
+    /// Queues what there is to send after the cursor; false when there is nothing.
+    async fn fill(&mut self) -> bool {
+        self.latest.borrow_and_update();
+        match self.room.read_after(self.cursor, BATCH) {
+            Read::Entries(entries) if entries.is_empty() => false,
+            Read::Entries(entries) => {
+                if let Some((id, _)) = entries.last() {
+                    self.cursor = *id;
+                }
+                self.pending.extend(entries.into_iter().map(message_frame));
+                true
+            }
+            Read::Older { floor } => {
+                self.catch_up(floor).await;
+                true
+            }
+        }
+    }
+
+    /// Reads messages older than this relay's copy of the room (Redis), or reports that they
+    /// are gone (memory). On a Redis failure, waits and lets the next call try again.
+    async fn catch_up(&mut self, floor: StreamId) {
+        let check = !self.checked_trim;
+        match self
+            .hub
+            .catch_up(&self.room, self.cursor, floor, check)
+            .await
+        {
+            Ok(found) => {
+                self.checked_trim = true;
+                if self.redis_down {
+                    self.redis_down = false;
+                    self.backoff.reset();
+                }
+                if let Some(gap) = found.gap {
+                    self.pending.push_back(Outbound::Text(
+                        StreamEvent::Gap {
+                            message: "some messages you missed are no longer kept; the ones still kept follow"
+                                .into(),
+                            position: Position(gap.to_string()),
+                        }
+                        .into(),
+                    ));
+                }
+                self.cursor = found.cursor;
+                self.pending
+                    .extend(found.messages.into_iter().map(message_frame));
+            }
+            Err(e) => {
+                if !self.redis_down {
+                    self.redis_down = true;
+                    self.pending.push_back(Outbound::Text(
+                        StreamEvent::Status {
+                            kind: StatusKind::BackendReconnecting,
+                            message: format!(
+                                "cannot read the messages you missed yet ({e}); retrying"
+                            ),
+                        }
+                        .into(),
+                    ));
+                }
+                tokio::time::sleep(self.backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+fn notice_frame(notice: Notice) -> Outbound {
+    match notice {
+        Notice::Join(user) => chat_frame(None, ChatBody::Join(user)),
+        Notice::Leave(user) => chat_frame(None, ChatBody::Leave(user)),
+        Notice::Presence(users) => chat_frame(None, ChatBody::Presence { users }),
+        Notice::Status(kind, message) => {
+            Outbound::Text(StreamEvent::Status { kind, message }.into())
+        }
+    }
+}
+
+#[async_trait]
+impl Attachment for ChatAttachment {
+    async fn next(&mut self) -> Outbound {
+        loop {
+            if let Some(out) = self.pending.pop_front() {
+                return out;
+            }
+            // Cancel-safe: the cursor moves only when messages are queued, and a dropped
+            // wait loses nothing (the ring and the watch still hold what it waited for).
+            if self.fill().await {
+                continue;
+            }
+            tokio::select! {
+                _ = self.latest.changed() => {}
+                notice = self.notices.recv() => match notice {
+                    Ok(notice) => return notice_frame(notice),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        return Outbound::Close(CloseCode::GoingAway, "the room closed; reconnect".into());
+                    }
+                },
+            }
+        }
+    }
+
+    async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
+        match input {
+            Inbound::Frame(ClientFrame::Chat(ChatRequest::Message { message })) => self
+                .hub
+                .post(&self.room, &self.user, message)
+                .await
+                .map(|_| ())
+                .map_err(|e| InputRefused {
+                    code: e.code(),
+                    message: e.to_string(),
+                }),
+            Inbound::Frame(ClientFrame::Chat(ChatRequest::UserInfo)) => {
+                self.pending
+                    .push_back(chat_frame(None, ChatBody::UserInfo(self.user.clone())));
+                Ok(())
+            }
+            Inbound::Frame(ClientFrame::Input(_)) => {
+                Err(InputRefused::not_accepted("terminal input"))
+            }
+            Inbound::Frame(ClientFrame::Resize(_)) => Err(InputRefused::not_accepted("resize")),
+            Inbound::Binary(_) => Err(InputRefused::not_accepted("binary")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_and_position_are_both_accepted_and_checked() {
+        assert_eq!(ChatQuery::since("").unwrap(), None);
+        assert_eq!(
+            ChatQuery::since("since=5-1").unwrap(),
+            Some(StreamId { ms: 5, seq: 1 })
+        );
+        assert_eq!(
+            ChatQuery::since("session=ops&position=7-0").unwrap(),
+            Some(StreamId { ms: 7, seq: 0 })
+        );
+        assert_eq!(
+            ChatQuery::since("since=yesterday").unwrap_err().code,
+            CloseCode::BadRequest
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! A chat room as this relay holds it: its recent messages in order of id, the people
+//! connected to it here, and the channels that wake its viewers.
+//!
+//! In memory mode the ring *is* the room's history. In Redis mode the ring is a local copy
+//! of the room's stream, filled by one reader per room per relay; a viewer that needs
+//! messages older than the copy reads them from Redis (see `redis_room`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use common::chat::{ChatMessage, ChatUser};
+use common::server::StatusKind;
+use tokio::sync::{broadcast, watch};
+
+use crate::backend::stream_id::StreamId;
+
+/// Presence and status frames queued per viewer; a viewer further behind misses some
+/// (a later presence list corrects what it shows).
+const NOTICE_QUEUE: usize = 256;
+
+/// A message and its id.
+pub type Entry = (StreamId, ChatMessage);
+
+/// Things about the room that are not messages; sent live, never replayed.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Join(ChatUser),
+    Leave(ChatUser),
+    Presence(Vec<ChatUser>),
+    Status(StatusKind, String),
+}
+
+/// What a viewer at `cursor` can read here.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Messages after the cursor, oldest first (empty when the viewer is up to date).
+    Entries(Vec<Entry>),
+    /// The cursor is older than what is kept here: everything up to `floor` is not.
+    Older { floor: StreamId },
+}
+
+pub struct Room {
+    pub id: String,
+    ring: Mutex<Ring>,
+    /// The id of the newest message in the ring; viewers wait for it to change.
+    latest: watch::Sender<StreamId>,
+    notices: broadcast::Sender<Notice>,
+    /// User id → (user, connections to this room on this relay).
+    here: Mutex<HashMap<String, (ChatUser, usize)>>,
+}
+
+struct Ring {
+    entries: VecDeque<Entry>,
+    /// Every message with an id up to this one is not in `entries`.
+    floor: StreamId,
+    capacity: usize,
+}
+
+impl Room {
+    pub fn new(id: &str, capacity: usize, floor: StreamId) -> Self {
+        let (notices, _) = broadcast::channel(NOTICE_QUEUE);
+        Self {
+            id: id.to_owned(),
+            ring: Mutex::new(Ring {
+                entries: VecDeque::new(),
+                floor,
+                capacity: capacity.max(1),
+            }),
+            latest: watch::Sender::new(floor),
+            notices,
+            here: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ring(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn here(&self) -> MutexGuard<'_, HashMap<String, (ChatUser, usize)>> {
+        self.here.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a message with a new id made here (memory mode): returns the id.
+    pub fn append_new(&self, message: ChatMessage, now_ms: u64) -> StreamId {
+        let mut ring = self.ring();
+        let last = ring.entries.back().map_or(ring.floor, |(id, _)| *id);
+        let id = last.next_after(now_ms);
+        ring.push(id, message);
+        drop(ring);
+        self.latest.send_replace(id);
+        id
+    }
+
+    /// Adds a message read from Redis; ids not after the newest are ignored.
+    pub fn append(&self, id: StreamId, message: ChatMessage) {
+        let mut ring = self.ring();
+        let last = ring.entries.back().map_or(ring.floor, |(id, _)| *id);
+        if id <= last {
+            return;
+        }
+        ring.push(id, message);
+        drop(ring);
+        self.latest.send_replace(id);
+    }
+
+    /// The newest id known here (the floor when no message is kept).
+    pub fn latest(&self) -> StreamId {
+        *self.latest.borrow()
+    }
+
+    /// Up to `max` messages after `cursor`.
+    pub fn read_after(&self, cursor: StreamId, max: usize) -> Read {
+        let ring = self.ring();
+        if cursor < ring.floor {
+            return Read::Older { floor: ring.floor };
+        }
+        let start = ring.entries.partition_point(|(id, _)| *id <= cursor);
+        Read::Entries(ring.entries.range(start..).take(max).cloned().collect())
+    }
+
+    pub fn watch_latest(&self) -> watch::Receiver<StreamId> {
+        self.latest.subscribe()
+    }
+
+    pub fn subscribe_notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(notice);
+    }
+
+    /// Counts a connection of `user`; true when it is their first here.
+    pub fn arrive(&self, user: &ChatUser) -> bool {
+        let mut here = self.here();
+        let entry = here
+            .entry(user.uid.clone())
+            .or_insert_with(|| (user.clone(), 0));
+        entry.1 += 1;
+        entry.1 == 1
+    }
+
+    /// Uncounts a connection of `user`; true when it was their last here.
+    pub fn depart(&self, user: &ChatUser) -> bool {
+        let mut here = self.here();
+        match here.get_mut(&user.uid) {
+            Some(entry) if entry.1 > 1 => {
+                entry.1 -= 1;
+                false
+            }
+            Some(_) => {
+                here.remove(&user.uid);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The people connected here, by name.
+    pub fn people_here(&self) -> Vec<ChatUser> {
+        let mut users: Vec<ChatUser> = self.here().values().map(|(u, _)| u.clone()).collect();
+        sort_users(&mut users);
+        users
+    }
+
+    /// Connections to this room on this relay.
+    pub fn connections_here(&self) -> usize {
+        self.here().values().map(|(_, n)| n).sum()
+    }
+}
+
+impl Ring {
+    fn push(&mut self, id: StreamId, message: ChatMessage) {
+        self.entries.push_back((id, message));
+        while self.entries.len() > self.capacity {
+            if let Some((old, _)) = self.entries.pop_front() {
+                self.floor = old;
+            }
+        }
+    }
+}
+
+/// Presence lists are sorted by name, then id, so every relay shows the same order.
+pub fn sort_users(users: &mut Vec<ChatUser>) {
+    users.sort_by(|a, b| (&a.username, &a.uid).cmp(&(&b.username, &b.uid)));
+    users.dedup_by(|a, b| a.uid == b.uid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> ChatMessage {
+        ChatMessage {
+            uid: "1".into(),
+            username: "a".into(),
+            message: text.into(),
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn reads_after_a_cursor_are_in_order_and_trimmed_history_is_reported() {
+        let room = Room::new("r", 3, StreamId::ZERO);
+        let ids: Vec<StreamId> = (0..5)
+            .map(|i| room.append_new(message(&i.to_string()), 1000))
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(room.latest(), ids[4]);
+        // Two were trimmed: a cursor before them learns where history starts.
+        assert_eq!(
+            room.read_after(StreamId::ZERO, 10),
+            Read::Older { floor: ids[1] }
+        );
+        let Read::Entries(entries) = room.read_after(ids[1], 10) else {
+            panic!("kept");
+        };
+        let texts: Vec<&str> = entries.iter().map(|(_, m)| m.message.as_str()).collect();
+        assert_eq!(texts, ["2", "3", "4"]);
+        assert_eq!(room.read_after(ids[4], 10), Read::Entries(vec![]));
+        let Read::Entries(two) = room.read_after(ids[1], 2) else {
+            panic!("kept");
+        };
+        assert_eq!(two.len(), 2);
+    }
+
+    #[test]
+    fn ids_from_redis_are_taken_once_in_order() {
+        let room = Room::new("r", 10, StreamId { ms: 5, seq: 0 });
+        room.append(StreamId { ms: 4, seq: 0 }, message("old"));
+        room.append(StreamId { ms: 6, seq: 0 }, message("new"));
+        room.append(StreamId { ms: 6, seq: 0 }, message("again"));
+        let Read::Entries(entries) = room.read_after(StreamId { ms: 5, seq: 0 }, 10) else {
+            panic!("kept");
+        };
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].1.message, "new");
+    }
+
+    #[test]
+    fn presence_counts_connections_per_user() {
+        let room = Room::new("r", 10, StreamId::ZERO);
+        let alice = ChatUser {
+            uid: "1".into(),
+            username: "alice".into(),
+        };
+        assert!(room.arrive(&alice));
+        assert!(!room.arrive(&alice));
+        assert_eq!(room.people_here(), vec![alice.clone()]);
+        assert!(!room.depart(&alice));
+        assert!(room.depart(&alice));
+        assert!(room.people_here().is_empty());
+    }
+}

@@ -1,0 +1,109 @@
+//! What chat rooms and job output share about Redis streams: commands that survive a Redis
+//! restart, what a stream looks like (for `gap` detection), and following a stream with
+//! `XREAD BLOCK` on a connection of its own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId as RedisEntry, StreamReadReply};
+
+use super::stream_id::StreamId;
+use crate::redis_link::{RedisLink, RedisUnavailable};
+
+/// How long one `XREAD` blocks before it is issued again.
+pub const BLOCK: Duration = Duration::from_secs(10);
+
+/// Runs `command` on the shared connection; once more if the connection had dropped
+/// (Redis restarted): the first try then never reached Redis, so nothing is done twice.
+pub async fn query<T: redis::FromRedisValue>(
+    link: &RedisLink,
+    command: &redis::Cmd,
+) -> Result<T, RedisUnavailable> {
+    let mut conn = link.connection().await?;
+    match command.query_async(&mut conn).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            let mut conn = link.connection().await?;
+            command
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| link.unavailable(e))
+        }
+        other => other.map_err(|e| link.unavailable(e)),
+    }
+}
+
+/// What a stream looks like now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// The newest id ever added (`0-0` when the stream does not exist).
+    pub last: StreamId,
+    /// The newest id trimmed or deleted: a cursor before it may have missed entries.
+    pub max_deleted: StreamId,
+}
+
+/// `XINFO STREAM`; a stream that does not exist is empty.
+pub async fn stream_state(link: &RedisLink, key: &str) -> Result<StreamState, RedisUnavailable> {
+    let exists: bool = query(link, redis::cmd("EXISTS").arg(key)).await?;
+    if !exists {
+        return Ok(StreamState::default());
+    }
+    let info: HashMap<String, redis::Value> =
+        query(link, redis::cmd("XINFO").arg("STREAM").arg(key)).await?;
+    let id = |field: &str| {
+        info.get(field)
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default()
+    };
+    Ok(StreamState {
+        last: id("last-generated-id"),
+        max_deleted: id("max-deleted-entry-id"),
+    })
+}
+
+/// A connection for blocking reads, checked with a PING so that "restored" is said only
+/// when Redis answers.
+pub async fn connect_blocking(link: &RedisLink) -> Result<MultiplexedConnection, RedisUnavailable> {
+    let mut conn = link.blocking_connection(BLOCK).await?;
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| link.unavailable(e))?;
+    Ok(conn)
+}
+
+/// Up to `count` entries after `last`, waiting up to [`BLOCK`] for the first.
+pub async fn read_after(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    last: StreamId,
+    count: usize,
+) -> Result<Vec<RedisEntry>, redis::RedisError> {
+    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(last.to_string())
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect())
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn protocol_error(message: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", message))
+}

@@ -1,0 +1,91 @@
+//! The relay under test, started in this process on a random loopback port.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use relay::{AppState, Config, Relay};
+
+use crate::client::WsClient;
+
+/// The password of every test user.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| relay::auth::hash_password(PASSWORD).expect("argon2 hashes a password"))
+}
+
+/// Test users: `alice` (group `ops`), `bob` (no groups). Put this after any top-level keys.
+pub fn users_toml() -> String {
+    format!(
+        "[auth]\njwt_secret = \"test-secret\"\ncookie_secure = false\n\
+         [[auth.users]]\nusername = \"alice\"\npassword_hash = \"{h}\"\ngroups = [\"ops\"]\n\
+         [[auth.users]]\nusername = \"bob\"\npassword_hash = \"{h}\"\n",
+        h = password_hash()
+    )
+}
+
+pub struct TestRelay {
+    relay: Option<Relay>,
+    pub addr: SocketAddr,
+}
+
+impl TestRelay {
+    /// Starts a relay on `config` (a whole TOML file; its `listen` is ignored).
+    pub async fn start(config: &str) -> anyhow::Result<Self> {
+        crate::init_logs();
+        let config = Config::from_toml(config, "test config")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let relay = Relay::start_on(listener, config).context("starting the relay")?;
+        Ok(Self {
+            addr: relay.addr,
+            relay: Some(relay),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.relay.as_ref().expect("relay running").state
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// A valid token for `user`, as if they had logged in.
+    pub fn token(&self, user: &str) -> String {
+        self.token_for(user, 3600)
+    }
+
+    pub fn token_for(&self, user: &str, ttl_secs: u64) -> String {
+        self.state()
+            .auth
+            .mint(user, ttl_secs)
+            .expect("minting a token")
+    }
+
+    /// Opens a WebSocket as `user`.
+    pub async fn connect(&self, user: &str, path: &str) -> anyhow::Result<WsClient> {
+        WsClient::connect(&self.ws_url(path), Some(&self.token(user)), None).await
+    }
+
+    /// Shuts the relay down and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.shutdown();
+            relay.stopped().await;
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(relay) = &self.relay {
+            relay.shutdown();
+        }
+    }
+}
