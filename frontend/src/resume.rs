@@ -89,6 +89,8 @@ impl Progress {
             return Connected::Resumed { lost: 0 };
         };
         if theirs < ours {
+            // Keep our position; the first `ours - theirs` bytes or lines are repeats.
+            self.position = before;
             self.skip = ours - theirs;
             Connected::Resumed { lost: 0 }
         } else {
@@ -108,7 +110,7 @@ impl Progress {
             .as_ref()
             .and_then(Position::as_count)
             .unwrap_or(0);
-        self.position = Some(Position::count(now.saturating_add(len)));
+        self.position = Some(Position::count(now.saturating_add(len - skip)));
         skip
     }
 
