@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test: formatting, clippy (native and
+# wasm32), the unit and end-to-end tests (real sshd, redis-server, Chromium, the Kubernetes
+# emulator), and the browser app's wasm tests. This is the command CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing what is missing"
+scripts/install-deps.sh
+
+step "formatting"
+cargo fmt --all --check
+
+step "clippy (native)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "clippy (wasm32)"
+cargo clippy -p common -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "building the browser app (dist/)"
+trunk build --release
+
+step "browser app unit tests (wasm, headless Chromium)"
+scripts/wasm-test.sh
+
+step "unit and end-to-end tests"
+cargo test --workspace --exclude frontend
