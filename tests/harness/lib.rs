@@ -2,11 +2,13 @@
 //! folders, each a guard that stops its process when dropped.
 //!
 //! - [`sshd::TestSshd`]: Debian's openssh-server with a fresh host key and client key.
+//! - [`redis::TestRedis`]: redis-server, which can be killed and restarted on its port.
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 
 pub mod client;
 pub mod net;
+pub mod redis;
 pub mod relay;
 pub mod sshd;
 

@@ -1,0 +1,325 @@
+//! Live file tails: the last lines, then following the file through rotation, truncation,
+//! deletion and re-creation; one reader shared by many viewers, none slowed by another.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use common::server::{StatusKind, StreamEvent};
+use opsdeck_tests::client::WsClient;
+use opsdeck_tests::relay::{TestRelay, users_toml};
+
+/// A relay tailing `app.log` (and nothing else) in a fresh folder.
+struct Setup {
+    relay: TestRelay,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start(tail_section: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = format!(
+            "{users}\n[tail]\nlinger = \"1s\"\n{tail_section}\n\
+             [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n\
+             [[files]]\nid = \"app\"\npath = \"{path}\"\n",
+            users = users_toml(),
+            path = dir.path().join("app.log").display(),
+        );
+        Ok(Self {
+            relay: TestRelay::start(&config).await?,
+            dir,
+        })
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("app.log")
+    }
+
+    async fn view(&self, query: &str) -> anyhow::Result<Viewer> {
+        let client = self.relay.connect("alice", &format!("/ws/tail/app{query}")).await?;
+        Viewer::new(client).await
+    }
+}
+
+fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn numbered(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("line {i}\n")).collect()
+}
+
+/// One viewer and everything it has received.
+struct Viewer {
+    client: WsClient,
+    session: String,
+    resumed: bool,
+    lines: Vec<String>,
+    statuses: Vec<StatusKind>,
+    gaps: usize,
+    dropped: u64,
+    /// Position after the last line received.
+    position: u64,
+}
+
+impl Viewer {
+    async fn new(mut client: WsClient) -> anyhow::Result<Self> {
+        let (session, position, resumed) = client.connected().await?;
+        Ok(Self {
+            client,
+            session,
+            resumed,
+            lines: Vec::new(),
+            statuses: Vec::new(),
+            gaps: 0,
+            dropped: 0,
+            position: position.as_count().unwrap_or(0),
+        })
+    }
+
+    /// Takes one frame.
+    async fn step(&mut self) -> anyhow::Result<()> {
+        match self.client.next_frame().await? {
+            StreamEvent::Lines { position, lines } => {
+                self.lines.extend(lines);
+                self.position = position.as_count().unwrap_or(0);
+            }
+            StreamEvent::Status { kind, .. } => self.statuses.push(kind),
+            StreamEvent::Dropped { count } => self.dropped += count,
+            StreamEvent::Gap { .. } => self.gaps += 1,
+            other => bail!("unexpected frame {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Reads until `count` lines have arrived in all.
+    async fn until_lines(&mut self, count: usize) -> anyhow::Result<()> {
+        while self.lines.len() < count {
+            self.step().await?;
+        }
+        Ok(())
+    }
+
+    async fn until_line(&mut self, line: &str) -> anyhow::Result<()> {
+        while !self.lines.iter().any(|l| l == line) {
+            self.step().await?;
+        }
+        Ok(())
+    }
+
+    async fn until_status(&mut self, kind: StatusKind) -> anyhow::Result<()> {
+        while !self.statuses.contains(&kind) {
+            self.step().await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn starts_with_the_last_n_lines_then_follows_new_ones() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), &numbered(0, 500))?;
+
+    let mut ten = setup.view("?lines=10").await?;
+    ten.until_lines(10).await?;
+    let expected: Vec<String> = (490..500).map(|i| format!("line {i}")).collect();
+    assert_eq!(ten.lines, expected);
+
+    let mut default = setup.view("").await?;
+    default.until_lines(100).await?;
+    assert_eq!(default.lines.first().map(String::as_str), Some("line 400"));
+    assert_eq!(default.lines.len(), 100);
+
+    append(&setup.log(), &numbered(500, 503))?;
+    ten.until_lines(13).await?;
+    assert_eq!(&ten.lines[10..], ["line 500", "line 501", "line 502"]);
+    default.until_line("line 502").await?;
+    assert_eq!(default.lines.len(), 103, "no line twice, none missed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn lines_are_never_split_inside_a_character_and_long_lines_are_cut() -> anyhow::Result<()> {
+    let setup = Setup::start("max_line_bytes = 1024").await?;
+    append(&setup.log(), "")?;
+    let mut viewer = setup.view("").await?;
+    let text = "多字节文本 — 😀\n".as_bytes();
+    // Written in pieces that end inside characters; each piece is its own write event.
+    for piece in text.chunks(5) {
+        let mut file = std::fs::OpenOptions::new().append(true).open(setup.log())?;
+        file.write_all(piece)?;
+        file.sync_all()?;
+    }
+    append(&setup.log(), &format!("{}\n", "x".repeat(5000)))?;
+    viewer.until_lines(2).await?;
+    assert_eq!(viewer.lines[0], "多字节文本 — 😀");
+    assert!(viewer.lines[1].starts_with(&"x".repeat(1024)), "cut at the limit");
+    assert!(!viewer.lines[1].starts_with(&"x".repeat(1025)));
+    assert!(viewer.lines[1].contains("5000 bytes"), "{}", &viewer.lines[1][1024..]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rotation_by_rename_is_announced_and_the_new_file_is_followed() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), "before\n")?;
+    let mut viewer = setup.view("").await?;
+    viewer.until_line("before").await?;
+
+    append(&setup.log(), "last words of the old file\n")?;
+    std::fs::rename(setup.log(), setup.dir.path().join("app.log.1"))?;
+    append(&setup.log(), "first line of the new file\n")?;
+    viewer.until_line("first line of the new file").await?;
+    assert!(viewer.statuses.contains(&StatusKind::FileRotated), "{:?}", viewer.statuses);
+    assert_eq!(
+        viewer.lines,
+        ["before", "last words of the old file", "first line of the new file"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn truncation_is_announced_and_reading_restarts_at_the_top() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), &numbered(0, 50))?;
+    let mut viewer = setup.view("?lines=5").await?;
+    viewer.until_lines(5).await?;
+
+    std::fs::OpenOptions::new().write(true).open(setup.log())?.set_len(0)?;
+    viewer.until_status(StatusKind::FileTruncated).await?;
+    append(&setup.log(), "fresh start\n")?;
+    viewer.until_line("fresh start").await?;
+    assert_eq!(viewer.lines.len(), 6, "{:?}", viewer.lines);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deletion_and_re_creation_are_announced_and_followed() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), "original\n")?;
+    let mut viewer = setup.view("").await?;
+    viewer.until_line("original").await?;
+
+    std::fs::remove_file(setup.log())?;
+    viewer.until_status(StatusKind::FileDeleted).await?;
+    append(&setup.log(), "reborn\n")?;
+    viewer.until_line("reborn").await?;
+    assert!(viewer.statuses.contains(&StatusKind::FileCreated), "{:?}", viewer.statuses);
+    assert_eq!(viewer.lines, ["original", "reborn"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn many_viewers_share_one_reader() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), "hello\n")?;
+    let mut viewers = Vec::new();
+    for _ in 0..8 {
+        let mut viewer = setup.view("").await?;
+        viewer.until_line("hello").await?;
+        viewers.push(viewer);
+    }
+    assert_eq!(setup.relay.state().tails.len(), 1, "one reader for the file");
+    let session = viewers[0].session.clone();
+    assert!(viewers.iter().all(|v| v.session == session));
+
+    append(&setup.log(), "to everyone\n")?;
+    for viewer in &mut viewers {
+        viewer.until_line("to everyone").await?;
+        assert_eq!(viewer.lines, ["hello", "to everyone"]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_viewer_does_not_slow_the_others_and_learns_what_it_missed()
+-> anyhow::Result<()> {
+    // A queue of two batches per viewer: a viewer that stops reading falls behind quickly.
+    let setup = Setup::start("viewer_queue = 2").await?;
+    append(&setup.log(), "start\n")?;
+    let mut stalled = setup.view("").await?;
+    stalled.until_line("start").await?;
+    let mut live = setup.view("").await?;
+    live.until_line("start").await?;
+
+    // 20 MB in 100 steps; the live viewer reads each step before the next is written, the
+    // stalled one reads nothing until the end.
+    let padding = "p".repeat(190);
+    let (steps, per_step) = (100, 1000);
+    for step in 0..steps {
+        let chunk: String = (0..per_step)
+            .map(|i| format!("{} {padding}\n", step * per_step + i))
+            .collect();
+        append(&setup.log(), &chunk)?;
+        live.until_lines(1 + (step + 1) * per_step).await?;
+    }
+    let total = steps * per_step;
+    assert_eq!(live.dropped, 0, "the reading viewer missed nothing");
+    for (i, line) in live.lines[1..].iter().enumerate() {
+        assert!(line.starts_with(&format!("{i} ")), "line {i} out of order: {line:.20}");
+    }
+
+    let last = format!("{} {padding}", total - 1);
+    stalled.until_line(&last).await?;
+    assert!(stalled.dropped > 0, "the stalled viewer was told it skipped lines");
+    assert_eq!(
+        stalled.lines.len() as u64 + stalled.dropped,
+        1 + total as u64,
+        "every line was either received or counted as dropped"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reconnecting_viewer_resumes_after_its_last_line() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), &numbered(0, 20))?;
+    let mut first = setup.view("?lines=5").await?;
+    first.until_lines(5).await?;
+    let (session, position) = (first.session.clone(), first.position);
+    first.client.drop_connection();
+
+    append(&setup.log(), &numbered(20, 23))?;
+    let query = format!("?session={session}&position={position}");
+    let mut again = setup.view(&query).await?;
+    assert!(again.resumed);
+    again.until_lines(3).await?;
+    assert_eq!(again.lines, ["line 20", "line 21", "line 22"]);
+
+    // A tail id this reader never had (e.g. from before a relay restart): a fresh start.
+    let mut stranger = setup.view("?session=0000&position=3&lines=2").await?;
+    assert!(!stranger.resumed);
+    stranger.until_lines(2).await?;
+    assert_eq!(stranger.gaps, 1);
+    assert_eq!(stranger.lines, ["line 21", "line 22"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn ids_that_look_like_paths_are_not_found_and_grants_apply() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    append(&setup.log(), "secret\n")?;
+    for path in [
+        "/ws/tail/..%2F..%2Fetc%2Fpasswd",
+        "/ws/tail/%2Fetc%2Fpasswd",
+        "/ws/tail/app.log",
+        "/ws/tail/.",
+    ] {
+        let mut client = setup.relay.connect("alice", path).await?;
+        let (code, reason, frames) = client.read_until_closed().await?;
+        assert_eq!(code, 4404, "{path}: {reason}");
+        assert!(frames.is_empty());
+    }
+    let mut bob = setup.relay.connect("bob", "/ws/tail/app").await?;
+    let (code, _, _) = bob.read_until_closed().await?;
+    assert_eq!(code, 4403, "bob has no grant for files");
+    let mut anonymous = WsClient::connect(&setup.relay.ws_url("/ws/tail/app"), None, None).await?;
+    let (code, _, _) = anonymous.read_until_closed().await?;
+    assert_eq!(code, 4401);
+    let mut bad = setup.relay.connect("alice", "/ws/tail/app?lines=many").await?;
+    let (code, _, _) = bad.read_until_closed().await?;
+    assert_eq!(code, 4400);
+    Ok(())
+}
