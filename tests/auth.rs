@@ -295,3 +295,28 @@ async fn shutdown_closes_websockets_with_1001() -> anyhow::Result<()> {
     assert_eq!(code, 1001, "{reason}");
     Ok(())
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_http_503() -> anyhow::Result<()> {
+    let sshd = opsdeck_tests::sshd::TestSshd::start().await?;
+    let config = format!(
+        "[limits]\nmax_connections = 1\n{}\n[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n{}",
+        users_toml(),
+        sshd.host_toml("box")?
+    );
+    let relay = TestRelay::start(&config).await?;
+    let mut first = relay.connect("alice", "/ws/ssh/box").await?;
+    first.connected().await?;
+    let second = relay.connect("alice", "/ws/ssh/box").await;
+    let error = format!(
+        "{:#}",
+        second
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("second socket accepted"))?
+    );
+    assert!(error.contains("503"), "{error}");
+    first.close_normally().await?;
+    let mut third = relay.connect("alice", "/ws/ssh/box").await?;
+    third.connected().await?;
+    Ok(())
+}

@@ -338,3 +338,19 @@ async fn a_browser_that_does_not_read_holds_relay_memory_to_the_buffer() -> anyh
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn withdrawing_the_grant_closes_open_sessions_with_4430() -> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let keepalive = "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n";
+    let relay = relay_with(&sshd, keepalive).await?;
+    let (mut client, _) = open_shell(&relay, "").await?;
+    // The new config keeps the host but grants it to nobody (what SIGHUP would load).
+    let without_grant = format!("{keepalive}\n{}\n{}", users_toml(), sshd.host_toml("box")?);
+    relay
+        .state()
+        .reload(relay::Config::from_toml(&without_grant, "reloaded")?);
+    let (code, reason, _) = client.read_until_closed().await?;
+    assert_eq!(code, 4430, "{reason}");
+    Ok(())
+}

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use common::api::LoginRequest;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warp::filters::BoxedFilter;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub chat: Arc<ChatHub>,
     /// Cancelled when the relay shuts down; every pump watches it.
     pub shutdown: CancellationToken,
+    /// One permit per open WebSocket (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
         );
         let tails = TailHub::new(metrics.clone());
         let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
+        let connections = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             auth,
@@ -86,6 +90,7 @@ impl AppState {
             tails,
             chat,
             shutdown: CancellationToken::new(),
+            connections,
         }))
     }
 
@@ -328,12 +333,21 @@ fn upgrade<O: StreamOpener>(
         .and(with_state(state))
         .map(
             |opener: O, ws: warp::ws::Ws, headers: HeaderMap, state: Arc<AppState>| {
+                let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+                    return api::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "this relay is at its connection limit (limits.max_connections); try again later",
+                    );
+                };
                 let limit = state.config().limits.max_frame_bytes.saturating_mul(4);
                 let protocol = chosen_subprotocol(&headers);
                 let reply = ws
                     .max_message_size(limit)
                     .max_frame_size(limit)
-                    .on_upgrade(move |socket| endpoints::serve(socket, state, headers, opener));
+                    .on_upgrade(move |socket| async move {
+                        endpoints::serve(socket, state, headers, opener).await;
+                        drop(permit);
+                    });
                 let mut response = reply.into_response();
                 if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
                     response
