@@ -53,11 +53,11 @@ pub fn core_v1_resources() -> Value {
         "resources": [
             {
                 "name": "namespaces", "singularName": "namespace", "namespaced": false,
-                "kind": "Namespace", "verbs": ["get", "list"], "shortNames": ["ns"],
+                "kind": "Namespace", "verbs": ["get", "list", "watch"], "shortNames": ["ns"],
             },
             {
                 "name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
-                "verbs": ["get", "list"], "shortNames": ["po"], "categories": ["all"],
+                "verbs": ["get", "list", "watch"], "shortNames": ["po"], "categories": ["all"],
             },
             {
                 "name": "pods/exec", "singularName": "", "namespaced": true,

@@ -7,7 +7,9 @@
 //! - HTTPS with a generated CA; client certificates (CN = user, O = groups)
 //!   and bearer tokens; 401/403/404 as `metav1.Status` ([`status`], [`auth`]);
 //! - impersonation headers and a tiny RBAC table ([`config::AccessRule`]);
-//! - namespaces and pods as JSON k8s-openapi reads ([`pods`]);
+//! - namespaces and pods as JSON k8s-openapi reads, with label/field
+//!   selectors and watches for `kube::runtime::watcher` ([`pods`],
+//!   [`selector`], [`listwatch`]);
 //! - `pods/exec` over the `v5.channel.k8s.io` / `v4.channel.k8s.io`
 //!   WebSocket protocol, running the requested command on a PTY or pipes
 //!   ([`exec`], [`process`]);
@@ -48,11 +50,13 @@ pub mod config;
 pub mod discovery;
 pub mod exec;
 pub mod kubeconfig;
+pub mod listwatch;
 pub mod logs;
 mod logwatch;
 pub mod pods;
 pub mod process;
 pub mod query;
+pub mod selector;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -123,7 +127,7 @@ impl Emulator {
             tokens: RwLock::new(config.tokens),
             rules: RwLock::new(config.access),
             processes: ProcessRegistry::new(),
-            audit: Mutex::new(Vec::new()),
+            audit: Mutex::new(Default::default()),
             shutdown: shutdown_rx.clone(),
             address: addr.to_string(),
         });
@@ -309,13 +313,16 @@ impl Emulator {
         let _ = live.wait_for(|n| *n == count).await;
     }
 
-    /// Every request handled so far.
+    /// The requests handled so far, oldest first (the most recent
+    /// [`server::AUDIT_LIMIT`]).
     pub fn audit_log(&self) -> Vec<AuditEvent> {
         self.state
             .audit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Stops the emulator (same as dropping it).

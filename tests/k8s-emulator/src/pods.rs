@@ -12,10 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::config::{EmulatorConfig, PodPhase};
+use crate::selector::{Selectable, Selector};
 use crate::status::Status;
+
+/// Pod changes buffered per watcher before it is told it fell behind.
+const WATCH_BUFFER: usize = 1024;
 
 /// Name of the node every pod is bound to.
 pub const NODE_NAME: &str = "emulator-node";
@@ -82,6 +86,9 @@ struct State {
     resource_version: u64,
     pods: Vec<Pod>,
     namespaces: Vec<String>,
+    /// Every pod change since start, for watches resuming from a
+    /// resourceVersion.
+    history: Vec<Arc<PodEvent>>,
 }
 
 /// The emulated cluster.
@@ -89,6 +96,58 @@ struct State {
 pub struct Cluster {
     state: Mutex<State>,
     created: OffsetDateTime,
+    events: broadcast::Sender<Arc<PodEvent>>,
+}
+
+/// One change of a pod, as a watch reports it.
+#[derive(Debug)]
+pub struct PodEvent {
+    /// `ADDED` or `MODIFIED`.
+    pub event_type: &'static str,
+    /// The pod's resourceVersion after the change.
+    pub resource_version: u64,
+    /// The pod (with kind and apiVersion).
+    pub object: Value,
+    namespace: String,
+    name: String,
+    phase: PodPhase,
+    labels: BTreeMap<String, String>,
+}
+
+impl PodEvent {
+    fn of(event_type: &'static str, pod: &Pod) -> Arc<Self> {
+        Arc::new(PodEvent {
+            event_type,
+            resource_version: pod.resource_version,
+            object: pod_json(pod, true),
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            phase: pod.phase,
+            labels: pod.labels.clone(),
+        })
+    }
+
+    /// Whether a watch of `namespace` with `selector` sees this event.
+    pub fn visible(&self, namespace: &str, selector: &Selector) -> bool {
+        self.namespace == namespace
+            && selector.matches(&Selectable {
+                labels: &self.labels,
+                name: &self.name,
+                namespace: &self.namespace,
+                phase: self.phase.as_str(),
+                node_name: NODE_NAME,
+            })
+    }
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy)]
+pub enum WatchStart {
+    /// `resourceVersion` unset or `0`: synthetic ADDED events for every
+    /// current pod, then changes.
+    Now,
+    /// After this resourceVersion: the changes since.
+    After(u64),
 }
 
 /// What exec and logs need to know about one container.
@@ -205,8 +264,10 @@ impl Cluster {
                 resource_version: 100 + pods.len() as u64,
                 pods,
                 namespaces,
+                history: Vec::new(),
             }),
             created: now,
+            events: broadcast::Sender::new(WATCH_BUFFER),
         })
     }
 
@@ -271,12 +332,12 @@ impl Cluster {
 
     /// `PodList` JSON for a namespace (empty for unknown namespaces, as the
     /// real server answers).
-    pub fn pod_list(&self, namespace: &str) -> Value {
+    pub fn pod_list(&self, namespace: &str, selector: &Selector) -> Value {
         let state = self.lock();
         let items: Vec<Value> = state
             .pods
             .iter()
-            .filter(|p| p.namespace == namespace)
+            .filter(|p| p.namespace == namespace && selector.matches(&selectable(p)))
             .map(|p| pod_json(p, false))
             .collect();
         json!({
@@ -285,6 +346,44 @@ impl Cluster {
             "metadata": {"resourceVersion": state.resource_version.to_string()},
             "items": items,
         })
+    }
+
+    /// The events a new watch starts with, and the receiver of later ones
+    /// (taken under one lock, so nothing falls between them), plus the
+    /// current resourceVersion.
+    pub fn watch_pods(
+        &self,
+        namespace: &str,
+        selector: &Selector,
+        start: WatchStart,
+    ) -> (Vec<Arc<PodEvent>>, broadcast::Receiver<Arc<PodEvent>>, u64) {
+        let state = self.lock();
+        let receiver = self.events.subscribe();
+        let initial = match start {
+            WatchStart::Now => state
+                .pods
+                .iter()
+                .map(|p| PodEvent::of("ADDED", p))
+                .filter(|e| e.visible(namespace, selector))
+                .collect(),
+            WatchStart::After(version) => state
+                .history
+                .iter()
+                .filter(|e| e.resource_version > version && e.visible(namespace, selector))
+                .cloned()
+                .collect(),
+        };
+        (initial, receiver, state.resource_version)
+    }
+
+    /// Namespace objects for a namespace watch (they never change).
+    pub fn namespace_objects(&self) -> Vec<Value> {
+        let state = self.lock();
+        state
+            .namespaces
+            .iter()
+            .map(|ns| self.namespace_json(ns, true))
+            .collect()
     }
 
     /// `Pod` JSON, or 404 `pods "x" not found`.
@@ -356,7 +455,15 @@ impl Cluster {
         for c in &p.containers {
             c.signals.notify_changed();
         }
+        let event = PodEvent::of("MODIFIED", p);
+        self.publish(&mut state, event);
         Ok(())
+    }
+
+    fn publish(&self, state: &mut State, event: Arc<PodEvent>) {
+        state.history.push(event.clone());
+        // No receivers is fine.
+        let _ = self.events.send(event);
     }
 
     /// Restarts a container: bumps `restartCount`, moves the current log to
@@ -389,7 +496,10 @@ impl Cluster {
         c.restart_count += 1;
         c.signals.cut_follows();
         c.signals.notify_changed();
-        Ok(c.restart_count)
+        let restarts = c.restart_count;
+        let event = PodEvent::of("MODIFIED", p);
+        self.publish(&mut state, event);
+        Ok(restarts)
     }
 
     /// The log signals of a container.
@@ -401,6 +511,16 @@ impl Cluster {
     ) -> Result<Arc<LogSignals>, Status> {
         self.container(namespace, pod, Some(container))
             .map(|c| c.signals)
+    }
+}
+
+fn selectable(p: &Pod) -> Selectable<'_> {
+    Selectable {
+        labels: &p.labels,
+        name: &p.name,
+        namespace: &p.namespace,
+        phase: p.phase.as_str(),
+        node_name: NODE_NAME,
     }
 }
 

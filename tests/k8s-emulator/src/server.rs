@@ -5,9 +5,9 @@
 //! |-----------|---------------------------------------------|--------------------------------------|
 //! | GET       | `/healthz`, `/livez`, `/readyz`             | (no authentication)                  |
 //! | GET       | `/version`, `/api`, `/apis`, `/api/v1`      | any authenticated user               |
-//! | GET       | `/api/v1/namespaces`                        | `list namespaces` (cluster scope)    |
+//! | GET       | `/api/v1/namespaces`                        | `list`/`watch namespaces` (cluster)  |
 //! | GET       | `/api/v1/namespaces/{ns}`                   | `get namespaces` in `{ns}`           |
-//! | GET       | `/api/v1/namespaces/{ns}/pods`              | `list pods`                          |
+//! | GET       | `/api/v1/namespaces/{ns}/pods`              | `list`/`watch pods`                  |
 //! | GET       | `/api/v1/namespaces/{ns}/pods/{pod}`        | `get pods`                           |
 //! | GET, POST | `/api/v1/namespaces/{ns}/pods/{pod}/exec`   | `create pods/exec` (WebSocket)       |
 //! | GET       | `/api/v1/namespaces/{ns}/pods/{pod}/log`    | `get pods/log`                       |
@@ -15,6 +15,7 @@
 //! A WebSocket upgrade of `pods/exec` is authorized as `create`, as the API
 //! server does since `AuthorizePodWebsocketUpgradeCreatePermission`.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,10 +38,12 @@ use crate::auth::{self, Attributes, UserInfo};
 use crate::config::{AccessRule, TokenConfig};
 use crate::discovery;
 use crate::exec;
+use crate::listwatch;
 use crate::logs;
 use crate::pods::Cluster;
 use crate::process::ProcessRegistry;
 use crate::query::Query;
+use crate::selector::Selector;
 use crate::status::{Status, json_response};
 use crate::tls;
 
@@ -53,6 +56,9 @@ pub fn empty_body() -> Body {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// How many audit events are kept (a benchmark must not grow memory forever).
+pub const AUDIT_LIMIT: usize = 10_000;
 
 /// One handled request, for tests that check who did what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +88,8 @@ pub struct AppState {
     pub rules: RwLock<Vec<AccessRule>>,
     /// Exec'd process groups.
     pub processes: Arc<ProcessRegistry>,
-    /// Requests handled so far.
-    pub audit: Mutex<Vec<AuditEvent>>,
+    /// The most recent requests (at most [`AUDIT_LIMIT`]).
+    pub audit: Mutex<VecDeque<AuditEvent>>,
     /// Flips to true when the emulator stops.
     pub shutdown: watch::Receiver<bool>,
     /// `host:port`, for `/api` discovery.
@@ -183,18 +189,19 @@ async fn handle(
         )
     });
     tracing::debug!(%method, %uri, user = %user.name, code = response.status().as_u16(), "request");
-    state
-        .audit
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(AuditEvent {
-            user: user.name,
-            groups: user.groups,
-            impersonated_by: by.map(|u| u.name),
-            method,
-            uri,
-            code: response.status().as_u16(),
-        });
+    let mut audit = state.audit.lock().unwrap_or_else(|e| e.into_inner());
+    if audit.len() == AUDIT_LIMIT {
+        audit.pop_front();
+    }
+    audit.push_back(AuditEvent {
+        user: user.name,
+        groups: user.groups,
+        impersonated_by: by.map(|u| u.name),
+        method,
+        uri,
+        code: response.status().as_u16(),
+    });
+    drop(audit);
     response
 }
 
@@ -247,7 +254,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Status> {
 impl Route {
     /// The authorizer attributes; None for non-resource paths every
     /// authenticated user may read (`system:discovery`).
-    fn attributes(&self) -> Option<Attributes> {
+    fn attributes(&self, watching: bool) -> Option<Attributes> {
+        let list = if watching { "watch" } else { "list" };
         let resource = |verb, resource, subresource, namespace: &str, name: &str| Attributes {
             verb,
             resource,
@@ -259,10 +267,10 @@ impl Route {
             Route::Health | Route::Version | Route::Api | Route::Apis | Route::ApiV1 => {
                 return None;
             }
-            Route::Namespaces => resource("list", "namespaces", "", "", ""),
+            Route::Namespaces => resource(list, "namespaces", "", "", ""),
             // RequestInfo puts a namespace's own name in the namespace field.
             Route::Namespace(ns) => resource("get", "namespaces", "", ns, ns),
-            Route::Pods(ns) => resource("list", "pods", "", ns, ""),
+            Route::Pods(ns) => resource(list, "pods", "", ns, ""),
             Route::Pod(ns, pod) => resource("get", "pods", "", ns, pod),
             Route::Exec(ns, pod) => resource("create", "pods", "exec", ns, pod),
             Route::Log(ns, pod) => resource("get", "pods", "log", ns, pod),
@@ -302,25 +310,31 @@ async fn respond(
     };
     *who = Some((user.clone(), impersonator));
     let route = route?;
-    if let Some(attributes) = route.attributes() {
+    let query = Query::parse(request.uri().query());
+    let watching = query.bool("watch");
+    if let Some(attributes) = route.attributes(watching) {
         auth::authorize(&user, &attributes, &rules)?;
     }
 
-    let query = Query::parse(request.uri().query());
     match route {
         Route::Health => Err(Status::no_route()),
         Route::Version => Ok(json(discovery::version())),
         Route::Api => Ok(json(discovery::core_versions(&state.address))),
         Route::Apis => Ok(json(discovery::groups())),
         Route::ApiV1 => Ok(json(discovery::core_v1_resources())),
-        Route::Namespaces => {
-            reject_watch(&query)?;
-            Ok(json(state.cluster.namespace_list()))
+        Route::Namespaces if watching => {
+            listwatch::namespaces(&state.cluster, &query, state.shutdown.clone())
         }
+        Route::Namespaces => Ok(json(state.cluster.namespace_list())),
         Route::Namespace(ns) => state.cluster.namespace(&ns).map(json),
         Route::Pods(ns) => {
-            reject_watch(&query)?;
-            Ok(json(state.cluster.pod_list(&ns)))
+            let selector =
+                Selector::parse(query.first("labelSelector"), query.first("fieldSelector"))?;
+            if watching {
+                listwatch::pods(&state.cluster, ns, selector, &query, state.shutdown.clone())
+            } else {
+                Ok(json(state.cluster.pod_list(&ns, &selector)))
+            }
         }
         Route::Pod(ns, pod) => state.cluster.pod(&ns, &pod).map(json),
         Route::Exec(ns, pod) => {
@@ -348,15 +362,6 @@ async fn respond(
             )
         }
     }
-}
-
-fn reject_watch(query: &Query) -> Result<(), Status> {
-    if query.bool("watch") {
-        return Err(Status::bad_request(
-            "watch is not implemented by the Kubernetes emulator",
-        ));
-    }
-    Ok(())
 }
 
 fn json(value: Value) -> Response<Body> {

@@ -206,6 +206,12 @@ impl Status {
         status
     }
 
+    /// 410 `Expired`, as a watch reports a resourceVersion it can no longer
+    /// serve.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::failure(StatusCode::GONE, "Expired", message.into())
+    }
+
     /// 500 `errors.NewInternalError(err)`.
     pub fn internal_error(error: impl Into<String>) -> Self {
         let error = error.into();

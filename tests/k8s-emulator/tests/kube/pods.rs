@@ -1,8 +1,10 @@
 //! Reading pods and namespaces with typed kube-rs APIs.
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::discovery::Discovery;
+use kube::runtime::watcher::{self, watcher};
 
 use crate::fixture::{self, api_error};
 
@@ -120,4 +122,73 @@ async fn version_discovery_and_namespaces_work_for_an_admin() {
         .filter_map(|n| n.metadata.name)
         .collect();
     assert_eq!(names, ["dev", "empty", "prod"]);
+}
+
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Unpin),
+) -> watcher::Event<Pod> {
+    tokio::time::timeout(fixture::PATIENCE, stream.next())
+        .await
+        .expect("an event arrives")
+        .expect("the stream goes on")
+        .expect("no watch error")
+}
+
+fn phase_of(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+#[tokio::test]
+async fn runtime_watcher_lists_then_sees_phase_changes() {
+    let cluster = fixture::start().await;
+    let pods: Api<Pod> = Api::namespaced(fixture::client_for(&cluster, "alice", &[]).await, "dev");
+    let config = watcher::Config::default().labels("app in (web-1, done)");
+    let mut stream = watcher(pods, config).boxed();
+
+    assert!(matches!(
+        next_event(&mut stream).await,
+        watcher::Event::Init
+    ));
+    let mut listed = Vec::new();
+    loop {
+        match next_event(&mut stream).await {
+            watcher::Event::InitApply(pod) => listed.push(pod.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected event during the initial list: {other:?}"),
+        }
+    }
+    assert_eq!(listed, ["web-1", "done"]);
+
+    cluster
+        .emulator
+        .set_pod_phase("dev", "web-1", k8s_emulator::PodPhase::Failed)
+        .expect("phase set");
+    match next_event(&mut stream).await {
+        watcher::Event::Apply(pod) => {
+            assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
+            assert_eq!(phase_of(&pod), Some("Failed"));
+        }
+        other => panic!("expected an Apply, got {other:?}"),
+    }
+
+    // A change to a pod outside the selector is not seen; the next event is
+    // the restart of web-1.
+    cluster
+        .emulator
+        .set_pod_phase("dev", "multi", k8s_emulator::PodPhase::Failed)
+        .expect("phase set");
+    cluster
+        .emulator
+        .restart_container("dev", "web-1", "app")
+        .expect("restarted");
+    match next_event(&mut stream).await {
+        watcher::Event::Apply(pod) => {
+            let status = pod.status.expect("status");
+            assert_eq!(
+                status.container_statuses.expect("statuses")[0].restart_count,
+                1
+            );
+        }
+        other => panic!("expected an Apply, got {other:?}"),
+    }
 }
