@@ -84,6 +84,7 @@ pub async fn serve(
     gauge.inc();
     match prepare(&state, &headers, &opener).await {
         Ok((principal, target, attachment)) => {
+            tracing::info!(user = %principal.username, backend, %target, "stream opened");
             let ctx = PumpContext {
                 state: state.clone(),
                 principal,

@@ -411,24 +411,26 @@ fn origin_ok(origin: &str, host: Option<&str>, config: &Config) -> bool {
 
 fn static_routes(dir: PathBuf) -> BoxedFilter<(Response,)> {
     let index = dir.join("index.html");
+    // The policy the app was built for (written by its post-build hook), sent with pages.
+    let csp = std::fs::read_to_string(dir.join("csp.txt"))
+        .ok()
+        .and_then(|text| HeaderValue::from_str(text.trim()).ok());
+    let page_csp = csp.clone();
     let files = warp::get()
         .and(warp::path::full())
         .and(warp::fs::dir(dir))
-        .map(|path: warp::path::FullPath, file: warp::fs::File| {
-            let cache = if path.as_str() == "/"
-                || path.as_str().ends_with(".html")
-                || path.as_str().ends_with("config.json")
-            {
-                "no-cache"
-            } else {
-                // Trunk names built assets by content hash: they never change.
+        .map(move |path: warp::path::FullPath, file: warp::fs::File| {
+            let path = path.as_str();
+            let page = path == "/" || path.ends_with(".html");
+            let cache = if is_immutable_asset(path) {
                 "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
             };
-            with_security_headers(
-                warp::reply::with_header(file, header::CACHE_CONTROL, cache).into_response(),
-            )
+            let response = warp::reply::with_header(file, header::CACHE_CONTROL, cache);
+            with_security_headers(response.into_response(), csp.as_ref().filter(|_| page))
         });
-    // Client-side routes (e.g. /terminal/web-1) load the app, which routes itself.
+    // Any other path loads the app, which routes itself.
     let fallback = warp::get()
         .and(warp::path::full())
         .and_then(|path: warp::path::FullPath| async move {
@@ -440,16 +442,31 @@ fn static_routes(dir: PathBuf) -> BoxedFilter<(Response,)> {
         })
         .untuple_one()
         .and(warp::fs::file(index))
-        .map(|file: warp::fs::File| {
-            with_security_headers(
-                warp::reply::with_header(file, header::CACHE_CONTROL, "no-cache").into_response(),
-            )
+        .map(move |file: warp::fs::File| {
+            let response = warp::reply::with_header(file, header::CACHE_CONTROL, "no-cache");
+            with_security_headers(response.into_response(), page_csp.as_ref())
         });
     files.or(fallback).unify().boxed()
 }
 
-fn with_security_headers(mut response: Response) -> Response {
+/// Trunk names built assets by content hash (`app-<16 hex>.css`) and the xterm.js modules
+/// live in versioned folders: such files never change and may be cached forever.
+fn is_immutable_asset(path: &str) -> bool {
+    if path.starts_with("/vendor/") {
+        return true;
+    }
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    stem.split(['-', '_'])
+        .skip(1)
+        .any(|part| part.len() == 16 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn with_security_headers(mut response: Response, csp: Option<&HeaderValue>) -> Response {
     let headers = response.headers_mut();
+    if let Some(csp) = csp {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -515,6 +532,17 @@ mod tests {
             &config
         ));
         assert!(!origin_ok("null", Some("relay:8080"), &config));
+    }
+
+    #[test]
+    fn only_hashed_or_versioned_assets_are_cached_forever() {
+        assert!(is_immutable_asset("/app-0123456789abcdef.css"));
+        assert!(is_immutable_asset("/frontend-0123456789abcdef_bg.wasm"));
+        assert!(is_immutable_asset("/frontend-0123456789abcdef.js"));
+        assert!(is_immutable_asset("/vendor/xterm-6.0.0/xterm.mjs"));
+        assert!(!is_immutable_asset("/index.html"));
+        assert!(!is_immutable_asset("/config.json"));
+        assert!(!is_immutable_asset("/favicon.svg"));
     }
 
     #[test]
