@@ -1,0 +1,111 @@
+//! The `opsdeck-relay` binary itself: the embedded demo configuration, the CLI, SIGTERM.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::api::{LoginRequest, Me};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsdeck-relay");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits for `/healthz` to answer; the relay has just been started.
+async fn wait_until_healthy(url: &str, child: &mut tokio::process::Child) {
+    for _ in 0..500 {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the relay exited at start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the relay never became healthy");
+}
+
+#[tokio::test]
+async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("OPSDECK_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting opsdeck-relay");
+    wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
+
+    let login = reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .json(&LoginRequest {
+            username: "demo".into(),
+            password: "demo".into(),
+        })
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(login.status(), 200);
+    let me: Me = login.json().await.expect("login body");
+    assert_eq!(me.username, "demo");
+
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the relay did not stop within 30 s of SIGTERM")
+        .expect("exit status");
+    assert!(exit.success(), "{exit}");
+}
+
+#[tokio::test]
+async fn hash_password_and_check_config_work() {
+    let mut hashing = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hash-password");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = hashing.stdin.take().expect("stdin");
+        stdin.write_all(b"s3cret\n").await.expect("write password");
+    }
+    let out = hashing.wait_with_output().await.expect("hash output");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.toml");
+    let checked = Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .output()
+        .await
+        .expect("check-config");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let broken = Command::new(BIN)
+        .args(["check-config", "--config", "/nonexistent/opsdeck.toml"])
+        .output()
+        .await
+        .expect("check-config");
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot read config file"));
+}
