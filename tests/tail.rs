@@ -36,13 +36,19 @@ impl Setup {
     }
 
     async fn view(&self, query: &str) -> anyhow::Result<Viewer> {
-        let client = self.relay.connect("alice", &format!("/ws/tail/app{query}")).await?;
+        let client = self
+            .relay
+            .connect("alice", &format!("/ws/tail/app{query}"))
+            .await?;
         Viewer::new(client).await
     }
 }
 
 fn append(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -155,9 +161,16 @@ async fn lines_are_never_split_inside_a_character_and_long_lines_are_cut() -> an
     append(&setup.log(), &format!("{}\n", "x".repeat(5000)))?;
     viewer.until_lines(2).await?;
     assert_eq!(viewer.lines[0], "多字节文本 — 😀");
-    assert!(viewer.lines[1].starts_with(&"x".repeat(1024)), "cut at the limit");
+    assert!(
+        viewer.lines[1].starts_with(&"x".repeat(1024)),
+        "cut at the limit"
+    );
     assert!(!viewer.lines[1].starts_with(&"x".repeat(1025)));
-    assert!(viewer.lines[1].contains("5000 bytes"), "{}", &viewer.lines[1][1024..]);
+    assert!(
+        viewer.lines[1].contains("5000 bytes"),
+        "{}",
+        &viewer.lines[1][1024..]
+    );
     Ok(())
 }
 
@@ -172,10 +185,18 @@ async fn rotation_by_rename_is_announced_and_the_new_file_is_followed() -> anyho
     std::fs::rename(setup.log(), setup.dir.path().join("app.log.1"))?;
     append(&setup.log(), "first line of the new file\n")?;
     viewer.until_line("first line of the new file").await?;
-    assert!(viewer.statuses.contains(&StatusKind::FileRotated), "{:?}", viewer.statuses);
+    assert!(
+        viewer.statuses.contains(&StatusKind::FileRotated),
+        "{:?}",
+        viewer.statuses
+    );
     assert_eq!(
         viewer.lines,
-        ["before", "last words of the old file", "first line of the new file"]
+        [
+            "before",
+            "last words of the old file",
+            "first line of the new file"
+        ]
     );
     Ok(())
 }
@@ -187,7 +208,10 @@ async fn truncation_is_announced_and_reading_restarts_at_the_top() -> anyhow::Re
     let mut viewer = setup.view("?lines=5").await?;
     viewer.until_lines(5).await?;
 
-    std::fs::OpenOptions::new().write(true).open(setup.log())?.set_len(0)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(setup.log())?
+        .set_len(0)?;
     viewer.until_status(StatusKind::FileTruncated).await?;
     append(&setup.log(), "fresh start\n")?;
     viewer.until_line("fresh start").await?;
@@ -206,7 +230,11 @@ async fn deletion_and_re_creation_are_announced_and_followed() -> anyhow::Result
     viewer.until_status(StatusKind::FileDeleted).await?;
     append(&setup.log(), "reborn\n")?;
     viewer.until_line("reborn").await?;
-    assert!(viewer.statuses.contains(&StatusKind::FileCreated), "{:?}", viewer.statuses);
+    assert!(
+        viewer.statuses.contains(&StatusKind::FileCreated),
+        "{:?}",
+        viewer.statuses
+    );
     assert_eq!(viewer.lines, ["original", "reborn"]);
     Ok(())
 }
@@ -221,7 +249,11 @@ async fn many_viewers_share_one_reader() -> anyhow::Result<()> {
         viewer.until_line("hello").await?;
         viewers.push(viewer);
     }
-    assert_eq!(setup.relay.state().tails.len(), 1, "one reader for the file");
+    assert_eq!(
+        setup.relay.state().tails.len(),
+        1,
+        "one reader for the file"
+    );
     let session = viewers[0].session.clone();
     assert!(viewers.iter().all(|v| v.session == session));
 
@@ -234,8 +266,8 @@ async fn many_viewers_share_one_reader() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_stalled_viewer_does_not_slow_the_others_and_learns_what_it_missed()
--> anyhow::Result<()> {
+async fn a_stalled_viewer_does_not_slow_the_others_and_learns_what_it_missed() -> anyhow::Result<()>
+{
     // A queue of two batches per viewer: a viewer that stops reading falls behind quickly.
     let setup = Setup::start("viewer_queue = 2").await?;
     append(&setup.log(), "start\n")?;
@@ -258,12 +290,18 @@ async fn a_stalled_viewer_does_not_slow_the_others_and_learns_what_it_missed()
     let total = steps * per_step;
     assert_eq!(live.dropped, 0, "the reading viewer missed nothing");
     for (i, line) in live.lines[1..].iter().enumerate() {
-        assert!(line.starts_with(&format!("{i} ")), "line {i} out of order: {line:.20}");
+        assert!(
+            line.starts_with(&format!("{i} ")),
+            "line {i} out of order: {line:.20}"
+        );
     }
 
     let last = format!("{} {padding}", total - 1);
     stalled.until_line(&last).await?;
-    assert!(stalled.dropped > 0, "the stalled viewer was told it skipped lines");
+    assert!(
+        stalled.dropped > 0,
+        "the stalled viewer was told it skipped lines"
+    );
     assert_eq!(
         stalled.lines.len() as u64 + stalled.dropped,
         1 + total as u64,
@@ -318,7 +356,10 @@ async fn ids_that_look_like_paths_are_not_found_and_grants_apply() -> anyhow::Re
     let mut anonymous = WsClient::connect(&setup.relay.ws_url("/ws/tail/app"), None, None).await?;
     let (code, _, _) = anonymous.read_until_closed().await?;
     assert_eq!(code, 4401);
-    let mut bad = setup.relay.connect("alice", "/ws/tail/app?lines=many").await?;
+    let mut bad = setup
+        .relay
+        .connect("alice", "/ws/tail/app?lines=many")
+        .await?;
     let (code, _, _) = bad.read_until_closed().await?;
     assert_eq!(code, 4400);
     Ok(())

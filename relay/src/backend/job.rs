@@ -126,14 +126,16 @@ impl StreamOpener for JobStream {
             .map_err(|e| Refusal::new(CloseCode::BackendUnavailable, e.to_string()))?;
         let (items, queue) = mpsc::channel(QUEUE);
         let stop = CancellationToken::new();
-        if stream_state.max_deleted > after {
+        let (mut after, resumed) = (after, after != StreamId::ZERO);
+        if let Some(from) = stream_state.missed_after(after) {
             let _ = items.try_send(Outbound::Text(
                 StreamEvent::Gap {
                     message: "some output after your position is no longer kept".into(),
-                    position: Position(stream_state.max_deleted.to_string()),
+                    position: Position(from.to_string()),
                 }
                 .into(),
             ));
+            after = from;
         }
         tokio::spawn(drain_list(link.clone(), keys.clone(), stop.clone()));
         tokio::spawn(follow(link, keys, after, items, stop.clone()));
@@ -142,7 +144,7 @@ impl StreamOpener for JobStream {
                 stream: StreamKind::Job,
                 session: self.token.clone(),
                 position: Position(after.to_string()),
-                resumed: after != StreamId::ZERO,
+                resumed,
             }),
             queue,
             _stop: stop.drop_guard(),

@@ -38,8 +38,25 @@ pub async fn query<T: redis::FromRedisValue>(
 pub struct StreamState {
     /// The newest id ever added (`0-0` when the stream does not exist).
     pub last: StreamId,
-    /// The newest id trimmed or deleted: a cursor before it may have missed entries.
+    /// The oldest id still kept (`0-0` when the stream is empty).
+    pub first: StreamId,
+    /// The newest id deleted with `XDEL`.
     pub max_deleted: StreamId,
+    /// Whether entries were ever removed (trimmed or deleted).
+    pub lost_some: bool,
+}
+
+impl StreamState {
+    /// Where a reader that got up to `cursor` must continue when some of what followed was
+    /// removed; `None` when everything after `cursor` is still there.
+    ///
+    /// A reader whose cursor is exactly the last entry trimmed is told of a gap too: Redis
+    /// keeps no trace of which ids it trimmed, so that case cannot be told apart.
+    pub fn missed_after(&self, cursor: StreamId) -> Option<StreamId> {
+        let trimmed = (self.lost_some && self.first > cursor).then(|| self.first.before());
+        let deleted = (self.max_deleted > cursor).then_some(self.max_deleted);
+        trimmed.max(deleted)
+    }
 }
 
 /// `XINFO STREAM`; a stream that does not exist is empty.
@@ -56,9 +73,16 @@ pub async fn stream_state(link: &RedisLink, key: &str) -> Result<StreamState, Re
             .and_then(|s| s.parse().ok())
             .unwrap_or_default()
     };
+    let number = |field: &str| {
+        info.get(field)
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            .unwrap_or(0)
+    };
     Ok(StreamState {
         last: id("last-generated-id"),
+        first: id("recorded-first-entry-id"),
         max_deleted: id("max-deleted-entry-id"),
+        lost_some: number("entries-added") > number("length"),
     })
 }
 
@@ -106,4 +130,38 @@ pub fn now_ms() -> u64 {
 
 pub fn protocol_error(message: String) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    #[test]
+    fn a_gap_is_found_only_when_entries_after_the_cursor_were_removed() {
+        let intact = StreamState {
+            last: id(9, 0),
+            first: id(1, 0),
+            max_deleted: StreamId::ZERO,
+            lost_some: false,
+        };
+        assert_eq!(intact.missed_after(StreamId::ZERO), None);
+        let trimmed = StreamState {
+            first: id(5, 0),
+            lost_some: true,
+            ..intact
+        };
+        assert_eq!(trimmed.missed_after(id(2, 0)), Some(id(4, u64::MAX)));
+        assert_eq!(trimmed.missed_after(id(5, 0)), None);
+        assert_eq!(trimmed.missed_after(id(7, 0)), None);
+        let deleted = StreamState {
+            max_deleted: id(6, 0),
+            ..trimmed
+        };
+        assert_eq!(deleted.missed_after(id(2, 0)), Some(id(6, 0)));
+        assert_eq!(deleted.missed_after(id(6, 0)), None);
+    }
 }

@@ -37,6 +37,18 @@ impl StreamId {
             }
         }
     }
+
+    /// The greatest id below `self` (`0-0` stays `0-0`): reading after it starts at `self`.
+    pub fn before(self) -> Self {
+        match (self.ms, self.seq) {
+            (0, 0) => Self::ZERO,
+            (ms, 0) => Self {
+                ms: ms - 1,
+                seq: u64::MAX,
+            },
+            (ms, seq) => Self { ms, seq: seq - 1 },
+        }
+    }
 }
 
 impl FromStr for StreamId {
@@ -105,5 +117,23 @@ mod tests {
             seq: u64::MAX,
         };
         assert!(full.next_after(5) > full);
+    }
+
+    #[test]
+    fn the_id_before_is_just_below() {
+        let id = StreamId { ms: 7, seq: 0 };
+        assert_eq!(
+            id.before(),
+            StreamId {
+                ms: 6,
+                seq: u64::MAX
+            }
+        );
+        assert!(id.before() < id);
+        assert_eq!(
+            StreamId { ms: 7, seq: 3 }.before(),
+            StreamId { ms: 7, seq: 2 }
+        );
+        assert_eq!(StreamId::ZERO.before(), StreamId::ZERO);
     }
 }

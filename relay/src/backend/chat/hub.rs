@@ -306,10 +306,9 @@ impl ChatHub {
         let mut gap = None;
         let mut cursor = cursor;
         if check_trimmed {
-            let state = redis.state(&room.id).await?;
-            if state.max_deleted > cursor {
-                gap = Some(state.max_deleted);
-                cursor = state.max_deleted;
+            if let Some(from) = redis.state(&room.id).await?.missed_after(cursor) {
+                gap = Some(from);
+                cursor = from;
             }
         }
         let entries = redis

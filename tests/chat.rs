@@ -1,0 +1,414 @@
+//! Chat rooms: identity from the token, presence, limits, and no message lost on reconnect,
+//! on one relay in memory and across relays through a real redis-server (which is also
+//! killed and restarted mid-conversation).
+
+use anyhow::bail;
+use common::ClientFrame;
+use common::chat::{ChatBody, ChatEvent, ChatMessage, ChatRequest, ChatUser};
+use common::server::{ErrorCode, ServerFrame, StatusKind, StreamEvent};
+use opsdeck_tests::client::{Event, WsClient};
+use opsdeck_tests::redis::TestRedis;
+use opsdeck_tests::relay::{TestRelay, users_toml};
+
+/// A relay with rooms `ops` (alice through her group, bob by name) and `secret` (nobody).
+async fn relay(chat_section: &str, redis: Option<&TestRedis>) -> anyhow::Result<TestRelay> {
+    let config = format!(
+        "{users}\n[chat]\n{chat_section}\n\
+         [[grants]]\ngroups = [\"ops\"]\nchat = [\"ops\"]\n\
+         [[grants]]\nusers = [\"bob\"]\nchat = [\"ops\"]\n\
+         [[chat_rooms]]\nid = \"ops\"\nlabel = \"Ops\"\n\
+         [[chat_rooms]]\nid = \"secret\"\n{redis}",
+        users = users_toml(),
+        redis = redis.map(TestRedis::config_toml).unwrap_or_default(),
+    );
+    TestRelay::start(&config).await
+}
+
+/// A chat connection and what arrived on it.
+struct Chatter {
+    client: WsClient,
+    /// Position announced on connect.
+    position: String,
+    resumed: bool,
+    statuses: Vec<StatusKind>,
+    gaps: usize,
+}
+
+impl Chatter {
+    async fn open(relay: &TestRelay, user: &str, query: &str) -> anyhow::Result<Self> {
+        let mut client = relay.connect(user, &format!("/ws/chat/ops{query}")).await?;
+        let (_, position, resumed) = client.connected().await?;
+        Ok(Self {
+            client,
+            position: position.0,
+            resumed,
+            statuses: Vec::new(),
+            gaps: 0,
+        })
+    }
+
+    async fn say(&mut self, text: &str) -> anyhow::Result<()> {
+        self.client
+            .send(&ClientFrame::Chat(ChatRequest::Message {
+                message: text.into(),
+            }))
+            .await
+    }
+
+    /// The next chat event; stream events are noted (statuses, gaps) or, for errors, returned
+    /// as an error.
+    async fn next_chat(&mut self) -> anyhow::Result<ChatEvent> {
+        loop {
+            match self.client.next_event().await? {
+                Event::Frame(ServerFrame::Chat(event)) => return Ok(event),
+                Event::Frame(ServerFrame::Event(StreamEvent::Status { kind, .. })) => {
+                    self.statuses.push(kind)
+                }
+                Event::Frame(ServerFrame::Event(StreamEvent::Gap { .. })) => self.gaps += 1,
+                Event::Frame(ServerFrame::Event(StreamEvent::Error { code, message })) => {
+                    bail!("error frame {code:?}: {message}")
+                }
+                other => bail!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// The next message (skipping presence), with its id.
+    async fn next_message(&mut self) -> anyhow::Result<(String, ChatMessage)> {
+        loop {
+            let event = self.next_chat().await?;
+            if let ChatBody::Message(message) = event.body {
+                let Some(id) = event.id else {
+                    bail!("a message without an id")
+                };
+                return Ok((id, message));
+            }
+        }
+    }
+
+    /// Reads until an error frame arrives; returns its code.
+    async fn next_error(&mut self) -> anyhow::Result<(ErrorCode, String)> {
+        loop {
+            match self.client.next_frame().await? {
+                StreamEvent::Error { code, message } => return Ok((code, message)),
+                StreamEvent::Status { kind, .. } => self.statuses.push(kind),
+                _ => {}
+            }
+        }
+    }
+
+    async fn until_status(&mut self, kind: StatusKind) -> anyhow::Result<()> {
+        while !self.statuses.contains(&kind) {
+            match self.client.next_frame().await? {
+                StreamEvent::Status { kind, .. } => self.statuses.push(kind),
+                StreamEvent::Error { code, message } => bail!("error {code:?}: {message}"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until a presence list naming exactly `names` arrives.
+    async fn until_presence(&mut self, names: &[&str]) -> anyhow::Result<()> {
+        loop {
+            if let ChatBody::Presence { users } = self.next_chat().await?.body {
+                let got: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+                if got == names {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn user(name: &str) -> ChatUser {
+    ChatUser {
+        uid: name.into(),
+        username: name.into(),
+    }
+}
+
+#[tokio::test]
+async fn two_clients_chat_and_identity_comes_from_the_token() -> anyhow::Result<()> {
+    let relay = relay("", None).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    let mut bob = Chatter::open(&relay, "bob", "").await?;
+
+    alice.say("hello bob").await?;
+    let (id_a, at_alice) = alice.next_message().await?;
+    let (id_b, at_bob) = bob.next_message().await?;
+    assert_eq!(id_a, id_b);
+    assert_eq!(
+        (at_bob.uid.as_str(), at_bob.username.as_str()),
+        ("alice", "alice")
+    );
+    assert_eq!(at_alice, at_bob);
+
+    // A client naming someone else is ignored: the token says who speaks.
+    bob.client
+        .send_text(r#"{"action":"message","data":{"message":"I am alice","username":"alice","uid":"alice"}}"#)
+        .await?;
+    let (_, spoofed) = alice.next_message().await?;
+    assert_eq!(
+        (spoofed.uid.as_str(), spoofed.username.as_str()),
+        ("bob", "bob")
+    );
+    assert_eq!(spoofed.message, "I am alice");
+
+    bob.client
+        .send(&ClientFrame::Chat(ChatRequest::UserInfo))
+        .await?;
+    loop {
+        if let ChatBody::UserInfo(me) = bob.next_chat().await?.body {
+            assert_eq!(me, user("bob"));
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn presence_lists_the_room_and_joins_and_leaves_are_announced() -> anyhow::Result<()> {
+    let relay = relay("", None).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    alice.until_presence(&["alice"]).await?;
+    let bob = Chatter::open(&relay, "bob", "").await?;
+    let mut saw_join = false;
+    loop {
+        match alice.next_chat().await?.body {
+            ChatBody::Join(who) => saw_join = who == user("bob"),
+            ChatBody::Presence { users } if users.len() == 2 => break,
+            _ => {}
+        }
+    }
+    assert!(saw_join);
+    bob.client.close_normally().await?;
+    loop {
+        if let ChatBody::Leave(who) = alice.next_chat().await?.body {
+            assert_eq!(who, user("bob"));
+            break;
+        }
+    }
+    alice.until_presence(&["alice"]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unauthenticated_forbidden_and_unknown_rooms_are_closed_with_their_codes()
+-> anyhow::Result<()> {
+    let relay = relay("", None).await?;
+    let mut anonymous = WsClient::connect(&relay.ws_url("/ws/chat/ops"), None, None).await?;
+    assert_eq!(anonymous.read_until_closed().await?.0, 4401);
+    let mut forged =
+        WsClient::connect(&relay.ws_url("/ws/chat/ops"), Some("not.a.token"), None).await?;
+    assert_eq!(forged.read_until_closed().await?.0, 4401);
+    let mut secret = relay.connect("alice", "/ws/chat/secret").await?;
+    assert_eq!(secret.read_until_closed().await?.0, 4403);
+    let mut carol = relay.connect("carol", "/ws/chat/ops").await?;
+    assert_eq!(
+        carol.read_until_closed().await?.0,
+        4403,
+        "no grant names carol"
+    );
+    let mut nowhere = relay.connect("alice", "/ws/chat/lobby").await?;
+    assert_eq!(nowhere.read_until_closed().await?.0, 4404);
+    let mut bad_since = relay
+        .connect("alice", "/ws/chat/ops?since=yesterday")
+        .await?;
+    assert_eq!(bad_since.read_until_closed().await?.0, 4400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_and_size_limit_refuse_with_error_frames_and_the_stream_goes_on()
+-> anyhow::Result<()> {
+    let relay = relay(
+        "rate_burst = 3\nrate_interval = \"1h\"\nmax_message_bytes = 100",
+        None,
+    )
+    .await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    let mut bob = Chatter::open(&relay, "bob", "").await?;
+
+    alice.say(&"x".repeat(101)).await?;
+    let (code, message) = alice.next_error().await?;
+    assert_eq!(code, ErrorCode::TooLarge, "{message}");
+    for i in 0..3 {
+        alice.say(&format!("allowed {i}")).await?;
+    }
+    alice.say("one too many").await?;
+    let (code, message) = alice.next_error().await?;
+    assert_eq!(code, ErrorCode::RateLimited, "{message}");
+    assert!(message.contains("too fast"), "{message}");
+
+    // Bob saw exactly the accepted ones; he is not limited by alice's allowance; and
+    // alice's stream goes on.
+    bob.say("still here").await?;
+    let mut texts = Vec::new();
+    while texts.last().map(String::as_str) != Some("still here") {
+        texts.push(bob.next_message().await?.1.message);
+    }
+    assert_eq!(texts, ["allowed 0", "allowed 1", "allowed 2", "still here"]);
+    while alice.next_message().await?.1.message != "still here" {}
+    Ok(())
+}
+
+/// Bob sees one message, drops off, misses 100, and comes back with `since`.
+async fn reconnect_with_since_gets_exactly_what_was_missed(
+    relay_a: &TestRelay,
+    relay_b: &TestRelay,
+) -> anyhow::Result<()> {
+    let mut alice = Chatter::open(relay_a, "alice", "").await?;
+    let mut bob = Chatter::open(relay_b, "bob", "").await?;
+    alice.say("before").await?;
+    let (last_seen, _) = bob.next_message().await?;
+    bob.client.drop_connection();
+
+    for i in 0..100 {
+        alice.say(&format!("missed {i}")).await?;
+    }
+    // Alice's own copies prove all 100 were accepted before bob returns.
+    let mut ids = Vec::new();
+    while ids.len() < 101 {
+        ids.push(alice.next_message().await?.0);
+    }
+
+    let mut bob = Chatter::open(relay_b, "bob", &format!("?since={last_seen}")).await?;
+    assert!(bob.resumed);
+    assert_eq!(bob.position, last_seen);
+    alice.say("live again").await?;
+    let mut got = Vec::new();
+    loop {
+        let (id, message) = bob.next_message().await?;
+        if message.message == "live again" {
+            break;
+        }
+        got.push((id, message.message));
+    }
+    let expected: Vec<String> = (0..100).map(|i| format!("missed {i}")).collect();
+    let texts: Vec<String> = got.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(
+        texts, expected,
+        "exactly the missed messages, once, in order"
+    );
+    let got_ids: Vec<String> = got.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got_ids, ids[1..], "with the ids everyone else saw");
+    assert_eq!(bob.gaps, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_memory_reconnect_with_since_gets_exactly_the_missed_messages() -> anyhow::Result<()> {
+    let relay = relay("rate_burst = 1000", None).await?;
+    reconnect_with_since_gets_exactly_what_was_missed(&relay, &relay).await
+}
+
+#[tokio::test]
+async fn through_redis_reconnect_with_since_gets_exactly_the_missed_messages() -> anyhow::Result<()>
+{
+    let redis = TestRedis::start().await?;
+    let relay = relay("rate_burst = 1000", Some(&redis)).await?;
+    reconnect_with_since_gets_exactly_what_was_missed(&relay, &relay).await
+}
+
+#[tokio::test]
+async fn two_relays_share_a_room_through_redis() -> anyhow::Result<()> {
+    let redis = TestRedis::start().await?;
+    let one = relay("rate_burst = 1000", Some(&redis)).await?;
+    let two = relay("rate_burst = 1000", Some(&redis)).await?;
+    let mut alice = Chatter::open(&one, "alice", "").await?;
+    let mut bob = Chatter::open(&two, "bob", "").await?;
+    // Each sees the other in the room's presence, whichever relay they are on.
+    bob.until_presence(&["alice", "bob"]).await?;
+    alice.until_presence(&["alice", "bob"]).await?;
+
+    alice.say("from relay one").await?;
+    assert_eq!(bob.next_message().await?.1.message, "from relay one");
+    bob.say("from relay two").await?;
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        heard.push(alice.next_message().await?.1.message);
+    }
+    assert_eq!(heard, ["from relay one", "from relay two"]);
+
+    // A client that drops off relay two and comes back on relay one misses nothing.
+    reconnect_with_since_gets_exactly_what_was_missed(&one, &two).await?;
+    reconnect_with_since_gets_exactly_what_was_missed(&two, &one).await
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_mid_conversation_the_room_works_again() -> anyhow::Result<()> {
+    let mut redis = TestRedis::start().await?;
+    let relay = relay("rate_burst = 1000", Some(&redis)).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    let mut bob = Chatter::open(&relay, "bob", "").await?;
+    alice.say("before the crash").await?;
+    assert_eq!(bob.next_message().await?.1.message, "before the crash");
+
+    redis.stop().await?;
+    alice.until_status(StatusKind::BackendReconnecting).await?;
+    bob.until_status(StatusKind::BackendReconnecting).await?;
+    alice.say("while redis is down").await?;
+    let (code, message) = alice.next_error().await?;
+    assert_eq!(code, ErrorCode::Backend);
+    assert!(message.contains("NOT sent"), "{message}");
+
+    redis.restart().await?;
+    alice.until_status(StatusKind::BackendRestored).await?;
+    bob.until_status(StatusKind::BackendRestored).await?;
+    alice.say("after the restart").await?;
+    assert_eq!(bob.next_message().await?.1.message, "after the restart");
+    assert_eq!(alice.next_message().await?.1.message, "after the restart");
+    Ok(())
+}
+
+#[tokio::test]
+async fn trimmed_history_is_reported_as_a_gap() -> anyhow::Result<()> {
+    let relay = relay("rate_burst = 1000\nhistory = 10", None).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    alice.say("seen").await?;
+    let (seen, _) = alice.next_message().await?;
+    for i in 0..30 {
+        alice.say(&format!("m{i}")).await?;
+    }
+    let mut last = String::new();
+    while last != "m29" {
+        last = alice.next_message().await?.1.message;
+    }
+    let mut back = Chatter::open(&relay, "alice", &format!("?since={seen}")).await?;
+    let mut texts = Vec::new();
+    while texts.last().map(String::as_str) != Some("m29") {
+        texts.push(back.next_message().await?.1.message);
+    }
+    assert_eq!(back.gaps, 1, "told plainly that some were trimmed");
+    let expected: Vec<String> = (20..30).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "the ten still kept");
+    Ok(())
+}
+
+#[tokio::test]
+async fn history_trimmed_in_redis_is_reported_as_a_gap_then_the_rest_follows() -> anyhow::Result<()>
+{
+    let redis = TestRedis::start().await?;
+    // MAXLEN ~ 10: Redis trims whole nodes of 100 entries, so 250 messages lose some.
+    let relay = relay("rate_burst = 1000\nhistory = 10", Some(&redis)).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    alice.say("seen").await?;
+    let (seen, _) = alice.next_message().await?;
+    for i in 0..250 {
+        alice.say(&format!("m{i}")).await?;
+    }
+    while alice.next_message().await?.1.message != "m249" {}
+
+    let mut back = Chatter::open(&relay, "alice", &format!("?since={seen}")).await?;
+    let mut texts = Vec::new();
+    while texts.last().map(String::as_str) != Some("m249") {
+        texts.push(back.next_message().await?.1.message);
+    }
+    assert_eq!(back.gaps, 1, "told plainly that some were trimmed");
+    assert!(texts.len() < 250, "some were trimmed");
+    let first: usize = texts[0].trim_start_matches('m').parse()?;
+    let expected: Vec<String> = (first..250).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "the kept ones, in order, once");
+    Ok(())
+}
