@@ -12,6 +12,8 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// Requests refused for a missing or bad token, or a wrong password.
     pub auth_failures: IntCounter,
+    /// Sessions picked up again by a reconnecting browser, per backend.
+    pub resumes: IntCounterVec,
 }
 
 impl Metrics {
@@ -37,11 +39,17 @@ impl Metrics {
             "Refused logins and connections without a valid token",
         )
         .expect("valid metric");
+        let resumes = IntCounterVec::new(
+            Opts::new("opsdeck_sessions_resumed_total", "Sessions resumed after a reconnect"),
+            &["backend"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(websockets.clone()),
             Box::new(bytes.clone()),
             Box::new(auth_failures.clone()),
+            Box::new(resumes.clone()),
         ] {
             registry
                 .register(collector)
@@ -53,6 +61,7 @@ impl Metrics {
             websockets,
             bytes,
             auth_failures,
+            resumes,
         }
     }
 

@@ -169,6 +169,10 @@ impl TerminalRegistry {
             state.sent = cursor;
             (generation, cursor, gap)
         };
+        self.metrics
+            .resumes
+            .with_label_values(&[session.label.backend])
+            .inc();
         // Wake the previous attachment (it will find itself replaced) and the backend reader
         // (the rolled-back `sent` may have changed nothing, but waking is cheap).
         session.output_ready.notify_waiters();

@@ -5,9 +5,14 @@
 //! - [`redis::TestRedis`]: redis-server, which can be killed and restarted on its port.
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
+//! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.
+//! - [`browser::Chromedriver`]: Debian's headless Chromium through chromedriver.
+//! - [`proxy::CuttableProxy`]: a TCP proxy that cuts connections like a network blip.
 
+pub mod browser;
 pub mod client;
 pub mod net;
+pub mod proxy;
 pub mod redis;
 pub mod relay;
 pub mod sshd;

@@ -1,0 +1,153 @@
+//! The browser app in real headless Chromium, against a real relay and sshd.
+//! Screenshots of each view are saved under `tests/artifacts/`.
+
+use std::path::PathBuf;
+
+use fantoccini::{Client, Locator};
+use opsdeck_tests::browser::{
+    Chromedriver, PAGE_TIMEOUT, log_in, screenshot, terminal_text, type_in_terminal, wait_for_js,
+    wait_for_state, wait_for_terminal_text,
+};
+use opsdeck_tests::proxy::CuttableProxy;
+use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
+use opsdeck_tests::sshd::TestSshd;
+
+const ENTER: &str = "\u{E007}";
+
+fn dist() -> anyhow::Result<PathBuf> {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    anyhow::ensure!(
+        dist.join("index.html").exists(),
+        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
+        dist.display()
+    );
+    Ok(dist.canonicalize()?)
+}
+
+struct Stack {
+    _sshd: TestSshd,
+    relay: TestRelay,
+    proxy: CuttableProxy,
+}
+
+impl Stack {
+    async fn start() -> anyhow::Result<Self> {
+        let sshd = TestSshd::start().await?;
+        let config = format!(
+            "static_dir = \"{}\"\n{}\n[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n{}",
+            dist()?.display(),
+            users_toml(),
+            sshd.host_toml("box")?
+        );
+        let relay = TestRelay::start(&config).await?;
+        let proxy = CuttableProxy::start(relay.addr).await?;
+        Ok(Self {
+            _sshd: sshd,
+            relay,
+            proxy,
+        })
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.proxy.addr)
+    }
+}
+
+/// The last `rows cols` line `stty size` printed.
+fn last_stty_size(text: &str) -> Option<(u16, u16)> {
+    text.lines().rev().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let rows = parts.next()?.parse().ok()?;
+        let cols = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some((rows, cols))
+    })
+}
+
+async fn stty_size(client: &Client, marker: &str) -> anyhow::Result<(u16, u16)> {
+    type_in_terminal(client, &format!("stty size; echo {marker}-$((1+1)){ENTER}")).await?;
+    let text = wait_for_terminal_text(client, &format!("{marker}-2")).await?;
+    let before_marker = text
+        .rsplit_once(&format!("{marker}-2"))
+        .map(|(head, _)| head)
+        .unwrap_or_default();
+    last_stty_size(before_marker).ok_or_else(|| anyhow::anyhow!("no stty size in {text:?}"))
+}
+
+#[tokio::test]
+async fn wrong_password_shows_an_error_on_the_login_page() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+    log_in(&client, &stack.base(), "alice", "not the password").await?;
+    let error = wait_for_js(
+        &client,
+        "the login error",
+        "(document.querySelector('#login-error')||{innerText:''}).innerText",
+    )
+    .await?;
+    assert!(
+        error
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("wrong username or password"),
+        "{error}"
+    );
+    screenshot(&client, "login-error").await?;
+    client.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+    log_in(&client, &stack.base(), "alice", PASSWORD).await?;
+
+    let target = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(".target[data-id='box']"))
+        .await?;
+    screenshot(&client, "picker").await?;
+    target.click().await?;
+    wait_for_state(&client, "connected").await?;
+
+    type_in_terminal(&client, &format!("echo hello-$((40+2)){ENTER}")).await?;
+    wait_for_terminal_text(&client, "hello-42").await?;
+    screenshot(&client, "terminal").await?;
+
+    let before = stty_size(&client, "size-a").await?;
+    client.set_window_size(800, 500).await?;
+    let after = wait_for_size_change(&client, before).await?;
+    assert!(after.0 < before.0 && after.1 < before.1, "{before:?} -> {after:?}");
+
+    // Output produced while the connection is cut must arrive once the app reconnects.
+    let resumed_before = stack.relay.state().metrics.resumes.with_label_values(&["ssh"]).get();
+    type_in_terminal(&client, &format!("sleep 1; echo missed-$((5*5)){ENTER}")).await?;
+    stack.proxy.cut_all();
+    let text = wait_for_terminal_text(&client, "missed-25").await?;
+    let resumed_after = stack.relay.state().metrics.resumes.with_label_values(&["ssh"]).get();
+    assert!(resumed_after > resumed_before, "the app did not resume the session");
+    type_in_terminal(&client, &format!("echo after-$((1+2)){ENTER}")).await?;
+    let text = wait_for_terminal_text(&client, "after-3").await.unwrap_or(text);
+    assert_eq!(text.matches("hello-42").count(), 1, "output doubled: {text}");
+    assert_eq!(text.matches("missed-25").count(), 1, "output lost or doubled: {text}");
+    screenshot(&client, "terminal-after-reconnect").await?;
+    let _ = terminal_text(&client).await?;
+    client.close().await?;
+    Ok(())
+}
+
+/// Asks `stty size` until the terminal reports a size other than `before` (the app fits
+/// and sends a debounced resize after the window changes).
+async fn wait_for_size_change(client: &Client, before: (u16, u16)) -> anyhow::Result<(u16, u16)> {
+    for attempt in 0..20 {
+        let size = stty_size(client, &format!("size-b{attempt}")).await?;
+        if size != before {
+            return Ok(size);
+        }
+    }
+    anyhow::bail!("the terminal stayed {before:?} after the window was resized")
+}

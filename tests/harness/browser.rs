@@ -1,0 +1,172 @@
+//! Real headless Chromium, driven through Debian's chromedriver (WebDriver).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::net;
+
+/// How long an expected page change may take before the test fails.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A chromedriver process; each [`Chromedriver::browser`] is a new Chromium with its own
+/// profile folder.
+pub struct Chromedriver {
+    port: u16,
+    child: Child,
+    profiles: Vec<TempDir>,
+}
+
+impl Chromedriver {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = net::free_port()?;
+        let mut child = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting /usr/bin/chromedriver (install chromium-driver)")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        net::wait_for_listener(addr, &mut child, Duration::from_secs(20)).await?;
+        Ok(Self {
+            port,
+            child,
+            profiles: Vec::new(),
+        })
+    }
+
+    /// A new headless browser window of the given size.
+    pub async fn browser(&mut self, width: u32, height: u32) -> anyhow::Result<Client> {
+        let profile = tempfile::tempdir()?;
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+        );
+        let client = ClientBuilder::rustls()
+            .context("TLS setup for the WebDriver client")?
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .context("opening a Chromium session through chromedriver")?;
+        self.profiles.push(profile);
+        Ok(client)
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Waits until `script` (a JavaScript expression) is truthy in the page; returns its value.
+pub async fn wait_for_js(client: &Client, what: &str, script: &str) -> anyhow::Result<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + PAGE_TIMEOUT;
+    let body = format!("return ({script});");
+    loop {
+        let value = client.execute(&body, vec![]).await?;
+        let truthy = match &value {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+            serde_json::Value::String(s) => !s.is_empty(),
+            _ => true,
+        };
+        if truthy {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what} ({script})");
+        }
+        // The page changes on its own schedule; WebDriver offers no event to await.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of the terminal's rows (xterm.js DOM renderer).
+pub async fn terminal_text(client: &Client) -> anyhow::Result<String> {
+    let text = client
+        .execute(
+            "const rows = document.querySelector('#terminal .xterm-rows'); return rows ? rows.innerText : '';",
+            vec![],
+        )
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the terminal shows `needle`.
+pub async fn wait_for_terminal_text(client: &Client, needle: &str) -> anyhow::Result<String> {
+    let script = format!(
+        "(document.querySelector('#terminal .xterm-rows')||{{innerText:''}}).innerText.includes({})",
+        serde_json::to_string(needle)?
+    );
+    wait_for_js(client, &format!("terminal text {needle:?}"), &script).await?;
+    terminal_text(client).await
+}
+
+/// Types into the focused terminal.
+pub async fn type_in_terminal(client: &Client, text: &str) -> anyhow::Result<()> {
+    let input = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#terminal textarea.xterm-helper-textarea"))
+        .await?;
+    input.send_keys(text).await?;
+    Ok(())
+}
+
+/// Waits until `#conn-state` has `data-state = state`.
+pub async fn wait_for_state(client: &Client, state: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "(document.querySelector('#conn-state')||{{dataset:{{}}}}).dataset.state === {}",
+        serde_json::to_string(state)?
+    );
+    wait_for_js(client, &format!("connection state {state}"), &script).await?;
+    Ok(())
+}
+
+/// Saves a screenshot under `tests/artifacts/` (kept as a test artifact).
+pub async fn screenshot(client: &Client, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, client.screenshot().await?)?;
+    Ok(path)
+}
+
+/// Logs in through the login page.
+pub async fn log_in(client: &Client, base: &str, user: &str, password: &str) -> anyhow::Result<()> {
+    client.goto(&format!("{base}/#/login")).await?;
+    let username = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#login-username"))
+        .await?;
+    username.send_keys(user).await?;
+    client
+        .find(Locator::Css("#login-password"))
+        .await?
+        .send_keys(password)
+        .await?;
+    client.find(Locator::Css("#login-submit")).await?.click().await?;
+    Ok(())
+}
