@@ -121,19 +121,47 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     let before = stty_size(&client, "size-a").await?;
     client.set_window_size(800, 500).await?;
     let after = wait_for_size_change(&client, before).await?;
-    assert!(after.0 < before.0 && after.1 < before.1, "{before:?} -> {after:?}");
+    assert!(
+        after.0 < before.0 && after.1 < before.1,
+        "{before:?} -> {after:?}"
+    );
 
     // Output produced while the connection is cut must arrive once the app reconnects.
-    let resumed_before = stack.relay.state().metrics.resumes.with_label_values(&["ssh"]).get();
+    let resumed_before = stack
+        .relay
+        .state()
+        .metrics
+        .resumes
+        .with_label_values(&["ssh"])
+        .get();
     type_in_terminal(&client, &format!("sleep 1; echo missed-$((5*5)){ENTER}")).await?;
     stack.proxy.cut_all();
     let text = wait_for_terminal_text(&client, "missed-25").await?;
-    let resumed_after = stack.relay.state().metrics.resumes.with_label_values(&["ssh"]).get();
-    assert!(resumed_after > resumed_before, "the app did not resume the session");
+    let resumed_after = stack
+        .relay
+        .state()
+        .metrics
+        .resumes
+        .with_label_values(&["ssh"])
+        .get();
+    assert!(
+        resumed_after > resumed_before,
+        "the app did not resume the session"
+    );
     type_in_terminal(&client, &format!("echo after-$((1+2)){ENTER}")).await?;
-    let text = wait_for_terminal_text(&client, "after-3").await.unwrap_or(text);
-    assert_eq!(text.matches("hello-42").count(), 1, "output doubled: {text}");
-    assert_eq!(text.matches("missed-25").count(), 1, "output lost or doubled: {text}");
+    let text = wait_for_terminal_text(&client, "after-3")
+        .await
+        .unwrap_or(text);
+    assert_eq!(
+        text.matches("hello-42").count(),
+        1,
+        "output doubled: {text}"
+    );
+    assert_eq!(
+        text.matches("missed-25").count(),
+        1,
+        "output lost or doubled: {text}"
+    );
     screenshot(&client, "terminal-after-reconnect").await?;
     let _ = terminal_text(&client).await?;
     client.close().await?;
