@@ -16,7 +16,8 @@
 //!   stdin EOF. A 255 message of any other length ends the connection.
 //! - When the command ends the server sends channel 3 with a `metav1.Status`
 //!   (no kind/apiVersion): Success, or `NonZeroExitCode` with cause
-//!   `ExitCode`, then closes. All output is sent before the status.
+//!   `ExitCode`, then closes with code 1000 (client-go reports any other
+//!   close code as an error). All output is sent before the status.
 //! - Output bytes are relayed as read from the PTY/pipes, never decoded.
 //!
 //! Emulator choices: with a TTY, stderr is not attached (the kubelet drops
@@ -38,7 +39,8 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use crate::config::PodPhase;
 use crate::pods::ContainerView;
@@ -237,6 +239,13 @@ async fn run_session(
                 return;
             }
         }
+        // x/net/websocket closes with 1000; client-go treats any other code
+        // (even "no status") as an error on the error stream.
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(normal))).await;
         let _ = sink.close().await;
     });
 
@@ -358,6 +367,7 @@ async fn dispatch(data: &[u8], supports_close: bool, input: &mpsc::Sender<InputE
     let Some((&channel, payload)) = data.split_first() else {
         return true;
     };
+    tracing::trace!(channel, len = payload.len(), head = ?&payload[..payload.len().min(16)], "exec frame from client");
     let event = match channel {
         CLOSE if supports_close => {
             let [closed] = payload else {

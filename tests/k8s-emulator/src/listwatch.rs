@@ -98,13 +98,14 @@ fn streaming_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
 /// Serves a pod watch.
 pub fn pods(
     cluster: &Arc<Cluster>,
-    namespace: String,
+    namespace: Option<String>,
     selector: Selector,
     query: &Query,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Response<Body>, Status> {
     let options = options(query)?;
-    let (initial, mut changes, version) = cluster.watch_pods(&namespace, &selector, options.start);
+    let (initial, mut changes, version) =
+        cluster.watch_pods(namespace.as_deref(), &selector, options.start);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         for event in &initial {
@@ -137,7 +138,7 @@ pub fn pods(
                 _ = tx.closed() => return,
                 _ = shutdown.changed() => return,
             };
-            if event.visible(&namespace, &selector)
+            if event.visible(namespace.as_deref(), &selector)
                 && tx
                     .send(line(event.event_type, &event.object))
                     .await

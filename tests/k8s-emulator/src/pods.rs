@@ -127,9 +127,10 @@ impl PodEvent {
         })
     }
 
-    /// Whether a watch of `namespace` with `selector` sees this event.
-    pub fn visible(&self, namespace: &str, selector: &Selector) -> bool {
-        self.namespace == namespace
+    /// Whether a watch of `namespace` (None: all namespaces) with
+    /// `selector` sees this event.
+    pub fn visible(&self, namespace: Option<&str>, selector: &Selector) -> bool {
+        namespace.is_none_or(|ns| self.namespace == ns)
             && selector.matches(&Selectable {
                 labels: &self.labels,
                 name: &self.name,
@@ -330,14 +331,16 @@ impl Cluster {
         value
     }
 
-    /// `PodList` JSON for a namespace (empty for unknown namespaces, as the
-    /// real server answers).
-    pub fn pod_list(&self, namespace: &str, selector: &Selector) -> Value {
+    /// `PodList` JSON for a namespace, or all namespaces when None (empty
+    /// for unknown namespaces, as the real server answers).
+    pub fn pod_list(&self, namespace: Option<&str>, selector: &Selector) -> Value {
         let state = self.lock();
         let items: Vec<Value> = state
             .pods
             .iter()
-            .filter(|p| p.namespace == namespace && selector.matches(&selectable(p)))
+            .filter(|p| {
+                namespace.is_none_or(|ns| p.namespace == ns) && selector.matches(&selectable(p))
+            })
             .map(|p| pod_json(p, false))
             .collect();
         json!({
@@ -353,7 +356,7 @@ impl Cluster {
     /// current resourceVersion.
     pub fn watch_pods(
         &self,
-        namespace: &str,
+        namespace: Option<&str>,
         selector: &Selector,
         start: WatchStart,
     ) -> (Vec<Arc<PodEvent>>, broadcast::Receiver<Arc<PodEvent>>, u64) {

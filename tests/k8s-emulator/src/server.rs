@@ -8,6 +8,7 @@
 //! | GET       | `/api/v1/namespaces`                        | `list`/`watch namespaces` (cluster)  |
 //! | GET       | `/api/v1/namespaces/{ns}`                   | `get namespaces` in `{ns}`           |
 //! | GET       | `/api/v1/namespaces/{ns}/pods`              | `list`/`watch pods`                  |
+//! | GET       | `/api/v1/pods`                              | `list`/`watch pods` (cluster scope)  |
 //! | GET       | `/api/v1/namespaces/{ns}/pods/{pod}`        | `get pods`                           |
 //! | GET, POST | `/api/v1/namespaces/{ns}/pods/{pod}/exec`   | `create pods/exec` (WebSocket)       |
 //! | GET       | `/api/v1/namespaces/{ns}/pods/{pod}/log`    | `get pods/log`                       |
@@ -214,7 +215,8 @@ enum Route {
     ApiV1,
     Namespaces,
     Namespace(String),
-    Pods(String),
+    /// Pods of one namespace, or of all (None).
+    Pods(Option<String>),
     Pod(String, String),
     Exec(String, String),
     Log(String, String),
@@ -230,7 +232,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Status> {
         ["api", "v1"] => Route::ApiV1,
         ["api", "v1", "namespaces"] => Route::Namespaces,
         ["api", "v1", "namespaces", ns] => Route::Namespace(ns.to_string()),
-        ["api", "v1", "namespaces", ns, "pods"] => Route::Pods(ns.to_string()),
+        ["api", "v1", "pods"] => Route::Pods(None),
+        ["api", "v1", "namespaces", ns, "pods"] => Route::Pods(Some(ns.to_string())),
         ["api", "v1", "namespaces", ns, "pods", pod] => Route::Pod(ns.to_string(), pod.to_string()),
         ["api", "v1", "namespaces", ns, "pods", pod, "exec"] => {
             Route::Exec(ns.to_string(), pod.to_string())
@@ -270,7 +273,7 @@ impl Route {
             Route::Namespaces => resource(list, "namespaces", "", "", ""),
             // RequestInfo puts a namespace's own name in the namespace field.
             Route::Namespace(ns) => resource("get", "namespaces", "", ns, ns),
-            Route::Pods(ns) => resource(list, "pods", "", ns, ""),
+            Route::Pods(ns) => resource(list, "pods", "", ns.as_deref().unwrap_or(""), ""),
             Route::Pod(ns, pod) => resource("get", "pods", "", ns, pod),
             Route::Exec(ns, pod) => resource("create", "pods", "exec", ns, pod),
             Route::Log(ns, pod) => resource("get", "pods", "log", ns, pod),
@@ -333,7 +336,7 @@ async fn respond(
             if watching {
                 listwatch::pods(&state.cluster, ns, selector, &query, state.shutdown.clone())
             } else {
-                Ok(json(state.cluster.pod_list(&ns, &selector)))
+                Ok(json(state.cluster.pod_list(ns.as_deref(), &selector)))
             }
         }
         Route::Pod(ns, pod) => state.cluster.pod(&ns, &pod).map(json),

@@ -8,3 +8,4 @@ mod auth;
 mod exec;
 mod logs;
 mod pods;
+mod wire;
