@@ -305,11 +305,11 @@ impl ChatHub {
         };
         let mut gap = None;
         let mut cursor = cursor;
-        if check_trimmed {
-            if let Some(from) = redis.state(&room.id).await?.missed_after(cursor) {
-                gap = Some(from);
-                cursor = from;
-            }
+        if check_trimmed
+            && let Some(from) = redis.state(&room.id).await?.missed_after(cursor)
+        {
+            gap = Some(from);
+            cursor = from;
         }
         let entries = redis
             .range(&room.id, cursor, until, redis_room::READ_COUNT)
