@@ -305,9 +305,7 @@ impl ChatHub {
         };
         let mut gap = None;
         let mut cursor = cursor;
-        if check_trimmed
-            && let Some(from) = redis.state(&room.id).await?.missed_after(cursor)
-        {
+        if check_trimmed && let Some(from) = redis.state(&room.id).await?.missed_after(cursor) {
             gap = Some(from);
             cursor = from;
         }
