@@ -349,8 +349,9 @@ impl Reader {
             if matches!(wake, Wake::Stop) {
                 return Ok(());
             }
-            let current_inode = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-            let length = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+            let metadata = tokio::fs::metadata(&self.path).await.ok();
+            let current_inode = metadata.as_ref().map(|m| m.ino());
+            let length = metadata.as_ref().map_or(0, |m| m.len());
             if current_inode != Some(inode) || length < position {
                 // Recreated or truncated: start over on the new file.
                 position = 0;

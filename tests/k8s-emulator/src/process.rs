@@ -227,7 +227,8 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Writes into the process's input, ignoring nothing but errors after exit.
+/// Writes stdin data into the PTY or the stdin pipe (a no-op when nothing
+/// is attached).
 pub async fn write_input(input: &mut Input, data: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     match input {

@@ -159,3 +159,33 @@ async fn impersonation_without_permission_is_403() {
         r#"users "admin" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#
     );
 }
+
+#[tokio::test]
+async fn explicit_config_with_url_ca_and_client_certificate_authenticates() {
+    use base64::Engine;
+    let cluster = fixture::start().await;
+    let identity = cluster
+        .emulator
+        .client_identity("alice", &[])
+        .expect("identity");
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    let mut config = Config::new(cluster.emulator.url().parse().expect("url"));
+    config.root_cert = Some(vec![cluster.emulator.ca_der().to_vec()]);
+    config.auth_info.client_certificate_data = Some(b64.encode(&identity.cert_pem));
+    config.auth_info.client_key_data = Some(b64.encode(&identity.key_pem).into());
+    let pods: Api<Pod> = Api::namespaced(Client::try_from(config).expect("client"), "dev");
+
+    assert_eq!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        4
+    );
+    assert_eq!(
+        cluster.emulator.audit_log().last().map(|e| e.user.as_str()),
+        Some("alice")
+    );
+}

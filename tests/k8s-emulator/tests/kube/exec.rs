@@ -239,3 +239,43 @@ async fn missing_executable_is_an_internal_error_status() {
         "{status:?}"
     );
 }
+
+#[tokio::test]
+async fn dropping_the_emulator_kills_running_exec_processes() {
+    let cluster = fixture::start().await;
+    let pods: Api<Pod> = Api::namespaced(fixture::client_for(&cluster, "alice", &[]).await, "dev");
+    let fifo = cluster.dir.path().join("alive.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let mut alive = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(&fifo)
+        .expect("fifo opens");
+    let script = format!("exec 3>'{}'; echo ready; sleep 600", fifo.display());
+    let mut attached = pods
+        .exec(
+            "web-1",
+            ["sh", "-c", script.as_str()],
+            &AttachParams::interactive_tty(),
+        )
+        .await
+        .expect("exec starts");
+    let mut stdout = attached.stdout().expect("stdout");
+    let mut ready = [0u8; 7];
+    tokio::time::timeout(PATIENCE, stdout.read_exact(&mut ready))
+        .await
+        .expect("script starts")
+        .expect("ready read");
+
+    let fixture::Cluster { emulator, dir } = cluster;
+    drop(emulator);
+
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, alive.read_to_end(&mut rest))
+        .await
+        .expect("the process died with the emulator")
+        .expect("fifo reads");
+    drop(dir);
+}
