@@ -179,3 +179,59 @@ async fn wait_for_size_change(client: &Client, before: (u16, u16)) -> anyhow::Re
     }
     anyhow::bail!("the terminal stayed {before:?} after the window was resized")
 }
+
+#[tokio::test]
+async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
+    let config = format!(
+        "static_dir = \"{}\"\n{}\n[[grants]]\nusers = [\"alice\", \"bob\"]\nchat = [\"ops\"]\n[[chat_rooms]]\nid = \"ops\"\nlabel = \"Operations\"\n",
+        dist()?.display(),
+        users_toml(),
+    );
+    let relay = TestRelay::start(&config).await?;
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let alice = driver.browser(1000, 700).await?;
+    let bob = driver.browser(1000, 700).await?;
+    for (client, user) in [(&alice, "alice"), (&bob, "bob")] {
+        log_in(client, &base, user, PASSWORD).await?;
+        client
+            .wait()
+            .at_most(PAGE_TIMEOUT)
+            .for_element(Locator::Css(".target[data-id='ops']"))
+            .await?
+            .click()
+            .await?;
+        wait_for_state(client, "connected").await?;
+    }
+    let say = |client: &Client, text: &'static str| {
+        let client = client.clone();
+        async move {
+            let input = client.find(Locator::Css("#chat-input")).await?;
+            input.send_keys(&format!("{text}{ENTER}")).await?;
+            anyhow::Ok(())
+        }
+    };
+    say(&alice, "hello bob, 你好").await?;
+    let seen = "[...document.querySelectorAll('#chat-messages .chat-message')].map(m => m.innerText).join('\\n')";
+    wait_for_js(
+        &bob,
+        "alice's message at bob",
+        &format!("{seen}.includes('hello bob, 你好')"),
+    )
+    .await?;
+    say(&bob, "hi alice").await?;
+    wait_for_js(
+        &alice,
+        "bob's message at alice",
+        &format!("{seen}.includes('hi alice')"),
+    )
+    .await?;
+    let at_alice = wait_for_js(&alice, "alice's view", seen).await?;
+    let text = at_alice.as_str().unwrap_or_default();
+    assert!(text.contains("bob") && text.contains("alice"), "{text}");
+    assert_eq!(text.matches("hello bob, 你好").count(), 1, "{text}");
+    screenshot(&alice, "chat").await?;
+    alice.close().await?;
+    bob.close().await?;
+    Ok(())
+}
