@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use tokio::sync::Mutex;
 
 /// First wait before reconnecting after Redis failed; doubled on each failure up to
@@ -17,6 +17,13 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command on the shared connection may wait for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts the shared connection makes for one failed command. Kept low so a
+/// command fails within about a second while Redis is down (a chat message is then
+/// reported as not sent at once, instead of after the default ~6 s of retries); the next
+/// command tries again.
+const SHARED_RETRIES: usize = 2;
 /// Beyond its blocking time, how long a blocking read may wait for its reply before the
 /// connection is taken for dead.
 const BLOCKING_GRACE: Duration = Duration::from_secs(5);
@@ -49,7 +56,12 @@ impl RedisLink {
         if let Some(manager) = slot.as_ref() {
             return Ok(manager.clone());
         }
-        let manager = ConnectionManager::new(self.client.clone())
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(SHARED_RETRIES)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let manager = ConnectionManager::new_with_config(self.client.clone(), config)
             .await
             .map_err(|e| self.unavailable(e))?;
         *slot = Some(manager.clone());
