@@ -412,3 +412,43 @@ async fn history_trimmed_in_redis_is_reported_as_a_gap_then_the_rest_follows() -
     assert_eq!(texts, expected, "the kept ones, in order, once");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_since_from_before_a_relay_restart_gets_a_gap_then_live_messages() -> anyhow::Result<()> {
+    let mut first = relay("", None).await?;
+    let mut alice = Chatter::open(&first, "alice", "").await?;
+    alice.say("said before the restart").await?;
+    let (seen, _) = alice.next_message().await?;
+    first.stop().await;
+
+    // The rooms of a relay without Redis live in its memory: they are gone.
+    let second = relay("", None).await?;
+    let mut back = Chatter::open(&second, "alice", &format!("?since={seen}")).await?;
+    back.say("said after").await?;
+    let (_, message) = back.next_message().await?;
+    assert_eq!(message.message, "said after");
+    assert_eq!(back.gaps, 1, "told plainly that history was lost");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_target_picker_lists_only_the_rooms_a_user_may_open() -> anyhow::Result<()> {
+    let relay = relay("", None).await?;
+    let targets = |user: &str| {
+        let request = reqwest::Client::new()
+            .get(relay.http_url("/api/targets"))
+            .bearer_auth(relay.token(user));
+        async move {
+            let targets: common::api::Targets = request.send().await?.json().await?;
+            anyhow::Ok(targets.chat)
+        }
+    };
+    let alice = targets("alice").await?;
+    assert_eq!(alice.len(), 1);
+    assert_eq!(
+        (alice[0].id.as_str(), alice[0].label.as_str()),
+        ("ops", "Ops")
+    );
+    assert!(targets("carol").await?.is_empty());
+    Ok(())
+}

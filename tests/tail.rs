@@ -19,7 +19,7 @@ impl Setup {
     async fn start(tail_section: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = format!(
-            "{users}\n[tail]\nlinger = \"1s\"\n{tail_section}\n\
+            "{users}\n[tail]\nlinger = \"30s\"\n{tail_section}\n\
              [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n\
              [[files]]\nid = \"app\"\npath = \"{path}\"\n",
             users = users_toml(),
@@ -362,5 +362,29 @@ async fn ids_that_look_like_paths_are_not_found_and_grants_apply() -> anyhow::Re
         .await?;
     let (code, _, _) = bad.read_until_closed().await?;
     assert_eq!(code, 4400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn resuming_after_lines_no_longer_kept_gets_a_gap_then_the_kept_ones() -> anyhow::Result<()> {
+    let setup = Setup::start("default_lines = 5\nmax_lines = 10").await?;
+    append(&setup.log(), "first\n")?;
+    let mut viewer = setup.view("").await?;
+    viewer.until_line("first").await?;
+    let (session, position) = (viewer.session.clone(), viewer.position);
+    viewer.client.drop_connection();
+
+    append(&setup.log(), &numbered(0, 30))?;
+    // Another viewer proves the reader has read all 30 before the first one comes back.
+    let mut witness = setup.view("?lines=1").await?;
+    witness.until_line("line 29").await?;
+
+    let query = format!("?session={session}&position={position}");
+    let mut again = setup.view(&query).await?;
+    assert!(again.resumed);
+    again.until_line("line 29").await?;
+    assert_eq!(again.gaps, 1, "told plainly that lines were lost");
+    let kept: Vec<String> = (20..30).map(|i| format!("line {i}")).collect();
+    assert_eq!(again.lines, kept);
     Ok(())
 }

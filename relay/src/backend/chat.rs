@@ -104,15 +104,19 @@ impl StreamOpener for ChatStream {
         // Listen before announcing, so this connection sees its own arrival.
         let notices = room.subscribe_notices();
         let latest = room.watch_latest();
+        // A `since` newer than anything the room holds comes from before a restart that
+        // lost the room's history (a relay without Redis, or Redis without persistence):
+        // say so plainly and go on live.
+        let mut lost_history = None;
         let cursor = match since {
             Some(since) => {
                 let last = state.chat.last_id(&room).await.map_err(unavailable)?;
                 if since > last {
-                    return Err(Refusal::bad_request(format!(
-                        "since={since} is after the room's newest message {last}"
-                    )));
+                    lost_history = Some(last);
+                    last
+                } else {
+                    since
                 }
-                since
             }
             None => room.latest(),
         };
@@ -132,6 +136,15 @@ impl StreamOpener for ChatStream {
             }
             .into(),
         ));
+        if let Some(last) = lost_history {
+            pending.push_back(Outbound::Text(
+                StreamEvent::Gap {
+                    message: "the room's history no longer reaches your last message (the room was restarted); messages sent meanwhile are lost".into(),
+                    position: Position(last.to_string()),
+                }
+                .into(),
+            ));
+        }
         pending.push_back(chat_frame(None, ChatBody::Presence { users: people }));
         Ok(Box::new(ChatAttachment {
             hub: state.chat.clone(),
