@@ -40,7 +40,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let resumes = IntCounterVec::new(
-            Opts::new("opsdeck_sessions_resumed_total", "Sessions resumed after a reconnect"),
+            Opts::new(
+                "opsdeck_sessions_resumed_total",
+                "Sessions resumed after a reconnect",
+            ),
             &["backend"],
         )
         .expect("valid metric");

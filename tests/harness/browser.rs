@@ -81,7 +81,11 @@ impl Drop for Chromedriver {
 }
 
 /// Waits until `script` (a JavaScript expression) is truthy in the page; returns its value.
-pub async fn wait_for_js(client: &Client, what: &str, script: &str) -> anyhow::Result<serde_json::Value> {
+pub async fn wait_for_js(
+    client: &Client,
+    what: &str,
+    script: &str,
+) -> anyhow::Result<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + PAGE_TIMEOUT;
     let body = format!("return ({script});");
     loop {
@@ -167,6 +171,10 @@ pub async fn log_in(client: &Client, base: &str, user: &str, password: &str) -> 
         .await?
         .send_keys(password)
         .await?;
-    client.find(Locator::Css("#login-submit")).await?.click().await?;
+    client
+        .find(Locator::Css("#login-submit"))
+        .await?
+        .click()
+        .await?;
     Ok(())
 }
