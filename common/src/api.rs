@@ -48,6 +48,8 @@ pub struct Target {
 pub struct ClusterTarget {
     pub id: String,
     pub label: String,
+    /// The namespaces granted by name; `["*"]` when every namespace is granted (then
+    /// `GET /api/k8s/{cluster}/namespaces` lists the cluster's own).
     pub namespaces: Vec<String>,
 }
 

@@ -1,6 +1,6 @@
 //! What a user may open: deny unless a `[[grants]]` rule of the config permits it.
 
-use common::api::{Target, Targets};
+use common::api::{ClusterTarget, Target, Targets};
 
 use crate::auth::Principal;
 use crate::config::{Config, Grant};
@@ -60,6 +60,63 @@ pub fn permits(config: &Config, who: &Principal, target: &TargetRef) -> bool {
         })
 }
 
+/// The namespaces of one cluster the grants give `who`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct K8sGrants {
+    /// A `cluster/*` (or `*`) grant: every namespace.
+    pub all: bool,
+    /// The namespaces granted by name, sorted.
+    pub namespaces: Vec<String>,
+}
+
+/// What `who` may open in `cluster`, as the grants say (the cluster may have more or fewer).
+pub fn k8s_grants(config: &Config, who: &Principal, cluster: &str) -> K8sGrants {
+    let mut granted = K8sGrants::default();
+    for entry in config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who))
+        .flat_map(|g| &g.k8s)
+    {
+        match entry.split_once('/') {
+            Some((c, n)) if c == "*" || c == cluster => {
+                if n == "*" {
+                    granted.all = true;
+                } else {
+                    granted.namespaces.push(n.to_owned());
+                }
+            }
+            None if entry == "*" => granted.all = true,
+            _ => {}
+        }
+    }
+    granted.namespaces.sort();
+    granted.namespaces.dedup();
+    granted
+}
+
+/// The clusters `who` may open something in. A `cluster/*` grant shows as the namespace
+/// `"*"`: the picker asks `GET /api/k8s/{cluster}/namespaces` for the cluster's own list.
+fn k8s_targets(config: &Config, who: &Principal) -> Vec<ClusterTarget> {
+    config
+        .k8s_clusters
+        .iter()
+        .filter_map(|cluster| {
+            let granted = k8s_grants(config, who, &cluster.id);
+            let namespaces = if granted.all {
+                vec!["*".to_owned()]
+            } else {
+                granted.namespaces
+            };
+            (!namespaces.is_empty()).then(|| ClusterTarget {
+                id: cluster.id.clone(),
+                label: cluster.label.clone().unwrap_or_else(|| cluster.id.clone()),
+                namespaces,
+            })
+        })
+        .collect()
+}
+
 /// Everything `who` may open, for the target picker.
 pub fn targets_for(config: &Config, who: &Principal) -> Targets {
     let label = |id: &str, label: &Option<String>| Target {
@@ -73,7 +130,7 @@ pub fn targets_for(config: &Config, who: &Principal) -> Targets {
             .filter(|h| permits(config, who, &TargetRef::Ssh(h.id.clone())))
             .map(|h| label(&h.id, &h.label))
             .collect(),
-        k8s: Vec::new(),
+        k8s: k8s_targets(config, who),
         files: config
             .files
             .iter()

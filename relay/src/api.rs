@@ -36,7 +36,10 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+pub(crate) async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, Response> {
     let token = auth::token_from_headers(headers)
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, AuthError::Missing.to_string()))?;
     state.auth.verify(&token).await.map_err(|e| {

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod k8s;
+pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
+
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
 
@@ -73,6 +76,12 @@ pub struct Config {
     pub chat: ChatConfig,
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// Kubernetes clusters, by id; `[[grants]] k8s = ["cluster/namespace"]` says who may
+    /// open what in each (see `config/k8s.rs`).
+    #[serde(default)]
+    pub k8s_clusters: Vec<K8sCluster>,
+    #[serde(default)]
+    pub k8s: K8sConfig,
 }
 
 /// Bounds on what any one client can make the relay hold.
@@ -456,6 +465,11 @@ impl Config {
         check_unique("files", self.files.iter().map(|f| &f.id))?;
         check_unique("chat_rooms", self.chat_rooms.iter().map(|r| &r.id))?;
         self.validate_streams()?;
+        check_unique("k8s_clusters", self.k8s_clusters.iter().map(|c| &c.id))?;
+        self.k8s_clusters
+            .iter()
+            .try_for_each(K8sCluster::validate)?;
+        self.k8s.validate()?;
         check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
         for host in &self.ssh_hosts {
             let methods = [
@@ -513,6 +527,10 @@ impl Config {
 
     pub fn ssh_host(&self, id: &str) -> Option<&SshHost> {
         self.ssh_hosts.iter().find(|h| h.id == id)
+    }
+
+    pub fn k8s_cluster(&self, id: &str) -> Option<&K8sCluster> {
+        self.k8s_clusters.iter().find(|c| c.id == id)
     }
 
     pub fn file(&self, id: &str) -> Option<&FileEntry> {

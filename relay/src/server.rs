@@ -8,6 +8,9 @@
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`backend/tail.rs`) |
 //! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`backend/chat.rs`) |
 //! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`backend/job.rs`) |
+//! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`backend/k8s/exec.rs`) |
+//! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`backend/k8s/logs.rs`) |
+//! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`backend/k8s/browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
 use std::convert::Infallible;
@@ -30,6 +33,7 @@ use crate::auth::{Authenticator, BEARER_PROTOCOL_PREFIX};
 use crate::backend::chat::ChatStream;
 use crate::backend::chat::hub::ChatHub;
 use crate::backend::job::JobStream;
+use crate::backend::k8s::{self, ContainerPath, clusters::K8sClusters};
 use crate::backend::ssh::SshStream;
 use crate::backend::tail::TailStream;
 use crate::backend::tail::reader::TailHub;
@@ -53,6 +57,8 @@ pub struct AppState {
     pub tails: Arc<TailHub>,
     /// Chat rooms.
     pub chat: Arc<ChatHub>,
+    /// kube clients of the configured clusters.
+    pub k8s: Arc<K8sClusters>,
     /// Cancelled when the relay shuts down; every pump watches it.
     pub shutdown: CancellationToken,
     /// One permit per open WebSocket (`limits.max_connections`).
@@ -89,6 +95,7 @@ impl AppState {
             redis,
             tails,
             chat,
+            k8s: Arc::new(K8sClusters::new()),
             shutdown: CancellationToken::new(),
             connections,
         }))
@@ -261,6 +268,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(targets)
         .unify()
+        .or(k8s_api_routes(state.clone()))
+        .unify()
         .or(preflight)
         .unify()
         .and(warp::header::optional::<String>("origin"))
@@ -297,6 +306,49 @@ fn cors(mut response: Response, origin: Option<String>, state: Arc<AppState>) ->
     response
 }
 
+fn k8s_api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let namespaces = warp::path!("api" / "k8s" / String / "namespaces")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(with_state(state.clone()))
+        .and(warp::header::headers_cloned())
+        .then(k8s::browse::namespaces);
+    let pods = warp::path!("api" / "k8s" / String / "namespaces" / String / "pods")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(with_state(state))
+        .and(warp::header::headers_cloned())
+        .then(k8s::browse::pods);
+    namespaces.or(pods).unify().boxed()
+}
+
+fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let container = |kind: &'static str| {
+        warp::path("ws")
+            .and(warp::path("k8s"))
+            .and(warp::path(kind))
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .map(|cluster, namespace, pod, container| ContainerPath {
+                cluster,
+                namespace,
+                pod,
+                container,
+            })
+            .and(raw_query())
+    };
+    let exec = container("exec").map(|path, query| k8s::exec::ExecStream { path, query });
+    let logs = container("logs").map(|path, query| k8s::logs::LogsStream { path, query });
+    upgrade(state.clone(), exec)
+        .or(upgrade(state, logs))
+        .unify()
+        .boxed()
+}
+
 fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let ssh = warp::path!("ws" / "ssh" / String)
@@ -316,7 +368,9 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(upgrade(state.clone(), chat))
         .unify()
-        .or(upgrade(state, job))
+        .or(upgrade(state.clone(), job))
+        .unify()
+        .or(k8s_ws_routes(state))
         .unify()
         .boxed()
 }

@@ -8,6 +8,7 @@
 
 pub mod chat;
 pub mod job;
+pub mod k8s;
 pub mod redis_stream;
 pub mod ssh;
 pub mod stream_id;

@@ -1,0 +1,61 @@
+//! Kubernetes pods through kube-rs: exec terminals and live container logs.
+//!
+//! - `/ws/k8s/exec/{cluster}/{namespace}/{pod}/{container}?rows=&cols=` (`exec`): a shell in
+//!   the container on a TTY. It only adapts kube's `AttachedProcess` to the terminal traits;
+//!   the session registry gives it resume, the grace period and backpressure, as for SSH.
+//! - `/ws/k8s/logs/{cluster}/{namespace}/{pod}/{container}?tail_lines=&timestamps=&previous=`
+//!   (`logs`, `follow`): the container's log as `lines` frames, positioned by timestamp so a
+//!   reconnect (or a follow the API server ended) resumes with no gap and no duplicate.
+//! - `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` (`browse`): what the picker shows.
+//!
+//! `clusters` builds one kube client per cluster (and, with impersonation, per user);
+//! `error` turns API failures into close codes; `pod` reads a pod's state.
+
+pub mod browse;
+pub mod clusters;
+pub mod error;
+pub mod exec;
+mod follow;
+pub mod logs;
+mod pod;
+pub mod position;
+
+use std::fmt;
+
+use crate::access::TargetRef;
+use crate::config::Config;
+pub use error::K8sError;
+
+/// A container, as named in a k8s endpoint's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPath {
+    pub cluster: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+impl ContainerPath {
+    /// The grant this path needs; `NotFound` when the cluster is not configured.
+    pub fn target(&self, config: &Config) -> Result<TargetRef, K8sError> {
+        match config.k8s_cluster(&self.cluster) {
+            Some(_) => Ok(TargetRef::K8s {
+                cluster: self.cluster.clone(),
+                namespace: self.namespace.clone(),
+            }),
+            None => Err(K8sError::UnknownCluster(
+                self.cluster.chars().take(64).collect(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ContainerPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.cluster, self.namespace, self.pod, self.container
+        )
+    }
+}

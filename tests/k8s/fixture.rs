@@ -1,0 +1,148 @@
+//! One emulated cluster per test and a relay pointed at it in every way a cluster can be
+//! configured.
+//!
+//! | namespace | pod   | phase     | containers |
+//! |-----------|-------|-----------|------------|
+//! | dev       | web-1 | Running   | app        |
+//! | dev       | multi | Running   | a, b       |
+//! | dev       | done  | Succeeded | job        |
+//! | prod      | db-1  | Running   | db         |
+//!
+//! Relay clusters: `main` (a kubeconfig for `opsdeck-relay`, cluster admin), `imp` (a
+//! kubeconfig for `impersonator`, who may only impersonate; `impersonate = true`, so the
+//! cluster's RBAC decides per Opsdeck user: `alice` may do anything in `dev` only),
+//! `certs` (`api_url` + CA + client certificate files for `opsdeck-relay`) and `badcreds`
+//! (`api_url` + a token the cluster does not know).
+//!
+//! Opsdeck grants: group `ops` (alice) every namespace of every cluster; bob `main/dev`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use k8s_emulator::{
+    AccessRule, ContainerConfig, Emulator, EmulatorConfig, PodConfig, PodPhase, Subject,
+};
+use opsdeck_tests::client::{EVENT_TIMEOUT, WsClient};
+use opsdeck_tests::relay::{TestRelay, users_toml};
+
+pub struct Cluster {
+    pub emulator: Emulator,
+    pub relay: TestRelay,
+    pub dir: tempfile::TempDir,
+}
+
+fn pod(dir: &Path, ns: &str, name: &str, phase: PodPhase, containers: &[&str]) -> PodConfig {
+    PodConfig {
+        namespace: ns.into(),
+        name: name.into(),
+        phase,
+        labels: Default::default(),
+        containers: containers
+            .iter()
+            .map(|c| ContainerConfig {
+                name: c.to_string(),
+                image: format!("registry.local/{c}:1.0"),
+                log_file: dir.join(format!("{name}-{c}.log")),
+                restart_count: 0,
+                working_dir: None,
+            })
+            .collect(),
+    }
+}
+
+impl Cluster {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path();
+        let config = EmulatorConfig {
+            pods: vec![
+                pod(p, "dev", "web-1", PodPhase::Running, &["app"]),
+                pod(p, "dev", "multi", PodPhase::Running, &["a", "b"]),
+                pod(p, "dev", "done", PodPhase::Succeeded, &["job"]),
+                pod(p, "prod", "db-1", PodPhase::Running, &["db"]),
+            ],
+            namespaces: vec!["empty".into()],
+            access: vec![
+                AccessRule::cluster_admin(Subject::User("opsdeck-relay".into())),
+                AccessRule::impersonator(Subject::User("impersonator".into())),
+                AccessRule::namespaces(Subject::User("alice".into()), &["dev"]),
+            ],
+            ..Default::default()
+        };
+        let emulator = Emulator::start(config)
+            .await
+            .context("starting the emulator")?;
+        let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+            let path = p.join(name);
+            std::fs::write(&path, text)?;
+            Ok(path)
+        };
+        let relay_identity = emulator.client_identity("opsdeck-relay", &[])?;
+        let main = p.join("kubeconfig-relay");
+        emulator.write_kubeconfig(&main, "opsdeck-relay", &[])?;
+        let imp = p.join("kubeconfig-impersonator");
+        emulator.write_kubeconfig(&imp, "impersonator", &[])?;
+        let ca = write("ca.pem", emulator.ca_pem())?;
+        let cert = write("relay.crt", &relay_identity.cert_pem)?;
+        let key = write("relay.key", &relay_identity.key_pem)?;
+        let bad_token = write("bad-token", "not-a-token-the-cluster-knows\n")?;
+        let url = emulator.url();
+        let clusters = format!(
+            "[[k8s_clusters]]\nid = \"main\"\nlabel = \"Main\"\nkubeconfig = \"{main}\"\n\
+             [[k8s_clusters]]\nid = \"imp\"\nkubeconfig = \"{imp}\"\nimpersonate = true\n\
+             [[k8s_clusters]]\nid = \"certs\"\napi_url = \"{url}\"\nca_file = \"{ca}\"\nclient_cert_file = \"{cert}\"\nclient_key_file = \"{key}\"\n\
+             [[k8s_clusters]]\nid = \"badcreds\"\napi_url = \"{url}\"\nca_file = \"{ca}\"\ntoken_file = \"{bad}\"\n",
+            main = main.display(),
+            imp = imp.display(),
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display(),
+            bad = bad_token.display(),
+        );
+        let grants = "[[grants]]\ngroups = [\"ops\"]\nk8s = [\"*\"]\n\
+                      [[grants]]\nusers = [\"bob\"]\nk8s = [\"main/dev\"]\n";
+        let relay = TestRelay::start(&format!("{}\n{grants}\n{clusters}", users_toml())).await?;
+        Ok(Self {
+            emulator,
+            relay,
+            dir,
+        })
+    }
+
+    /// Appends lines with the timestamps given (`<RFC 3339> <text>`) straight to a
+    /// container's log file, as the container runtime would.
+    pub fn write_log(&self, pod: &str, container: &str, lines: &[&str]) -> anyhow::Result<()> {
+        let path = self.dir.path().join(format!("{pod}-{container}.log"));
+        let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+        for line in lines {
+            writeln!(file, "{line}")?;
+        }
+        Ok(())
+    }
+
+    /// Opens a WebSocket as alice.
+    pub async fn open(&self, path: &str) -> anyhow::Result<WsClient> {
+        self.relay.connect("alice", path).await
+    }
+
+    /// Waits (bounded) until no exec process is left in the emulator.
+    pub async fn wait_for_no_processes(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(EVENT_TIMEOUT, self.emulator.wait_for_live_processes(0))
+            .await
+            .context("the remote processes did not end")
+    }
+}
+
+/// Opens a stream that must be refused; returns the close code and reason.
+pub async fn refusal(cluster: &Cluster, user: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut client = cluster.relay.connect(user, path).await?;
+    let (code, reason, frames) = client.read_until_closed().await?;
+    anyhow::ensure!(
+        !frames
+            .iter()
+            .any(|f| matches!(f, common::server::StreamEvent::Connected { .. })),
+        "{path} was opened: {frames:?}"
+    );
+    Ok((code, reason))
+}
