@@ -53,6 +53,11 @@ fn pod(dir: &Path, ns: &str, name: &str, phase: PodPhase, containers: &[&str]) -
 
 impl Cluster {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with("").await
+    }
+
+    /// As [`Cluster::start`], with `extra` (tables such as `[limits]`) in the relay config.
+    pub async fn start_with(extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let p = dir.path();
         let config = EmulatorConfig {
@@ -100,9 +105,16 @@ impl Cluster {
             key = key.display(),
             bad = bad_token.display(),
         );
+        // The harness's event timeout restarts at every ping: without pings, a missing
+        // event fails the test after that timeout instead of waiting forever.
+        let quiet = "[keepalive]\nping_interval = \"1h\"\npeer_timeout = \"2h\"\n";
         let grants = "[[grants]]\ngroups = [\"ops\"]\nk8s = [\"*\"]\n\
                       [[grants]]\nusers = [\"bob\"]\nk8s = [\"main/dev\"]\n";
-        let relay = TestRelay::start(&format!("{}\n{grants}\n{clusters}", users_toml())).await?;
+        let relay = TestRelay::start(&format!(
+            "{extra}\n{quiet}\n{}\n{grants}\n{clusters}",
+            users_toml()
+        ))
+        .await?;
         Ok(Self {
             emulator,
             relay,

@@ -150,6 +150,14 @@ async fn a_container_restart_is_announced_and_its_new_log_followed() -> anyhow::
         .emulator
         .append_log("dev", "web-1", "app", "after")?;
     assert_eq!(lines(&mut client, 1, None).await?.0, ["after"]);
+
+    // The instance before the restart: its whole log, then a clear end.
+    let mut previous = cluster.open(&format!("{WEB}?previous=true")).await?;
+    previous.connected().await?;
+    assert_eq!(lines(&mut previous, 1, None).await?.0, ["before"]);
+    let (code, reason, _) = previous.read_until_closed().await?;
+    assert_eq!(code, 1000, "{reason}");
+    assert!(reason.contains("previous instance"), "{reason}");
     Ok(())
 }
 
