@@ -63,6 +63,9 @@ impl Chromedriver {
             "goog:chromeOptions".into(),
             serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
         );
+        // The workspace enables both rustls providers; pick one for the process, as the
+        // relay does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = ClientBuilder::rustls()
             .context("TLS setup for the WebDriver client")?
             .capabilities(caps)
