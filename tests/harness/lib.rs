@@ -11,6 +11,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod load;
 pub mod net;
 pub mod proxy;
 pub mod redis;

@@ -1,0 +1,126 @@
+//! The terminal limit: the OpenSSH client (`ssh -tt`) to the same sshd the relay uses,
+//! driven over its stdin/stdout pipes, so the very same [`Terminal`] measurements run
+//! with and without the relay in the path.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use opsdeck_tests::load::Terminal;
+use opsdeck_tests::sshd::TestSshd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+/// How the OpenSSH client logs in to the test sshd. Made once: the harness rewrites its
+/// known_hosts file on each call, which clients starting at that moment would find empty.
+#[derive(Debug, Clone)]
+pub struct SshLogin {
+    key: PathBuf,
+    known_hosts: PathBuf,
+    port: u16,
+    user: String,
+}
+
+impl SshLogin {
+    pub fn of(sshd: &TestSshd) -> anyhow::Result<Self> {
+        Ok(Self {
+            key: sshd.client_key(),
+            known_hosts: sshd.known_hosts()?,
+            port: sshd.port,
+            user: sshd.user.clone(),
+        })
+    }
+}
+
+/// An interactive `ssh -tt` session (a PTY on the server, as the relay asks for), or an
+/// `ssh -T` one (the shell reads commands from a pipe: no PTY at all).
+pub struct OpenSshTerminal {
+    child: Child,
+    pid: u32,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    /// What ssh says when it fails (LogLevel=ERROR: nothing otherwise).
+    stderr: ChildStderr,
+    /// Without a PTY nothing turns the Enter key (\r) into the \n a shell reads.
+    pty: bool,
+    buffer: Vec<u8>,
+}
+
+impl OpenSshTerminal {
+    pub async fn open(login: &SshLogin) -> anyhow::Result<Self> {
+        Self::start(login, true).await
+    }
+
+    /// Without a PTY: the SSH transport's own limit, which no terminal reaches.
+    pub async fn open_without_pty(login: &SshLogin) -> anyhow::Result<Self> {
+        Self::start(login, false).await
+    }
+
+    async fn start(login: &SshLogin, pty: bool) -> anyhow::Result<Self> {
+        let mut child = Command::new("ssh")
+            .arg(if pty { "-tt" } else { "-T" })
+            // No user or system ssh_config: no multiplexing, no keepalives, nothing else.
+            .args(["-F", "/dev/null"])
+            .arg("-i")
+            .arg(&login.key)
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                login.known_hosts.display()
+            ))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "LogLevel=ERROR", "-p", &login.port.to_string()])
+            .arg(format!("{}@127.0.0.1", login.user))
+            // The relay asks for this terminal type too.
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting ssh (install openssh-client)")?;
+        let pid = child.id().context("ssh exited at once")?;
+        let stdin = child.stdin.take().context("no stdin pipe")?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        Ok(Self {
+            child,
+            pid,
+            stdin,
+            stdout,
+            stderr,
+            pty,
+            buffer: vec![0; 64 * 1024],
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Terminal for OpenSshTerminal {
+    async fn type_keys(&mut self, keys: &str) -> anyhow::Result<()> {
+        if self.pty {
+            self.stdin.write_all(keys.as_bytes()).await?;
+        } else {
+            self.stdin
+                .write_all(keys.replace('\r', "\n").as_bytes())
+                .await?;
+        }
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn output(&mut self) -> anyhow::Result<Bytes> {
+        let n = self.stdout.read(&mut self.buffer).await?;
+        if n == 0 {
+            let status = self.child.wait().await?;
+            let mut said = String::new();
+            let _ = self.stderr.read_to_string(&mut said).await;
+            bail!("ssh ended ({status}): {}", said.trim());
+        }
+        Ok(Bytes::copy_from_slice(&self.buffer[..n]))
+    }
+}

@@ -1,0 +1,77 @@
+//! What the kernel says about a process: CPU time and resident memory from `/proc`, and
+//! the open-files limit the bench raises so that 10,000 connections fit.
+
+use anyhow::{Context, bail};
+
+/// CPU time (user + system) the process has used, in seconds (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat; has the process exited?"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/<pid>/stat format")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime); `rest` starts at field 3.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/<pid>/stat")?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+/// Resident memory of the process in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status; has the process exited?"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS in /proc/<pid>/status")?;
+    let kib = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim();
+    Ok(kib.parse()?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// Raises this process's soft open-files limit to its hard limit (children started
+/// afterwards, such as the relay, inherit it) and returns the new limit.
+pub fn raise_open_files_limit() -> anyhow::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        bail!("getrlimit: {}", std::io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        bail!("setrlimit: {}", std::io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let pid = std::process::id();
+        assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(rss_kib(pid).unwrap() > 0);
+    }
+}

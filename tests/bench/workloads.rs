@@ -1,0 +1,769 @@
+//! Each workload's runs: start what it needs (sshd, redis-server, relay processes), run the
+//! load functions of `opsdeck_tests::load` through the relay and beside it on the limit, in
+//! the same run, and record the figures.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use opsdeck_tests::load::{
+    self, Bulk, ChatPublisher, ChatSubscriber, Endpoint, Fanout, FanoutPlan, FileAppender,
+    IdleConnections, RelayTerminal, TailViewer,
+};
+use opsdeck_tests::redis::TestRedis;
+use opsdeck_tests::relay::users_toml;
+use opsdeck_tests::sshd::TestSshd;
+
+use crate::floor::FloorServer;
+use crate::openssh::{OpenSshTerminal, SshLogin};
+use crate::redis_pubsub::{RedisPublisher, RedisSubscriber};
+use crate::relay_process::RelayProcess;
+use crate::report::{Report, Target, Workload};
+use crate::tail_follow::TailFollower;
+use crate::{frontend, procfs};
+
+/// How much each workload does.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub quick: bool,
+    pub runs: usize,
+    /// The release `opsdeck-relay`; `None` when only an external `--url` is measured.
+    pub relay_bin: Option<PathBuf>,
+    pub dist: PathBuf,
+}
+
+impl Settings {
+    fn relay_bin(&self) -> anyhow::Result<&PathBuf> {
+        self.relay_bin.as_ref().context("no relay binary")
+    }
+
+    /// Bytes of zeros the bulk command prints as base64.
+    fn bulk_bytes(&self) -> u64 {
+        if self.quick { 16 << 20 } else { 64 << 20 }
+    }
+
+    fn echo_samples(&self) -> usize {
+        if self.quick { 100 } else { 500 }
+    }
+
+    fn idle_window(&self) -> Duration {
+        Duration::from_secs(if self.quick { 10 } else { 60 })
+    }
+
+    /// One publisher, `subscribers` receivers: paced messages for latency, then a burst
+    /// sized so each run makes about the same number of deliveries.
+    fn chat_plan(&self, subscribers: usize) -> FanoutPlan {
+        let deliveries = if self.quick { 20_000 } else { 100_000 };
+        FanoutPlan {
+            paced: if self.quick { 20 } else { 100 },
+            // At most about 10,000 deliveries a second while pacing: latency, not queueing.
+            interval: Duration::from_millis(20)
+                .max(Duration::from_micros(100) * subscribers as u32),
+            burst: (deliveries / subscribers).clamp(50, 5_000) as u32,
+            drain: Duration::from_secs(30),
+        }
+    }
+
+    fn tail_plan(&self) -> FanoutPlan {
+        FanoutPlan {
+            paced: if self.quick { 50 } else { 200 },
+            interval: Duration::from_millis(20),
+            burst: 0,
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Terminal sessions open in the idle-CPU workload.
+const IDLE_SESSIONS: usize = 100;
+/// Idle WebSockets in the memory workload.
+const IDLE_SOCKETS: [usize; 2] = [1_000, 10_000];
+/// The small read buffer of the second memory floor.
+const SMALL_READ_BUFFER: usize = 4 * 1024;
+/// Chat room sizes.
+const CHAT_SUBSCRIBERS: [usize; 3] = [10, 100, 1_000];
+/// File tail viewer counts.
+const TAIL_VIEWERS: [usize; 2] = [1, 100];
+/// Concurrent SSH handshakes (sshd's default MaxStartups drops some beyond 10).
+const SSH_HANDSHAKES: usize = 4;
+/// Concurrent WebSocket handshakes when opening many.
+const WS_HANDSHAKES: usize = 64;
+
+/// Everything the relay processes of the bench are configured with: the harness users,
+/// one grant for all, limits raised for many sessions, chat's rate limit out of the way.
+fn relay_config(sections: &str) -> String {
+    format!(
+        "[limits]\nmax_sessions_per_user = 1000\n\
+         [chat]\nrate_burst = 1000000000\nrate_interval = \"1ms\"\n\
+         {users}\n\
+         [[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\nfiles = [\"*\"]\nchat = [\"*\"]\n\
+         [[chat_rooms]]\nid = \"bench\"\n\
+         {sections}\n",
+        users = users_toml()
+    )
+}
+
+/// Runs one workload. `external` is the `--url` target, measured without a limit.
+pub async fn run(
+    workload: Workload,
+    settings: &Settings,
+    external: Option<&Endpoint>,
+) -> anyhow::Result<Report> {
+    match workload {
+        Workload::SshBulk => ssh_bulk(settings, external).await,
+        Workload::SshEcho => ssh_echo(settings, external).await,
+        Workload::IdleCpu => idle_cpu(settings).await,
+        Workload::IdleRss => idle_rss(settings).await,
+        Workload::K8sExec => Ok(Report::unavailable(
+            Workload::K8sExec,
+            "the relay serves no /ws/k8s/exec route yet (relay/src/server.rs); the Kubernetes \
+             emulator (tests/k8s-emulator) is ready to be the backend and a direct kube-rs \
+             client the limit once it does",
+        )),
+        Workload::Chat => chat(settings, external).await,
+        Workload::Tail => tail(settings).await,
+        Workload::Frontend => frontend::measure(&settings.dist),
+    }
+}
+
+fn progress(workload: Workload, run: usize, settings: &Settings, what: String) {
+    eprintln!(
+        "[{}] run {}/{}: {what}",
+        workload.name(),
+        run + 1,
+        settings.runs
+    );
+}
+
+/// Runs `a` then `b` on even runs, `b` then `a` on odd ones, so that neither side always
+/// goes first (on a warm or a cold machine).
+async fn alternate<A, B>(
+    run: usize,
+    a: impl Future<Output = anyhow::Result<A>>,
+    b: impl Future<Output = anyhow::Result<B>>,
+) -> anyhow::Result<(A, B)> {
+    if run.is_multiple_of(2) {
+        let a = a.await?;
+        Ok((a, b.await?))
+    } else {
+        let b = b.await?;
+        Ok((a.await?, b))
+    }
+}
+
+/// An sshd and a relay process with it as host `box`, or the external terminal URL.
+struct TerminalSetup {
+    sshd: Option<(TestSshd, SshLogin)>,
+    _relay: Option<RelayProcess>,
+    endpoint: Endpoint,
+}
+
+impl TerminalSetup {
+    async fn start(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Self> {
+        if let Some(endpoint) = external {
+            return Ok(Self {
+                sshd: None,
+                _relay: None,
+                endpoint: endpoint.clone(),
+            });
+        }
+        let sshd = TestSshd::start().await?;
+        let relay = RelayProcess::start(
+            settings.relay_bin()?,
+            &relay_config(&sshd.host_toml("box")?),
+        )
+        .await?;
+        let token = relay.login("alice").await?;
+        let login = SshLogin::of(&sshd)?;
+        Ok(Self {
+            endpoint: relay.endpoint("/ws/ssh/box", &token),
+            sshd: Some((sshd, login)),
+            _relay: Some(relay),
+        })
+    }
+
+    /// A fresh terminal through the relay, at a prompt.
+    async fn relay_terminal(&self) -> anyhow::Result<RelayTerminal> {
+        let mut term = RelayTerminal::open(&self.endpoint).await?;
+        load::prepare(&mut term).await?;
+        Ok(term)
+    }
+
+    /// A fresh `ssh -tt` to our sshd, at a prompt; `None` for an external URL.
+    async fn ssh_terminal(&self) -> anyhow::Result<Option<OpenSshTerminal>> {
+        let Some((_, login)) = &self.sshd else {
+            return Ok(None);
+        };
+        let mut term = OpenSshTerminal::open(login).await?;
+        load::prepare(&mut term).await?;
+        Ok(Some(term))
+    }
+}
+
+async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
+    let setup = TerminalSetup::start(settings, external).await?;
+    let bytes = settings.bulk_bytes();
+    let mut report = Report::new(Workload::SshBulk);
+    if setup.sshd.is_some() {
+        report.limit = Some(
+            "the OpenSSH client to the same sshd, same command: `ssh -tt` (a PTY, like the \
+             relay's terminals) and, second row, `ssh -T` (no PTY: the SSH transport alone)"
+                .into(),
+        );
+    }
+    for run in 0..settings.runs {
+        let via_relay = async {
+            let mut term = setup.relay_terminal().await?;
+            let bulk = load::terminal_bulk(&mut term, bytes).await?;
+            term.close().await?;
+            Ok(bulk)
+        };
+        let via_ssh = async {
+            match setup.ssh_terminal().await? {
+                Some(mut term) => Ok(Some(load::terminal_bulk(&mut term, bytes).await?)),
+                None => Ok(None),
+            }
+        };
+        let (relay, ssh): (Bulk, Option<Bulk>) = alternate(run, via_relay, via_ssh).await?;
+        let raw = match &setup.sshd {
+            Some((_, login)) => {
+                let mut term = OpenSshTerminal::open_without_pty(login).await?;
+                load::prepare(&mut term).await?;
+                Some(load::terminal_bulk(&mut term, bytes).await?)
+            }
+            None => None,
+        };
+        progress(
+            Workload::SshBulk,
+            run,
+            settings,
+            format!(
+                "relay {:.1} MB/s, ssh -tt {}, ssh -T (no PTY) {}",
+                relay.mb_per_s(),
+                ssh.map(|s| format!("{:.1} MB/s", s.mb_per_s()))
+                    .unwrap_or_else(|| "—".into()),
+                raw.map(|s| format!("{:.1} MB/s", s.mb_per_s()))
+                    .unwrap_or_else(|| "—".into())
+            ),
+        );
+        report.record(
+            "throughput",
+            "MB/s",
+            relay.mb_per_s(),
+            ssh.map(|s| s.mb_per_s()),
+            Some(Target::RatioAtLeast(0.8)),
+        );
+        if let Some(raw) = raw {
+            report.record(
+                "throughput vs ssh -T, no PTY",
+                "MB/s",
+                relay.mb_per_s(),
+                Some(raw.mb_per_s()),
+                None,
+            );
+        }
+        report.note(format!(
+            "each measurement: `{}` typed at a shell prompt, timed from the keystroke to the \
+             marker after the last line ({:.0} MB of terminal output)",
+            load::bulk_command(bytes).trim_end(),
+            relay.bytes as f64 / 1e6
+        ));
+        report.runs += 1;
+    }
+    Ok(report)
+}
+
+async fn ssh_echo(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
+    let setup = TerminalSetup::start(settings, external).await?;
+    let samples = settings.echo_samples();
+    let mut report = Report::new(Workload::SshEcho);
+    if setup.sshd.is_some() {
+        report.limit = Some(
+            "the OpenSSH client (`ssh -tt`) to the same sshd, driven over its stdin/stdout pipes"
+                .into(),
+        );
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for run in 0..settings.runs {
+        let via_relay = async {
+            let mut term = setup.relay_terminal().await?;
+            let times = load::terminal_echo(&mut term, samples).await?;
+            term.close().await?;
+            Ok(times)
+        };
+        let via_ssh = async {
+            match setup.ssh_terminal().await? {
+                Some(mut term) => Ok(Some(load::terminal_echo(&mut term, samples).await?)),
+                None => Ok(None),
+            }
+        };
+        let (relay, ssh) = alternate(run, via_relay, via_ssh).await?;
+        let q = |times: &[Duration], q: f64| load::percentile(times, q).map(ms).unwrap_or(0.0);
+        progress(
+            Workload::SshEcho,
+            run,
+            settings,
+            format!(
+                "relay p50 {:.3} ms p99 {:.3} ms; ssh {}",
+                q(&relay, 0.5),
+                q(&relay, 0.99),
+                ssh.as_ref()
+                    .map(|s| format!("p50 {:.3} ms p99 {:.3} ms", q(s, 0.5), q(s, 0.99)))
+                    .unwrap_or_else(|| "—".into())
+            ),
+        );
+        report.record(
+            "echo p50",
+            "ms",
+            q(&relay, 0.5),
+            ssh.as_ref().map(|s| q(s, 0.5)),
+            None,
+        );
+        report.record(
+            "echo p99",
+            "ms",
+            q(&relay, 0.99),
+            ssh.as_ref().map(|s| q(s, 0.99)),
+            Some(Target::AboveLimitAtMost(1.0)),
+        );
+        report.runs += 1;
+    }
+    report.note(format!(
+        "{samples} keystrokes per run, one at a time, each timed from sending it to its echo \
+         arriving; the remote side runs `cat >/dev/null` after `stty -icanon`, so the PTY \
+         echoes each key as it arrives"
+    ));
+    Ok(report)
+}
+
+async fn idle_cpu(settings: &Settings) -> anyhow::Result<Report> {
+    let sshd = TestSshd::start().await?;
+    let login = SshLogin::of(&sshd)?;
+    let config = relay_config(&sshd.host_toml("box")?);
+    let window = settings.idle_window();
+    let mut report = Report::new(Workload::IdleCpu);
+    report.limit = Some(format!(
+        "{IDLE_SESSIONS} idle OpenSSH clients (`ssh -tt`, one process each) to the same sshd, \
+         their CPU summed over the same window"
+    ));
+    for run in 0..settings.runs {
+        // A fresh relay each run: nothing left over from an earlier one.
+        let mut relay = RelayProcess::start(settings.relay_bin()?, &config).await?;
+        let token = relay.login("alice").await?;
+        // Each session is opened up to its shell's prompt before the next handshakes start:
+        // sshd drops connections beyond 10 unauthenticated ones (MaxStartups).
+        let endpoint = relay.endpoint("/ws/ssh/box", &token);
+        let terminals = load::open_many(IDLE_SESSIONS, SSH_HANDSHAKES, |_| async {
+            let mut term = RelayTerminal::open(&endpoint).await?;
+            load::prepare(&mut term).await?;
+            Ok(term.into_socket())
+        })
+        .await?;
+        let sessions = IdleConnections::hold(terminals);
+        let clients = load::open_many(IDLE_SESSIONS, SSH_HANDSHAKES, |_| async {
+            let mut term = OpenSshTerminal::open(&login).await?;
+            load::prepare(&mut term).await?;
+            Ok(term)
+        })
+        .await?;
+        let clients_cpu = || -> anyhow::Result<f64> {
+            clients.iter().map(|c| procfs::cpu_seconds(c.pid())).sum()
+        };
+        // Let the logins' work finish before the window opens.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (relay_before, clients_before) = (relay.cpu_seconds()?, clients_cpu()?);
+        let start = Instant::now();
+        tokio::time::sleep(window).await;
+        let (relay_after, clients_after) = (relay.cpu_seconds()?, clients_cpu()?);
+        let seconds = start.elapsed().as_secs_f64();
+        relay.check_running()?;
+        if sessions.closed() > 0 {
+            bail!(
+                "{} of the {IDLE_SESSIONS} terminal sessions closed during the window",
+                sessions.closed()
+            );
+        }
+        let relay_pct = (relay_after - relay_before) / seconds * 100.0;
+        let clients_pct = (clients_after - clients_before) / seconds * 100.0;
+        let rss_mib = relay.rss_kib()? as f64 / 1024.0;
+        progress(
+            Workload::IdleCpu,
+            run,
+            settings,
+            format!(
+                "relay {relay_pct:.3}% of a core ({:.2} s CPU in {seconds:.0} s), ssh clients \
+                 {clients_pct:.3}%, relay RSS {rss_mib:.1} MiB",
+                relay_after - relay_before
+            ),
+        );
+        report.record(
+            &format!("CPU, {IDLE_SESSIONS} idle sessions"),
+            "% of one core",
+            relay_pct,
+            Some(clients_pct),
+            Some(Target::Below(1.0)),
+        );
+        report.record(
+            &format!("relay RSS with {IDLE_SESSIONS} sessions"),
+            "MiB",
+            rss_mib,
+            None,
+            None,
+        );
+        report.runs += 1;
+    }
+    report.note(format!(
+        "CPU = utime + stime from /proc/<pid>/stat over a {} s window, opened 3 s after the \
+         last session was ready; the relay runs as its own process (release build) and pings \
+         each WebSocket every 25 s",
+        window.as_secs()
+    ));
+    report.note(
+        "CPU resolution is one clock tick (10 ms) per process: over the quick window that is \
+         0.1% of a core",
+    );
+    Ok(report)
+}
+
+async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
+    let config = relay_config("");
+    let mut report = Report::new(Workload::IdleRss);
+    report.limit = Some(format!(
+        "a bare tokio + tokio-tungstenite server in its own process holding the same number of \
+         idle connections: with the library's default buffers (as the relay gets them through \
+         warp), and with a {} KiB read buffer (what an idle WebSocket needs)",
+        SMALL_READ_BUFFER / 1024
+    ));
+    for run in 0..settings.runs {
+        for n in IDLE_SOCKETS {
+            let relay = RelayProcess::start(settings.relay_bin()?, &config).await?;
+            let token = relay.login("alice").await?;
+            let room = relay.endpoint("/ws/chat/bench", &token);
+            let relay_per = per_connection(&room, n, true, || relay.rss_kib()).await?;
+            drop(relay);
+            let mut floors = Vec::new();
+            for read_buffer in [None, Some(SMALL_READ_BUFFER)] {
+                let floor = FloorServer::start(read_buffer).await?;
+                let endpoint = Endpoint::new(floor.url(), None);
+                floors.push(per_connection(&endpoint, n, false, || floor.rss_kib()).await?);
+            }
+            progress(
+                Workload::IdleRss,
+                run,
+                settings,
+                format!(
+                    "{n} connections: relay {relay_per:.1} KiB each, bare server {:.1} KiB \
+                     each (default buffers), {:.1} KiB each ({} KiB read buffer)",
+                    floors[0],
+                    floors[1],
+                    SMALL_READ_BUFFER / 1024
+                ),
+            );
+            report.record(
+                &format!("{n} idle WebSockets"),
+                "KiB each",
+                relay_per,
+                Some(floors[0]),
+                Some(Target::Below(16.0)),
+            );
+            report.record(
+                &format!(
+                    "{n} idle, limit with a {} KiB read buffer",
+                    SMALL_READ_BUFFER / 1024
+                ),
+                "KiB each",
+                relay_per,
+                Some(floors[1]),
+                None,
+            );
+        }
+        report.runs += 1;
+    }
+    report.note(
+        "each connection is an authenticated member of one in-memory chat room (/ws/chat/bench), \
+         which stays open while idle and is answered with its connected and presence frames; a \
+         fresh relay process per measurement; (VmRSS after − before) ÷ N, read 2 s after the \
+         last connection opened, one connection already open before",
+    );
+    Ok(report)
+}
+
+/// Opens one connection, reads resident memory, opens `n` more, reads it again: KiB each.
+async fn per_connection(
+    endpoint: &Endpoint,
+    n: usize,
+    until_connected: bool,
+    rss_kib: impl Fn() -> anyhow::Result<u64>,
+) -> anyhow::Result<f64> {
+    let _first = load::open_idle(endpoint, 1, 1, until_connected).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib()?;
+    let idle = load::open_idle(endpoint, n, WS_HANDSHAKES, until_connected).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib()?;
+    if idle.closed() > 0 {
+        bail!("{} of {n} connections closed while idle", idle.closed());
+    }
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
+    let mut report = Report::new(Workload::Chat);
+    if let Some(endpoint) = external {
+        for run in 0..settings.runs {
+            for n in CHAT_SUBSCRIBERS {
+                let plan = settings.chat_plan(n);
+                let result = chat_fanout(endpoint, n, &plan, &mut report).await?;
+                record_fanout(&mut report, &format!("{n} subscribers"), &result, None);
+                progress(
+                    Workload::Chat,
+                    run,
+                    settings,
+                    format!("{n} subscribers: {}", brief(&result)),
+                );
+            }
+            report.runs += 1;
+        }
+        report.note("measured against the --url room (its relay's chat rate limit applies)");
+        return Ok(report);
+    }
+    let redis = TestRedis::start().await?;
+    let memory_relay = RelayProcess::start(settings.relay_bin()?, &relay_config("")).await?;
+    let redis_relay =
+        RelayProcess::start(settings.relay_bin()?, &relay_config(&redis.config_toml())).await?;
+    let memory_room = memory_relay.endpoint("/ws/chat/bench", &memory_relay.login("alice").await?);
+    let redis_room = redis_relay.endpoint("/ws/chat/bench", &redis_relay.login("alice").await?);
+    report.limit = Some(
+        "raw Redis PUBLISH/SUBSCRIBE (redis crate): one publisher connection awaiting each \
+         PUBLISH, one connection per subscriber, same redis-server"
+            .into(),
+    );
+    for run in 0..settings.runs {
+        for n in CHAT_SUBSCRIBERS {
+            let plan = settings.chat_plan(n);
+            let raw = {
+                let url = redis.url();
+                let subscribers = load::open_many(n, WS_HANDSHAKES, |_| {
+                    RedisSubscriber::open(&url, "opsdeck-bench")
+                })
+                .await?;
+                let mut publisher = RedisPublisher::open(&url, "opsdeck-bench").await?;
+                load::fanout(&mut publisher, subscribers, &plan).await?
+            };
+            let memory = chat_fanout(&memory_room, n, &plan, &mut report).await?;
+            let shared = chat_fanout(&redis_room, n, &plan, &mut report).await?;
+            progress(
+                Workload::Chat,
+                run,
+                settings,
+                format!(
+                    "{n} subscribers: memory {}; Redis {}; raw Redis {}",
+                    brief(&memory),
+                    brief(&shared),
+                    brief(&raw)
+                ),
+            );
+            for (label, result) in [("in-memory", &memory), ("Redis", &shared)] {
+                record_fanout(
+                    &mut report,
+                    &format!("{n} subs, {label}"),
+                    result,
+                    Some(&raw),
+                );
+            }
+            if raw.lost() > 0 {
+                report.note(format!(
+                    "raw Redis lost {} of {} deliveries with {n} subscribers in a run",
+                    raw.lost(),
+                    raw.expected
+                ));
+            }
+        }
+        report.runs += 1;
+    }
+    let plan = settings.chat_plan(CHAT_SUBSCRIBERS[0]);
+    report.note(format!(
+        "per room size and run: {} messages one every {} ms ({} ms with 1,000 subscribers; \
+         latency: from publishing to each subscriber's receipt), then a burst of {} (10 \
+         subscribers), {} (100) or {} (1,000) messages back to back (throughput: deliveries ÷ \
+         time from the first burst message to the last delivery)",
+        plan.paced,
+        plan.interval.as_millis(),
+        settings.chat_plan(1_000).interval.as_millis(),
+        plan.burst,
+        settings.chat_plan(100).burst,
+        settings.chat_plan(1_000).burst
+    ));
+    Ok(report)
+}
+
+/// Subscribers and a publisher in a relay's chat room, then [`load::fanout`].
+async fn chat_fanout(
+    room: &Endpoint,
+    n: usize,
+    plan: &FanoutPlan,
+    report: &mut Report,
+) -> anyhow::Result<Fanout> {
+    let subscribers = load::open_many(n, WS_HANDSHAKES, |_| ChatSubscriber::open(room)).await?;
+    let mut publisher = ChatPublisher::open(room).await?;
+    let result = load::fanout(&mut publisher, subscribers, plan).await?;
+    let (refused, reason) = publisher.refusals();
+    if refused > 0 {
+        report.note(format!(
+            "the relay refused {refused} messages: {}",
+            reason.unwrap_or_default()
+        ));
+    }
+    if result.lost() > 0 {
+        report.note(format!(
+            "{} of {} deliveries did not arrive within {} s in a run with {n} subscribers{}",
+            result.lost(),
+            result.expected,
+            plan.drain.as_secs(),
+            result
+                .failure
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(result)
+}
+
+fn record_fanout(report: &mut Report, label: &str, result: &Fanout, limit: Option<&Fanout>) {
+    let ms = |r: &Fanout, q: f64| {
+        load::percentile(&r.latencies, q)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    report.record(
+        &format!("{label}: delivered"),
+        "msg/s",
+        result.delivered_per_s(),
+        limit.map(Fanout::delivered_per_s),
+        None,
+    );
+    report.record(
+        &format!("{label}: latency p50"),
+        "ms",
+        ms(result, 0.5),
+        limit.map(|l| ms(l, 0.5)),
+        None,
+    );
+    report.record(
+        &format!("{label}: latency p99"),
+        "ms",
+        ms(result, 0.99),
+        limit.map(|l| ms(l, 0.99)),
+        None,
+    );
+}
+
+fn brief(result: &Fanout) -> String {
+    let ms = |q: f64| {
+        load::percentile(&result.latencies, q)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    let rate = if result.burst_delivered > 0 {
+        format!("{:.0} msg/s, ", result.delivered_per_s())
+    } else {
+        String::new()
+    };
+    format!(
+        "{rate}p50 {:.2} ms, p99 {:.2} ms{}",
+        ms(0.5),
+        ms(0.99),
+        if result.lost() > 0 {
+            format!(", {} lost", result.lost())
+        } else {
+            String::new()
+        }
+    )
+}
+
+async fn tail(settings: &Settings) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.log");
+    std::fs::write(&path, "")?;
+    let relay = RelayProcess::start(
+        settings.relay_bin()?,
+        &relay_config(&format!(
+            "[[files]]\nid = \"bench\"\npath = \"{}\"\n",
+            path.display()
+        )),
+    )
+    .await?;
+    let endpoint = relay.endpoint("/ws/tail/bench", &relay.login("alice").await?);
+    let plan = settings.tail_plan();
+    let mut report = Report::new(Workload::Tail);
+    report.limit = Some(
+        "GNU `tail -n0 -F` (inotify) on the same file, one process per viewer, lines timed as \
+         they leave its stdout"
+            .into(),
+    );
+    let ms = |r: &Fanout, q: f64| {
+        load::percentile(&r.latencies, q)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    for run in 0..settings.runs {
+        for n in TAIL_VIEWERS {
+            let mut appender = FileAppender::open(&path)?;
+            let via_relay = async {
+                let viewers =
+                    load::open_many(n, WS_HANDSHAKES, |_| TailViewer::open(&endpoint)).await?;
+                load::fanout(&mut appender, viewers, &plan).await
+            };
+            let relay_result = via_relay.await?;
+            let followers = (0..n)
+                .map(|_| TailFollower::spawn(&path))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // tail opens the file and sets its inotify watch right after it starts.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let limit_result = load::fanout(&mut appender, followers, &plan).await?;
+            progress(
+                Workload::Tail,
+                run,
+                settings,
+                format!(
+                    "{n} viewer(s): relay {}; tail -F {}",
+                    brief(&relay_result),
+                    brief(&limit_result)
+                ),
+            );
+            let label = if n == 1 {
+                "1 viewer".to_owned()
+            } else {
+                format!("{n} viewers")
+            };
+            for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+                report.record(
+                    &format!("{label}: latency {name}"),
+                    "ms",
+                    ms(&relay_result, q),
+                    Some(ms(&limit_result, q)),
+                    None,
+                );
+            }
+            for (who, r) in [("relay", &relay_result), ("tail -F", &limit_result)] {
+                if r.lost() > 0 {
+                    report.note(format!(
+                        "{who} lost {} of {} lines with {n} viewer(s) in a run",
+                        r.lost(),
+                        r.expected
+                    ));
+                }
+            }
+        }
+        report.runs += 1;
+    }
+    report.note(format!(
+        "{} lines per run, one every {} ms, each one write(2) of the line; latency from the \
+         write to each viewer receiving the line",
+        plan.paced,
+        plan.interval.as_millis()
+    ));
+    Ok(report)
+}
