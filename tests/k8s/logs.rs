@@ -235,3 +235,48 @@ async fn log_refusals_carry_the_reason() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn long_lines_are_cut_at_a_character_boundary_with_a_marker() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with("[k8s]\nmax_line_bytes = 1024\n").await?;
+    // 3000 bytes of three-byte characters: the cap falls inside the 338th.
+    let long = "你".repeat(1000);
+    cluster.write_log(
+        "web-1",
+        "app",
+        &[&format!("{T1} {long}"), &format!("{T2} short")],
+    )?;
+    let mut client = cluster.open(WEB).await?;
+    client.connected().await?;
+    let (got, _) = lines(&mut client, 2, None).await?;
+    let (kept, marker) = got[0]
+        .split_once(" … ")
+        .ok_or_else(|| anyhow::anyhow!("no cut marker in {:?}", &got[0][..64]))?;
+    assert!(kept.chars().all(|c| c == '你'), "altered text");
+    // The cap counts the line as the API server sent it, with its 31-byte timestamp.
+    assert!(
+        kept.len() <= 1024 - 31 && kept.len() > 1024 - 31 - 3,
+        "{} bytes kept",
+        kept.len()
+    );
+    assert!(marker.contains("line cut"), "{marker}");
+    assert_eq!(got[1], "short");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refollow_before_any_line_came_does_not_replay_the_old_log() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    cluster.write_log(
+        "web-1",
+        "app",
+        &[&format!("{T1} old"), &format!("{T2} older")],
+    )?;
+    let mut client = cluster.open(&format!("{WEB}?tail_lines=0")).await?;
+    client.connected().await?;
+    assert_eq!(cluster.emulator.end_log_follows("dev", "web-1", "app")?, 1);
+    assert_eq!(status(&mut client).await?.0, StatusKind::Refollowing);
+    cluster.emulator.append_log("dev", "web-1", "app", "new")?;
+    assert_eq!(lines(&mut client, 1, None).await?.0, ["new"]);
+    Ok(())
+}

@@ -157,7 +157,8 @@ pub struct K8sConfig {
     /// Most lines a client may ask for with `?tail_lines=` (larger asks are cut to it).
     /// Default 50000.
     pub max_tail_lines: i64,
-    /// Log lines longer than this many bytes are cut, with a marker. Default 64 KiB.
+    /// Log lines longer than this many bytes (counting the API server's 31-byte timestamp)
+    /// are cut at a character boundary, with a marker. Default 64 KiB.
     pub max_line_bytes: usize,
     /// Give up on an API request (not a stream) after this long. Default 30 s.
     #[serde(with = "humantime_serde")]

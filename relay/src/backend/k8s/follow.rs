@@ -23,14 +23,16 @@ use common::server::{StatusKind, StreamEvent};
 use futures_util::io::{AsyncBufRead, AsyncBufReadExt};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::ContainerPath;
 use super::error::{K8sError, timed};
 use super::pod::{self, ContainerState};
-use super::position::{LineClock, split_stamp};
+use super::position::{LineClock, split_stamp, whole_second};
 use crate::backend::Outbound;
 use crate::backend::tail::lines::LineSplitter;
 use crate::config::K8sConfig;
@@ -41,6 +43,8 @@ const BATCH_LINES: usize = 1000;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Longest wait between refollows of an API server that ends every follow at once.
 const MAX_REFOLLOW_DELAY: Duration = Duration::from_secs(30);
+/// A stream that lasted this long was not ended "at once": refollow without waiting.
+const HEALTHY_STREAM: Duration = Duration::from_secs(10);
 
 pub type LogBody = Pin<Box<dyn AsyncBufRead + Send>>;
 type PodChanges = Pin<Box<dyn Stream<Item = Result<Option<Pod>, watcher::Error>> + Send>>;
@@ -64,8 +68,10 @@ pub struct Follow {
     pub clock: LineClock,
     pub limits: K8sConfig,
     splitter: LineSplitter,
-    /// Refollows in a row that delivered nothing.
+    /// Refollows in a row that delivered nothing and ended at once.
     idle_refollows: u32,
+    /// When the first request was made: where a refollow starts when no line came yet.
+    started: Timestamp,
 }
 
 impl Follow {
@@ -86,18 +92,24 @@ impl Follow {
             splitter: LineSplitter::new(limits.max_line_bytes),
             limits,
             idle_refollows: 0,
+            started: Timestamp::now(),
         }
     }
 
-    /// Requests the log, with timestamps (for positions), from the position when there is
-    /// one, else its last `tail_lines` lines.
+    /// Requests the log, with timestamps (for positions): from the position when there is
+    /// one, else its last `tail_lines` lines, else (a refollow before any line came) from
+    /// when this follow started.
     pub async fn request(
         &self,
         tail_lines: Option<i64>,
         previous: bool,
         follow: bool,
     ) -> Result<LogBody, K8sError> {
-        let since_time = self.clock.since_time();
+        let since_time = match (self.clock.since_time(), tail_lines) {
+            (Some(since), _) => Some(since),
+            (None, Some(_)) => None,
+            (None, None) => Some(whole_second(self.started)),
+        };
         let params = LogParams {
             container: Some(self.path.container.clone()),
             follow,
@@ -127,7 +139,9 @@ impl Follow {
         out: &mpsc::Sender<Outbound>,
     ) -> Result<(), Gone> {
         loop {
+            let began = Instant::now();
             let delivered = self.relay(body, out).await?;
+            let lasted = began.elapsed();
             match self.next_step(out).await? {
                 Next::Close(code, reason) => {
                     // The log is over: a last line without a newline is complete now.
@@ -140,7 +154,7 @@ impl Follow {
                     // A line cut by the end of the stream comes again whole.
                     self.splitter = LineSplitter::new(self.limits.max_line_bytes);
                     send(out, status(kind, message)).await?;
-                    self.pace(delivered).await;
+                    self.pace(delivered, lasted).await;
                     if kind == StatusKind::ContainerRestarted {
                         self.catch_up_previous(out).await?;
                     }
@@ -236,10 +250,11 @@ impl Follow {
         }
     }
 
-    /// Waits before following again when the last follow delivered nothing, longer each
-    /// time: an API server that ends every follow at once must not make this spin.
-    async fn pace(&mut self, delivered: u64) {
-        if delivered > 0 {
+    /// Waits before following again when the last follow delivered nothing and ended at
+    /// once, longer each time: an API server that ends every follow at once must not make
+    /// this spin.
+    async fn pace(&mut self, delivered: u64, lasted: Duration) {
+        if delivered > 0 || lasted >= HEALTHY_STREAM {
             self.idle_refollows = 0;
             return;
         }

@@ -41,12 +41,17 @@ impl LogPosition {
     /// `sinceTime` for a request that must include this line: its whole second (kube
     /// rounds `sinceTime` to the nearest second, which could round past the line).
     pub fn since_time(&self) -> Timestamp {
-        let mut second = self.at.as_second();
-        if self.at.subsec_nanosecond() < 0 {
-            second -= 1;
-        }
-        Timestamp::from_second(second).unwrap_or(self.at)
+        whole_second(self.at)
     }
+}
+
+/// `at` without its fraction of a second (towards the past).
+pub fn whole_second(at: Timestamp) -> Timestamp {
+    let mut second = at.as_second();
+    if at.subsec_nanosecond() < 0 {
+        second -= 1;
+    }
+    Timestamp::from_second(second).unwrap_or(at)
 }
 
 /// Splits `<timestamp> <text>`; None when the line does not start with a timestamp.
