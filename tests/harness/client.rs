@@ -99,36 +99,41 @@ impl WsClient {
         Ok(())
     }
 
-    /// The next event, or an error after [`EVENT_TIMEOUT`].
+    /// The next event, or an error when none comes within [`EVENT_TIMEOUT`] (pings and
+    /// pongs do not count as events, so they cannot keep a stuck test waiting).
     pub async fn next_event(&mut self) -> anyhow::Result<Event> {
-        let message = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
-            .await
-            .context("no event within the timeout")?;
-        let event = match message {
-            None => Event::Closed {
-                code: 1006,
-                reason: "connection ended without a close frame".into(),
-            },
-            Some(Err(e)) => Event::Closed {
-                code: 1006,
-                reason: format!("connection error: {e}"),
-            },
-            Some(Ok(Message::Binary(bytes))) => {
-                self.received += bytes.len() as u64;
-                self.output.extend_from_slice(&bytes);
-                self.frame_sizes.push(bytes.len());
-                Event::Binary(bytes)
-            }
-            Some(Ok(Message::Text(text))) => Event::Frame(
-                ServerFrame::parse(&text).with_context(|| format!("unparseable frame {text}"))?,
-            ),
-            Some(Ok(Message::Close(frame))) => Event::Closed {
-                code: frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005),
-                reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-            },
-            Some(Ok(_)) => return Box::pin(self.next_event()).await,
-        };
-        Ok(event)
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .context("no event within the timeout")?;
+            let event = match message {
+                None => Event::Closed {
+                    code: 1006,
+                    reason: "connection ended without a close frame".into(),
+                },
+                Some(Err(e)) => Event::Closed {
+                    code: 1006,
+                    reason: format!("connection error: {e}"),
+                },
+                Some(Ok(Message::Binary(bytes))) => {
+                    self.received += bytes.len() as u64;
+                    self.output.extend_from_slice(&bytes);
+                    self.frame_sizes.push(bytes.len());
+                    Event::Binary(bytes)
+                }
+                Some(Ok(Message::Text(text))) => Event::Frame(
+                    ServerFrame::parse(&text)
+                        .with_context(|| format!("unparseable frame {text}"))?,
+                ),
+                Some(Ok(Message::Close(frame))) => Event::Closed {
+                    code: frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005),
+                    reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                },
+                Some(Ok(_)) => continue,
+            };
+            return Ok(event);
+        }
     }
 
     /// The next stream event (text frame), skipping terminal bytes.
