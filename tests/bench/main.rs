@@ -13,13 +13,15 @@
 //!
 //! - `workloads`: what each workload starts and records; the load itself is
 //!   `opsdeck_tests::load`, shared with the smoke test (`tests/bench_smoke.rs`);
-//! - the limits: `openssh` (`ssh -tt`), `redis_pubsub` (PUBLISH/SUBSCRIBE), `tail_follow`
-//!   (`tail -F`), `floor` (a bare WebSocket server);
+//! - the limits: `openssh` (`ssh -tt`), `kube_exec` (kube-rs to the Kubernetes emulator),
+//!   `redis_pubsub` (PUBLISH/SUBSCRIBE), `tail_follow` (`tail -F`), `floor` (a bare
+//!   WebSocket server);
 //! - `relay_process` and `procfs`: the relay as a process, and reading `/proc`;
 //! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes.
 
 mod floor;
 mod frontend;
+mod kube_exec;
 mod machine;
 mod openssh;
 mod procfs;
@@ -56,8 +58,9 @@ struct Cli {
     #[arg(long)]
     runs: Option<usize>,
     /// Measure this WebSocket URL instead of a relay the bench starts, without a limit:
-    /// a terminal URL (ws://host:port/ws/ssh/<host>) for ssh-bulk or ssh-echo, a room URL
-    /// (ws://host:port/ws/chat/<room>) for chat. Needs --only with one of those.
+    /// a terminal URL (ws://host:port/ws/ssh/<host>, or a /ws/k8s/exec/... pod shell) for
+    /// ssh-bulk or ssh-echo, a room URL (ws://host:port/ws/chat/<room>) for chat. Needs
+    /// --only with one of those.
     #[arg(long, requires = "only")]
     url: Option<String>,
     /// The token for --url, sent as the X-Token cookie (as a logged-in browser does).
@@ -144,10 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
     let machine = Machine::probe();
     println!("{}", machine.to_text());
-    let needs_relay = external.is_none()
-        && workloads
-            .iter()
-            .any(|w| !matches!(w, Workload::Frontend | Workload::K8sExec));
+    let needs_relay =
+        external.is_none() && workloads.iter().any(|w| !matches!(w, Workload::Frontend));
     let relay_bin = match (&cli.relay_bin, needs_relay) {
         (Some(path), _) => Some(path.clone()),
         (None, true) => Some(relay_process::build_relay_binary()?),

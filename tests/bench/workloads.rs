@@ -16,6 +16,7 @@ use opsdeck_tests::relay::users_toml;
 use opsdeck_tests::sshd::TestSshd;
 
 use crate::floor::FloorServer;
+use crate::kube_exec::{K8sCluster, KubeExecTerminal};
 use crate::openssh::{OpenSshTerminal, SshLogin};
 use crate::redis_pubsub::{RedisPublisher, RedisSubscriber};
 use crate::relay_process::RelayProcess;
@@ -97,7 +98,7 @@ fn relay_config(sections: &str) -> String {
         "[limits]\nmax_sessions_per_user = 1000\n\
          [chat]\nrate_burst = 1000000000\nrate_interval = \"1ms\"\n\
          {users}\n\
-         [[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\nfiles = [\"*\"]\nchat = [\"*\"]\n\
+         [[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\nfiles = [\"*\"]\nchat = [\"*\"]\nk8s = [\"*\"]\n\
          [[chat_rooms]]\nid = \"bench\"\n\
          {sections}\n",
         users = users_toml()
@@ -115,12 +116,7 @@ pub async fn run(
         Workload::SshEcho => ssh_echo(settings, external).await,
         Workload::IdleCpu => idle_cpu(settings).await,
         Workload::IdleRss => idle_rss(settings).await,
-        Workload::K8sExec => Ok(Report::unavailable(
-            Workload::K8sExec,
-            "the relay serves no /ws/k8s/exec route yet (relay/src/server.rs); the Kubernetes \
-             emulator (tests/k8s-emulator) is ready to be the backend and a direct kube-rs \
-             client the limit once it does",
-        )),
+        Workload::K8sExec => k8s_exec(settings).await,
         Workload::Chat => chat(settings, external).await,
         Workload::Tail => tail(settings).await,
         Workload::Frontend => frontend::measure(&settings.dist),
@@ -271,6 +267,61 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
         ));
         report.runs += 1;
     }
+    Ok(report)
+}
+
+async fn k8s_exec(settings: &Settings) -> anyhow::Result<Report> {
+    let cluster = K8sCluster::start().await?;
+    let relay =
+        RelayProcess::start(settings.relay_bin()?, &relay_config(&cluster.relay_toml())).await?;
+    let endpoint = relay.endpoint(&cluster.relay_path(), &relay.login("alice").await?);
+    let client = cluster.client().await?;
+    let bytes = settings.bulk_bytes();
+    let mut report = Report::new(Workload::K8sExec);
+    report.limit = Some(
+        "a direct kube-rs client (`Api::<Pod>::exec`, interactive TTY, the relay's shell \
+         command and 64 KiB output buffer) to the same emulated API server"
+            .into(),
+    );
+    for run in 0..settings.runs {
+        let via_relay = async {
+            let mut term = RelayTerminal::open(&endpoint).await?;
+            load::prepare(&mut term).await?;
+            let bulk = load::terminal_bulk(&mut term, bytes).await?;
+            term.close().await?;
+            Ok(bulk)
+        };
+        let direct = async {
+            let mut term = KubeExecTerminal::open(&client).await?;
+            load::prepare(&mut term).await?;
+            load::terminal_bulk(&mut term, bytes).await
+        };
+        let (relay, direct): (Bulk, Bulk) = alternate(run, via_relay, direct).await?;
+        progress(
+            Workload::K8sExec,
+            run,
+            settings,
+            format!(
+                "relay {:.1} MB/s, kube-rs {:.1} MB/s",
+                relay.mb_per_s(),
+                direct.mb_per_s()
+            ),
+        );
+        report.record(
+            "throughput",
+            "MB/s",
+            relay.mb_per_s(),
+            Some(direct.mb_per_s()),
+            None,
+        );
+        report.runs += 1;
+    }
+    report.note(format!(
+        "each measurement: `{}` typed at the pod shell's prompt, timed from the keystroke to the \
+         marker after the last line; the emulator (in the bench process) runs the shell on a \
+         real PTY on this machine",
+        load::bulk_command(bytes).trim_end()
+    ));
     Ok(report)
 }
 
