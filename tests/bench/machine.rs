@@ -14,6 +14,8 @@ pub struct Machine {
     pub kernel: String,
     pub tools: Vec<(&'static str, String)>,
     pub commit: String,
+    /// 1, 5 and 15 minute load averages before the bench started any work.
+    pub load_at_start: String,
 }
 
 impl Machine {
@@ -58,6 +60,9 @@ impl Machine {
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
             tools,
+            load_at_start: std::fs::read_to_string("/proc/loadavg")
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
+                .unwrap_or_default(),
             commit: if dirty {
                 format!("{commit} with uncommitted changes in the working tree")
             } else {
@@ -81,6 +86,11 @@ impl Machine {
         for (name, version) in &self.tools {
             out.push_str(&format!("- {name}: {version}\n"));
         }
+        out.push_str(&format!(
+            "- Load average (1 / 5 / 15 min) when the run began: {} — work other than the \
+             bench's, sharing the CPUs with it\n",
+            self.load_at_start
+        ));
         out.push_str("<!-- /bench:machine -->");
         out
     }
@@ -88,12 +98,13 @@ impl Machine {
     pub fn to_text(&self) -> String {
         let tools: Vec<String> = self.tools.iter().map(|(_, v)| v.clone()).collect();
         format!(
-            "{} — {} ({} logical CPUs), {:.1} GiB, Linux {}\n{}\ncommit {}",
+            "{} — {} ({} logical CPUs), {:.1} GiB, Linux {}, load average {}\n{}\ncommit {}",
             self.date,
             self.cpu,
             self.logical_cpus,
             self.memory_gib,
             self.kernel,
+            self.load_at_start,
             tools.join("; "),
             self.commit
         )

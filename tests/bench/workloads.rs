@@ -470,10 +470,10 @@ async fn idle_cpu(settings: &Settings) -> anyhow::Result<Report> {
          each WebSocket every 25 s",
         window.as_secs()
     ));
-    report.note(
-        "CPU resolution is one clock tick (10 ms) per process: over the quick window that is \
-         0.1% of a core",
-    );
+    report.note(format!(
+        "CPU time is counted in clock ticks of 10 ms: over this window one tick is {}% of a core",
+        crate::report::number(1.0 / window.as_secs_f64())
+    ));
     Ok(report)
 }
 
