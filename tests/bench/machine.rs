@@ -44,9 +44,21 @@ impl Machine {
             ("redis-server", first_line("redis-server", &["--version"])),
             ("Chromium", first_line("chromium", &["--version"])),
         ];
-        let commit = first_line("git", &["rev-parse", "--short", "HEAD"]);
+        let commit = first_line(
+            "git",
+            &[
+                "-C",
+                &crate::workspace_root().display().to_string(),
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ],
+        );
+        // The results file this run may rewrite does not count as a change to what is measured.
         let dirty = Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no"])
+            .args(["status", "--porcelain", "--untracked-files=no", "--", "."])
+            .arg(":(exclude)docs/BENCHMARKS.md")
+            .current_dir(crate::workspace_root())
             .output()
             .map(|o| !o.stdout.is_empty())
             .unwrap_or(false);
