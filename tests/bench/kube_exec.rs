@@ -21,19 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf}
 pub const POD: (&str, &str, &str) = ("bench", "web-1", "app");
 /// The relay's `k8s.exec_output_buffer_bytes` default, given to the direct client too.
 const OUTPUT_BUFFER: usize = 64 * 1024;
-/// The command the relay execs for a pod shell (`SHELL_SCRIPT` in
-/// relay/src/backend/k8s/exec.rs): `script` gives bash a terminal of its own.
-const RELAY_SHELL: &str = "export TERM=xterm-256color
-if command -v bash >/dev/null 2>&1; then
-  if command -v script >/dev/null 2>&1; then
-    case \"$(script --version 2>&1)\" in
-      *util-linux*) exec script -q -e -c bash /dev/null ;;
-    esac
-    exec script -q -c bash /dev/null
-  fi
-  exec bash
-fi
-exec sh";
 
 /// An emulated cluster with one running pod, and a kubeconfig (cluster admin) for it.
 pub struct K8sCluster {
@@ -118,7 +105,11 @@ impl KubeExecTerminal {
             .container(container)
             .max_stdout_buf_size(OUTPUT_BUFFER);
         let mut process = api
-            .exec(pod, ["/bin/sh", "-c", RELAY_SHELL], &params)
+            .exec(
+                pod,
+                ["/bin/sh", "-c", relay::backend::k8s::exec::SHELL_SCRIPT],
+                &params,
+            )
             .await
             .context("exec in the emulated pod")?;
         let stdin = process.stdin().context("the exec has no stdin")?;

@@ -80,6 +80,16 @@ impl WsClient {
         Ok(self.ws.send(Message::binary(bytes)).await?)
     }
 
+    /// Whether some binary frame ended inside a multi-byte character, i.e. whether a test
+    /// of text split across frames really split any.
+    pub fn some_frame_split_a_character(&self) -> bool {
+        let mut offset = 0;
+        self.frame_sizes.iter().any(|size| {
+            offset += size;
+            self.output.get(offset).is_some_and(|b| b & 0xC0 == 0x80)
+        })
+    }
+
     /// Sends a text frame whose payload is not valid UTF-8 (a raw frame; clients that
     /// validate cannot).
     pub async fn send_invalid_utf8_text(&mut self) -> anyhow::Result<()> {

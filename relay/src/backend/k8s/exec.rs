@@ -48,7 +48,7 @@ const CLOSE_GRACE: Duration = Duration::from_millis(100);
 /// The shell, as the classic console started it: `script` gives bash a controlling
 /// terminal of its own where it exists (util-linux's needs `-e` to pass the exit status
 /// on), else bash, else sh; with a terminal type xterm.js understands.
-const SHELL_SCRIPT: &str = "export TERM=xterm-256color
+pub const SHELL_SCRIPT: &str = "export TERM=xterm-256color
 if command -v bash >/dev/null 2>&1; then
   if command -v script >/dev/null 2>&1; then
     case \"$(script --version 2>&1)\" in
