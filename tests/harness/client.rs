@@ -109,6 +109,20 @@ impl WsClient {
         Ok(())
     }
 
+    /// Sends a close frame with `code` (e.g. 1000, which `close_normally` leaves out, as a
+    /// browser's `close()` does) and reads until the relay's close arrives.
+    pub async fn close_with_code(mut self, code: u16) -> anyhow::Result<()> {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.ws
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: "".into(),
+            }))
+            .await?;
+        while let Some(Ok(_)) = self.ws.next().await {}
+        Ok(())
+    }
+
     /// The next event, or an error when none comes within [`EVENT_TIMEOUT`] (pings and
     /// pongs do not count as events, so they cannot keep a stuck test waiting).
     pub async fn next_event(&mut self) -> anyhow::Result<Event> {

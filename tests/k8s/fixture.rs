@@ -144,6 +144,19 @@ impl Cluster {
             .await
             .context("the remote processes did not end")
     }
+
+    /// Waits (bounded) until exactly `count` `follow=true` log requests are open in the
+    /// emulator.
+    pub async fn wait_for_log_follows(&self, count: usize) -> anyhow::Result<()> {
+        tokio::time::timeout(EVENT_TIMEOUT, self.emulator.wait_for_open_log_follows(count))
+            .await
+            .with_context(|| {
+                format!(
+                    "the API server still has {} log follow(s) open, not {count}, after {EVENT_TIMEOUT:?}",
+                    self.emulator.open_log_follows()
+                )
+            })
+    }
 }
 
 /// Opens a stream that must be refused; returns the close code and reason.

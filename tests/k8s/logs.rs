@@ -280,3 +280,31 @@ async fn a_refollow_before_any_line_came_does_not_replay_the_old_log() -> anyhow
     assert_eq!(lines(&mut client, 1, None).await?.0, ["new"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn closing_the_log_socket_cancels_the_api_log_request() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    cluster.write_log("web-1", "app", &[&format!("{T1} first")])?;
+    let mut client = cluster.open(WEB).await?;
+    client.connected().await?;
+    assert_eq!(lines(&mut client, 1, None).await?.0, ["first"]);
+    cluster.wait_for_log_follows(1).await?;
+
+    client.close_with_code(1000).await?;
+    cluster.wait_for_log_follows(0).await
+}
+
+#[tokio::test]
+async fn a_dropped_connection_cancels_the_api_log_request_too() -> anyhow::Result<()> {
+    // Pod logs have no session kept for a reconnect (the client resumes by position), so
+    // nothing should keep following for a viewer that went without a close frame.
+    let cluster = Cluster::start().await?;
+    cluster.write_log("web-1", "app", &[&format!("{T1} first")])?;
+    let mut client = cluster.open(WEB).await?;
+    client.connected().await?;
+    assert_eq!(lines(&mut client, 1, None).await?.0, ["first"]);
+    cluster.wait_for_log_follows(1).await?;
+
+    client.drop_connection();
+    cluster.wait_for_log_follows(0).await
+}

@@ -127,6 +127,7 @@ impl Emulator {
             tokens: RwLock::new(config.tokens),
             rules: RwLock::new(config.access),
             processes: ProcessRegistry::new(),
+            open_follows: Default::default(),
             audit: Mutex::new(Default::default()),
             shutdown: shutdown_rx.clone(),
             address: addr.to_string(),
@@ -311,6 +312,20 @@ impl Emulator {
         let mut live = self.state.processes.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
         let _ = live.wait_for(|n| *n == count).await;
+    }
+
+    /// Number of `follow=true` log requests still open: the response is
+    /// streaming to a connected client. Drops when the stream ends or the
+    /// client goes (closing the connection cancels the request).
+    pub fn open_log_follows(&self) -> usize {
+        self.state.open_follows.count()
+    }
+
+    /// Waits until exactly `count` `follow=true` log requests are open.
+    pub async fn wait_for_open_log_follows(&self, count: usize) {
+        let mut open = self.state.open_follows.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = open.wait_for(|n| *n == count).await;
     }
 
     /// The requests handled so far, oldest first (the most recent

@@ -24,6 +24,12 @@
 //! pod stops running (after the rest of the file is sent), when the
 //! container restarts, when a test calls [`crate::Emulator::end_log_follows`]
 //! (emulating an API server timeout or a rotation), or when the client goes.
+//!
+//! **Open follows.** Every `follow=true` response carries a `FollowGuard`
+//! inside its body stream, counted in [`OpenFollows`]. hyper drops the body
+//! when the stream ends or when the client goes (it notices the closed
+//! connection even while it is writing), so tests can await a client
+//! cancelling its request ([`crate::Emulator::wait_for_open_log_follows`]).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -51,6 +57,45 @@ const FORCE_CHECK: Duration = Duration::from_secs(1);
 
 /// Chunks buffered towards a slow client before the reader waits.
 const STREAM_BUFFER: usize = 16;
+
+/// How many `follow=true` responses are open: their body is still held by
+/// hyper for a connected client. Test support; see the module docs.
+#[derive(Debug, Clone)]
+pub struct OpenFollows(watch::Sender<usize>);
+
+impl Default for OpenFollows {
+    fn default() -> Self {
+        OpenFollows(watch::Sender::new(0))
+    }
+}
+
+impl OpenFollows {
+    /// The number open now.
+    pub fn count(&self) -> usize {
+        *self.0.borrow()
+    }
+
+    /// Watches the number open.
+    pub fn subscribe(&self) -> watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+
+    /// Counts one more open follow until the guard is dropped.
+    fn open(&self) -> FollowGuard {
+        self.0.send_modify(|n| *n += 1);
+        FollowGuard(self.0.clone())
+    }
+}
+
+/// Held by a follow response's body stream; dropping it (stream ended, or
+/// hyper dropped the body because the client went) uncounts the follow.
+struct FollowGuard(watch::Sender<usize>);
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
 
 /// Decoded `PodLogOptions`.
 #[derive(Debug, Clone, Default)]
@@ -236,6 +281,7 @@ pub fn serve(
     cluster: Arc<Cluster>,
     target: ContainerView,
     options: LogOptions,
+    open_follows: &OpenFollows,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Response<Body>, Status> {
     if target.phase == PodPhase::Pending {
@@ -276,10 +322,13 @@ pub fn serve(
             tracing::warn!(%error, "log stream ended with an error");
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The guard lives in the stream's state: it goes when the stream ends or
+    // when hyper drops the body.
+    let guard = follow.then(|| open_follows.open());
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, io::Error>(Frame::data(chunk)), rx))
+            .map(|chunk| (Ok::<_, io::Error>(Frame::data(chunk)), (rx, guard)))
     });
     let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
     *response.status_mut() = StatusCode::OK;

@@ -40,7 +40,7 @@ use crate::config::{AccessRule, TokenConfig};
 use crate::discovery;
 use crate::exec;
 use crate::listwatch;
-use crate::logs;
+use crate::logs::{self, OpenFollows};
 use crate::pods::Cluster;
 use crate::process::ProcessRegistry;
 use crate::query::Query;
@@ -89,6 +89,8 @@ pub struct AppState {
     pub rules: RwLock<Vec<AccessRule>>,
     /// Exec'd process groups.
     pub processes: Arc<ProcessRegistry>,
+    /// `follow=true` log responses still open.
+    pub open_follows: OpenFollows,
     /// The most recent requests (at most [`AUDIT_LIMIT`]).
     pub audit: Mutex<VecDeque<AuditEvent>>,
     /// Flips to true when the emulator stops.
@@ -361,6 +363,7 @@ async fn respond(
                 state.cluster.clone(),
                 target,
                 options,
+                &state.open_follows,
                 state.shutdown.clone(),
             )
         }

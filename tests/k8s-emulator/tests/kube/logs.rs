@@ -91,6 +91,52 @@ async fn follow_with_tail_and_timestamps_streams_new_lines_until_ended() {
         1
     );
     assert!(next().await.is_none(), "the stream ends");
+    assert_eq!(cluster.emulator.open_log_follows(), 0);
+}
+
+#[tokio::test]
+async fn dropping_a_follow_stream_ends_its_request_on_the_server() {
+    let cluster = fixture::start().await;
+    let pods: Api<Pod> = Api::namespaced(fixture::client_for(&cluster, "alice", &[]).await, "dev");
+    let follow = LogParams {
+        follow: true,
+        ..LogParams::default()
+    };
+    let mut kept = pods
+        .log_stream("web-1", &follow)
+        .await
+        .expect("log stream opens")
+        .lines();
+    let dropped = pods
+        .log_stream("web-1", &follow)
+        .await
+        .expect("log stream opens");
+    // A plain read is not a follow.
+    pods.logs("web-1", &LogParams::default())
+        .await
+        .expect("plain log");
+    assert_eq!(cluster.emulator.open_log_follows(), 2);
+
+    drop(dropped);
+    tokio::time::timeout(PATIENCE, cluster.emulator.wait_for_open_log_follows(1))
+        .await
+        .expect("dropping the response ends the request on the server");
+    // The other one still streams.
+    cluster
+        .emulator
+        .append_log("dev", "web-1", "app", "still here")
+        .expect("appended");
+    let line = tokio::time::timeout(PATIENCE, kept.next())
+        .await
+        .expect("a line arrives")
+        .expect("line")
+        .expect("utf-8");
+    assert_eq!(line, "still here");
+
+    drop(kept);
+    tokio::time::timeout(PATIENCE, cluster.emulator.wait_for_open_log_follows(0))
+        .await
+        .expect("dropping the response ends the request on the server");
 }
 
 #[tokio::test]
