@@ -17,8 +17,10 @@
 //!   `redis_pubsub` (PUBLISH/SUBSCRIBE), `tail_follow` (`tail -F`), `floor` (a bare
 //!   WebSocket server);
 //! - `relay_process` and `procfs`: the relay as a process, and reading `/proc`;
-//! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes.
+//! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes;
+//! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks).
 
+mod browser;
 mod floor;
 mod frontend;
 mod kube_exec;

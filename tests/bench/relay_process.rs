@@ -60,14 +60,28 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `binary` on `config` (a TOML body without `listen`, which is chosen here).
+    /// Starts `binary` on `config` (a TOML body without `listen` and `static_dir`, which are
+    /// chosen here), serving no browser app.
     pub async fn start(binary: &Path, config: &str) -> anyhow::Result<Self> {
+        Self::spawn(binary, config, None).await
+    }
+
+    /// Like [`RelayProcess::start`], serving the browser app built in `app` (a `dist/`).
+    pub async fn start_serving(binary: &Path, config: &str, app: &Path) -> anyhow::Result<Self> {
+        Self::spawn(binary, config, Some(app)).await
+    }
+
+    async fn spawn(binary: &Path, config: &str, app: Option<&Path>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = net::free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let static_dir = match app {
+            Some(app) => app.to_path_buf(),
+            None => dir.path().join("no-app"),
+        };
         let config = format!(
             "listen = \"{addr}\"\nstatic_dir = \"{}\"\n{config}",
-            dir.path().join("no-app").display()
+            static_dir.display()
         );
         let config_path = dir.path().join("relay.toml");
         std::fs::write(&config_path, config)?;

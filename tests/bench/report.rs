@@ -17,10 +17,11 @@ pub enum Workload {
     Chat,
     Tail,
     Frontend,
+    Browser,
 }
 
 impl Workload {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::SshBulk,
         Self::SshEcho,
         Self::IdleCpu,
@@ -29,6 +30,7 @@ impl Workload {
         Self::Chat,
         Self::Tail,
         Self::Frontend,
+        Self::Browser,
     ];
 
     /// The name used by `--only` and in the docs' markers.
@@ -42,6 +44,7 @@ impl Workload {
             Self::Chat => "chat",
             Self::Tail => "tail",
             Self::Frontend => "frontend",
+            Self::Browser => "browser",
         }
     }
 
@@ -55,6 +58,7 @@ impl Workload {
             Self::Chat => "Chat fan-out",
             Self::Tail => "File tail latency",
             Self::Frontend => "Frontend shipped bytes",
+            Self::Browser => "Browser: page load and 50 MB of terminal output",
         }
     }
 }

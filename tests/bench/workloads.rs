@@ -22,7 +22,7 @@ use crate::redis_pubsub::{RedisPublisher, RedisSubscriber};
 use crate::relay_process::RelayProcess;
 use crate::report::{Report, Target, Workload};
 use crate::tail_follow::TailFollower;
-use crate::{frontend, procfs};
+use crate::{browser, frontend, procfs};
 
 /// How much each workload does.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ const WS_HANDSHAKES: usize = 64;
 
 /// Everything the relay processes of the bench are configured with: the harness users,
 /// one grant for all, limits raised for many sessions, chat's rate limit out of the way.
-fn relay_config(sections: &str) -> String {
+pub(crate) fn relay_config(sections: &str) -> String {
     format!(
         "[limits]\nmax_sessions_per_user = 1000\n\
          [chat]\nrate_burst = 1000000000\nrate_interval = \"1ms\"\n\
@@ -120,10 +120,11 @@ pub async fn run(
         Workload::Chat => chat(settings, external).await,
         Workload::Tail => tail(settings).await,
         Workload::Frontend => frontend::measure(&settings.dist),
+        Workload::Browser => browser::measure(settings).await,
     }
 }
 
-fn progress(workload: Workload, run: usize, settings: &Settings, what: String) {
+pub(crate) fn progress(workload: Workload, run: usize, settings: &Settings, what: String) {
     eprintln!(
         "[{}] run {}/{}: {what}",
         workload.name(),
@@ -134,7 +135,7 @@ fn progress(workload: Workload, run: usize, settings: &Settings, what: String) {
 
 /// Runs `a` then `b` on even runs, `b` then `a` on odd ones, so that neither side always
 /// goes first (on a warm or a cold machine).
-async fn alternate<A, B>(
+pub(crate) async fn alternate<A, B>(
     run: usize,
     a: impl Future<Output = anyhow::Result<A>>,
     b: impl Future<Output = anyhow::Result<B>>,

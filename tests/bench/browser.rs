@@ -1,0 +1,444 @@
+//! The browser app in real headless Chromium, against the release relay (serving `dist/`)
+//! and a real sshd: how long a page load takes to give an interactive terminal, and how
+//! long the browser takes to show 50 MB of terminal output — with the page's long tasks
+//! meanwhile, which say whether it stayed responsive.
+//!
+//! Everything is timed inside the page by `browser_probe.js` (installed before the page's
+//! own scripts through the DevTools protocol), so no WebDriver round trip is in a figure.
+//! The limit of the 50 MB figure is the same output through the same relay to the bench's
+//! plain WebSocket client, in the same run: what the relay delivers, without a browser.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use fantoccini::Client;
+use fantoccini::wd::{TimeoutConfiguration, WebDriverCompatibleCommand};
+use opsdeck_tests::browser::Chromedriver;
+use opsdeck_tests::load::{self, Bulk, Endpoint, RelayTerminal, Terminal};
+use opsdeck_tests::sshd::TestSshd;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::relay_process::RelayProcess;
+use crate::report::{Report, Target, Workload};
+use crate::workloads::{Settings, alternate, progress, relay_config};
+
+/// The page-side probe (see its opening comment).
+const PROBE: &str = include_str!("browser_probe.js");
+/// The browsers this workload drives (the harness's paths: Debian's packages).
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browser window, as in the browser tests.
+const WINDOW: (u32, u32) = (1200, 800);
+/// The SSH host's id in the relay's config.
+const HOST: &str = "box";
+/// The marker after the bulk output (the shell computes it, so the echoed command line
+/// never matches).
+const MARKER: &str = "SHOWN-42-DONE";
+/// No single main-thread task may take longer than this while output streams.
+const LONGEST_TASK_MS: f64 = 200.0;
+/// The long-task threshold of the Long Tasks API.
+const LONG_TASK_MS: f64 = 50.0;
+/// The longest the page may take to show the bulk output.
+const DISPLAY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Random bytes the bulk command prints as base64: 50 MB of output (10 MB in `--quick`).
+fn random_bytes(settings: &Settings) -> u64 {
+    if settings.quick {
+        7_500_000
+    } else {
+        37_500_000
+    }
+}
+
+/// Printable, varied output in 200-character lines, then the marker.
+fn bulk_command(random_bytes: u64) -> String {
+    format!("head -c {random_bytes} /dev/urandom | base64 -w 200; echo SHOWN-$((6*7))-DONE\r")
+}
+
+/// Why this workload cannot run here, if it cannot.
+fn missing(dist: &Path) -> Option<String> {
+    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+        if !Path::new(path).exists() {
+            return Some(format!(
+                "{path} is missing; this workload drives headless Chromium (install Debian's \
+                 `{package}`, as scripts/install-deps.sh does)"
+            ));
+        }
+    }
+    if !dist.join("index.html").exists() {
+        return Some(format!(
+            "{} has no built app; run `trunk build --release` first",
+            dist.display()
+        ));
+    }
+    None
+}
+
+pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
+    if let Some(why) = missing(&settings.dist) {
+        return Ok(Report::unavailable(Workload::Browser, why));
+    }
+    let dist = settings.dist.canonicalize()?;
+    let sshd = TestSshd::start().await?;
+    let relay_bin = settings.relay_bin.as_ref().context("no relay binary")?;
+    let relay =
+        RelayProcess::start_serving(relay_bin, &relay_config(&sshd.host_toml(HOST)?), &dist)
+            .await?;
+    let token = relay.login("alice").await?;
+    let base = format!("http://{}", relay.addr);
+    let endpoint = relay.endpoint(&format!("/ws/ssh/{HOST}"), &token);
+    let command = bulk_command(random_bytes(settings));
+    // base64 makes 4 bytes of 3 (and each line ends in \r\n on the terminal).
+    let mb = format!("{:.0} MB", random_bytes(settings) as f64 * 4.0 / 3.0 / 1e6);
+    let mut driver = Chromedriver::start().await?;
+
+    let mut report = Report::new(Workload::Browser);
+    report.limit = Some(
+        "the bench's plain WebSocket client (no page, no rendering) on the same relay, in the \
+         same run: for the prompt, opening the same terminal (connect → first output); for the \
+         bulk output, the same command's output"
+            .into(),
+    );
+    for run in 0..settings.runs {
+        // A new Chromium with an empty profile each run: the first visit is a cold one.
+        let client = driver.browser(WINDOW.0, WINDOW.1).await?;
+        let result = browser_run(&client, &base, &token, &endpoint, &command, run).await;
+        let _ = client.close().await;
+        let BrowserRun {
+            first,
+            repeat,
+            shown,
+            plain,
+            session,
+        } = result?;
+        let seconds = (shown.done - shown.start) / 1e3;
+        let mb_per_s = shown.bytes / 1e6 / seconds.max(1e-9);
+        let longest = shown.longest();
+        let over = |ms: f64| shown.tasks.iter().filter(|t| **t > ms).count() as f64;
+        progress(
+            Workload::Browser,
+            run,
+            settings,
+            format!(
+                "first visit: prompt {:.0} ms, command output {:.0} ms; repeat visit: prompt \
+                 {:.0} ms, command output {:.0} ms; {:.1} MB shown in {seconds:.1} s ({mb_per_s:.1} \
+                 MB/s; plain client {:.1} MB/s), longest task {longest:.0} ms, {} > 50 ms, {} > \
+                 200 ms",
+                first.prompt,
+                first.ready,
+                repeat.prompt,
+                repeat.ready,
+                shown.bytes / 1e6,
+                plain.mb_per_s(),
+                over(LONG_TASK_MS),
+                over(LONGEST_TASK_MS),
+            ),
+        );
+        let session_ms = session.as_secs_f64() * 1e3;
+        for (label, visit) in [("first visit", &first), ("repeat visit", &repeat)] {
+            let mut row = |what: &str, ms: f64, limit: Option<f64>| {
+                report.record(&format!("{label}: {what}"), "ms", ms, limit, None);
+            };
+            row("page loaded (load event)", visit.load, None);
+            row("terminal WebSocket open", visit.opened, None);
+            row("shell prompt on screen", visit.prompt, Some(session_ms));
+            row("typed command's output on screen", visit.ready, None);
+            row("longest task until then", visit.longest(), None);
+        }
+        report.record(
+            &format!("{mb}: all received by the page"),
+            "s",
+            (shown.last_message - shown.start) / 1e3,
+            Some(plain.elapsed.as_secs_f64()),
+            None,
+        );
+        report.record(
+            &format!("{mb}: all on screen"),
+            "s",
+            seconds,
+            Some(plain.elapsed.as_secs_f64()),
+            None,
+        );
+        report.record(
+            &format!("{mb}: on screen, throughput"),
+            "MB/s",
+            mb_per_s,
+            Some(plain.mb_per_s()),
+            None,
+        );
+        report.record(
+            &format!("{mb}: longest task while shown"),
+            "ms",
+            longest,
+            None,
+            Some(Target::Below(LONGEST_TASK_MS)),
+        );
+        report.record(
+            &format!("{mb}: tasks > 200 ms"),
+            "count",
+            over(LONGEST_TASK_MS),
+            None,
+            None,
+        );
+        report.record(
+            &format!("{mb}: tasks > 50 ms"),
+            "count",
+            over(LONG_TASK_MS),
+            None,
+            None,
+        );
+        report.record(
+            &format!("{mb}: total blocking time"),
+            "ms",
+            shown
+                .tasks
+                .iter()
+                .fold(0.0, |sum, t| sum + (t - LONG_TASK_MS)),
+            None,
+            None,
+        );
+        if (shown.bytes - plain.bytes as f64).abs() > 4096.0 {
+            report.note(format!(
+                "in a run the page received {:.0} bytes and the plain client {} for the same \
+                 command",
+                shown.bytes, plain.bytes
+            ));
+        }
+        report.runs += 1;
+    }
+    report.note(format!(
+        "headless Chromium ({}×{} window; the terminal's font is 14 px) through chromedriver, a \
+         new browser with an empty profile per run; the page is `/#/ssh/{HOST}` with the login \
+         cookie already set. First visit: empty cache; repeat visit: the same browser goes to \
+         about:blank and back (HTTP and code caches warm)",
+        WINDOW.0, WINDOW.1
+    ));
+    report.note(
+        "page-load times are milliseconds from the start of the navigation \
+         (performance.timeOrigin), taken in the page by a probe Chromium runs before the app's \
+         scripts: the load event; the terminal's WebSocket opening; the first text in the \
+         terminal's rows (the shell's prompt) seen by a MutationObserver; then `echo \
+         READY-$((6*7))` typed at once (an input event at xterm.js's textarea, as a keystroke \
+         makes) and its output seen the same way. Long tasks: those starting before that output"
+            .to_owned(),
+    );
+    report.note(format!(
+        "bulk output: `{}` typed at the prompt, timed in the page from that keystroke until the \
+         marker is in the terminal's rows; bytes are those of the binary WebSocket messages the \
+         page received meanwhile (counted by a listener the probe adds to each socket). Long tasks (main-thread tasks over 50 ms) from a buffered \
+         PerformanceObserver, those overlapping that interval; total blocking time is the sum \
+         of each one's time over 50 ms; a longest task of 0 means none over 50 ms",
+        command.trim_end()
+    ));
+    Ok(report)
+}
+
+/// What one run measured.
+struct BrowserRun {
+    first: Visit,
+    repeat: Visit,
+    shown: Shown,
+    plain: Bulk,
+    /// The plain client opening the same terminal: connect → first output.
+    session: Duration,
+}
+
+/// One run: a first and a repeat visit, then the bulk output in the browser and to the
+/// plain client (alternating which goes first).
+async fn browser_run(
+    client: &Client,
+    base: &str,
+    token: &str,
+    endpoint: &Endpoint,
+    command: &str,
+    run: usize,
+) -> anyhow::Result<BrowserRun> {
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(DISPLAY_TIMEOUT + Duration::from_secs(60)),
+            None,
+            None,
+        ))
+        .await?;
+    cdp(
+        client,
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": PROBE }),
+    )
+    .await?;
+    // The cookie a login sets, set without loading any page of the relay first.
+    cdp(
+        client,
+        "Network.setCookie",
+        json!({
+            "name": "X-Token",
+            "value": token,
+            "url": format!("{base}/"),
+            "httpOnly": true,
+            "sameSite": "Strict",
+        }),
+    )
+    .await?;
+    let page = format!("{base}/#/ssh/{HOST}");
+    let first = visit(client, &page).await.context("first visit")?;
+    client.goto("about:blank").await?;
+    let repeat = visit(client, &page).await.context("repeat visit")?;
+    let in_browser = async {
+        show(client, command)
+            .await
+            .context("bulk output in the browser")
+    };
+    let plain = async {
+        let opening = std::time::Instant::now();
+        let mut term = RelayTerminal::open(endpoint).await?;
+        term.output().await?;
+        let session = opening.elapsed();
+        load::prepare(&mut term).await?;
+        let start = std::time::Instant::now();
+        term.type_keys(command).await?;
+        let bytes = load::read_until(&mut term, MARKER.as_bytes()).await?;
+        let elapsed = start.elapsed();
+        term.close().await?;
+        Ok((Bulk { bytes, elapsed }, session))
+    };
+    let (shown, (plain, session)) = alternate(run, in_browser, plain).await?;
+    Ok(BrowserRun {
+        first,
+        repeat,
+        shown,
+        plain,
+        session,
+    })
+}
+
+/// A page load's milestones, in ms since the navigation started.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Visit {
+    load: f64,
+    /// The terminal's WebSocket opened.
+    opened: f64,
+    prompt: f64,
+    ready: f64,
+    /// The long tasks that started before the output was on screen.
+    #[serde(default)]
+    tasks: Vec<f64>,
+}
+
+impl Visit {
+    fn longest(&self) -> f64 {
+        self.tasks.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// Loads `page` (WebDriver returns after the load event) and waits in the page for the
+/// probe's `interactive` milestones.
+async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
+    client.goto(page).await?;
+    let value = client
+        .execute(
+            "const probe = window.__opsdeckProbe;
+             if (!probe || !probe.interactive) throw new Error('no probe on ' + location.href);
+             return probe.interactive.then(async (milestones) => {
+               // Long-task entries reach the observer after their task; let the last arrive.
+               await new Promise((resolve) => setTimeout(resolve, 300));
+               const tasks = probe.longTasks
+                 .filter((t) => t.start < milestones.ready)
+                 .map((t) => t.duration);
+               return { ...milestones, tasks };
+             });",
+            vec![],
+        )
+        .await
+        .with_context(|| format!("waiting for an interactive terminal at {page}"))?;
+    serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))
+}
+
+/// The bulk output in the page: when it was typed and shown, the bytes received, and the
+/// durations of the long tasks in between.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shown {
+    start: f64,
+    done: f64,
+    /// The last WebSocket message before the marker was on screen.
+    last_message: f64,
+    bytes: f64,
+    tasks: Vec<f64>,
+}
+
+impl Shown {
+    fn longest(&self) -> f64 {
+        self.tasks.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// Types `command` into the page's terminal and waits, in the page, for the marker.
+async fn show(client: &Client, command: &str) -> anyhow::Result<Shown> {
+    let value = client
+        .execute(
+            "const [keys, marker, ms] = arguments;
+             const probe = window.__opsdeckProbe;
+             return (async () => {
+               const before = probe.received;
+               const start = probe.type(keys);
+               const done = await probe.when(probe.shows(marker), ms);
+               const bytes = probe.received - before;
+               const lastMessage = probe.lastMessage;
+               await new Promise((resolve) => setTimeout(resolve, 500));
+               const tasks = probe.longTasks
+                 .filter((t) => t.start + t.duration > start && t.start < done)
+                 .map((t) => t.duration);
+               return { start, done, bytes, lastMessage, tasks };
+             })();",
+            vec![
+                json!(command),
+                json!(MARKER),
+                json!(DISPLAY_TIMEOUT.as_millis() as u64),
+            ],
+        )
+        .await?;
+    serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))
+}
+
+/// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    method: &'static str,
+    params: serde_json::Value,
+}
+
+/// `url::ParseError`, named through reqwest's re-export of `url::Url`.
+type UrlError = <reqwest::Url as FromStr>::Err;
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, UrlError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (reqwest::Method, Option<String>) {
+        let body = json!({ "cmd": self.method, "params": self.params });
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+async fn cdp(
+    client: &Client,
+    method: &'static str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    client
+        .issue_cmd(Cdp { method, params })
+        .await
+        .with_context(|| format!("DevTools command {method}"))
+}

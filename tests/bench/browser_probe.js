@@ -1,0 +1,101 @@
+// The `browser` workload's probe. Chromium runs it at the start of every document of the
+// bench's session (Page.addScriptToEvaluateOnNewDocument), before any of the page's own
+// scripts, so everything is timed inside the page: each time is `performance.now()`,
+// milliseconds since the navigation started (`performance.timeOrigin`), and no WebDriver
+// round trip or polling is part of a figure.
+//
+// It keeps what it sees in `window.__opsdeckProbe`:
+// - `longTasks`: every long task (> 50 ms on the main thread) since the navigation, from a
+//   buffered PerformanceObserver;
+// - `received`: the bytes of binary WebSocket messages the page received (terminal output),
+//   `lastMessage` when the latest message came, `opened` and `firstMessage` when the
+//   first socket opened and first heard from the relay;
+// - `type(keys)`: types into the terminal as a keystroke does (an `input` event at
+//   xterm.js's textarea, which xterm.js turns into `onData`), returning when;
+// - `when(test, ms)`: a promise of the time the terminal's rows first pass `test` (checked
+//   on every DOM mutation, so the time is when xterm.js rendered it);
+// - on a terminal page (`#/ssh/...`), `interactive`: a promise of the page-load milestones:
+//   the first output (the shell's prompt) on screen, then `echo READY-$((6*7))` typed at
+//   once and its output on screen.
+(() => {
+  const probe = { longTasks: [], received: 0, lastMessage: null, opened: null, firstMessage: null };
+  window.__opsdeckProbe = probe;
+
+  try {
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        probe.longTasks.push({ start: entry.startTime, duration: entry.duration });
+      }
+    }).observe({ type: "longtask", buffered: true });
+  } catch (e) {
+    probe.longTaskError = String(e);
+  }
+
+  // Counts terminal output as it arrives; the app's sockets are otherwise untouched.
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("open", () => {
+        probe.opened ??= performance.now();
+      });
+      this.addEventListener("message", (event) => {
+        const now = performance.now();
+        probe.firstMessage ??= now;
+        probe.lastMessage = now;
+        if (event.data instanceof ArrayBuffer) probe.received += event.data.byteLength;
+      });
+    }
+  };
+
+  const rowsText = () => {
+    const rows = document.querySelector("#terminal .xterm-rows");
+    return rows ? rows.textContent : "";
+  };
+  probe.shows = (needle) => () => rowsText().includes(needle);
+
+  probe.type = (keys) => {
+    const input = document.querySelector("#terminal textarea.xterm-helper-textarea");
+    if (!input) throw new Error("the terminal has no input element");
+    const at = performance.now();
+    input.dispatchEvent(new InputEvent("input", { data: keys, inputType: "insertText" }));
+    return at;
+  };
+
+  probe.when = (test, ms) =>
+    new Promise((resolve, reject) => {
+      if (test()) return resolve(performance.now());
+      const observer = new MutationObserver(() => {
+        if (test()) {
+          observer.disconnect();
+          clearTimeout(timer);
+          resolve(performance.now());
+        }
+      });
+      const timer = setTimeout(() => {
+        observer.disconnect();
+        reject(new Error(`not on screen within ${ms} ms; the terminal shows: ${rowsText().trim().slice(-300)}`));
+      }, ms);
+      observer.observe(document, { childList: true, subtree: true, characterData: true });
+    });
+
+  if (location.hash.startsWith("#/ssh/")) {
+    probe.interactive = (async () => {
+      const prompt = await probe.when(() => rowsText().trim() !== "", 60000);
+      const typed = probe.type("echo READY-$((6*7))\r");
+      const ready = await probe.when(probe.shows("READY-42"), 60000);
+      const nav = performance.getEntriesByType("navigation")[0];
+      return {
+        prompt,
+        typed,
+        ready,
+        opened: probe.opened,
+        firstMessage: probe.firstMessage,
+        domContentLoaded: nav ? nav.domContentLoadedEventEnd : null,
+        load: nav ? nav.loadEventEnd : null,
+      };
+    })();
+    // Reported through `interactive`; this only keeps an early failure from being unhandled.
+    probe.interactive.catch(() => {});
+  }
+})();
