@@ -276,6 +276,21 @@ async fn health_readiness_and_metrics_are_served() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_plain_get_of_a_websocket_endpoint_gets_400_saying_what_is_missing() -> anyhow::Result<()>
+{
+    let relay = relay().await?;
+    let response = reqwest::get(relay.http_url("/ws/ssh/web")).await?;
+    assert_eq!(response.status(), 400);
+    let error: ApiError = response.json().await?;
+    assert!(
+        error.error.contains("Connection: upgrade"),
+        "{}",
+        error.error
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn shutdown_closes_websockets_with_1001() -> anyhow::Result<()> {
     let sshd = opsdeck_tests::sshd::TestSshd::start().await?;
     let config = format!(

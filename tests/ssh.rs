@@ -224,6 +224,29 @@ async fn invalid_utf8_text_closes_with_a_reason_and_the_session_survives() -> an
 }
 
 #[tokio::test]
+async fn a_frame_beyond_four_times_the_limit_closes_with_1009_and_the_session_survives()
+-> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let relay = relay_with(&sshd, "[limits]\nmax_frame_bytes = 1024\n").await?;
+    let (mut client, session) = open_shell(&relay, "").await?;
+    client.type_line("echo ready-$((1+1))").await?;
+    client.read_until("ready-2").await?;
+    let position = client.received;
+    client
+        .send_text(&format!("{{\"data\": \"{}\"}}", "x".repeat(8 * 1024)))
+        .await?;
+    let (code, reason, _) = client.read_until_closed().await?;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("refused"), "{reason}");
+    let path = format!("/ws/ssh/box?session={session}&position={position}");
+    let mut client = relay.connect("alice", &path).await?;
+    assert!(client.connected().await?.2, "the session did not survive");
+    client.type_line("echo alive-$((1+1))").await?;
+    client.read_until("alive-2").await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_token_that_expires_during_the_session_ends_it_with_4419() -> anyhow::Result<()> {
     let sshd = TestSshd::start().await?;
     let relay = relay_with(&sshd, "").await?;

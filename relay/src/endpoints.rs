@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use common::{CloseCode, TermSize};
 use serde::Deserialize;
 use warp::http::HeaderMap;
-use warp::ws::WebSocket;
 
 use crate::access::{self, TargetRef};
 use crate::auth::{self, AuthError, Principal};
@@ -18,6 +17,7 @@ use crate::config::Config;
 use crate::pump::{self, PumpContext};
 use crate::server::AppState;
 use crate::session::SessionLabel;
+use crate::websocket::WebSocket;
 
 /// Why a stream was not opened.
 #[derive(Debug, Clone)]
@@ -82,7 +82,11 @@ pub async fn serve(
     let backend = opener.backend();
     let gauge = state.metrics.websockets.with_label_values(&[backend]);
     gauge.inc();
-    match prepare(&state, &headers, &opener).await {
+    let prepared = prepare(&state, &headers, &opener).await;
+    // Header values share hyper's 8 KiB read buffer: holding them for the socket's life
+    // would keep that buffer too, the largest part of an idle connection.
+    drop(headers);
+    match prepared {
         Ok((principal, target, attachment)) => {
             tracing::info!(user = %principal.username, backend, %target, "stream opened");
             let ctx = PumpContext {

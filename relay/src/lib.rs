@@ -13,6 +13,7 @@ pub mod pump;
 pub mod redis_link;
 pub mod server;
 pub mod session;
+pub mod websocket;
 
 pub use config::Config;
 pub use server::{AppState, Relay};

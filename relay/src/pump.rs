@@ -14,12 +14,14 @@ use common::server::{ErrorCode, StreamEvent};
 use common::{ClientFrame, CloseCode};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
 use crate::access::{self, TargetRef};
 use crate::auth::{AuthError, Principal, unix_now};
 use crate::backend::{Attachment, Inbound, InputRefused, Outbound};
 use crate::server::AppState;
+use crate::websocket::WebSocket;
 
 /// Who is on the socket and what they opened, for the checks made while it lives.
 pub struct PumpContext {
@@ -80,7 +82,7 @@ pub async fn run(
                 if let Some(end) = recheck(&ctx).await {
                     break end;
                 }
-                if !send(&mut ws, Message::ping(Vec::new()), send_timeout).await {
+                if !send(&mut ws, Message::Ping(Default::default()), send_timeout).await {
                     break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
                 }
             }
@@ -94,7 +96,10 @@ pub async fn run(
                 if message.is_close() {
                     // 1000, or a close without a code, is the user closing the stream on
                     // purpose; 1001 (tab closed) and the rest leave it for a reconnect.
-                    let code = message.close_frame().map(|(code, _)| code);
+                    let code = match &message {
+                        Message::Close(Some(frame)) => Some(u16::from(frame.code)),
+                        _ => None,
+                    };
                     if code.is_none() || code == Some(CloseCode::Normal.code()) {
                         attachment.end();
                     }
@@ -103,7 +108,7 @@ pub async fn run(
                 if message.is_ping() || message.is_pong() {
                     continue;
                 }
-                bytes_in.inc_by(message.as_bytes().len() as u64);
+                bytes_in.inc_by(message.len() as u64);
                 if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
                     let frame = StreamEvent::Error { code: refused.code, message: refused.message };
                     if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
@@ -115,7 +120,7 @@ pub async fn run(
                 let message = match outgoing {
                     Outbound::Binary(bytes) => {
                         bytes_out.inc_by(bytes.len() as u64);
-                        Message::binary(bytes)
+                        Message::Binary(bytes)
                     }
                     Outbound::Text(frame) => Message::text(frame.to_json()),
                     Outbound::Close(code, reason) => break PumpEnd::Closed(code, reason),
@@ -133,7 +138,7 @@ pub async fn run(
         PumpEnd::Closed(code, reason) => close(&mut ws, *code, reason).await,
         // Flushes tungstenite's reply to the browser's close frame.
         PumpEnd::PeerGone => {
-            let _ = timeout(Duration::from_secs(5), ws.close()).await;
+            let _ = timeout(Duration::from_secs(5), ws.close(None)).await;
         }
     }
     end
@@ -141,7 +146,10 @@ pub async fn run(
 
 /// Sends a close frame with a reason and waits briefly for the browser to acknowledge.
 pub async fn close(ws: &mut WebSocket, code: CloseCode, reason: &str) {
-    let frame = Message::close_with(code.code(), truncate_reason(reason).to_owned());
+    let frame = Message::Close(Some(CloseFrame {
+        code: code.code().into(),
+        reason: truncate_reason(reason).to_owned().into(),
+    }));
     let _ = timeout(Duration::from_secs(5), async {
         if ws.send(frame).await.is_ok() {
             // Drain until the browser's close arrives, so the close is orderly.
@@ -186,19 +194,20 @@ async fn recheck(ctx: &PumpContext) -> Option<PumpEnd> {
     None
 }
 
-fn broken_frame(error: warp::Error) -> PumpEnd {
-    let text = error.to_string();
-    if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
-        return PumpEnd::Closed(
+fn broken_frame(error: WsError) -> PumpEnd {
+    match error {
+        WsError::Utf8 => PumpEnd::Closed(
             CloseCode::BadRequest,
             "a text frame was not valid UTF-8".into(),
-        );
+        ),
+        WsError::Capacity(e @ CapacityError::MessageTooLong { .. }) => {
+            PumpEnd::Closed(CloseCode::MessageTooBig, format!("frame refused: {e}"))
+        }
+        other => {
+            tracing::debug!("websocket error: {other}");
+            PumpEnd::PeerGone
+        }
     }
-    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
-        return PumpEnd::Closed(CloseCode::MessageTooBig, format!("frame refused: {text}"));
-    }
-    tracing::debug!("websocket error: {text}");
-    PumpEnd::PeerGone
 }
 
 async fn handle_incoming(
@@ -206,7 +215,7 @@ async fn handle_incoming(
     max_frame_bytes: usize,
     attachment: &mut dyn Attachment,
 ) -> Result<(), InputRefused> {
-    let size = message.as_bytes().len();
+    let size = message.len();
     if size > max_frame_bytes {
         return Err(InputRefused {
             code: ErrorCode::TooLarge,
@@ -215,18 +224,16 @@ async fn handle_incoming(
             ),
         });
     }
-    let input = if message.is_text() {
-        let text = message.to_str().map_err(|()| InputRefused {
-            code: ErrorCode::BadFrame,
-            message: "text frames must be valid UTF-8".into(),
-        })?;
-        let frame = ClientFrame::parse(text).map_err(|e| InputRefused {
-            code: ErrorCode::BadFrame,
-            message: e.to_string(),
-        })?;
-        Inbound::Frame(frame)
-    } else {
-        Inbound::Binary(message.into_bytes())
+    let input = match message {
+        // tungstenite has already refused text frames that are not UTF-8.
+        Message::Text(text) => {
+            let frame = ClientFrame::parse(text.as_str()).map_err(|e| InputRefused {
+                code: ErrorCode::BadFrame,
+                message: e.to_string(),
+            })?;
+            Inbound::Frame(frame)
+        }
+        other => Inbound::Binary(other.into_data()),
     };
     attachment.input(input).await
 }

@@ -42,6 +42,7 @@ use crate::endpoints::{self, StreamOpener};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use crate::session::TerminalRegistry;
+use crate::websocket::{self, NotAWebSocket, UpgradeRequest};
 
 /// Largest JSON body accepted by the API.
 const MAX_API_BODY: u64 = 16 * 1024;
@@ -382,27 +383,25 @@ fn upgrade<O: StreamOpener>(
 ) -> BoxedFilter<(Response,)> {
     opener
         .and(origin_allowed(state.clone()))
-        .and(warp::ws())
+        .and(websocket::upgrade_request())
         .and(warp::header::headers_cloned())
         .and(with_state(state))
         .map(
-            |opener: O, ws: warp::ws::Ws, headers: HeaderMap, state: Arc<AppState>| {
+            |opener: O, request: UpgradeRequest, headers: HeaderMap, state: Arc<AppState>| {
                 let Ok(permit) = state.connections.clone().try_acquire_owned() else {
                     return api::error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "this relay is at its connection limit (limits.max_connections); try again later",
                     );
                 };
+                // Frames up to 4x the limit are read and answered with an error frame;
+                // larger ones close the socket (1009).
                 let limit = state.config().limits.max_frame_bytes.saturating_mul(4);
                 let protocol = chosen_subprotocol(&headers);
-                let reply = ws
-                    .max_message_size(limit)
-                    .max_frame_size(limit)
-                    .on_upgrade(move |socket| async move {
-                        endpoints::serve(socket, state, headers, opener).await;
-                        drop(permit);
-                    });
-                let mut response = reply.into_response();
+                let mut response = request.accept(limit, move |socket| async move {
+                    endpoints::serve(socket, state, headers, opener).await;
+                    drop(permit);
+                });
                 if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
                     response
                         .headers_mut()
@@ -541,6 +540,8 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             StatusCode::FORBIDDEN,
             format!("origin {origin} is not allowed to use this relay; add it to allowed_origins"),
         )
+    } else if let Some(e) = rejection.find::<NotAWebSocket>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
         (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
     } else if let Some(e) = rejection.find::<warp::body::BodyDeserializeError>() {

@@ -1,8 +1,9 @@
 //! The memory floor of an idle WebSocket: a bare tokio + tokio-tungstenite server
 //! (multi-threaded runtime like the relay's) that accepts connections and reads them until
-//! they close — with the library's default buffers (as the relay gets them through warp),
-//! or with a small read buffer (what an idle WebSocket needs at the least). It runs as this same binary with `--floor-server`, in its own
-//! process, so its resident memory is measured exactly as the relay's is.
+//! they close — with the library's default buffers (what warp's own upgrade gives), or with
+//! the small read buffer the relay now uses (what an idle WebSocket needs at the least). It
+//! runs as this same binary with `--floor-server`, in its own process, so its resident memory
+//! is measured exactly as the relay's is.
 
 use std::net::SocketAddr;
 use std::process::Stdio;

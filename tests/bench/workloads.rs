@@ -273,9 +273,10 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
 
 async fn k8s_exec(settings: &Settings) -> anyhow::Result<Report> {
     let cluster = K8sCluster::start().await?;
-    let relay =
+    let mut relay_process =
         RelayProcess::start(settings.relay_bin()?, &relay_config(&cluster.relay_toml())).await?;
-    let endpoint = relay.endpoint(&cluster.relay_path(), &relay.login("alice").await?);
+    let token = relay_process.login("alice").await?;
+    let endpoint = relay_process.endpoint(&cluster.relay_path(), &token);
     let client = cluster.client().await?;
     let bytes = settings.bulk_bytes();
     let mut report = Report::new(Workload::K8sExec);
@@ -313,7 +314,21 @@ async fn k8s_exec(settings: &Settings) -> anyhow::Result<Report> {
             "MB/s",
             relay.mb_per_s(),
             Some(direct.mb_per_s()),
+            Some(Target::RatioAtLeast(0.8)),
+        );
+        let idle_pct = idle_exec_cpu(&mut relay_process, &endpoint, settings.idle_window()).await?;
+        progress(
+            Workload::K8sExec,
+            run,
+            settings,
+            format!("relay {idle_pct:.3}% of a core with {IDLE_SESSIONS} idle exec sessions"),
+        );
+        report.record(
+            &format!("CPU, {IDLE_SESSIONS} idle exec sessions"),
+            "% of one core",
+            idle_pct,
             None,
+            Some(Target::Below(1.0)),
         );
         report.runs += 1;
     }
@@ -323,7 +338,54 @@ async fn k8s_exec(settings: &Settings) -> anyhow::Result<Report> {
          real PTY on this machine",
         load::bulk_command(bytes).trim_end()
     ));
+    report.note(format!(
+        "idle CPU: {IDLE_SESSIONS} exec sessions opened through the relay to a shell prompt, \
+         then the relay process's utime + stime over a {} s window (as in idle-cpu); the \
+         sessions are closed after each run",
+        settings.idle_window().as_secs()
+    ));
     Ok(report)
+}
+
+/// The relay's CPU, in % of one core, while `IDLE_SESSIONS` pod shells sit at a prompt.
+async fn idle_exec_cpu(
+    relay: &mut RelayProcess,
+    endpoint: &Endpoint,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let terminals = load::open_many(IDLE_SESSIONS, SSH_HANDSHAKES, |_| async {
+        let mut term = RelayTerminal::open(endpoint).await?;
+        load::prepare(&mut term).await?;
+        Ok(term.into_socket())
+    })
+    .await?;
+    let sessions = IdleConnections::hold(terminals);
+    let [relay_pct] = cpu_percent_over(window, || Ok([relay.cpu_seconds()?])).await?;
+    relay.check_running()?;
+    if sessions.closed() > 0 {
+        bail!(
+            "{} of the {IDLE_SESSIONS} exec sessions closed during the window",
+            sessions.closed()
+        );
+    }
+    Ok(relay_pct)
+}
+
+/// What `cpu_seconds` (CPU seconds of some processes) grew by over `window`, as % of one
+/// core each; the window opens 3 s from now so that the sessions' logins have finished.
+async fn cpu_percent_over<const N: usize>(
+    window: Duration,
+    cpu_seconds: impl Fn() -> anyhow::Result<[f64; N]>,
+) -> anyhow::Result<[f64; N]> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cpu_seconds()?;
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = cpu_seconds()?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(std::array::from_fn(|i| {
+        (after[i] - before[i]) / seconds * 100.0
+    }))
 }
 
 async fn ssh_echo(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
@@ -422,13 +484,8 @@ async fn idle_cpu(settings: &Settings) -> anyhow::Result<Report> {
         let clients_cpu = || -> anyhow::Result<f64> {
             clients.iter().map(|c| procfs::cpu_seconds(c.pid())).sum()
         };
-        // Let the logins' work finish before the window opens.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let (relay_before, clients_before) = (relay.cpu_seconds()?, clients_cpu()?);
-        let start = Instant::now();
-        tokio::time::sleep(window).await;
-        let (relay_after, clients_after) = (relay.cpu_seconds()?, clients_cpu()?);
-        let seconds = start.elapsed().as_secs_f64();
+        let [relay_pct, clients_pct] =
+            cpu_percent_over(window, || Ok([relay.cpu_seconds()?, clients_cpu()?])).await?;
         relay.check_running()?;
         if sessions.closed() > 0 {
             bail!(
@@ -436,17 +493,14 @@ async fn idle_cpu(settings: &Settings) -> anyhow::Result<Report> {
                 sessions.closed()
             );
         }
-        let relay_pct = (relay_after - relay_before) / seconds * 100.0;
-        let clients_pct = (clients_after - clients_before) / seconds * 100.0;
         let rss_mib = relay.rss_kib()? as f64 / 1024.0;
         progress(
             Workload::IdleCpu,
             run,
             settings,
             format!(
-                "relay {relay_pct:.3}% of a core ({:.2} s CPU in {seconds:.0} s), ssh clients \
-                 {clients_pct:.3}%, relay RSS {rss_mib:.1} MiB",
-                relay_after - relay_before
+                "relay {relay_pct:.3}% of a core, ssh clients {clients_pct:.3}%, relay RSS \
+                 {rss_mib:.1} MiB"
             ),
         );
         report.record(
@@ -483,8 +537,8 @@ async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
     let mut report = Report::new(Workload::IdleRss);
     report.limit = Some(format!(
         "a bare tokio + tokio-tungstenite server in its own process holding the same number of \
-         idle connections: with the library's default buffers (as the relay gets them through \
-         warp), and with a {} KiB read buffer (what an idle WebSocket needs)",
+         idle connections: with the library's default buffers (what warp's own upgrade gives), \
+         and with the {} KiB read buffer the relay uses (what an idle WebSocket needs)",
         SMALL_READ_BUFFER / 1024
     ));
     for run in 0..settings.runs {
