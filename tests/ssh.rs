@@ -1,8 +1,8 @@
 //! SSH terminals end to end: a real sshd, the relay, and a WebSocket client.
 
-use common::server::{ErrorCode, StreamEvent};
-use common::{ClientFrame, Position, TermSize};
-use opsdeck_tests::client::{WsClient, count};
+use common::server::{ErrorCode, ServerFrame, StreamEvent};
+use common::{ClientFrame, FLOW_WINDOW, Position, TermSize};
+use opsdeck_tests::client::{Event, WsClient, contains, count};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 use opsdeck_tests::sshd::TestSshd;
 
@@ -367,5 +367,65 @@ async fn withdrawing_the_grant_closes_open_sessions_with_4430() -> anyhow::Resul
         .reload(relay::Config::from_toml(&without_grant, "reloaded")?);
     let (code, reason, _) = client.read_until_closed().await?;
     assert_eq!(code, 4430, "{reason}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flow_controlled_terminal_sends_one_window_until_acknowledged() -> anyhow::Result<()> {
+    const ACK_EVERY: u64 = FLOW_WINDOW / 4;
+    let sshd = TestSshd::start().await?;
+    let relay = relay_with(&sshd, "[limits]\nterminal_buffer_bytes = 4194304\n").await?;
+    let (mut client, _) = open_shell(&relay, "?flow=1").await?;
+    client
+        .type_line("head -c 8388608 /dev/zero | base64 -w 1000; echo DONE-$((1+1))")
+        .await?;
+    // The relay holds more than the window: only the missing acks hold it back.
+    relay.state().terminals.wait_until_stalled().await;
+    while client.received < FLOW_WINDOW {
+        if let Event::Closed { code, reason } = client.next_event().await? {
+            anyhow::bail!("closed ({code}: {reason}) within the first window");
+        }
+    }
+    assert_eq!(client.received, FLOW_WINDOW, "output beyond the window");
+    // The pump answers a bad frame at once; with the window full, no output comes first.
+    client.send_text("{}").await?;
+    match client.next_event().await? {
+        Event::Frame(ServerFrame::Event(StreamEvent::Error { code, .. })) => {
+            assert_eq!(code, ErrorCode::BadFrame);
+        }
+        other => anyhow::bail!("expected the error frame, got {other:?}"),
+    }
+    assert_eq!(client.received, FLOW_WINDOW);
+
+    // Acknowledging as it displays, the client gets everything.
+    let mut acked = 0;
+    while !contains(
+        &client.output[client.output.len().saturating_sub(64)..],
+        b"DONE-2",
+    ) {
+        if client.received - acked >= ACK_EVERY {
+            acked = client.received;
+            client.send(&ClientFrame::Ack(acked)).await?;
+        }
+        if let Event::Closed { code, reason } = client.next_event().await? {
+            anyhow::bail!("closed ({code}: {reason}) after {acked} acknowledged bytes");
+        }
+    }
+    let base64_bytes = client.output.iter().filter(|b| **b == b'A').count();
+    assert!(
+        base64_bytes >= 8388608 * 4 / 3 - 4,
+        "lost output: {base64_bytes} base64 digits"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_flow_parameter_is_refused_with_what_to_send() -> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let relay = relay_with(&sshd, "").await?;
+    let mut client = relay.connect("alice", "/ws/ssh/box?flow=yes").await?;
+    let (code, reason, _) = client.read_until_closed().await?;
+    assert_eq!(code, 4400, "{reason}");
+    assert!(reason.contains("flow=1"), "{reason}");
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! The shapes are those of the classic Django Channels front-ends, so existing clients keep
 //! working: `{"data": "ls\r"}` carries keystrokes, `{"resize": [rows, cols]}` (or
 //! `{"resize": {"rows": R, "cols": C}}`) resizes the terminal, and chat uses
-//! `{"action": ...}` frames (see [`crate::chat`]).
+//! `{"action": ...}` frames (see [`crate::chat`]). `{"ack": N}` is Opsdeck's own: terminal
+//! flow control (see [`ClientFrame::Ack`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,16 @@ pub enum ClientFrame {
     Resize(TermSize),
     /// A chat room request.
     Chat(ChatRequest),
+    /// Terminal flow control: the browser has displayed the output up to this byte
+    /// position. A terminal opened with `flow=1` sends at most [`FLOW_WINDOW`] bytes
+    /// beyond the last position acknowledged, so a slow screen slows the remote program
+    /// instead of piling output up in the browser (where xterm.js discards it past 50 MB).
+    Ack(u64),
 }
+
+/// Bytes of terminal output the relay sends beyond the browser's last [`ClientFrame::Ack`]
+/// on a flow-controlled terminal.
+pub const FLOW_WINDOW: u64 = 1024 * 1024;
 
 impl ClientFrame {
     /// Parses a text frame, with an error that says what was wrong.
@@ -69,9 +79,9 @@ impl ClientFrame {
 pub enum FrameError {
     #[error("malformed frame: {0}; send JSON such as {{\"data\": \"ls\\r\"}}")]
     Malformed(String),
-    #[error("unknown frame: expected one of \"data\", \"resize\" or \"action\"")]
+    #[error("unknown frame: expected one of \"data\", \"resize\", \"action\" or \"ack\"")]
     Unknown,
-    #[error("a frame carries exactly one of \"data\", \"resize\" or \"action\"")]
+    #[error("a frame carries exactly one of \"data\", \"resize\", \"action\" or \"ack\"")]
     Ambiguous,
     #[error(
         "resize to {rows}x{cols} refused: rows and cols must be between 1 and {MAX_TERM_DIMENSION}"
@@ -109,26 +119,31 @@ struct RawClientFrame {
     data: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resize: Option<RawResize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack: Option<u64>,
 }
 
 impl TryFrom<RawClientFrame> for ClientFrame {
     type Error = FrameError;
 
     fn try_from(raw: RawClientFrame) -> Result<Self, FrameError> {
-        match (raw.action, raw.data, raw.resize) {
-            (Some(action), data, None) => ChatRequest::from_parts(&action, data).map(Self::Chat),
-            (None, Some(data), None) => match data {
+        match (raw.action, raw.data, raw.resize, raw.ack) {
+            (Some(action), data, None, None) => {
+                ChatRequest::from_parts(&action, data).map(Self::Chat)
+            }
+            (None, Some(data), None, None) => match data {
                 serde_json::Value::String(s) => Ok(Self::Input(s)),
                 _ => Err(FrameError::DataNotText),
             },
-            (None, None, Some(resize)) => {
+            (None, None, Some(resize), None) => {
                 let (rows, cols) = match resize {
                     RawResize::Pair([rows, cols]) | RawResize::Named { rows, cols } => (rows, cols),
                 };
                 let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
                 TermSize::new(clamp(rows), clamp(cols)).map(Self::Resize)
             }
-            (None, None, None) => Err(FrameError::Unknown),
+            (None, None, None, Some(position)) => Ok(Self::Ack(position)),
+            (None, None, None, None) => Err(FrameError::Unknown),
             _ => Err(FrameError::Ambiguous),
         }
     }
@@ -143,6 +158,10 @@ impl From<ClientFrame> for RawClientFrame {
             },
             ClientFrame::Resize(size) => Self {
                 resize: Some(RawResize::Pair([size.rows.into(), size.cols.into()])),
+                ..Self::default()
+            },
+            ClientFrame::Ack(position) => Self {
+                ack: Some(position),
                 ..Self::default()
             },
             ClientFrame::Chat(request) => {
@@ -195,6 +214,7 @@ mod tests {
                 message: "hi".into(),
             }),
             ClientFrame::Chat(ChatRequest::UserInfo),
+            ClientFrame::Ack(u64::MAX),
         ];
         for frame in frames {
             assert_eq!(ClientFrame::parse(&frame.to_json()), Ok(frame));
@@ -214,6 +234,14 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
         assert_eq!(ClientFrame::parse("{}"), Err(FrameError::Unknown));
+        assert_eq!(
+            ClientFrame::parse(r#"{"ack":1,"data":"x"}"#),
+            Err(FrameError::Ambiguous)
+        );
+        assert!(matches!(
+            ClientFrame::parse(r#"{"ack":-1}"#),
+            Err(FrameError::Malformed(_))
+        ));
         assert_eq!(
             ClientFrame::parse(r#"{"data":"x","resize":[1,1]}"#),
             Err(FrameError::Ambiguous)

@@ -19,7 +19,7 @@ pub mod close;
 pub mod resume;
 pub mod server;
 
-pub use client::{ClientFrame, TermSize};
+pub use client::{ClientFrame, FLOW_WINDOW, TermSize};
 pub use close::CloseCode;
 pub use resume::{Position, ResumeQuery, StreamKind};
 pub use server::ServerFrame;

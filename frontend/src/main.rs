@@ -4,13 +4,14 @@
 //! This file mounts the app and routes `location.hash` to a page (see [`route`]). The rest:
 //! - [`config`]: where the relay is (`config.json`, read at start);
 //! - [`api`]: the relay's HTTP API; [`ws`]: the one reconnecting WebSocket all views use;
-//! - [`backoff`], [`resume`], [`conn`], [`logbuf`]: the plain logic behind them;
+//! - [`backoff`], [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them;
 //! - [`term`]: xterm.js; [`views`]: one file per page.
 
 mod api;
 mod backoff;
 mod config;
 mod conn;
+mod flow;
 mod logbuf;
 mod resume;
 mod route;

@@ -47,6 +47,14 @@ impl Progress {
         self.position.as_ref()
     }
 
+    /// Bytes received so far, for byte-counted streams (terminals).
+    pub fn received_bytes(&self) -> u64 {
+        self.position
+            .as_ref()
+            .and_then(Position::as_count)
+            .unwrap_or(0)
+    }
+
     /// The resume token for the next connection: `session=..&position=..`, or `None` on
     /// the first connection (and after [`Progress::forget_session`]).
     pub fn query(&self) -> Option<String> {
@@ -105,11 +113,7 @@ impl Progress {
     pub fn on_bytes(&mut self, len: u64) -> u64 {
         let skip = self.skip.min(len);
         self.skip -= skip;
-        let now = self
-            .position
-            .as_ref()
-            .and_then(Position::as_count)
-            .unwrap_or(0);
+        let now = self.received_bytes();
         self.position = Some(Position::count(now.saturating_add(len - skip)));
         skip
     }

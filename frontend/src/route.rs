@@ -177,9 +177,10 @@ impl PodLogOptions {
     }
 }
 
-/// The size query of a terminal endpoint: `rows=R&cols=C`.
+/// The query of a terminal endpoint: its size (`rows=R&cols=C`) and flow control.
 pub fn terminal_query(rows: u16, cols: u16) -> String {
-    format!("rows={rows}&cols={cols}")
+    // flow=1: the view acknowledges what it displayed (see `flow`).
+    format!("rows={rows}&cols={cols}&flow=1")
 }
 
 /// Appends `query` to a path that may already have one.
@@ -329,7 +330,7 @@ mod tests {
             "/ws/tail/a?lines=1&session=s"
         );
         assert_eq!(with_query("/ws/chat/a", ""), "/ws/chat/a");
-        assert_eq!(terminal_query(24, 80), "rows=24&cols=80");
+        assert_eq!(terminal_query(24, 80), "rows=24&cols=80&flow=1");
     }
 
     #[test]

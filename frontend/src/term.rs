@@ -25,6 +25,10 @@ extern "C" {
     #[wasm_bindgen(method, js_name = write)]
     fn write(this: &Terminal6, data: &Uint8Array);
 
+    /// `terminal.write(data, callback)`: `callback` runs once xterm.js has processed `data`.
+    #[wasm_bindgen(method, js_name = write)]
+    fn write_then(this: &Terminal6, data: &Uint8Array, callback: &JsValue);
+
     /// `terminal.options`, the xterm.js 5+ replacement of `setOption`/`getOption`.
     #[wasm_bindgen(method, getter)]
     fn options(this: &Terminal6) -> Object;
@@ -113,6 +117,14 @@ impl Term {
     /// Writes output bytes exactly as received.
     pub fn write_bytes(&self, data: &Uint8Array) {
         self.terminal.unchecked_ref::<Terminal6>().write(data);
+    }
+
+    /// Writes output bytes and calls `displayed` once xterm.js has processed them.
+    pub fn write_bytes_then(&self, data: &Uint8Array, displayed: impl FnOnce() + 'static) {
+        let callback = Closure::once_into_js(displayed);
+        self.terminal
+            .unchecked_ref::<Terminal6>()
+            .write_then(data, &callback);
     }
 
     /// Writes text (local notices; output never goes through here).

@@ -154,6 +154,13 @@ impl Stream {
 
     /// Sends a frame; `false` if the socket is not open right now (the frame is dropped:
     /// keystrokes typed into a dead connection must not arrive minutes later).
+    /// The current socket's generation and the bytes of the session received so far (the
+    /// position of the end of the output just handed to the view).
+    pub fn received(&self) -> (u64, u64) {
+        let inner = self.shared.inner.borrow();
+        (inner.generation, inner.progress.received_bytes())
+    }
+
     pub fn send(&self, frame: &ClientFrame) -> bool {
         let inner = self.shared.inner.borrow();
         match &inner.live {

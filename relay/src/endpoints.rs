@@ -130,13 +130,15 @@ async fn prepare(
     Ok((principal, target, attachment))
 }
 
-/// Query parameters of terminal endpoints: the initial size and the resume token.
+/// Query parameters of terminal endpoints: the initial size, the resume token and flow
+/// control.
 #[derive(Debug, Default, Deserialize)]
 pub struct TerminalQuery {
     rows: Option<String>,
     cols: Option<String>,
     session: Option<String>,
     position: Option<String>,
+    flow: Option<String>,
 }
 
 impl TerminalQuery {
@@ -158,6 +160,17 @@ impl TerminalQuery {
         let rows = dimension(&self.rows, "rows", 24)?;
         let cols = dimension(&self.cols, "cols", 80)?;
         TermSize::new(rows, cols).map_err(|e| Refusal::bad_request(e.to_string()))
+    }
+
+    /// Whether the browser acknowledges what it displayed (`flow=1`; see `ClientFrame::Ack`).
+    fn flow_control(&self) -> Result<bool, Refusal> {
+        match self.flow.as_deref() {
+            None | Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(Refusal::bad_request(format!(
+                "flow={other:?}: use flow=1 to acknowledge output with {{\"ack\": position}} frames"
+            ))),
+        }
     }
 
     fn resume(&self) -> Result<Option<(&str, u64)>, Refusal> {
@@ -187,17 +200,23 @@ where
     F: Future<Output = Result<TerminalStreams, BackendError>>,
 {
     let size = query.size()?;
-    if let Some((session, position)) = query.resume()? {
-        let attachment = state
+    let flow_control = query.flow_control()?;
+    let attachment = if let Some((session, position)) = query.resume()? {
+        state
             .terminals
             .resume(session, position, &label)
+            .map_err(|e| Refusal::new(e.close_code(), e.to_string()))?
+    } else {
+        state
+            .terminals
+            .check_room_for(&label.owner_uid)
             .map_err(|e| Refusal::new(e.close_code(), e.to_string()))?;
-        return Ok(Box::new(attachment));
-    }
-    state
-        .terminals
-        .check_room_for(&label.owner_uid)
-        .map_err(|e| Refusal::new(e.close_code(), e.to_string()))?;
-    let streams = connect(size).await?;
-    Ok(Box::new(state.terminals.start(label, streams)))
+        let streams = connect(size).await?;
+        state.terminals.start(label, streams)
+    };
+    Ok(Box::new(if flow_control {
+        attachment.with_flow_control()
+    } else {
+        attachment
+    }))
 }

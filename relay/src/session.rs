@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use common::server::{ServerFrame, StreamEvent};
-use common::{ClientFrame, CloseCode, Position, StreamKind, TermSize};
+use common::{ClientFrame, CloseCode, FLOW_WINDOW, Position, StreamKind, TermSize};
 use tokio::sync::{Notify, mpsc};
 
 use crate::backend::{
@@ -367,9 +367,11 @@ impl RingState {
         }
     }
 
-    fn read(&self, cursor: u64) -> Bytes {
+    /// Up to `max` bytes (and at most one chunk) from `cursor`.
+    fn read(&self, cursor: u64, max: u64) -> Bytes {
         let from = (cursor - self.start) as usize;
-        let to = (from + MAX_CHUNK).min(self.ring.len());
+        let max = usize::try_from(max).unwrap_or(usize::MAX).min(MAX_CHUNK);
+        let to = from.saturating_add(max).min(self.ring.len());
         let (a, b) = self.ring.as_slices();
         let mut out = BytesMut::with_capacity(to - from);
         if from < a.len() {
@@ -457,6 +459,8 @@ pub struct TerminalAttachment {
     generation: u64,
     cursor: u64,
     pending: VecDeque<Outbound>,
+    /// On a flow-controlled terminal, the last position the browser acknowledged.
+    acked: Option<u64>,
     exit_sent: bool,
     ended_by_user: bool,
 }
@@ -486,6 +490,7 @@ impl TerminalAttachment {
             generation,
             cursor,
             pending,
+            acked: None,
             exit_sent: false,
             ended_by_user: false,
         }
@@ -493,6 +498,19 @@ impl TerminalAttachment {
 
     pub fn session_id(&self) -> &str {
         &self.session.id
+    }
+
+    /// Sends at most [`FLOW_WINDOW`] bytes beyond what the browser has acknowledged.
+    pub fn with_flow_control(mut self) -> Self {
+        self.acked = Some(self.cursor);
+        self
+    }
+
+    /// Bytes that may be sent now, by the flow-control window.
+    fn window_room(&self) -> u64 {
+        self.acked.map_or(u64::MAX, |acked| {
+            (acked + FLOW_WINDOW).saturating_sub(self.cursor)
+        })
     }
 
     /// What there is to send now, if anything.
@@ -505,7 +523,12 @@ impl TerminalAttachment {
             ));
         }
         if self.cursor < state.end() {
-            let chunk = state.read(self.cursor);
+            let room = self.window_room();
+            if room == 0 {
+                // Nothing else (not even the exit) may overtake the unsent output.
+                return None;
+            }
+            let chunk = state.read(self.cursor, room);
             self.cursor += chunk.len() as u64;
             state.sent = self.cursor;
             drop(state);
@@ -556,6 +579,14 @@ impl Attachment for TerminalAttachment {
             Inbound::Binary(bytes) => Command::Write(bytes),
             Inbound::Frame(ClientFrame::Resize(size)) => Command::Resize(size),
             Inbound::Frame(ClientFrame::Chat(_)) => return Err(InputRefused::not_accepted("chat")),
+            Inbound::Frame(ClientFrame::Ack(position)) => {
+                // Acknowledging unsent output would open the window without bound; the
+                // pump asks for output again after every input.
+                if let Some(acked) = &mut self.acked {
+                    *acked = (*acked).max(position.min(self.cursor));
+                }
+                return Ok(());
+            }
         };
         // A closed channel means the program has ended; its exit frame is on the way.
         let _ = self.session.commands.send(command).await;
@@ -597,7 +628,95 @@ mod tests {
         ring.append(b"ij");
         assert_eq!(ring.start, 2);
         assert_eq!(ring.end(), 10);
-        assert_eq!(&ring.read(2)[..], b"cdefghij");
-        assert_eq!(&ring.read(8)[..], b"ij");
+        assert_eq!(&ring.read(2, u64::MAX)[..], b"cdefghij");
+        assert_eq!(&ring.read(8, u64::MAX)[..], b"ij");
+        assert_eq!(&ring.read(2, 3)[..], b"cde");
+    }
+
+    /// Output that is all there from the start, then nothing more.
+    struct Preloaded(Option<Bytes>);
+
+    #[async_trait]
+    impl crate::backend::TerminalOutput for Preloaded {
+        async fn next(&mut self) -> TerminalEvent {
+            match self.0.take() {
+                Some(bytes) => TerminalEvent::Output(bytes),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    struct NoInput;
+
+    #[async_trait]
+    impl crate::backend::TerminalInput for NoInput {
+        async fn write(&mut self, _: Bytes) -> Result<(), crate::backend::BackendError> {
+            Ok(())
+        }
+        async fn resize(&mut self, _: TermSize) -> Result<(), crate::backend::BackendError> {
+            Ok(())
+        }
+        async fn close(&mut self) {}
+    }
+
+    /// Takes binary output until the attachment has nothing to send right now.
+    fn drain(attachment: &mut TerminalAttachment) -> u64 {
+        let mut sent = 0;
+        while let Some(out) = attachment.ready() {
+            match out {
+                Outbound::Binary(bytes) => sent += bytes.len() as u64,
+                other => panic!("expected output, got {other:?}"),
+            }
+        }
+        sent
+    }
+
+    #[tokio::test]
+    async fn a_flow_controlled_terminal_sends_one_window_beyond_each_ack() {
+        let total = 3 * FLOW_WINDOW;
+        let registry = TerminalRegistry::new(
+            Duration::from_secs(60),
+            8 << 20,
+            10,
+            Arc::new(Metrics::new()),
+        );
+        let label = SessionLabel {
+            owner_uid: "1".into(),
+            backend: "ssh",
+            target: "ssh/box".into(),
+        };
+        let streams = TerminalStreams {
+            output: Box::new(Preloaded(Some(Bytes::from(vec![b'x'; total as usize])))),
+            input: Box::new(NoInput),
+        };
+        let mut attachment = registry.start(label, streams).with_flow_control();
+        attachment.pending.clear();
+        let session = attachment.session.clone();
+        loop {
+            let woken = session.output_ready.notified();
+            if session.state().end() == total {
+                break;
+            }
+            woken.await;
+        }
+
+        assert_eq!(drain(&mut attachment), FLOW_WINDOW);
+        // An ack beyond what was sent counts only up to what was sent.
+        attachment
+            .input(Inbound::Frame(ClientFrame::Ack(u64::MAX)))
+            .await
+            .unwrap();
+        assert_eq!(drain(&mut attachment), FLOW_WINDOW);
+        attachment
+            .input(Inbound::Frame(ClientFrame::Ack(FLOW_WINDOW + 10)))
+            .await
+            .unwrap();
+        assert_eq!(drain(&mut attachment), 10);
+        attachment
+            .input(Inbound::Frame(ClientFrame::Ack(total)))
+            .await
+            .unwrap();
+        assert_eq!(drain(&mut attachment), FLOW_WINDOW - 10);
+        assert!(attachment.ready().is_none(), "everything was sent");
     }
 }

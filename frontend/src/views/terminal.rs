@@ -15,6 +15,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::ResizeObserver;
 
+use crate::flow::Acks;
 use crate::route::{Route, terminal_query, with_query};
 use crate::term::Term;
 use crate::views::ConnStatus;
@@ -61,8 +62,10 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
             with_query(&base_path, &terminal_query(rows, cols))
         };
         let cell = term_for_mount.clone();
+        // Job output (read-only) is not a terminal session and takes no acks.
+        let acks = (!read_only).then(|| Rc::new(RefCell::new(Acks::default())));
         let stream = Stream::open(path, move |stream, incoming| {
-            on_incoming(&cell, stream, incoming, exit);
+            on_incoming(&cell, stream, incoming, exit, acks.as_ref());
         });
         if !read_only {
             let s = stream.clone();
@@ -175,18 +178,35 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
     .into_any()
 }
 
-/// Handles what the relay sends to a terminal.
+/// Handles what the relay sends to a terminal; `acks` when it is flow-controlled.
 fn on_incoming(
     cell: &TermCell,
     stream: &Stream,
     incoming: Incoming,
     exit: RwSignal<Option<String>>,
+    acks: Option<&Rc<RefCell<Acks>>>,
 ) {
     let cell = cell.borrow();
     let Some(term) = cell.as_ref() else { return };
     match incoming {
-        Incoming::Bytes(bytes) => term.write_bytes(&bytes),
-        Incoming::Event(StreamEvent::Connected { .. }) => {
+        Incoming::Bytes(bytes) => match acks {
+            Some(acks) => {
+                let (generation, end) = stream.received();
+                let (acks, stream) = (acks.clone(), stream.clone());
+                term.write_bytes_then(&bytes, move || {
+                    if let Some(position) = acks.borrow_mut().displayed(generation, end) {
+                        stream.send(&ClientFrame::Ack(position));
+                    }
+                });
+            }
+            None => term.write_bytes(&bytes),
+        },
+        Incoming::Event(StreamEvent::Connected { position, .. }) => {
+            if let Some(acks) = acks {
+                let (generation, _) = stream.received();
+                acks.borrow_mut()
+                    .connected(generation, position.as_count().unwrap_or(0));
+            }
             exit.set(None);
             // The relay may have a stale size after a reconnect: tell it ours.
             let (rows, cols) = term.size();

@@ -325,6 +325,7 @@ impl Attachment for ChatAttachment {
                 Err(InputRefused::not_accepted("terminal input"))
             }
             Inbound::Frame(ClientFrame::Resize(_)) => Err(InputRefused::not_accepted("resize")),
+            Inbound::Frame(ClientFrame::Ack(_)) => Err(InputRefused::not_accepted("ack")),
             Inbound::Binary(_) => Err(InputRefused::not_accepted("binary")),
         }
     }
