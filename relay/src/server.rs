@@ -384,10 +384,10 @@ fn upgrade<O: StreamOpener>(
     opener
         .and(origin_allowed(state.clone()))
         .and(websocket::upgrade_request())
-        .and(warp::header::headers_cloned())
         .and(with_state(state))
         .map(
-            |opener: O, request: UpgradeRequest, headers: HeaderMap, state: Arc<AppState>| {
+            |opener: O, mut request: UpgradeRequest, state: Arc<AppState>| {
+                let headers = request.take_headers();
                 let Ok(permit) = state.connections.clone().try_acquire_owned() else {
                     return api::error(
                         StatusCode::SERVICE_UNAVAILABLE,

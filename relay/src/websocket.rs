@@ -24,6 +24,8 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 pub struct UpgradeRequest {
     accept_key: String,
     on_upgrade: OnUpgrade,
+    /// The request's headers, for the endpoint's own checks (token, subprotocol).
+    headers: HeaderMap,
 }
 
 /// Why a request to a WebSocket endpoint was not a WebSocket handshake (HTTP 400).
@@ -49,12 +51,18 @@ pub fn upgrade_request() -> impl Filter<Extract = (UpgradeRequest,), Error = Rej
                 Ok::<_, Rejection>(UpgradeRequest {
                     accept_key,
                     on_upgrade,
+                    headers,
                 })
             },
         )
 }
 
 impl UpgradeRequest {
+    /// Moves the request's headers out, for the endpoint (the handshake no longer needs them).
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.headers)
+    }
+
     /// Answers `101 Switching Protocols` and runs `serve` on the socket once the upgrade
     /// completes. Frames larger than `max_frame_bytes` fail the read with a capacity error.
     pub fn accept<F, Fut>(self, max_frame_bytes: usize, serve: F) -> Response

@@ -227,7 +227,29 @@ impl WsClient {
     pub fn drop_connection(self) {
         drop(self.ws);
     }
+
+    /// Types [`BULK_ZEROS_COMMAND`] at the shell's prompt.
+    pub async fn type_bulk_zeros(&mut self) -> anyhow::Result<()> {
+        self.type_line(BULK_ZEROS_COMMAND).await
+    }
+
+    /// Checks that the output of [`BULK_ZEROS_COMMAND`] arrived whole: every base64 digit
+    /// of its zeros is an `A`.
+    pub fn assert_bulk_zeros_arrived(&self) {
+        let base64_bytes = self.output.iter().filter(|b| **b == b'A').count();
+        assert!(
+            base64_bytes >= BULK_ZERO_BYTES * 4 / 3 - 4,
+            "lost output: {base64_bytes} base64 digits"
+        );
+    }
 }
+
+/// Zero bytes [`BULK_ZEROS_COMMAND`] prints as base64 (the number in its `head -c`).
+pub const BULK_ZERO_BYTES: usize = 8_388_608;
+
+/// 8 MiB of zeros as base64 (11 MB of output), then `DONE-2`: more than any relay buffer.
+pub const BULK_ZEROS_COMMAND: &str =
+    "head -c 8388608 /dev/zero | base64 -w 1000; echo DONE-$((1+1))";
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
