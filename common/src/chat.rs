@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::FrameError;
+use crate::error::FrameError;
 
 /// What a chat client asks of the room.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatRequest;
+pub use crate::error::FrameError;
 
 /// The largest terminal dimension the relay accepts, in rows or columns.
 pub const MAX_TERM_DIMENSION: u16 = 1000;
@@ -27,7 +28,11 @@ impl TermSize {
         if valid.contains(&rows) && valid.contains(&cols) {
             Ok(Self { rows, cols })
         } else {
-            Err(FrameError::BadSize { rows, cols })
+            Err(FrameError::BadSize {
+                rows,
+                cols,
+                max: MAX_TERM_DIMENSION,
+            })
         }
     }
 }
@@ -72,33 +77,6 @@ impl ClientFrame {
         // Serialising plain structs of strings and integers cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
-}
-
-/// Why a client frame was refused. Its `Display` is what the user reads in the error frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    #[error("malformed frame: {0}; send JSON such as {{\"data\": \"ls\\r\"}}")]
-    Malformed(String),
-    #[error("unknown frame: expected one of \"data\", \"resize\", \"action\" or \"ack\"")]
-    Unknown,
-    #[error("a frame carries exactly one of \"data\", \"resize\", \"action\" or \"ack\"")]
-    Ambiguous,
-    #[error(
-        "resize to {rows}x{cols} refused: rows and cols must be between 1 and {MAX_TERM_DIMENSION}"
-    )]
-    BadSize { rows: u16, cols: u16 },
-    #[error("\"data\" must be a string of keystrokes")]
-    DataNotText,
-    #[error("unknown chat action {0:?}: expected \"message\" or \"userinfo\"")]
-    UnknownAction(String),
-    #[error("a chat message needs {{\"data\": {{\"message\": \"...\"}}}}")]
-    MissingMessage,
-    #[error("text frames must be valid UTF-8")]
-    NotUtf8,
-    #[error("frame of {size} bytes is larger than the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("this stream does not accept {0} frames")]
-    NotAccepted(&'static str),
 }
 
 /// The resize payload in either classic form.
@@ -248,20 +226,26 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[0,80]}"#),
-            Err(FrameError::BadSize { rows: 0, cols: 80 })
+            Err(FrameError::BadSize {
+                rows: 0,
+                cols: 80,
+                max: 1000
+            })
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[24,1001]}"#),
             Err(FrameError::BadSize {
                 rows: 24,
-                cols: 1001
+                cols: 1001,
+                max: 1000
             })
         );
         assert_eq!(
             ClientFrame::parse(r#"{"resize":[24,4294967295]}"#),
             Err(FrameError::BadSize {
                 rows: 24,
-                cols: u16::MAX
+                cols: u16::MAX,
+                max: 1000
             })
         );
         assert_eq!(

@@ -10,16 +10,22 @@
 //! - [`chat`]: the classic chat frames, in both directions.
 //! - [`resume`]: the one resume contract shared by every stream kind.
 //! - [`close`]: the close codes and what each one means to the user.
+//! - [`query`]: the query string of every stream endpoint, typed.
+//! - [`error`]: why a frame or a query string was refused, in words for the user.
 //! - [`api`]: the JSON bodies of the relay's small HTTP API.
 
 pub mod api;
 pub mod chat;
 pub mod client;
 pub mod close;
+pub mod error;
+pub mod query;
 pub mod resume;
 pub mod server;
 
 pub use client::{ClientFrame, FLOW_WINDOW, TermSize};
 pub use close::CloseCode;
+pub use error::{FrameError, QueryError};
+pub use query::EndpointQuery;
 pub use resume::{Position, ResumeQuery, StreamKind};
 pub use server::ServerFrame;

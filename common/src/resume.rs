@@ -18,6 +18,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::QueryError;
+
 /// The kinds of stream the relay serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,6 +97,20 @@ impl ResumeQuery {
         self.position.as_ref().or(self.since.as_ref())
     }
 
+    /// For streams positioned by a count (terminal bytes, tail lines): the session and the
+    /// count reached in it, 0 when only the session is given.
+    pub fn counted(&self, unit: &'static str) -> Result<Option<(&str, u64)>, QueryError> {
+        match (&self.session, &self.position) {
+            (None, None) => Ok(None),
+            (Some(session), None) => Ok(Some((session.as_str(), 0))),
+            (Some(session), Some(position)) => position
+                .as_count()
+                .map(|n| Some((session.as_str(), n)))
+                .ok_or_else(|| QueryError::bad_value("position", position.as_str(), unit)),
+            (None, Some(_)) => Err(QueryError::PositionWithoutSession),
+        }
+    }
+
     /// The query-string form, `session=..&position=..` (values are URL-safe by construction:
     /// session ids are hex, positions are digits, stream ids or RFC 3339 times).
     pub fn to_query(&self) -> String {
@@ -110,7 +126,7 @@ impl ResumeQuery {
 }
 
 /// Percent-encodes the few characters a position can hold that a query string cannot.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         match byte {
