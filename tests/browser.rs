@@ -127,23 +127,11 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     );
 
     // Output produced while the connection is cut must arrive once the app reconnects.
-    let resumed_before = stack
-        .relay
-        .state()
-        .metrics
-        .resumes
-        .with_label_values(&["ssh"])
-        .get();
+    let resumed_before = stack.relay.relay().terminal_resumes();
     type_in_terminal(&client, &format!("sleep 1; echo missed-$((5*5)){ENTER}")).await?;
     stack.proxy.cut_all();
     let text = wait_for_terminal_text(&client, "missed-25").await?;
-    let resumed_after = stack
-        .relay
-        .state()
-        .metrics
-        .resumes
-        .with_label_values(&["ssh"])
-        .get();
+    let resumed_after = stack.relay.relay().terminal_resumes();
     assert!(
         resumed_after > resumed_before,
         "the app did not resume the session"

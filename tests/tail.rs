@@ -250,7 +250,7 @@ async fn many_viewers_share_one_reader() -> anyhow::Result<()> {
         viewers.push(viewer);
     }
     assert_eq!(
-        setup.relay.state().tails.len(),
+        setup.relay.relay().tail_readers(),
         1,
         "one reader for the file"
     );

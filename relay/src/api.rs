@@ -8,7 +8,13 @@ use warp::reply::{Reply, Response};
 
 use crate::access;
 use crate::auth::{self, AuthError, Principal, TOKEN_COOKIE};
-use crate::server::AppState;
+use crate::close::Close;
+use crate::state::AppState;
+
+/// A refusal as an HTTP answer: the status that mirrors its close code, and its reason.
+pub fn refusal(close: &Close) -> Response {
+    error(close.http_status(), close.reason.clone())
+}
 
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ApiError {
@@ -40,15 +46,11 @@ pub(crate) async fn principal(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Principal, Response> {
-    let token = auth::token_from_headers(headers)
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, AuthError::Missing.to_string()))?;
+    let token =
+        auth::token_from_headers(headers).ok_or_else(|| refusal(&AuthError::Missing.into()))?;
     state.auth.verify(&token).await.map_err(|e| {
         state.metrics.auth_failures.inc();
-        let status = match e {
-            AuthError::RevocationUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        error(status, e.to_string())
+        refusal(&e.into())
     })
 }
 
@@ -75,7 +77,7 @@ pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
     if let Ok(principal) = principal(&state, &headers).await
         && let Err(e) = state.auth.revoke(&principal).await
     {
-        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        return refusal(&e.into());
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

@@ -11,6 +11,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use common::CloseCode;
+
+use crate::close::CloseCause;
 use crate::config::{AuthConfig, Config};
 use crate::redis_link::RedisLink;
 
@@ -38,6 +41,17 @@ pub enum AuthError {
     BadCredentials,
     #[error("cannot check whether the token was revoked: {0}")]
     RevocationUnavailable(String),
+}
+
+impl CloseCause for AuthError {
+    fn close_code(&self) -> CloseCode {
+        match self {
+            Self::Expired => CloseCode::TokenExpired,
+            Self::Revoked => CloseCode::TokenRevoked,
+            Self::RevocationUnavailable(_) => CloseCode::BackendUnavailable,
+            Self::Missing | Self::Invalid(_) | Self::BadCredentials => CloseCode::Unauthenticated,
+        }
+    }
 }
 
 /// An authenticated user.

@@ -1,19 +1,28 @@
 //! The Opsdeck relay: authenticates browsers and pipes WebSocket frames to SSH hosts,
 //! Kubernetes pods, log files, chat rooms and job output. `docs/ARCHITECTURE.md` maps it.
+//!
+//! Layers, each importing only those below it (`relay/tests/layering.rs` holds them):
+//! `server` (routes) → `endpoints/`, `api` → `pump` → `state` → `session`, `backend/` →
+//! `auth`, `access` → `config`, `close`, `metrics`, `redis_link`, `websocket`.
 
-pub mod access;
-pub mod api;
-pub mod auth;
-pub mod backend;
-pub mod config;
+mod access;
+mod api;
+mod auth;
+mod backend;
+mod close;
+mod config;
 pub mod demo;
-pub mod endpoints;
-pub mod metrics;
-pub mod pump;
-pub mod redis_link;
-pub mod server;
-pub mod session;
-pub mod websocket;
+mod endpoints;
+mod metrics;
+mod pump;
+mod redis_link;
+mod server;
+mod session;
+mod state;
+mod websocket;
 
-pub use config::Config;
-pub use server::{AppState, Relay};
+pub use auth::hash_password;
+pub use backend::k8s::exec::SHELL_SCRIPT;
+pub use config::{Config, ConfigError};
+pub use server::Relay;
+pub use state::StartError;

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::HashPassword) => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
-            let hash = relay::auth::hash_password(password.trim_end_matches(['\r', '\n']))
+            let hash = relay::hash_password(password.trim_end_matches(['\r', '\n']))
                 .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
             println!("{hash}");
             return Ok(());
@@ -102,7 +102,7 @@ async fn wait_for_signals(relay: &Relay, config_path: Option<&PathBuf>) {
             _ = term.recv() => return,
             _ = hup.recv() => match load(config_path) {
                 Ok(config) => {
-                    relay.state.reload(config);
+                    relay.reload(config);
                     tracing::info!("config reloaded");
                 }
                 Err(e) => tracing::error!("config not reloaded: {e:#}"),

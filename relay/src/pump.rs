@@ -9,9 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::close::truncate_reason;
-use common::server::{ErrorCode, StreamEvent};
-use common::{ClientFrame, CloseCode};
+use common::server::StreamEvent;
+use common::{ClientFrame, CloseCode, FrameError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -19,44 +18,54 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityE
 
 use crate::access::{self, TargetRef};
 use crate::auth::{AuthError, Principal, unix_now};
-use crate::backend::{Attachment, Inbound, InputRefused, Outbound};
-use crate::server::AppState;
+use crate::backend::{Attachment, BackendKind, Inbound, InputRefused, Opened, Outbound};
+use crate::close::Close;
+use crate::config::Config;
+use crate::state::AppState;
 use crate::websocket::WebSocket;
 
 /// Who is on the socket and what they opened, for the checks made while it lives.
 pub struct PumpContext {
     pub state: Arc<AppState>,
+    /// The configuration the stream was opened with (limits, keepalive); the permission
+    /// is re-checked against the one in force.
+    pub config: Arc<Config>,
     pub principal: Principal,
     pub target: TargetRef,
-    /// Metrics label.
-    pub backend: &'static str,
+    pub backend: BackendKind,
 }
 
 /// How a pump run ended, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PumpEnd {
-    /// The relay closed the socket with this code.
-    Closed(CloseCode, String),
+    /// The relay closed the socket.
+    Closed(Close),
     /// The browser closed it or the connection broke.
     PeerGone,
 }
 
-pub async fn run(
-    mut ws: WebSocket,
-    mut attachment: Box<dyn Attachment>,
-    ctx: PumpContext,
-) -> PumpEnd {
+fn closed(code: CloseCode, reason: impl Into<String>) -> PumpEnd {
+    PumpEnd::Closed(Close::new(code, reason))
+}
+
+/// Sends the stream's `connected` frame, then pumps until the stream or the socket ends.
+pub async fn run(mut ws: WebSocket, opened: Opened, ctx: PumpContext) -> PumpEnd {
+    let Opened {
+        hello,
+        mut attachment,
+    } = opened;
     let state = ctx.state.clone();
-    let limits = state.config().limits.clone();
-    let keepalive = state.config().keepalive.clone();
+    let limits = &ctx.config.limits;
+    let keepalive = &ctx.config.keepalive;
+    let backend = ctx.backend.as_str();
     let bytes_out = state
         .metrics
         .bytes
-        .with_label_values(&[ctx.backend, "to_browser"]);
+        .with_label_values(&[backend, "to_browser"]);
     let bytes_in = state
         .metrics
         .bytes
-        .with_label_values(&[ctx.backend, "from_browser"]);
+        .with_label_values(&[backend, "from_browser"]);
     let expiry = token_deadline(&ctx.principal);
     let mut ping = tokio::time::interval_at(
         Instant::now() + keepalive.ping_interval,
@@ -65,68 +74,74 @@ pub async fn run(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let send_timeout = keepalive.peer_timeout;
+    let stopped_reading = || closed(CloseCode::IdleTimeout, "the browser stopped reading");
 
-    let end = loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => {
-                break PumpEnd::Closed(CloseCode::GoingAway, "the relay is shutting down".into());
-            }
-            () = tokio::time::sleep_until(expiry) => {
-                break PumpEnd::Closed(CloseCode::TokenExpired, "your login expired; log in again".into());
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= keepalive.peer_timeout {
-                    break PumpEnd::Closed(CloseCode::IdleTimeout, format!(
-                        "no answer to pings for {} s", keepalive.peer_timeout.as_secs()));
+    let hello = Message::text(hello.frame().to_json());
+    let end = if !send(&mut ws, hello, send_timeout).await {
+        stopped_reading()
+    } else {
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => {
+                    break closed(CloseCode::GoingAway, "the relay is shutting down");
                 }
-                if let Some(end) = recheck(&ctx).await {
-                    break end;
+                () = tokio::time::sleep_until(expiry) => {
+                    break closed(CloseCode::TokenExpired, "your login expired; log in again");
                 }
-                if !send(&mut ws, Message::Ping(Default::default()), send_timeout).await {
-                    break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= keepalive.peer_timeout {
+                        break closed(CloseCode::IdleTimeout, format!(
+                            "no answer to pings for {} s", keepalive.peer_timeout.as_secs()));
+                    }
+                    if let Some(end) = recheck(&ctx).await {
+                        break end;
+                    }
+                    if !send(&mut ws, Message::Ping(Default::default()), send_timeout).await {
+                        break stopped_reading();
+                    }
                 }
-            }
-            incoming = ws.next() => {
-                let message = match incoming {
-                    Some(Ok(message)) => message,
-                    Some(Err(e)) => break broken_frame(e),
-                    None => break PumpEnd::PeerGone,
-                };
-                last_heard = Instant::now();
-                if message.is_close() {
-                    // 1000, or a close without a code, is the user closing the stream on
-                    // purpose; 1001 (tab closed) and the rest leave it for a reconnect.
-                    let code = match &message {
-                        Message::Close(Some(frame)) => Some(u16::from(frame.code)),
-                        _ => None,
+                incoming = ws.next() => {
+                    let message = match incoming {
+                        Some(Ok(message)) => message,
+                        Some(Err(e)) => break broken_frame(e),
+                        None => break PumpEnd::PeerGone,
                     };
-                    if code.is_none() || code == Some(CloseCode::Normal.code()) {
-                        attachment.end();
+                    last_heard = Instant::now();
+                    if message.is_close() {
+                        // 1000, or a close without a code, is the user closing the stream on
+                        // purpose; 1001 (tab closed) and the rest leave it for a reconnect.
+                        let code = match &message {
+                            Message::Close(Some(frame)) => Some(u16::from(frame.code)),
+                            _ => None,
+                        };
+                        if code.is_none() || code == Some(CloseCode::Normal.code()) {
+                            attachment.end();
+                        }
+                        break PumpEnd::PeerGone;
                     }
-                    break PumpEnd::PeerGone;
-                }
-                if message.is_ping() || message.is_pong() {
-                    continue;
-                }
-                bytes_in.inc_by(message.len() as u64);
-                if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
-                    let frame = StreamEvent::Error { code: refused.code, message: refused.message };
-                    if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
-                        break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
+                    if message.is_ping() || message.is_pong() {
+                        continue;
+                    }
+                    bytes_in.inc_by(message.len() as u64);
+                    if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
+                        let frame = StreamEvent::Error { code: refused.code, message: refused.message };
+                        if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
+                            break stopped_reading();
+                        }
                     }
                 }
-            }
-            outgoing = attachment.next() => {
-                let message = match outgoing {
-                    Outbound::Binary(bytes) => {
-                        bytes_out.inc_by(bytes.len() as u64);
-                        Message::Binary(bytes)
+                outgoing = attachment.next() => {
+                    let message = match outgoing {
+                        Outbound::Binary(bytes) => {
+                            bytes_out.inc_by(bytes.len() as u64);
+                            Message::Binary(bytes)
+                        }
+                        Outbound::Text(frame) => Message::text(frame.to_json()),
+                        Outbound::Close(close) => break PumpEnd::Closed(close),
+                    };
+                    if !send(&mut ws, message, send_timeout).await {
+                        break stopped_reading();
                     }
-                    Outbound::Text(frame) => Message::text(frame.to_json()),
-                    Outbound::Close(code, reason) => break PumpEnd::Closed(code, reason),
-                };
-                if !send(&mut ws, message, send_timeout).await {
-                    break PumpEnd::Closed(CloseCode::IdleTimeout, "the browser stopped reading".into());
                 }
             }
         }
@@ -135,7 +150,7 @@ pub async fn run(
     // browser hears the close, so a reconnect finds the session already in its grace period.
     drop(attachment);
     match &end {
-        PumpEnd::Closed(code, reason) => close(&mut ws, *code, reason).await,
+        PumpEnd::Closed(close_with) => close(&mut ws, close_with).await,
         // Flushes tungstenite's reply to the browser's close frame.
         PumpEnd::PeerGone => {
             let _ = timeout(Duration::from_secs(5), ws.close(None)).await;
@@ -145,10 +160,10 @@ pub async fn run(
 }
 
 /// Sends a close frame with a reason and waits briefly for the browser to acknowledge.
-pub async fn close(ws: &mut WebSocket, code: CloseCode, reason: &str) {
+pub async fn close(ws: &mut WebSocket, close: &Close) {
     let frame = Message::Close(Some(CloseFrame {
-        code: code.code().into(),
-        reason: truncate_reason(reason).to_owned().into(),
+        code: close.code.code().into(),
+        reason: close.frame_reason().to_owned().into(),
     }));
     let _ = timeout(Duration::from_secs(5), async {
         if ws.send(frame).await.is_ok() {
@@ -177,16 +192,13 @@ fn token_deadline(principal: &Principal) -> Instant {
 async fn recheck(ctx: &PumpContext) -> Option<PumpEnd> {
     match ctx.state.auth.check_not_revoked(&ctx.principal).await {
         Err(AuthError::Revoked) => {
-            return Some(PumpEnd::Closed(
-                CloseCode::TokenRevoked,
-                "you were logged out".into(),
-            ));
+            return Some(closed(CloseCode::TokenRevoked, "you were logged out"));
         }
         Err(e) => tracing::warn!("revocation check failed, keeping the session: {e}"),
         Ok(()) => {}
     }
     if !access::permits(&ctx.state.config(), &ctx.principal, &ctx.target) {
-        return Some(PumpEnd::Closed(
+        return Some(closed(
             CloseCode::PermissionRevoked,
             format!("you may no longer open {}", ctx.target),
         ));
@@ -196,12 +208,9 @@ async fn recheck(ctx: &PumpContext) -> Option<PumpEnd> {
 
 fn broken_frame(error: WsError) -> PumpEnd {
     match error {
-        WsError::Utf8 => PumpEnd::Closed(
-            CloseCode::BadRequest,
-            "a text frame was not valid UTF-8".into(),
-        ),
+        WsError::Utf8 => closed(CloseCode::BadRequest, FrameError::NotUtf8.to_string()),
         WsError::Capacity(e @ CapacityError::MessageTooLong { .. }) => {
-            PumpEnd::Closed(CloseCode::MessageTooBig, format!("frame refused: {e}"))
+            closed(CloseCode::MessageTooBig, format!("frame refused: {e}"))
         }
         other => {
             tracing::debug!("websocket error: {other}");
@@ -217,22 +226,15 @@ async fn handle_incoming(
 ) -> Result<(), InputRefused> {
     let size = message.len();
     if size > max_frame_bytes {
-        return Err(InputRefused {
-            code: ErrorCode::TooLarge,
-            message: format!(
-                "frame of {size} bytes is larger than the limit of {max_frame_bytes} bytes"
-            ),
-        });
+        return Err(FrameError::TooLarge {
+            size,
+            limit: max_frame_bytes,
+        }
+        .into());
     }
     let input = match message {
         // tungstenite has already refused text frames that are not UTF-8.
-        Message::Text(text) => {
-            let frame = ClientFrame::parse(text.as_str()).map_err(|e| InputRefused {
-                code: ErrorCode::BadFrame,
-                message: e.to_string(),
-            })?;
-            Inbound::Frame(frame)
-        }
+        Message::Text(text) => Inbound::Frame(ClientFrame::parse(text.as_str())?),
         other => Inbound::Binary(other.into_data()),
     };
     attachment.input(input).await

@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
+use common::CloseCode;
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use tokio::sync::Mutex;
+
+use crate::close::CloseCause;
 
 /// First wait before reconnecting after Redis failed; doubled on each failure up to
 /// [`MAX_BACKOFF`].
@@ -33,6 +36,12 @@ const BLOCKING_GRACE: Duration = Duration::from_secs(5);
 pub struct RedisUnavailable {
     url: String,
     source: redis::RedisError,
+}
+
+impl CloseCause for RedisUnavailable {
+    fn close_code(&self) -> CloseCode {
+        CloseCode::BackendUnavailable
+    }
 }
 
 pub struct RedisLink {
@@ -66,11 +75,6 @@ impl RedisLink {
             .map_err(|e| self.unavailable(e))?;
         *slot = Some(manager.clone());
         Ok(manager)
-    }
-
-    /// The client, for connections that must be their own (pub/sub, blocking reads).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// A connection of its own for a blocking read (`XREAD BLOCK`, `BLMOVE`) that may hold

@@ -1,137 +1,51 @@
-//! Every route of the relay in one place, the shared state they use, and start/shutdown.
+//! Every route of the relay in one place, and start/shutdown. The shared state is in
+//! `state.rs`; each endpoint's own work in `endpoints/`.
 //!
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
-//! | `GET /ws/ssh/{host_id}` | SSH terminal (`backend/ssh.rs`) |
-//! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`backend/tail.rs`) |
-//! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`backend/chat.rs`) |
-//! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`backend/job.rs`) |
-//! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`backend/k8s/exec.rs`) |
-//! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`backend/k8s/logs.rs`) |
-//! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`backend/k8s/browse.rs`) |
+//! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
+//! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
+//! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`endpoints/chat.rs`) |
+//! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`endpoints/job.rs`) |
+//! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
+//! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
+//! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use common::api::LoginRequest;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::api;
-use crate::auth::{Authenticator, BEARER_PROTOCOL_PREFIX};
-use crate::backend::chat::ChatStream;
-use crate::backend::chat::hub::ChatHub;
-use crate::backend::job::JobStream;
-use crate::backend::k8s::{self, ContainerPath, clusters::K8sClusters};
-use crate::backend::ssh::SshStream;
-use crate::backend::tail::TailStream;
-use crate::backend::tail::reader::TailHub;
+use crate::auth::BEARER_PROTOCOL_PREFIX;
+use crate::backend::BackendKind;
+use crate::backend::k8s::ContainerPath;
 use crate::config::Config;
-use crate::endpoints::{self, StreamOpener};
-use crate::metrics::Metrics;
-use crate::redis_link::RedisLink;
-use crate::session::TerminalRegistry;
+use crate::endpoints::{
+    self, ChatEndpoint, JobEndpoint, PodExecEndpoint, PodLogsEndpoint, SshEndpoint, StreamOpener,
+    TailEndpoint,
+};
+use crate::state::{AppState, StartError};
 use crate::websocket::{self, NotAWebSocket, UpgradeRequest};
 
 /// Largest JSON body accepted by the API.
 const MAX_API_BODY: u64 = 16 * 1024;
 
-/// What every request handler shares.
-pub struct AppState {
-    config: RwLock<Arc<Config>>,
-    pub auth: Authenticator,
-    pub terminals: Arc<TerminalRegistry>,
-    pub metrics: Arc<Metrics>,
-    pub redis: Option<Arc<RedisLink>>,
-    /// File tail readers, one per file.
-    pub tails: Arc<TailHub>,
-    /// Chat rooms.
-    pub chat: Arc<ChatHub>,
-    /// kube clients of the configured clusters.
-    pub k8s: Arc<K8sClusters>,
-    /// Cancelled when the relay shuts down; every pump watches it.
-    pub shutdown: CancellationToken,
-    /// One permit per open WebSocket (`limits.max_connections`).
-    pub connections: Arc<Semaphore>,
-}
-
-impl AppState {
-    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
-        let metrics = Arc::new(Metrics::new());
-        let redis = match &config.redis {
-            Some(r) => {
-                Some(Arc::new(RedisLink::new(&r.url).map_err(|e| {
-                    StartError::Config(format!("redis.url: {e}"))
-                })?))
-            }
-            None => None,
-        };
-        let auth = Authenticator::new(&config, redis.clone())
-            .map_err(|e| StartError::Config(e.to_string()))?;
-        let terminals = TerminalRegistry::new(
-            config.sessions.grace_period,
-            config.limits.terminal_buffer_bytes,
-            config.limits.max_sessions_per_user,
-            metrics.clone(),
-        );
-        let tails = TailHub::new(metrics.clone());
-        let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
-        let connections = Arc::new(Semaphore::new(config.limits.max_connections));
-        Ok(Arc::new(Self {
-            config: RwLock::new(Arc::new(config)),
-            auth,
-            terminals,
-            metrics,
-            redis,
-            tails,
-            chat,
-            k8s: Arc::new(K8sClusters::new()),
-            shutdown: CancellationToken::new(),
-            connections,
-        }))
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Replaces the grants, groups and targets in force (SIGHUP). Open sessions are checked
-    /// against the new grants at their next keepalive.
-    pub fn reload(&self, config: Config) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot listen on {addr}: {source}; is another relay running there?")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
 /// A running relay.
 pub struct Relay {
     pub addr: SocketAddr,
-    pub state: Arc<AppState>,
+    state: Arc<AppState>,
     task: JoinHandle<()>,
 }
 
@@ -170,6 +84,47 @@ impl Relay {
     /// Waits until the server has stopped.
     pub async fn stopped(self) {
         let _ = self.task.await;
+    }
+
+    /// Puts a new configuration in force (SIGHUP); open streams are re-checked against it
+    /// at their next keepalive.
+    pub fn reload(&self, config: Config) {
+        self.state.reload(config);
+    }
+
+    /// A token for `username`, as a login would mint it (for tests, tools and the bench).
+    pub fn mint_token(&self, username: &str, ttl_secs: u64) -> anyhow::Result<String> {
+        Ok(self.state.auth.mint(username, ttl_secs)?)
+    }
+
+    /// How many terminal sessions are open (attached or in their grace period).
+    pub fn terminal_sessions(&self) -> usize {
+        self.state.terminals.len()
+    }
+
+    /// Waits until some terminal session has stopped reading its backend because its
+    /// browser is behind (backpressure at work).
+    pub async fn wait_until_a_terminal_stalls(&self) {
+        self.state.terminals.wait_until_stalled().await;
+    }
+
+    /// How many times terminal sessions were resumed by a reconnect, over every backend.
+    pub fn terminal_resumes(&self) -> u64 {
+        [BackendKind::Ssh, BackendKind::K8s]
+            .iter()
+            .map(|b| {
+                self.state
+                    .metrics
+                    .resumes
+                    .with_label_values(&[b.as_str()])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// How many file tails have a reader running.
+    pub fn tail_readers(&self) -> usize {
+        self.state.tails.len()
     }
 }
 
@@ -313,13 +268,13 @@ fn k8s_api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(origin_allowed(state.clone()))
         .and(with_state(state.clone()))
         .and(warp::header::headers_cloned())
-        .then(k8s::browse::namespaces);
+        .then(endpoints::k8s_namespaces);
     let pods = warp::path!("api" / "k8s" / String / "namespaces" / String / "pods")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(with_state(state))
         .and(warp::header::headers_cloned())
-        .then(k8s::browse::pods);
+        .then(endpoints::k8s_pods);
     namespaces.or(pods).unify().boxed()
 }
 
@@ -342,8 +297,8 @@ fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             })
             .and(raw_query())
     };
-    let exec = container("exec").map(|path, query| k8s::exec::ExecStream { path, query });
-    let logs = container("logs").map(|path, query| k8s::logs::LogsStream { path, query });
+    let exec = container("exec").map(|path, query| PodExecEndpoint { path, query });
+    let logs = container("logs").map(|path, query| PodLogsEndpoint { path, query });
     upgrade(state.clone(), exec)
         .or(upgrade(state, logs))
         .unify()
@@ -354,16 +309,16 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let ssh = warp::path!("ws" / "ssh" / String)
         .and(raw_query())
-        .map(|host_id, query| SshStream { host_id, query });
+        .map(|host_id, query| SshEndpoint { host_id, query });
     let tail = warp::path!("ws" / "tail" / String)
         .and(raw_query())
-        .map(|file_id, query| TailStream { file_id, query });
+        .map(|file_id, query| TailEndpoint { file_id, query });
     let chat = warp::path!("ws" / "chat" / String)
         .and(raw_query())
-        .map(|room, query| ChatStream { room, query });
+        .map(|room, query| ChatEndpoint { room, query });
     let job = warp::path!("ws" / "exec" / String)
         .and(raw_query())
-        .map(|token, query| JobStream { token, query });
+        .map(|token, query| JobEndpoint { token, query });
     upgrade(state.clone(), ssh)
         .or(upgrade(state.clone(), tail))
         .unify()

@@ -18,8 +18,10 @@ use common::{ClientFrame, CloseCode, FLOW_WINDOW, Position, StreamKind, TermSize
 use tokio::sync::{Notify, mpsc};
 
 use crate::backend::{
-    Attachment, ExitInfo, Inbound, InputRefused, Outbound, TerminalEvent, TerminalStreams,
+    Attachment, BackendKind, ExitInfo, Hello, Inbound, InputRefused, Outbound, TerminalEvent,
+    TerminalInput, TerminalOutput, TerminalStreams,
 };
+use crate::close::{Close, CloseCause};
 use crate::metrics::Metrics;
 
 /// Largest binary frame sent to a browser.
@@ -41,8 +43,8 @@ pub enum SessionError {
     TooMany(usize),
 }
 
-impl SessionError {
-    pub fn close_code(&self) -> CloseCode {
+impl CloseCause for SessionError {
+    fn close_code(&self) -> CloseCode {
         match self {
             Self::Gone(_) => CloseCode::SessionExpired,
             Self::NotOwner(_) => CloseCode::Forbidden,
@@ -56,8 +58,7 @@ impl SessionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionLabel {
     pub owner_uid: String,
-    /// Metrics label: `ssh`, `k8s`.
-    pub backend: &'static str,
+    pub backend: BackendKind,
     /// The target id, e.g. `ssh:web-1`.
     pub target: String,
 }
@@ -121,7 +122,7 @@ impl TerminalRegistry {
         });
         self.metrics
             .sessions
-            .with_label_values(&[session.label.backend])
+            .with_label_values(&[session.label.backend.as_str()])
             .inc();
         self.sessions().insert(session.id.clone(), session.clone());
         tokio::spawn(pump_output(session.clone(), streams.output));
@@ -171,7 +172,7 @@ impl TerminalRegistry {
         };
         self.metrics
             .resumes
-            .with_label_values(&[session.label.backend])
+            .with_label_values(&[session.label.backend.as_str()])
             .inc();
         // Wake the previous attachment (it will find itself replaced) and the backend reader
         // (the rolled-back `sent` may have changed nothing, but waking is cheap).
@@ -189,18 +190,18 @@ impl TerminalRegistry {
 
     /// Ends a session now: hangs up the remote program and forgets the session.
     pub fn end(&self, id: &str) {
-        self.end_with(id, CloseCode::Normal, "the session was closed");
+        self.end_with(id, Close::new(CloseCode::Normal, "the session was closed"));
     }
 
-    fn end_with(&self, id: &str, code: CloseCode, reason: &str) {
+    fn end_with(&self, id: &str, close: Close) {
         let Some(session) = self.sessions().remove(id) else {
             return;
         };
         self.metrics
             .sessions
-            .with_label_values(&[session.label.backend])
+            .with_label_values(&[session.label.backend.as_str()])
             .dec();
-        session.state().finish(code, reason);
+        session.state().finish(close);
         // The input pump closes the backend when the command channel closes or says so.
         let _ = session.commands.try_send(Command::Close);
         session.output_ready.notify_waiters();
@@ -211,25 +212,25 @@ impl TerminalRegistry {
     pub fn end_all(&self) {
         let ids: Vec<String> = self.sessions().keys().cloned().collect();
         for id in ids {
-            self.end_with(&id, CloseCode::GoingAway, "the relay is shutting down");
+            self.end_with(
+                &id,
+                Close::new(CloseCode::GoingAway, "the relay is shutting down"),
+            );
         }
     }
 
     /// Waits until some session has stopped reading its backend because its browser is
-    /// behind, and returns how many output bytes that session holds (for tests and
-    /// diagnostics of backpressure).
-    pub async fn wait_until_stalled(&self) -> usize {
+    /// behind (for tests and diagnostics of backpressure); returns at once when there is no
+    /// session.
+    pub async fn wait_until_stalled(&self) {
         loop {
             let sessions: Vec<Arc<TerminalSession>> = self.sessions().values().cloned().collect();
             let Some(session) = sessions.first() else {
-                return 0;
+                return;
             };
             let woken = session.output_ready.notified();
-            {
-                let state = session.state();
-                if state.room() == 0 {
-                    return state.ring.len();
-                }
+            if session.state().room() == 0 {
+                return;
             }
             woken.await;
         }
@@ -237,10 +238,6 @@ impl TerminalRegistry {
 
     pub fn len(&self) -> usize {
         self.sessions().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn detached(self: &Arc<Self>, session: &Arc<TerminalSession>, generation: u64) {
@@ -330,7 +327,7 @@ struct RingState {
     generation: u64,
     attached: bool,
     exit: Option<ExitInfo>,
-    ended: Option<(CloseCode, String)>,
+    ended: Option<Close>,
 }
 
 impl RingState {
@@ -389,17 +386,14 @@ impl RingState {
         self.generation
     }
 
-    fn finish(&mut self, code: CloseCode, reason: &str) {
+    fn finish(&mut self, close: Close) {
         if self.ended.is_none() {
-            self.ended = Some((code, reason.to_owned()));
+            self.ended = Some(close);
         }
     }
 }
 
-async fn pump_output(
-    session: Arc<TerminalSession>,
-    mut output: Box<dyn crate::backend::TerminalOutput>,
-) {
+async fn pump_output(session: Arc<TerminalSession>, mut output: Box<dyn TerminalOutput>) {
     loop {
         let event = tokio::select! {
             event = output.next() => event,
@@ -414,9 +408,7 @@ async fn pump_output(
                 return;
             }
             TerminalEvent::Failed(reason) => {
-                session
-                    .state()
-                    .finish(CloseCode::BackendUnavailable, &reason);
+                session.state().finish(Close::unavailable(reason));
                 session.output_ready.notify_waiters();
                 return;
             }
@@ -434,10 +426,7 @@ async fn ended(session: &TerminalSession) {
     }
 }
 
-async fn pump_input(
-    mut input: Box<dyn crate::backend::TerminalInput>,
-    mut commands: mpsc::Receiver<Command>,
-) {
+async fn pump_input(mut input: Box<dyn TerminalInput>, mut commands: mpsc::Receiver<Command>) {
     while let Some(command) = commands.recv().await {
         let result = match command {
             Command::Write(bytes) => input.write(bytes).await,
@@ -458,6 +447,8 @@ pub struct TerminalAttachment {
     session: Arc<TerminalSession>,
     generation: u64,
     cursor: u64,
+    /// Whether this attachment resumed the session (for its hello).
+    resumed: bool,
     pending: VecDeque<Outbound>,
     /// On a flow-controlled terminal, the last position the browser acknowledged.
     acked: Option<u64>,
@@ -474,21 +465,13 @@ impl TerminalAttachment {
         resumed: bool,
         gap: Option<StreamEvent>,
     ) -> Self {
-        let hello = StreamEvent::Connected {
-            stream: StreamKind::Terminal,
-            session: session.id.clone(),
-            position: Position::count(cursor),
-            resumed,
-        };
-        let pending = std::iter::once(hello)
-            .chain(gap)
-            .map(|e| Outbound::Text(e.into()))
-            .collect();
+        let pending = gap.map(|e| Outbound::Text(e.into())).into_iter().collect();
         Self {
             registry,
             session,
             generation,
             cursor,
+            resumed,
             pending,
             acked: None,
             exit_sent: false,
@@ -496,8 +479,14 @@ impl TerminalAttachment {
         }
     }
 
-    pub fn session_id(&self) -> &str {
-        &self.session.id
+    /// What the `connected` frame says: the session and where this attachment starts.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            stream: StreamKind::Terminal,
+            session: self.session.id.clone(),
+            position: Position::count(self.cursor),
+            resumed: self.resumed,
+        }
     }
 
     /// Sends at most [`FLOW_WINDOW`] bytes beyond what the browser has acknowledged.
@@ -517,10 +506,10 @@ impl TerminalAttachment {
     fn ready(&mut self) -> Option<Outbound> {
         let mut state = self.session.state();
         if state.generation != self.generation {
-            return Some(Outbound::Close(
+            return Some(Outbound::Close(Close::new(
                 CloseCode::Replaced,
-                "this session was resumed by another connection".into(),
-            ));
+                "this session was resumed by another connection",
+            )));
         }
         if self.cursor < state.end() {
             let room = self.window_room();
@@ -548,12 +537,9 @@ impl TerminalAttachment {
                 (None, Some(signal)) => format!("the remote program was killed by {signal}"),
                 (None, None) => "the remote program ended".to_owned(),
             };
-            return Some(Outbound::Close(CloseCode::Normal, reason));
+            return Some(Outbound::Close(Close::new(CloseCode::Normal, reason)));
         }
-        state
-            .ended
-            .as_ref()
-            .map(|(code, reason)| Outbound::Close(*code, reason.clone()))
+        state.ended.clone().map(Outbound::Close)
     }
 }
 
@@ -682,7 +668,7 @@ mod tests {
         );
         let label = SessionLabel {
             owner_uid: "1".into(),
-            backend: "ssh",
+            backend: BackendKind::Ssh,
             target: "ssh/box".into(),
         };
         let streams = TerminalStreams {

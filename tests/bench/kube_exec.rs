@@ -105,11 +105,7 @@ impl KubeExecTerminal {
             .container(container)
             .max_stdout_buf_size(OUTPUT_BUFFER);
         let mut process = api
-            .exec(
-                pod,
-                ["/bin/sh", "-c", relay::backend::k8s::exec::SHELL_SCRIPT],
-                &params,
-            )
+            .exec(pod, ["/bin/sh", "-c", relay::SHELL_SCRIPT], &params)
             .await
             .context("exec in the emulated pod")?;
         let stdin = process.stdin().context("the exec has no stdin")?;

@@ -1,10 +1,10 @@
 //! The relay under test, started in this process on a random loopback port.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use anyhow::Context;
-use relay::{AppState, Config, Relay};
+use relay::{Config, Relay};
 
 use crate::client::WsClient;
 
@@ -13,7 +13,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| relay::auth::hash_password(PASSWORD).expect("argon2 hashes a password"))
+    HASH.get_or_init(|| relay::hash_password(PASSWORD).expect("argon2 hashes a password"))
 }
 
 /// Test users: `alice` (group `ops`), `bob` (no groups). Put this after any top-level keys.
@@ -44,8 +44,9 @@ impl TestRelay {
         })
     }
 
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.relay.as_ref().expect("relay running").state
+    /// The running relay, for its probes (sessions, tails, reload).
+    pub fn relay(&self) -> &Relay {
+        self.relay.as_ref().expect("relay running")
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -62,9 +63,8 @@ impl TestRelay {
     }
 
     pub fn token_for(&self, user: &str, ttl_secs: u64) -> String {
-        self.state()
-            .auth
-            .mint(user, ttl_secs)
+        self.relay()
+            .mint_token(user, ttl_secs)
             .expect("minting a token")
     }
 

@@ -23,143 +23,82 @@ use async_trait::async_trait;
 use common::chat::{ChatBody, ChatEvent, ChatRequest, ChatUser};
 use common::server::{StatusKind, StreamEvent};
 use common::{ClientFrame, CloseCode, Position, StreamKind};
-use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
-use self::hub::{ChatHub, Membership};
+use self::hub::{ChatError, ChatHub, Membership};
 use self::room::{Entry, Notice, Read, Room};
 use super::stream_id::StreamId;
-use super::{Attachment, Inbound, InputRefused, Outbound};
-use crate::access::TargetRef;
-use crate::auth::{Principal, unix_now};
-use crate::config::Config;
-use crate::endpoints::{Refusal, StreamOpener};
+use super::{Attachment, Hello, Inbound, InputRefused, Opened, Outbound};
+use crate::auth::unix_now;
+use crate::close::Close;
 use crate::redis_link::Backoff;
-use crate::server::AppState;
 
 /// Messages queued for the browser at a time.
 const BATCH: usize = 200;
 
-/// The `/ws/chat/{room}` endpoint.
-pub struct ChatStream {
-    pub room: String,
-    pub query: String,
-}
-
-/// `since` (classic) or `position`, and `session` (the room; ignored).
-#[derive(Debug, Default, Deserialize)]
-struct ChatQuery {
-    since: Option<String>,
-    position: Option<String>,
-    #[serde(rename = "session")]
-    _session: Option<String>,
-}
-
-impl ChatQuery {
-    fn since(raw: &str) -> Result<Option<StreamId>, Refusal> {
-        let query: Self = serde_urlencoded::from_str(raw)
-            .map_err(|e| Refusal::bad_request(format!("bad query string: {e}")))?;
-        query
-            .since
-            .or(query.position)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| Refusal::bad_request(format!("since: {e}")))
-            })
-            .transpose()
-    }
-}
-
-#[async_trait]
-impl StreamOpener for ChatStream {
-    fn backend(&self) -> &'static str {
-        "chat"
-    }
-
-    fn target(&self, config: &Config) -> Result<TargetRef, Refusal> {
-        match config.chat_room(&self.room) {
-            Some(_) => Ok(TargetRef::Chat(self.room.clone())),
-            None => Err(Refusal::new(
-                CloseCode::NotFound,
-                format!(
-                    "no chat room {:?} is configured",
-                    self.room.chars().take(64).collect::<String>()
-                ),
-            )),
-        }
-    }
-
-    async fn open(
-        &self,
-        state: &Arc<AppState>,
-        who: &Principal,
-    ) -> Result<Box<dyn Attachment>, Refusal> {
-        let since = ChatQuery::since(&self.query)?;
-        let unavailable =
-            |e: hub::ChatError| Refusal::new(CloseCode::BackendUnavailable, e.to_string());
-        let mut membership = state.chat.join(&self.room).await.map_err(unavailable)?;
-        let room = membership.room().clone();
-        // Listen before announcing, so this connection sees its own arrival.
-        let notices = room.subscribe_notices();
-        let latest = room.watch_latest();
-        // A `since` newer than anything the room holds comes from before a restart that
-        // lost the room's history (a relay without Redis, or Redis without persistence):
-        // say so plainly and go on live.
-        let mut lost_history = None;
-        let cursor = match since {
-            Some(since) => {
-                let last = state.chat.last_id(&room).await.map_err(unavailable)?;
-                if since > last {
-                    lost_history = Some(last);
-                    last
-                } else {
-                    since
-                }
+/// Joins `room` (configured; the caller checked) as `user`: the messages after `since`,
+/// exactly once, then live ones; without `since`, live ones only.
+pub async fn join(
+    hub: &Arc<ChatHub>,
+    room: &str,
+    user: ChatUser,
+    since: Option<StreamId>,
+) -> Result<Opened, ChatError> {
+    let mut membership = hub.join(room).await?;
+    let room = membership.room().clone();
+    // Listen before announcing, so this connection sees its own arrival.
+    let notices = room.subscribe_notices();
+    let latest = room.watch_latest();
+    // A `since` newer than anything the room holds comes from before a restart that
+    // lost the room's history (a relay without Redis, or Redis without persistence):
+    // say so plainly and go on live.
+    let mut lost_history = None;
+    let cursor = match since {
+        Some(since) => {
+            let last = hub.last_id(&room).await?;
+            if since > last {
+                lost_history = Some(last);
+                last
+            } else {
+                since
             }
-            None => room.latest(),
-        };
-        let user = ChatUser {
-            uid: who.uid.clone(),
-            username: who.username.clone(),
-        };
-        state.chat.arrive(&mut membership, user.clone()).await;
-        let people = state.chat.presence(&room).await;
-        let mut pending = VecDeque::new();
+        }
+        None => room.latest(),
+    };
+    hub.arrive(&mut membership, user.clone()).await;
+    let people = hub.presence(&room).await;
+    let hello = Hello {
+        stream: StreamKind::Chat,
+        session: room.id.clone(),
+        position: Position(cursor.to_string()),
+        resumed: since.is_some(),
+    };
+    let mut pending = VecDeque::new();
+    if let Some(last) = lost_history {
         pending.push_back(Outbound::Text(
-            StreamEvent::Connected {
-                stream: StreamKind::Chat,
-                session: room.id.clone(),
-                position: Position(cursor.to_string()),
-                resumed: since.is_some(),
+            StreamEvent::Gap {
+                message: "the room's history no longer reaches your last message (the room was restarted); messages sent meanwhile are lost".into(),
+                position: Position(last.to_string()),
             }
             .into(),
         ));
-        if let Some(last) = lost_history {
-            pending.push_back(Outbound::Text(
-                StreamEvent::Gap {
-                    message: "the room's history no longer reaches your last message (the room was restarted); messages sent meanwhile are lost".into(),
-                    position: Position(last.to_string()),
-                }
-                .into(),
-            ));
-        }
-        pending.push_back(chat_frame(None, ChatBody::Presence { users: people }));
-        Ok(Box::new(ChatAttachment {
-            hub: state.chat.clone(),
-            room,
-            _membership: membership,
-            user,
-            cursor,
-            checked_trim: false,
-            latest,
-            notices,
-            pending,
-            backoff: Backoff::new(),
-            redis_down: false,
-        }))
     }
+    pending.push_back(chat_frame(None, ChatBody::Presence { users: people }));
+    let attachment = ChatAttachment {
+        hub: hub.clone(),
+        room,
+        _membership: membership,
+        user,
+        cursor,
+        checked_trim: false,
+        latest,
+        notices,
+        pending,
+        backoff: Backoff::new(),
+        redis_down: false,
+    };
+    Ok(Opened::new(hello, attachment))
 }
 
 fn chat_frame(id: Option<StreamId>, body: ChatBody) -> Outbound {
@@ -298,7 +237,7 @@ impl Attachment for ChatAttachment {
                     Ok(notice) => return notice_frame(notice),
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => {
-                        return Outbound::Close(CloseCode::GoingAway, "the room closed; reconnect".into());
+                        return Outbound::Close(Close::new(CloseCode::GoingAway, "the room closed; reconnect"));
                     }
                 },
             }
@@ -328,27 +267,5 @@ impl Attachment for ChatAttachment {
             Inbound::Frame(ClientFrame::Ack(_)) => Err(InputRefused::not_accepted("ack")),
             Inbound::Binary(_) => Err(InputRefused::not_accepted("binary")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_and_position_are_both_accepted_and_checked() {
-        assert_eq!(ChatQuery::since("").unwrap(), None);
-        assert_eq!(
-            ChatQuery::since("since=5-1").unwrap(),
-            Some(StreamId { ms: 5, seq: 1 })
-        );
-        assert_eq!(
-            ChatQuery::since("session=ops&position=7-0").unwrap(),
-            Some(StreamId { ms: 7, seq: 0 })
-        );
-        assert_eq!(
-            ChatQuery::since("since=yesterday").unwrap_err().code,
-            CloseCode::BadRequest
-        );
     }
 }

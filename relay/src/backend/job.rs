@@ -19,19 +19,15 @@ use async_trait::async_trait;
 use common::server::{StatusKind, StreamEvent};
 use common::{CloseCode, Position, StreamKind};
 use redis::streams::StreamId as RedisEntry;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::redis_stream::{self, connect_blocking, read_after};
 use super::stream_id::StreamId;
-use super::{Attachment, Inbound, InputRefused, Outbound};
-use crate::access::TargetRef;
-use crate::auth::Principal;
-use crate::config::{Config, JobsConfig};
-use crate::endpoints::{Refusal, StreamOpener};
-use crate::redis_link::{Backoff, RedisLink};
-use crate::server::AppState;
+use super::{Attachment, Hello, Opened, Outbound};
+use crate::close::Close;
+use crate::config::JobsConfig;
+use crate::redis_link::{Backoff, RedisLink, RedisUnavailable};
 
 /// Longest job token.
 const MAX_TOKEN: usize = 128;
@@ -63,20 +59,6 @@ end
 return moved
 ";
 
-/// The `/ws/exec/{token}` endpoint.
-pub struct JobStream {
-    pub token: String,
-    pub query: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct JobQuery {
-    position: Option<String>,
-    since: Option<String>,
-    #[serde(rename = "session")]
-    _session: Option<String>,
-}
-
 /// Whether `token` is a job token: 1 to 128 of `A-Z a-z 0-9 _ -`.
 pub fn valid_token(token: &str) -> bool {
     (1..=MAX_TOKEN).contains(&token.len())
@@ -85,71 +67,47 @@ pub fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-#[async_trait]
-impl StreamOpener for JobStream {
-    fn backend(&self) -> &'static str {
-        "job"
-    }
+/// What a refused job token looks like, for the user.
+pub fn token_rule() -> String {
+    format!("a job token is 1 to {MAX_TOKEN} letters, digits, '_' or '-'")
+}
 
-    fn target(&self, _config: &Config) -> Result<TargetRef, Refusal> {
-        if valid_token(&self.token) {
-            Ok(TargetRef::Job)
-        } else {
-            Err(Refusal::bad_request(format!(
-                "a job token is 1 to {MAX_TOKEN} letters, digits, '_' or '-'"
-            )))
-        }
+/// Follows the output of job `token` (a [`valid_token`]) after entry `after`
+/// ([`StreamId::ZERO`]: from the start).
+pub async fn follow_job(
+    link: &Arc<RedisLink>,
+    config: &JobsConfig,
+    token: &str,
+    after: StreamId,
+) -> Result<Opened, RedisUnavailable> {
+    let keys = JobKeys::new(config, token);
+    let stream_state = redis_stream::stream_state(link, &keys.stream).await?;
+    let (items, queue) = mpsc::channel(QUEUE);
+    let stop = CancellationToken::new();
+    let (mut after, resumed) = (after, after != StreamId::ZERO);
+    if let Some(from) = stream_state.missed_after(after) {
+        let _ = items.try_send(Outbound::Text(
+            StreamEvent::Gap {
+                message: "some output after your position is no longer kept".into(),
+                position: Position(from.to_string()),
+            }
+            .into(),
+        ));
+        after = from;
     }
-
-    async fn open(
-        &self,
-        state: &Arc<AppState>,
-        _who: &Principal,
-    ) -> Result<Box<dyn Attachment>, Refusal> {
-        let query: JobQuery = serde_urlencoded::from_str(&self.query)
-            .map_err(|e| Refusal::bad_request(format!("bad query string: {e}")))?;
-        let after = match query.position.or(query.since).filter(|p| !p.is_empty()) {
-            None => StreamId::ZERO,
-            Some(text) => text
-                .parse()
-                .map_err(|e| Refusal::bad_request(format!("position: {e}")))?,
-        };
-        let Some(link) = state.redis.clone() else {
-            return Err(Refusal::new(
-                CloseCode::BackendUnavailable,
-                "job output needs Redis: configure [redis] url",
-            ));
-        };
-        let keys = JobKeys::new(&state.config().jobs, &self.token);
-        let stream_state = redis_stream::stream_state(&link, &keys.stream)
-            .await
-            .map_err(|e| Refusal::new(CloseCode::BackendUnavailable, e.to_string()))?;
-        let (items, queue) = mpsc::channel(QUEUE);
-        let stop = CancellationToken::new();
-        let (mut after, resumed) = (after, after != StreamId::ZERO);
-        if let Some(from) = stream_state.missed_after(after) {
-            let _ = items.try_send(Outbound::Text(
-                StreamEvent::Gap {
-                    message: "some output after your position is no longer kept".into(),
-                    position: Position(from.to_string()),
-                }
-                .into(),
-            ));
-            after = from;
-        }
-        tokio::spawn(drain_list(link.clone(), keys.clone(), stop.clone()));
-        tokio::spawn(follow(link, keys, after, items, stop.clone()));
-        Ok(Box::new(JobAttachment {
-            hello: Some(StreamEvent::Connected {
-                stream: StreamKind::Job,
-                session: self.token.clone(),
-                position: Position(after.to_string()),
-                resumed,
-            }),
-            queue,
-            _stop: stop.drop_guard(),
-        }))
-    }
+    tokio::spawn(drain_list(link.clone(), keys.clone(), stop.clone()));
+    tokio::spawn(follow(link.clone(), keys, after, items, stop.clone()));
+    let hello = Hello {
+        stream: StreamKind::Job,
+        session: token.to_owned(),
+        position: Position(after.to_string()),
+        resumed,
+    };
+    let attachment = JobAttachment {
+        queue,
+        _stop: stop.drop_guard(),
+    };
+    Ok(Opened::new(hello, attachment))
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +131,6 @@ impl JobKeys {
 
 /// One viewer of a job's output.
 struct JobAttachment {
-    hello: Option<StreamEvent>,
     queue: mpsc::Receiver<Outbound>,
     /// Stops this viewer's Redis tasks when it goes.
     _stop: DropGuard,
@@ -182,18 +139,14 @@ struct JobAttachment {
 #[async_trait]
 impl Attachment for JobAttachment {
     async fn next(&mut self) -> Outbound {
-        if let Some(hello) = self.hello.take() {
-            return Outbound::Text(hello.into());
-        }
         // `recv` is cancel-safe.
         match self.queue.recv().await {
             Some(out) => out,
-            None => Outbound::Close(CloseCode::InternalError, "the job reader stopped".into()),
+            None => Outbound::Close(Close::new(
+                CloseCode::InternalError,
+                "the job reader stopped",
+            )),
         }
-    }
-
-    async fn input(&mut self, _input: Inbound) -> Result<(), InputRefused> {
-        Err(InputRefused::not_accepted("input"))
     }
 }
 
@@ -279,7 +232,9 @@ async fn send_entry(entry: &RedisEntry, id: StreamId, items: &mpsc::Sender<Outbo
             signal: None,
         };
         let _ = items.send(Outbound::Text(exit.into())).await;
-        let _ = items.send(Outbound::Close(CloseCode::Normal, reason)).await;
+        let _ = items
+            .send(Outbound::Close(Close::new(CloseCode::Normal, reason)))
+            .await;
         return true;
     }
     let bytes = entry.get::<Vec<u8>>("data").unwrap_or_default();

@@ -22,8 +22,6 @@ pub mod position;
 
 use std::fmt;
 
-use crate::access::TargetRef;
-use crate::config::Config;
 pub use error::K8sError;
 
 /// A container, as named in a k8s endpoint's path.
@@ -33,21 +31,6 @@ pub struct ContainerPath {
     pub namespace: String,
     pub pod: String,
     pub container: String,
-}
-
-impl ContainerPath {
-    /// The grant this path needs; `NotFound` when the cluster is not configured.
-    pub fn target(&self, config: &Config) -> Result<TargetRef, K8sError> {
-        match config.k8s_cluster(&self.cluster) {
-            Some(_) => Ok(TargetRef::K8s {
-                cluster: self.cluster.clone(),
-                namespace: self.namespace.clone(),
-            }),
-            None => Err(K8sError::UnknownCluster(
-                self.cluster.chars().take(64).collect(),
-            )),
-        }
-    }
 }
 
 impl fmt::Display for ContainerPath {

@@ -5,6 +5,9 @@
 //! Terminal backends (ssh, k8s exec) only adapt a remote shell to [`TerminalStreams`]; the
 //! session registry (`crate::session`) turns those into attachments that survive
 //! reconnects.
+//!
+//! A backend knows its hub, its config entry and the resume position, nothing of the
+//! server: the endpoints (`crate::endpoints`) resolve a request to those and call it.
 
 pub mod chat;
 pub mod job;
@@ -14,10 +17,80 @@ pub mod ssh;
 pub mod stream_id;
 pub mod tail;
 
+use std::fmt;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::server::{ErrorCode, ServerFrame};
-use common::{ClientFrame, CloseCode, TermSize};
+use common::server::{ErrorCode, ServerFrame, StreamEvent};
+use common::{ClientFrame, CloseCode, Position, StreamKind, TermSize};
+
+use crate::close::{Close, CloseCause};
+
+/// Which backend serves a stream (the metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Ssh,
+    K8s,
+    Tail,
+    Chat,
+    Job,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ssh => "ssh",
+            Self::K8s => "k8s",
+            Self::Tail => "tail",
+            Self::Chat => "chat",
+            Self::Job => "job",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the `connected` frame tells the browser: which session it is attached to and the
+/// position the stream starts from (see `common::resume`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub stream: StreamKind,
+    pub session: String,
+    pub position: Position,
+    pub resumed: bool,
+}
+
+impl Hello {
+    pub fn frame(&self) -> ServerFrame {
+        StreamEvent::Connected {
+            stream: self.stream,
+            session: self.session.clone(),
+            position: self.position.clone(),
+            resumed: self.resumed,
+        }
+        .into()
+    }
+}
+
+/// A stream a backend has just opened (or resumed): the pump sends the hello first, then
+/// what the attachment produces.
+pub struct Opened {
+    pub hello: Hello,
+    pub attachment: Box<dyn Attachment>,
+}
+
+impl Opened {
+    pub fn new(hello: Hello, attachment: impl Attachment + 'static) -> Self {
+        Self {
+            hello,
+            attachment: Box::new(attachment),
+        }
+    }
+}
 
 /// What the pump sends the browser next.
 #[derive(Debug)]
@@ -26,8 +99,8 @@ pub enum Outbound {
     Binary(Bytes),
     /// A JSON text frame.
     Text(ServerFrame),
-    /// Close the WebSocket with this code and reason; the stream is over for this socket.
-    Close(CloseCode, String),
+    /// Close the WebSocket; the stream is over for this socket.
+    Close(Close),
 }
 
 /// What the browser sent.
@@ -46,10 +119,21 @@ pub struct InputRefused {
 }
 
 impl InputRefused {
-    pub fn not_accepted(what: &str) -> Self {
+    pub fn not_accepted(what: &'static str) -> Self {
+        Self::from(common::FrameError::NotAccepted(what))
+    }
+}
+
+impl From<common::FrameError> for InputRefused {
+    fn from(e: common::FrameError) -> Self {
+        let code = match e {
+            common::FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+            common::FrameError::NotAccepted(_) => ErrorCode::NotAccepted,
+            _ => ErrorCode::BadFrame,
+        };
         Self {
-            code: ErrorCode::NotAccepted,
-            message: format!("this stream does not accept {what} frames"),
+            code,
+            message: e.to_string(),
         }
     }
 }
@@ -64,8 +148,13 @@ pub trait Attachment: Send {
     /// and call again, and nothing may be lost.
     async fn next(&mut self) -> Outbound;
 
-    /// Handles one frame from the browser.
-    async fn input(&mut self, input: Inbound) -> Result<(), InputRefused>;
+    /// Handles one frame from the browser; read-only streams keep this refusal.
+    async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
+        Err(InputRefused::not_accepted(match input {
+            Inbound::Binary(_) => "binary",
+            Inbound::Frame(_) => "input",
+        }))
+    }
 
     /// The browser closed the stream normally (close code 1000): end it now rather than
     /// keeping it for a reconnect.
@@ -89,8 +178,8 @@ pub enum BackendError {
     Failed(String),
 }
 
-impl BackendError {
-    pub fn close_code(&self) -> CloseCode {
+impl CloseCause for BackendError {
+    fn close_code(&self) -> CloseCode {
         match self {
             Self::NotFound(_) => CloseCode::NotFound,
             Self::Forbidden(_) => CloseCode::Forbidden,

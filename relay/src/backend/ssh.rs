@@ -6,7 +6,7 @@
 //! closes on the remote program instead of output piling up in the relay.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,12 +37,10 @@ pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, Bac
         keepalive_max: 3,
         ..client::Config::default()
     });
-    let verdict = Arc::new(Mutex::new(None));
     let checker = HostKeyCheck {
         address: host.address.clone(),
         port: host.port,
         known_hosts: known_hosts_path(host),
-        verdict: verdict.clone(),
     };
     let target = format!("{}:{}", host.address, host.port);
     let connecting = client::connect(config, (host.address.as_str(), host.port), checker);
@@ -54,15 +52,12 @@ pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, Bac
                 host.connect_timeout.as_secs()
             )));
         }
-        Ok(Err(e)) => {
-            let refused_key = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
-            return Err(match refused_key {
-                Some(reason) => BackendError::HostKey(reason),
-                None => BackendError::Unreachable(format!(
-                    "cannot reach SSH host {} ({target}): {e}",
-                    host.id
-                )),
-            });
+        Ok(Err(ConnectError::HostKey(reason))) => return Err(BackendError::HostKey(reason)),
+        Ok(Err(ConnectError::Ssh(e))) => {
+            return Err(BackendError::Unreachable(format!(
+                "cannot reach SSH host {} ({target}): {e}",
+                host.id
+            )));
         }
         Ok(Ok(handle)) => handle,
     };
@@ -168,57 +163,68 @@ fn known_hosts_path(host: &SshHost) -> PathBuf {
     })
 }
 
-/// Verifies the server's host key against known_hosts; never accepts an unknown key.
+/// Why an SSH connection did not come up: the host key refused (with what to do), or
+/// anything russh says.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("{0}")]
+    HostKey(String),
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+/// Verifies the server's host key against known_hosts; never accepts an unknown key. A
+/// refusal travels as [`ConnectError::HostKey`], through `connect`'s own result.
 struct HostKeyCheck {
     address: String,
     port: u16,
     known_hosts: PathBuf,
-    /// Why a key was refused, for the error the user sees.
-    verdict: Arc<Mutex<Option<String>>>,
 }
 
 impl client::Handler for HostKeyCheck {
-    type Error = russh::Error;
+    type Error = ConnectError;
 
     async fn check_server_key(
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
-            self.refuse(format!(
+            return Err(refuse(format!(
                 "{}:{} offered a host certificate; configure its plain host key in {}",
                 self.address,
                 self.port,
                 self.known_hosts.display()
-            ));
-            return Ok(false);
+            )));
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256);
         let where_ = format!("{}:{}", self.address, self.port);
-        match russh::keys::check_known_hosts_path(&self.address, self.port, key, &self.known_hosts) {
+        let reason = match russh::keys::check_known_hosts_path(
+            &self.address,
+            self.port,
+            key,
+            &self.known_hosts,
+        ) {
             Ok(true) => return Ok(true),
-            Ok(false) => self.refuse(format!(
+            Ok(false) => format!(
                 "host key of {where_} ({fingerprint}) is not in {}; verify it and add it there",
                 self.known_hosts.display()
-            )),
-            Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
+            ),
+            Err(russh::keys::Error::KeyChanged { line }) => format!(
                 "HOST KEY MISMATCH for {where_}: it now presents {fingerprint}, unlike line {line} of {}; someone may be intercepting the connection",
                 self.known_hosts.display()
-            )),
-            Err(e) => self.refuse(format!(
+            ),
+            Err(e) => format!(
                 "cannot check the host key of {where_} against {}: {e}",
                 self.known_hosts.display()
-            )),
-        }
-        Ok(false)
+            ),
+        };
+        Err(refuse(reason))
     }
 }
 
-impl HostKeyCheck {
-    fn refuse(&self, reason: String) {
-        tracing::warn!("{reason}");
-        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-    }
+fn refuse(reason: String) -> ConnectError {
+    tracing::warn!("{reason}");
+    ConnectError::HostKey(reason)
 }
 
 struct SshOutput {
@@ -282,55 +288,5 @@ impl TerminalInput for SshInput {
     async fn close(&mut self) {
         let _ = self.write.eof().await;
         let _ = self.write.close().await;
-    }
-}
-
-/// The `/ws/ssh/{host_id}` endpoint.
-pub struct SshStream {
-    pub host_id: String,
-    pub query: String,
-}
-
-#[async_trait]
-impl crate::endpoints::StreamOpener for SshStream {
-    fn backend(&self) -> &'static str {
-        "ssh"
-    }
-
-    fn target(
-        &self,
-        config: &crate::config::Config,
-    ) -> Result<crate::access::TargetRef, crate::endpoints::Refusal> {
-        match config.ssh_host(&self.host_id) {
-            Some(_) => Ok(crate::access::TargetRef::Ssh(self.host_id.clone())),
-            None => Err(crate::endpoints::Refusal::new(
-                common::CloseCode::NotFound,
-                format!("no SSH host {:?} is configured", self.host_id),
-            )),
-        }
-    }
-
-    async fn open(
-        &self,
-        state: &Arc<crate::server::AppState>,
-        who: &crate::auth::Principal,
-    ) -> Result<Box<dyn crate::backend::Attachment>, crate::endpoints::Refusal> {
-        let query = crate::endpoints::TerminalQuery::parse(&self.query)?;
-        let host = state
-            .config()
-            .ssh_host(&self.host_id)
-            .cloned()
-            .ok_or_else(|| {
-                crate::endpoints::Refusal::new(common::CloseCode::NotFound, "host vanished")
-            })?;
-        let label = crate::session::SessionLabel {
-            owner_uid: who.uid.clone(),
-            backend: "ssh",
-            target: format!("ssh:{}", self.host_id),
-        };
-        crate::endpoints::open_terminal(state, label, &query, |size| async move {
-            open(&host, size).await
-        })
-        .await
     }
 }

@@ -19,113 +19,60 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::server::StreamEvent;
 use common::{CloseCode, Position, StreamKind};
-use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use self::reader::{BATCH_LINES, Joined, TailItem, Viewer};
-use super::{Attachment, Inbound, InputRefused, Outbound};
-use crate::access::TargetRef;
-use crate::auth::Principal;
-use crate::config::Config;
-use crate::endpoints::{Refusal, StreamOpener};
-use crate::server::AppState;
+use self::reader::{BATCH_LINES, Joined, TailHub, TailItem, Viewer};
+use super::{Attachment, Hello, Opened, Outbound};
+use crate::close::{Close, CloseCause};
+use crate::config::{FileEntry, TailConfig};
 
-/// The `/ws/tail/{file_id}` endpoint.
-pub struct TailStream {
-    pub file_id: String,
-    pub query: String,
+/// Why a tail was not joined.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("position {asked} is beyond the {end} lines this tail has read")]
+    BeyondEnd { asked: u64, end: u64 },
 }
 
-/// Query parameters: `lines`, and the resume token `session` + `position`.
-#[derive(Debug, Default, Deserialize)]
-struct TailQuery {
-    lines: Option<String>,
-    session: Option<String>,
-    position: Option<String>,
-}
-
-impl TailQuery {
-    fn parse(raw: &str) -> Result<Self, Refusal> {
-        serde_urlencoded::from_str(raw)
-            .map_err(|e| Refusal::bad_request(format!("bad query string: {e}")))
-    }
-
-    /// Lines to start with, cut to `max`.
-    fn lines(&self, default: usize, max: usize) -> Result<usize, Refusal> {
-        match &self.lines {
-            None => Ok(default),
-            Some(text) => text.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
-                Refusal::bad_request(format!("lines={text:?} is not a number of lines"))
-            }),
-        }
-    }
-
-    fn resume(&self) -> Result<Option<(&str, u64)>, Refusal> {
-        match (&self.session, &self.position) {
-            (None, None) => Ok(None),
-            (Some(session), position) => {
-                let position = match position {
-                    None => 0,
-                    Some(text) => text.parse().map_err(|_| {
-                        Refusal::bad_request(format!("position={text:?} is not a line count"))
-                    })?,
-                };
-                Ok(Some((session.as_str(), position)))
-            }
-            (None, Some(_)) => Err(Refusal::bad_request("position needs a session")),
-        }
+impl CloseCause for TailError {
+    fn close_code(&self) -> CloseCode {
+        CloseCode::BadRequest
     }
 }
 
-#[async_trait]
-impl StreamOpener for TailStream {
-    fn backend(&self) -> &'static str {
-        "tail"
-    }
-
-    fn target(&self, config: &Config) -> Result<TargetRef, Refusal> {
-        match config.file(&self.file_id) {
-            Some(_) => Ok(TargetRef::File(self.file_id.clone())),
-            None => Err(Refusal::new(
-                CloseCode::NotFound,
-                format!(
-                    "no file {:?} is configured for tailing",
-                    self.file_id.chars().take(64).collect::<String>()
-                ),
-            )),
-        }
-    }
-
-    async fn open(
-        &self,
-        state: &Arc<AppState>,
-        _who: &Principal,
-    ) -> Result<Box<dyn Attachment>, Refusal> {
-        let config = state.config();
-        let query = TailQuery::parse(&self.query)?;
-        let lines = query.lines(config.tail.default_lines, config.tail.max_lines)?;
-        let resume = query.resume()?;
-        let file = config
-            .file(&self.file_id)
-            .cloned()
-            .ok_or_else(|| Refusal::new(CloseCode::NotFound, "the file left the config"))?;
-        let viewer = state.tails.attach(&file, &config.tail).await;
-        let (joined, resumed, restarted) = match resume {
-            Some((session, position)) if session == viewer.reader.id => {
-                let joined = viewer.reader.join_at(position).map_err(|end| {
-                    Refusal::bad_request(format!(
-                        "position {position} is beyond the {end} lines this tail has read"
-                    ))
+/// Joins the tail of `file`: its last `lines` lines then live ones, or, with `resume`
+/// (the tail id and the lines received), exactly the lines after that position.
+pub async fn attach(
+    hub: &Arc<TailHub>,
+    file: &FileEntry,
+    config: &TailConfig,
+    lines: usize,
+    resume: Option<(&str, u64)>,
+) -> Result<Opened, TailError> {
+    let viewer = hub.attach(file, config).await;
+    let (joined, resumed, restarted) = match resume {
+        Some((session, position)) if session == viewer.reader.id => {
+            let joined = viewer
+                .reader
+                .join_at(position)
+                .map_err(|end| TailError::BeyondEnd {
+                    asked: position,
+                    end,
                 })?;
-                (joined, true, false)
-            }
-            Some(_) => (viewer.reader.join_latest(lines), false, true),
-            None => (viewer.reader.join_latest(lines), false, false),
-        };
-        Ok(Box::new(TailAttachment::new(
-            viewer, joined, resumed, restarted,
-        )))
-    }
+            (joined, true, false)
+        }
+        Some(_) => (viewer.reader.join_latest(lines), false, true),
+        None => (viewer.reader.join_latest(lines), false, false),
+    };
+    let hello = Hello {
+        stream: StreamKind::Tail,
+        session: viewer.reader.id.clone(),
+        position: Position::count(joined.from),
+        resumed,
+    };
+    Ok(Opened::new(
+        hello,
+        TailAttachment::new(viewer, joined, restarted),
+    ))
 }
 
 /// One viewer of a tail.
@@ -138,7 +85,7 @@ struct TailAttachment {
 }
 
 impl TailAttachment {
-    fn new(viewer: Viewer, joined: Joined, resumed: bool, restarted: bool) -> Self {
+    fn new(viewer: Viewer, joined: Joined, restarted: bool) -> Self {
         let Joined {
             from,
             lines,
@@ -148,12 +95,6 @@ impl TailAttachment {
         } = joined;
         let mut pending = VecDeque::new();
         let mut send = |event: StreamEvent| pending.push_back(Outbound::Text(event.into()));
-        send(StreamEvent::Connected {
-            stream: StreamKind::Tail,
-            session: viewer.reader.id.clone(),
-            position: Position::count(from),
-            resumed,
-        });
         if restarted {
             send(StreamEvent::Gap {
                 message: "this tail was restarted since you last saw it; showing its latest lines"
@@ -235,44 +176,12 @@ impl Attachment for TailAttachment {
                 // The next batch's start says how many lines were skipped.
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => {
-                    return Outbound::Close(
+                    return Outbound::Close(Close::new(
                         CloseCode::GoingAway,
-                        "the tail stopped; reconnect to resume".into(),
-                    );
+                        "the tail stopped; reconnect to resume",
+                    ));
                 }
             }
         }
-    }
-
-    async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
-        let what = match input {
-            Inbound::Binary(_) => "binary",
-            Inbound::Frame(_) => "input",
-        };
-        Err(InputRefused::not_accepted(what))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_parsed_and_capped_and_bad_values_refused() {
-        let q = TailQuery::parse("lines=50").unwrap();
-        assert_eq!(q.lines(100, 10_000).unwrap(), 50);
-        let q = TailQuery::parse("lines=999999999").unwrap();
-        assert_eq!(q.lines(100, 10_000).unwrap(), 10_000);
-        let q = TailQuery::parse("").unwrap();
-        assert_eq!(q.lines(100, 10_000).unwrap(), 100);
-        let q = TailQuery::parse("lines=-1").unwrap();
-        assert_eq!(
-            q.lines(100, 10_000).unwrap_err().code,
-            CloseCode::BadRequest
-        );
-        let q = TailQuery::parse("position=3").unwrap();
-        assert!(q.resume().is_err());
-        let q = TailQuery::parse("session=ab&position=3").unwrap();
-        assert_eq!(q.resume().unwrap(), Some(("ab", 3)));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::CloseCode;
 use common::chat::{ChatMessage, ChatUser};
 use common::server::ErrorCode;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use super::redis_room::{self, RedisRooms, RoomEntry};
 use super::room::{Entry, Notice, Room};
 use crate::backend::redis_stream::now_ms;
 use crate::backend::stream_id::StreamId;
+use crate::close::CloseCause;
 use crate::config::ChatConfig;
 use crate::metrics::Metrics;
 use crate::redis_link::{RedisLink, RedisUnavailable};
@@ -32,6 +34,15 @@ pub enum ChatError {
     NotSent(RedisUnavailable),
     #[error("the chat room cannot be opened: {0}; try again shortly")]
     Unavailable(RedisUnavailable),
+}
+
+impl CloseCause for ChatError {
+    fn close_code(&self) -> CloseCode {
+        match self {
+            Self::NotSent(_) | Self::Unavailable(_) => CloseCode::BackendUnavailable,
+            Self::RateLimited(_) | Self::TooLarge { .. } | Self::Empty => CloseCode::BadRequest,
+        }
+    }
 }
 
 impl ChatError {
@@ -90,11 +101,6 @@ impl ChatHub {
 
     fn rooms(&self) -> MutexGuard<'_, HashMap<String, Arc<RoomSlot>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether rooms are shared through Redis.
-    pub fn uses_redis(&self) -> bool {
-        self.redis.is_some()
     }
 
     /// Opens the room for one more connection (its presence is announced by

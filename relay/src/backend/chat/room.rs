@@ -162,11 +162,6 @@ impl Room {
         sort_users(&mut users);
         users
     }
-
-    /// Connections to this room on this relay.
-    pub fn connections_here(&self) -> usize {
-        self.here().values().map(|(_, n)| n).sum()
-    }
 }
 
 impl Ring {

@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::error::{K8sError, with_sources};
 use crate::auth::Principal;
-use crate::config::{ClusterSource, Config, ExplicitCredentials, K8sCluster};
+use crate::config::{ClusterSource, ExplicitCredentials, K8sCluster};
 
 /// Impersonating clients kept per cluster; the least recently used goes first.
 const MAX_USER_CLIENTS: usize = 256;
@@ -59,16 +59,14 @@ impl K8sClusters {
         self.clusters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A client for `who` on `cluster`, as the configuration in force says.
+    /// A client for `who` on the cluster `settings` describes (its config entry in force;
+    /// a changed entry gets new clients).
     pub async fn client(
         &self,
-        config: &Config,
-        cluster: &str,
+        settings: &K8sCluster,
         who: &Principal,
     ) -> Result<kube::Client, K8sError> {
-        let settings = config
-            .k8s_cluster(cluster)
-            .ok_or_else(|| K8sError::UnknownCluster(cluster.chars().take(64).collect()))?;
+        let cluster = settings.id.as_str();
         let entry = {
             let mut clusters = self.clusters();
             match clusters.get(cluster) {

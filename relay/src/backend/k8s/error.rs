@@ -13,9 +13,8 @@
 use std::time::Duration;
 
 use common::CloseCode;
-use warp::http::StatusCode;
 
-use crate::endpoints::Refusal;
+use crate::close::CloseCause;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum K8sError {
@@ -75,8 +74,10 @@ impl K8sError {
             },
         }
     }
+}
 
-    pub fn close_code(&self) -> CloseCode {
+impl CloseCause for K8sError {
+    fn close_code(&self) -> CloseCode {
         match self {
             Self::UnknownCluster(_) | Self::NotFound(_) => CloseCode::NotFound,
             Self::Forbidden(_) => CloseCode::Forbidden,
@@ -87,21 +88,6 @@ impl K8sError {
             | Self::Timeout { .. }
             | Self::Failed { .. } => CloseCode::BackendUnavailable,
         }
-    }
-
-    pub fn http_status(&self) -> StatusCode {
-        match self.close_code() {
-            CloseCode::NotFound => StatusCode::NOT_FOUND,
-            CloseCode::Forbidden => StatusCode::FORBIDDEN,
-            CloseCode::BadRequest => StatusCode::BAD_REQUEST,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-}
-
-impl From<K8sError> for Refusal {
-    fn from(e: K8sError) -> Self {
-        Refusal::new(e.close_code(), e.to_string())
     }
 }
 
@@ -164,12 +150,12 @@ mod tests {
             CloseCode::NotFound
         );
         assert_eq!(
-            K8sError::from_kube("c", api(400, "x")).http_status(),
-            StatusCode::BAD_REQUEST
+            K8sError::from_kube("c", api(400, "x")).close_code(),
+            CloseCode::BadRequest
         );
         assert_eq!(
-            K8sError::from_kube("c", api(500, "x")).http_status(),
-            StatusCode::BAD_GATEWAY
+            K8sError::from_kube("c", api(500, "x")).close_code(),
+            CloseCode::BackendUnavailable
         );
     }
 }

@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,22 +22,15 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
 use kube::api::{AttachParams, AttachedProcess, TerminalSize};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::error::{K8sError, timed};
 use super::{ContainerPath, pod};
-use crate::access::TargetRef;
-use crate::auth::Principal;
 use crate::backend::{
-    Attachment, BackendError, ExitInfo, TerminalEvent, TerminalInput, TerminalOutput,
-    TerminalStreams,
+    BackendError, ExitInfo, TerminalEvent, TerminalInput, TerminalOutput, TerminalStreams,
 };
-use crate::config::{Config, K8sConfig};
-use crate::endpoints::{self, Refusal, StreamOpener, TerminalQuery};
-use crate::server::AppState;
-use crate::session::SessionLabel;
+use crate::config::K8sConfig;
 
 /// Read at most this much terminal output at a time.
 const READ_CHUNK: usize = 32 * 1024;
@@ -60,74 +52,36 @@ if command -v bash >/dev/null 2>&1; then
 fi
 exec sh";
 
-/// The `/ws/k8s/exec/{cluster}/{namespace}/{pod}/{container}` endpoint.
-pub struct ExecStream {
-    pub path: ContainerPath,
-    pub query: String,
-}
-
-/// Only whether the query resumes a session (the rest is `TerminalQuery`'s).
-#[derive(Deserialize)]
-struct ResumeOnly {
-    session: Option<String>,
-}
-
-#[async_trait]
-impl StreamOpener for ExecStream {
-    fn backend(&self) -> &'static str {
-        "k8s"
-    }
-
-    fn target(&self, config: &Config) -> Result<TargetRef, Refusal> {
-        Ok(self.path.target(config)?)
-    }
-
-    async fn open(
-        &self,
-        state: &Arc<AppState>,
-        who: &Principal,
-    ) -> Result<Box<dyn Attachment>, Refusal> {
-        let query = TerminalQuery::parse(&self.query)?;
-        let label = SessionLabel {
-            owner_uid: who.uid.clone(),
-            backend: "k8s",
-            target: format!("k8s:{}", self.path),
-        };
-        let resuming = serde_urlencoded::from_str::<ResumeOnly>(&self.query)
-            .is_ok_and(|q| q.session.is_some());
-        if resuming {
-            return endpoints::open_terminal(state, label, &query, |_| async {
-                Err(BackendError::Failed(
-                    "a resumed session opens nothing".into(),
-                ))
-            })
-            .await;
-        }
-        // Checked before connecting, so that each refusal has its own close code.
-        let config = state.config();
-        let client = state.k8s.client(&config, &self.path.cluster, who).await?;
-        let api: Api<Pod> = Api::namespaced(client, &self.path.namespace);
-        let found = pod::get(&api, &self.path, config.k8s.request_timeout).await?;
-        let container = pod::container(&found, &self.path)?;
-        if let Some(why) = container.not_running {
-            return Err(K8sError::Invalid(format!(
-                "cannot open a shell in container {} of pod {}: it is not running ({why}; pod phase {})",
-                self.path.container, self.path.pod, container.phase
-            ))
-            .into());
-        }
-        let path = self.path.clone();
-        let limits = config.k8s.clone();
-        endpoints::open_terminal(state, label, &query, |size| async move {
-            connect(&api, &path, &limits, size)
-                .await
-                .map_err(backend_error)
-        })
-        .await
+/// Checks that the container exists and runs, so that each refusal has its own close code
+/// (4404, 4403, 4400) before a shell is started.
+pub async fn check(
+    api: &Api<Pod>,
+    path: &ContainerPath,
+    limits: &K8sConfig,
+) -> Result<(), K8sError> {
+    let found = pod::get(api, path, limits.request_timeout).await?;
+    let container = pod::container(&found, path)?;
+    match container.not_running {
+        None => Ok(()),
+        Some(why) => Err(K8sError::Invalid(format!(
+            "cannot open a shell in container {} of pod {}: it is not running ({why}; pod phase {})",
+            path.container, path.pod, container.phase
+        ))),
     }
 }
 
 /// Starts the shell in the container with a TTY of `size`.
+pub async fn open(
+    api: &Api<Pod>,
+    path: &ContainerPath,
+    limits: &K8sConfig,
+    size: TermSize,
+) -> Result<TerminalStreams, BackendError> {
+    connect(api, path, limits, size)
+        .await
+        .map_err(backend_error)
+}
+
 async fn connect(
     api: &Api<Pod>,
     path: &ContainerPath,

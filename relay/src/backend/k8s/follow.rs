@@ -35,6 +35,7 @@ use super::pod::{self, ContainerState};
 use super::position::{LineClock, split_stamp, whole_second};
 use crate::backend::Outbound;
 use crate::backend::tail::lines::LineSplitter;
+use crate::close::{Close, CloseCause};
 use crate::config::K8sConfig;
 
 /// Most lines in one `lines` frame.
@@ -148,7 +149,7 @@ impl Follow {
                     if let Some(line) = self.splitter.flush() {
                         self.send_lines(vec![line], out).await?;
                     }
-                    return send(out, Outbound::Close(code, reason)).await;
+                    return send(out, Outbound::Close(Close::new(code, reason))).await;
                 }
                 Next::Refollow(kind, message) => {
                     // A line cut by the end of the stream comes again whole.
@@ -162,7 +163,7 @@ impl Follow {
                     *body = match self.request(None, self.previous, true).await {
                         Ok(body) => body,
                         Err(e) => {
-                            return send(out, Outbound::Close(e.close_code(), e.to_string())).await;
+                            return send(out, Outbound::Close(e.into())).await;
                         }
                     };
                 }

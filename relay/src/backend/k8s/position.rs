@@ -82,6 +82,7 @@ impl LineClock {
     }
 
     /// The position after the last line delivered.
+    #[cfg(test)]
     pub fn last(&self) -> Option<&LogPosition> {
         self.last.as_ref()
     }

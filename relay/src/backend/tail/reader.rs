@@ -82,10 +82,6 @@ impl TailHub {
         self.readers().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Joins the file's reader, starting it if needed; returns once it has read the file's
     /// last lines.
     pub async fn attach(self: &Arc<Self>, file: &FileEntry, config: &TailConfig) -> Viewer {

@@ -1,0 +1,86 @@
+//! What every terminal endpoint (SSH, pod exec) does with its request: read the query
+//! (size, flow control, resume token), then either resume the session a reconnect names or
+//! start a new one once the user has room for it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use common::TermSize;
+use common::query::TerminalQuery;
+
+use super::opener::parse_query;
+use crate::auth::Principal;
+use crate::backend::{BackendKind, Opened, TerminalStreams};
+use crate::close::Close;
+use crate::session::{SessionLabel, TerminalAttachment, TerminalRegistry};
+
+/// A terminal endpoint's request, read.
+pub struct TerminalRequest {
+    /// The size a new session starts with.
+    pub size: TermSize,
+    flow_control: bool,
+    label: SessionLabel,
+    resume: Option<(String, u64)>,
+}
+
+impl TerminalRequest {
+    /// Reads the query of a request by `who` for the terminal `target` (e.g. `ssh:web-1`).
+    pub fn read(
+        raw_query: &str,
+        who: &Principal,
+        backend: BackendKind,
+        target: String,
+    ) -> Result<Self, Close> {
+        let query: TerminalQuery = parse_query(raw_query)?;
+        Ok(Self {
+            size: query.size()?,
+            flow_control: query.flow,
+            resume: query
+                .resume_at()?
+                .map(|(session, position)| (session.to_owned(), position)),
+            label: SessionLabel {
+                owner_uid: who.uid.clone(),
+                backend,
+                target,
+            },
+        })
+    }
+
+    /// Re-attaches to the session the request names, if it names one (4410 when it has
+    /// ended, 4403 when it is another user's, 4400 when it is another target's or the
+    /// position is beyond its end).
+    pub fn resume(&self, registry: &Arc<TerminalRegistry>) -> Option<Result<Opened, Close>> {
+        let (session, position) = self.resume.as_ref()?;
+        Some(
+            registry
+                .resume(session, *position, &self.label)
+                .map(|attachment| opened(attachment, self.flow_control))
+                .map_err(Close::from),
+        )
+    }
+
+    /// Starts a new session on what `connect` opens; the user's session limit is checked
+    /// before connecting, so a refused user costs no handshake.
+    pub async fn start<E>(
+        self,
+        registry: &Arc<TerminalRegistry>,
+        connect: impl Future<Output = Result<TerminalStreams, E>>,
+    ) -> Result<Opened, Close>
+    where
+        Close: From<E>,
+    {
+        registry.check_room_for(&self.label.owner_uid)?;
+        let streams = connect.await?;
+        let attachment = registry.start(self.label, streams);
+        Ok(opened(attachment, self.flow_control))
+    }
+}
+
+fn opened(attachment: TerminalAttachment, flow_control: bool) -> Opened {
+    let attachment = if flow_control {
+        attachment.with_flow_control()
+    } else {
+        attachment
+    };
+    Opened::new(attachment.hello(), attachment)
+}

@@ -1,0 +1,100 @@
+//! What every request handler shares: the configuration in force, the authenticator, and
+//! one hub per backend (terminal sessions, file tails, chat rooms, Kubernetes clients, the
+//! Redis link). Built once at start; routes (`server.rs`) and endpoints (`endpoints/`) read
+//! it, backends never see it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::backend::chat::hub::ChatHub;
+use crate::backend::k8s::clusters::K8sClusters;
+use crate::backend::tail::reader::TailHub;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+use crate::session::TerminalRegistry;
+
+/// What every request handler shares.
+pub struct AppState {
+    config: RwLock<Arc<Config>>,
+    pub auth: Authenticator,
+    pub terminals: Arc<TerminalRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub redis: Option<Arc<RedisLink>>,
+    /// File tail readers, one per file.
+    pub tails: Arc<TailHub>,
+    /// Chat rooms.
+    pub chat: Arc<ChatHub>,
+    /// kube clients of the configured clusters.
+    pub k8s: Arc<K8sClusters>,
+    /// Cancelled when the relay shuts down; every pump watches it.
+    pub shutdown: CancellationToken,
+    /// One permit per open WebSocket (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let redis = match &config.redis {
+            Some(r) => {
+                Some(Arc::new(RedisLink::new(&r.url).map_err(|e| {
+                    StartError::Config(format!("redis.url: {e}"))
+                })?))
+            }
+            None => None,
+        };
+        let auth = Authenticator::new(&config, redis.clone())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let terminals = TerminalRegistry::new(
+            config.sessions.grace_period,
+            config.limits.terminal_buffer_bytes,
+            config.limits.max_sessions_per_user,
+            metrics.clone(),
+        );
+        let tails = TailHub::new(metrics.clone());
+        let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
+        let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+        Ok(Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            auth,
+            terminals,
+            metrics,
+            redis,
+            tails,
+            chat,
+            k8s: Arc::new(K8sClusters::new()),
+            shutdown: CancellationToken::new(),
+            connections,
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the grants, groups and targets in force (SIGHUP). Open sessions are checked
+    /// against the new grants at their next keepalive.
+    pub fn reload(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}; is another relay running there?")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
