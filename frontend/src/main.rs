@@ -1,7 +1,9 @@
 //! Opsdeck's browser app: log in, pick a target, and work in a terminal, a log view or a
 //! chat room, with the connection's state always in sight.
 //!
-//! This file mounts the app and routes `location.hash` to a page (see [`route`]). The rest:
+//! This file is the root and only that: it mounts the app and shows the page of
+//! `location.hash` (see [`route`]); nothing imports from it. The rest:
+//! - [`session`]: who is logged in (context); [`nav`]: going to a page, or to the login;
 //! - [`config`]: where the relay is (`config.json`, read at start);
 //! - [`api`]: the relay's HTTP API; [`ws`]: the one reconnecting WebSocket all views use;
 //! - [`backoff`], [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them;
@@ -12,9 +14,13 @@ mod backoff;
 mod config;
 mod conn;
 mod flow;
+#[cfg(test)]
+mod layering;
 mod logbuf;
+mod nav;
 mod resume;
 mod route;
+mod session;
 mod term;
 mod views;
 mod ws;
@@ -22,13 +28,9 @@ mod ws;
 use common::api::Me;
 use leptos::prelude::*;
 
+use crate::nav::{current_route, go_login};
 use crate::route::Route;
-
-/// Who is logged in, shared by every page.
-#[derive(Clone, Copy)]
-pub struct Session {
-    pub me: RwSignal<Option<Me>>,
-}
+use crate::session::Session;
 
 fn main() {
     console_error_panic_hook::set_once();
@@ -43,29 +45,6 @@ fn main() {
         }
         leptos::mount::mount_to_body(App);
     });
-}
-
-/// The route of the current `location.hash`.
-fn current_route() -> Route {
-    Route::parse(&window().location().hash().unwrap_or_default())
-}
-
-/// Goes to a page.
-pub fn navigate(route: &Route) {
-    let _ = window().location().set_hash(&route.to_hash());
-}
-
-/// Goes to the login page, coming back to the current page afterwards.
-pub fn go_login() {
-    let here = current_route();
-    if matches!(here, Route::Login { .. }) {
-        return;
-    }
-    let next = match here {
-        Route::Picker | Route::NotFound(_) => None,
-        other => Some(other.to_hash()),
-    };
-    navigate(&Route::Login { next });
 }
 
 #[component]

@@ -2,7 +2,11 @@
 //!
 //! Routing lives in the fragment so `dist/` works on any static host or CDN: every URL is
 //! `index.html` as far as the server is concerned, no rewrite rules needed. Parsing and
-//! printing are plain string work, tested without a browser.
+//! printing are plain string work, tested without a browser. The relay endpoints' query
+//! strings are `common::query`'s typed structs, so the relay reads exactly what is sent.
+
+use common::query::{PodLogQuery, TailQuery, TerminalQuery};
+use common::{EndpointQuery, ResumeQuery, TermSize};
 
 /// Every page of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +40,9 @@ pub struct Container {
     pub container: String,
 }
 
-/// The options of a pod log stream.
+/// The options of a pod log page, in its fragment and sent to the relay as a
+/// [`PodLogQuery`]. The page keeps its own type: it always has a line count and never a
+/// resume token (the stream adds that when it reconnects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodLogOptions {
     pub tail_lines: u32,
@@ -113,7 +119,7 @@ impl Route {
             Self::Ssh { host } => format!("#/ssh/{}", encode(host)),
             Self::K8sExec(c) => format!("#/k8s/exec/{}", c.path()),
             Self::K8sLogs(c, o) => format!("#/k8s/logs/{}?{}", c.path(), o.query()),
-            Self::Tail { file, lines } => format!("#/tail/{}?lines={lines}", encode(file)),
+            Self::Tail { file, lines } => format!("#/tail/{}?{}", encode(file), tail_query(*lines)),
             Self::Chat { room } => format!("#/chat/{}", encode(room)),
             Self::Job { token } => format!("#/job/{}", encode(token)),
             Self::NotFound(hash) => format!("#{hash}"),
@@ -127,7 +133,9 @@ impl Route {
             Self::Ssh { host } => Some(format!("/ws/ssh/{}", encode(host))),
             Self::K8sExec(c) => Some(format!("/ws/k8s/exec/{}", c.path())),
             Self::K8sLogs(c, o) => Some(format!("/ws/k8s/logs/{}?{}", c.path(), o.query())),
-            Self::Tail { file, lines } => Some(format!("/ws/tail/{}?lines={lines}", encode(file))),
+            Self::Tail { file, lines } => {
+                Some(format!("/ws/tail/{}?{}", encode(file), tail_query(*lines)))
+            }
             Self::Chat { room } => Some(format!("/ws/chat/{}", encode(room))),
             Self::Job { token } => Some(format!("/ws/exec/{}", encode(token))),
             Self::Login { .. } | Self::Picker | Self::NotFound(_) => None,
@@ -169,18 +177,38 @@ impl Container {
 }
 
 impl PodLogOptions {
+    /// `tail_lines=N&timestamps=B&previous=B`: the endpoint's query, and the page's.
     fn query(&self) -> String {
-        format!(
-            "tail_lines={}&timestamps={}&previous={}",
-            self.tail_lines, self.timestamps, self.previous
-        )
+        PodLogQuery::from(*self).to_query()
     }
 }
 
-/// The query of a terminal endpoint: its size (`rows=R&cols=C`) and flow control.
+impl From<PodLogOptions> for PodLogQuery {
+    /// The options of a first connection; the stream adds the resume token itself.
+    fn from(o: PodLogOptions) -> Self {
+        Self {
+            tail_lines: Some(i64::from(o.tail_lines)),
+            timestamps: o.timestamps,
+            previous: o.previous,
+            resume: ResumeQuery::default(),
+        }
+    }
+}
+
+/// `lines=N`: the tail endpoint's query, and the page's.
+fn tail_query(lines: u32) -> String {
+    TailQuery {
+        // u32 → usize is lossless on wasm32 and on 64-bit targets.
+        lines: Some(lines as usize),
+        resume: ResumeQuery::default(),
+    }
+    .to_query()
+}
+
+/// The query of a terminal endpoint: its size (`rows=R&cols=C`) and flow control (`flow=1`:
+/// the view acknowledges what it displayed, see `flow`).
 pub fn terminal_query(rows: u16, cols: u16) -> String {
-    // flow=1: the view acknowledges what it displayed (see `flow`).
-    format!("rows={rows}&cols={cols}&flow=1")
+    TerminalQuery::new(TermSize { rows, cols }, true).to_query()
 }
 
 /// Appends `query` to a path that may already have one.

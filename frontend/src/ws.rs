@@ -493,7 +493,7 @@ fn on_close(shared: &Rc<Shared>, code: u16, reason: &str) {
         CloseAction::Login => {
             shared.inner.borrow_mut().stopped = true;
             shared.state.try_set(conn::closed(code, &reason));
-            crate::go_login();
+            crate::nav::go_login();
         }
         CloseAction::Stop => {
             shared.state.try_set(conn::closed(code, &reason));
@@ -553,7 +553,7 @@ fn check_login(shared: &Rc<Shared>) {
             && let Some(shared) = weak.upgrade()
         {
             Stream::wrap(shared).stop();
-            crate::go_login();
+            crate::nav::go_login();
         }
     });
 }

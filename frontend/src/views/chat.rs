@@ -7,8 +7,8 @@ use common::server::StreamEvent;
 use leptos::html::Div;
 use leptos::prelude::*;
 
-use crate::Session;
 use crate::route::Route;
+use crate::session::Session;
 use crate::views::{ConnStatus, near_bottom, scroll_to_bottom};
 use crate::ws::{Incoming, Stream};
 
@@ -25,6 +25,8 @@ struct Line {
     mine: bool,
 }
 
+/// The room: the stream, the message list and its scrolling; the composer and the presence
+/// list are components of their own.
 #[component]
 pub fn ChatPage(room: String) -> impl IntoView {
     let Some(path) = (Route::Chat { room: room.clone() }).ws_path() else {
@@ -36,8 +38,6 @@ pub fn ChatPage(room: String) -> impl IntoView {
     let my_uid = RwSignal::new(None::<String>);
     let stick = RwSignal::new(true);
     let unread = RwSignal::new(0usize);
-    let draft = RwSignal::new(String::new());
-    let send_error = RwSignal::new(None::<String>);
     let list = NodeRef::<Div>::new();
     let mut notes = 0u64;
 
@@ -97,24 +97,6 @@ pub fn ChatPage(room: String) -> impl IntoView {
         stick.set(true);
         unread.set(0);
     };
-    let sender = stream.clone();
-    let on_key = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() != "Enter" || ev.shift_key() || ev.is_composing() {
-            return;
-        }
-        ev.prevent_default();
-        let message = draft.get_untracked();
-        if message.trim().is_empty() {
-            return;
-        }
-        if sender.send(&ClientFrame::Chat(ChatRequest::Message { message })) {
-            draft.set(String::new());
-            send_error.set(None);
-            stick.set(true);
-        } else {
-            send_error.set(Some("Not connected: the message was not sent.".to_owned()));
-        }
-    };
 
     view! {
         <section class="page chat-page" data-room=room.clone()>
@@ -133,29 +115,66 @@ pub fn ChatPage(room: String) -> impl IntoView {
                             {move || format!("{} new ↓", unread.get())}
                         </button>
                     </Show>
-                    <input
-                        id="chat-input"
-                        type="text"
-                        placeholder="Message (Enter to send)"
-                        autocomplete="off"
-                        maxlength="4000"
-                        bind:value=draft
-                        on:keydown=on_key
-                    />
-                    {move || send_error.get().map(|e| view! { <p id="chat-send-error" class="error">{e}</p> })}
+                    <MessageComposer stream stick />
                 </div>
-                <aside id="chat-presence" class="chat-presence">
-                    <h3>{move || format!("Here now ({})", presence.with(Vec::len))}</h3>
-                    <ul>
-                        <For each=move || presence.get() key=|u| u.uid.clone() let:user>
-                            <li class="chat-presence-user" data-uid=user.uid.clone()>{user.username}</li>
-                        </For>
-                    </ul>
-                </aside>
+                <PresenceList presence=presence.read_only() />
             </div>
         </section>
     }
     .into_any()
+}
+
+/// The message box: Enter sends (Shift+Enter and IME composition do not), and says so when
+/// the message could not be sent. Sending follows the room to its bottom again (`stick`).
+#[component]
+fn MessageComposer(stream: Stream, stick: RwSignal<bool>) -> impl IntoView {
+    let draft = RwSignal::new(String::new());
+    let send_error = RwSignal::new(None::<String>);
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() != "Enter" || ev.shift_key() || ev.is_composing() {
+            return;
+        }
+        ev.prevent_default();
+        let message = draft.get_untracked();
+        if message.trim().is_empty() {
+            return;
+        }
+        if stream.send(&ClientFrame::Chat(ChatRequest::Message { message })) {
+            draft.set(String::new());
+            send_error.set(None);
+            stick.set(true);
+        } else {
+            send_error.set(Some("Not connected: the message was not sent.".to_owned()));
+        }
+    };
+
+    view! {
+        <input
+            id="chat-input"
+            type="text"
+            placeholder="Message (Enter to send)"
+            autocomplete="off"
+            maxlength="4000"
+            bind:value=draft
+            on:keydown=on_key
+        />
+        {move || send_error.get().map(|e| view! { <p id="chat-send-error" class="error">{e}</p> })}
+    }
+}
+
+/// Who is in the room now.
+#[component]
+fn PresenceList(presence: ReadSignal<Vec<ChatUser>>) -> impl IntoView {
+    view! {
+        <aside id="chat-presence" class="chat-presence">
+            <h3>{move || format!("Here now ({})", presence.with(Vec::len))}</h3>
+            <ul>
+                <For each=move || presence.get() key=|u| u.uid.clone() let:user>
+                    <li class="chat-presence-user" data-uid=user.uid.clone()>{user.username}</li>
+                </For>
+            </ul>
+        </aside>
+    }
 }
 
 fn render_line(line: Line) -> impl IntoView {

@@ -3,8 +3,9 @@
 use leptos::prelude::*;
 
 use crate::api::{self, ApiFailure};
+use crate::nav::navigate;
 use crate::route::Route;
-use crate::{Session, navigate};
+use crate::session::Session;
 
 #[component]
 pub fn LoginPage(next: Option<String>) -> impl IntoView {

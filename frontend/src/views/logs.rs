@@ -5,18 +5,14 @@
 //! [`LogBuffer`] and appended to `#log-lines` at most once per animation frame, and the page
 //! shows only the last [`SHOWN`] of them.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use common::server::StreamEvent;
 use leptos::html::Div;
 use leptos::prelude::*;
-use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, BlobPropertyBag, Element, HtmlAnchorElement, Url};
 
 use crate::logbuf::{Filter, LogBuffer, LogLine, SHOWN};
-use crate::navigate;
+use crate::nav::navigate;
 use crate::route::Route;
 use crate::views::{ConnStatus, near_bottom, scroll_to_bottom};
 use crate::ws::{Incoming, Stream};
@@ -36,7 +32,9 @@ struct Lines {
     element: Option<Element>,
 }
 
-type Shared = SendWrapper<Rc<RefCell<Lines>>>;
+/// The page's [`Lines`] (`Copy`); gone with the page, so a late animation frame finds
+/// nothing to draw.
+type LinesSlot = StoredValue<Lines, LocalStorage>;
 
 /// Signals the controls show.
 #[derive(Clone, Copy)]
@@ -46,38 +44,65 @@ struct Counters {
     follow: RwSignal<bool>,
 }
 
+/// The log page: the stream, the toolbar, the counts and the lines.
 #[component]
 pub fn LogsPage(route: Route) -> impl IntoView {
     let Some(path) = route.ws_path() else {
         return view! { <p class="error">"This page has no stream."</p> }.into_any();
     };
-    let lines: Shared = SendWrapper::new(Rc::new(RefCell::new(Lines::default())));
+    let lines: LinesSlot = StoredValue::new_local(Lines::default());
     let counters = Counters {
         received: RwSignal::new(0),
         waiting: RwSignal::new(0),
         follow: RwSignal::new(true),
     };
     let paused = RwSignal::new(false);
-    let running = RwSignal::new(true);
-    let filter_text = RwSignal::new(String::new());
 
-    let handler_lines = lines.clone();
     let stream = Stream::open(path, move |_, incoming| {
-        on_incoming(&handler_lines, counters, incoming);
+        on_incoming(lines, counters, incoming);
     });
     let closing = stream.clone();
     on_cleanup(move || closing.close());
 
     let list = NodeRef::<Div>::new();
-    let mount_lines = lines.clone();
     list.on_load(move |el| {
-        mount_lines.borrow_mut().element = Some(el.into());
+        lines.update_value(|l| l.element = Some(el.into()));
     });
     let on_scroll = move |_| {
         if let Some(el) = list.get_untracked() {
             counters.follow.set(near_bottom(&el));
         }
     };
+
+    view! {
+        <section class="page logs-page">
+            <LogToolbar stream lines counters paused route />
+            <div class="log-meta muted">
+                <span id="log-count">{move || format!("{} lines received", counters.received.get())}</span>
+                <Show when=move || { paused.get() && counters.waiting.get() > 0 }>
+                    <span id="log-waiting">
+                        {move || format!(" · {} new while paused", counters.waiting.get())}
+                    </span>
+                </Show>
+            </div>
+            <div id="log-lines" class="log-lines" node_ref=list on:scroll=on_scroll></div>
+        </section>
+    }
+    .into_any()
+}
+
+/// The controls: stop/start, pause, follow, clear, the filter, download and, for pod logs,
+/// the log options.
+#[component]
+fn LogToolbar(
+    stream: Stream,
+    lines: LinesSlot,
+    counters: Counters,
+    paused: RwSignal<bool>,
+    route: Route,
+) -> impl IntoView {
+    let running = RwSignal::new(true);
+    let filter_text = RwSignal::new(String::new());
 
     let toggle_running = {
         let stream = stream.clone();
@@ -91,90 +116,77 @@ pub fn LogsPage(route: Route) -> impl IntoView {
             }
         }
     };
-    let pause_lines = lines.clone();
     let toggle_pause = move |_| {
         let now = !paused.get_untracked();
         paused.set(now);
-        pause_lines.borrow_mut().paused = now;
+        lines.update_value(|l| l.paused = now);
         if !now {
-            schedule(&pause_lines, counters);
+            schedule(lines, counters);
         }
     };
-    let clear_lines = lines.clone();
     let clear = move |_| {
-        let mut l = clear_lines.borrow_mut();
-        l.buffer.clear();
-        l.pending.clear();
-        l.on_screen = 0;
-        if let Some(el) = &l.element {
-            el.set_text_content(None);
-        }
+        lines.update_value(|l| {
+            l.buffer.clear();
+            l.pending.clear();
+            l.on_screen = 0;
+            if let Some(el) = &l.element {
+                el.set_text_content(None);
+            }
+        });
         counters.waiting.set(0);
     };
-    let filter_lines = lines.clone();
     let on_filter = move |ev: leptos::ev::Event| {
         let text = event_target_value(&ev);
         filter_text.set(text.clone());
-        {
-            let mut l = filter_lines.borrow_mut();
+        lines.update_value(|l| {
             l.filter = Filter::new(&text);
             l.rebuild = true;
-        }
-        flush(&filter_lines, counters, true);
+        });
+        flush(lines, counters, true);
     };
-    let download_lines = lines.clone();
     let file_name = download_name(&route);
     let download = move |_| {
-        let text = download_lines.borrow().buffer.download_text();
+        let text = lines.with_value(|l| l.buffer.download_text());
         save_text(&file_name, &text);
     };
-    let follow_lines = lines.clone();
     let on_follow = move |ev: leptos::ev::Event| {
         let on = event_target_checked(&ev);
         counters.follow.set(on);
-        if on && let Some(el) = &follow_lines.borrow().element {
-            scroll_to_bottom(el);
+        if on {
+            lines.with_value(|l| {
+                if let Some(el) = &l.element {
+                    scroll_to_bottom(el);
+                }
+            });
         }
     };
 
     view! {
-        <section class="page logs-page">
-            <div class="toolbar">
-                <ConnStatus stream=stream.clone() />
-                <span class="spacer"></span>
-                <button id="log-stop" type="button" on:click=toggle_running>
-                    {move || if running.get() { "Stop" } else { "Start" }}
-                </button>
-                <button id="log-pause" type="button" class:active=move || paused.get() on:click=toggle_pause>
-                    {move || if paused.get() { "Resume" } else { "Pause" }}
-                </button>
-                <label class="check">
-                    <input id="log-follow" type="checkbox" prop:checked=move || counters.follow.get() on:change=on_follow />
-                    "Follow"
-                </label>
-                <button id="log-clear" type="button" on:click=clear>"Clear"</button>
-                <input
-                    id="log-filter"
-                    type="search"
-                    placeholder="Filter lines"
-                    prop:value=move || filter_text.get()
-                    on:input=on_filter
-                />
-                <button id="log-download" type="button" on:click=download>"Download"</button>
-                {pod_log_options(&route)}
-            </div>
-            <div class="log-meta muted">
-                <span id="log-count">{move || format!("{} lines received", counters.received.get())}</span>
-                <Show when=move || { paused.get() && counters.waiting.get() > 0 }>
-                    <span id="log-waiting">
-                        {move || format!(" · {} new while paused", counters.waiting.get())}
-                    </span>
-                </Show>
-            </div>
-            <div id="log-lines" class="log-lines" node_ref=list on:scroll=on_scroll></div>
-        </section>
+        <div class="toolbar">
+            <ConnStatus stream />
+            <span class="spacer"></span>
+            <button id="log-stop" type="button" on:click=toggle_running>
+                {move || if running.get() { "Stop" } else { "Start" }}
+            </button>
+            <button id="log-pause" type="button" class:active=move || paused.get() on:click=toggle_pause>
+                {move || if paused.get() { "Resume" } else { "Pause" }}
+            </button>
+            <label class="check">
+                <input id="log-follow" type="checkbox" prop:checked=move || counters.follow.get() on:change=on_follow />
+                "Follow"
+            </label>
+            <button id="log-clear" type="button" on:click=clear>"Clear"</button>
+            <input
+                id="log-filter"
+                type="search"
+                placeholder="Filter lines"
+                prop:value=move || filter_text.get()
+                on:input=on_filter
+            />
+            <button id="log-download" type="button" on:click=download>"Download"</button>
+            {pod_log_options(&route)}
+        </div>
     }
-    .into_any()
 }
 
 /// Timestamps / previous-container switches for pod logs (each opens a new stream).
@@ -205,12 +217,11 @@ fn pod_log_options(route: &Route) -> Option<impl IntoView + use<>> {
     })
 }
 
-fn on_incoming(lines: &Shared, counters: Counters, incoming: Incoming) {
+fn on_incoming(lines: LinesSlot, counters: Counters, incoming: Incoming) {
     let marker = match incoming {
         Incoming::Event(StreamEvent::Lines { lines: batch, .. }) => {
             let n = batch.len();
-            {
-                let mut l = lines.borrow_mut();
+            lines.update_value(|l| {
                 l.pending.extend(batch.iter().map(|text| LogLine {
                     text: text.clone(),
                     marker: false,
@@ -220,7 +231,7 @@ fn on_incoming(lines: &Shared, counters: Counters, incoming: Incoming) {
                     l.pending.clear();
                     l.rebuild = true;
                 }
-            }
+            });
             counters.received.update(|r| *r += n as u64);
             None
         }
@@ -239,43 +250,53 @@ fn on_incoming(lines: &Shared, counters: Counters, incoming: Incoming) {
     };
     if let Some(text) = marker {
         let text = format!("── {text} ──");
-        let mut l = lines.borrow_mut();
-        l.buffer.push_marker(text.clone());
-        l.pending.push(LogLine { text, marker: true });
+        lines.update_value(|l| {
+            l.buffer.push_marker(text.clone());
+            l.pending.push(LogLine { text, marker: true });
+        });
     }
     schedule(lines, counters);
 }
 
 /// Puts pending lines on screen at the next animation frame (once per frame).
-fn schedule(lines: &Shared, counters: Counters) {
-    let waiting = {
-        let mut l = lines.borrow_mut();
+fn schedule(lines: LinesSlot, counters: Counters) {
+    let Some((waiting, start)) = lines.try_update_value(|l| {
         let waiting = l.pending.len();
         if l.paused || l.frame_scheduled {
-            drop(l);
-            counters.waiting.set(waiting);
-            return;
+            return (waiting, false);
         }
         l.frame_scheduled = true;
-        waiting
+        (waiting, true)
+    }) else {
+        return;
     };
     counters.waiting.set(waiting);
-    let lines = lines.clone();
-    request_animation_frame(move || flush(&lines, counters, false));
+    if start {
+        request_animation_frame(move || flush(lines, counters, false));
+    }
 }
 
 /// Appends pending lines (or redraws everything) and keeps the screen to [`SHOWN`] lines.
-fn flush(lines: &Shared, counters: Counters, force: bool) {
-    let mut l = lines.borrow_mut();
+fn flush(lines: LinesSlot, counters: Counters, force: bool) {
+    let drawn = lines
+        .try_update_value(|l| draw(l, counters, force))
+        .flatten();
+    let Some((el, follow)) = drawn else { return };
+    counters.waiting.set(0);
+    if follow {
+        scroll_to_bottom(&el);
+    }
+}
+
+/// The DOM work of [`flush`]: the element drawn into and whether to follow, or `None` when
+/// nothing was drawn (paused, or not mounted).
+fn draw(l: &mut Lines, counters: Counters, force: bool) -> Option<(Element, bool)> {
     l.frame_scheduled = false;
     if l.paused && !force {
-        return;
+        return None;
     }
-    let Some(el) = l.element.clone() else {
-        return;
-    };
-    let document = el.owner_document();
-    let Some(document) = document else { return };
+    let el = l.element.clone()?;
+    let document = el.owner_document()?;
     let follow = counters.follow.get_untracked();
     let fragment = document.create_document_fragment();
     let append = |line: &LogLine| {
@@ -316,11 +337,7 @@ fn flush(lines: &Shared, counters: Counters, force: bool) {
         }
         l.on_screen -= 1;
     }
-    drop(l);
-    counters.waiting.set(0);
-    if follow {
-        scroll_to_bottom(&el);
-    }
+    Some((el, follow))
 }
 
 fn download_name(route: &Route) -> String {

@@ -10,9 +10,11 @@ pub mod terminal;
 use leptos::prelude::*;
 use web_sys::Element;
 
+use crate::api;
+use crate::nav::navigate;
 use crate::route::Route;
+use crate::session::Session;
 use crate::ws::Stream;
-use crate::{Session, api, navigate};
 
 /// The logged-in user and the logout button (top right).
 #[component]

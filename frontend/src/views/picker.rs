@@ -6,8 +6,8 @@ use common::api::{ClusterTarget, PodInfo, Target, Targets};
 use leptos::prelude::*;
 
 use crate::api::{self, ApiFailure};
+use crate::nav::{go_login, navigate};
 use crate::route::{Container, DEFAULT_LINES, PodLogOptions, Route};
-use crate::{go_login, navigate};
 
 /// Pods of the namespace being looked at.
 #[derive(Debug, Clone, PartialEq)]

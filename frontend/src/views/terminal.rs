@@ -2,15 +2,12 @@
 //! a job's output). Output is written as bytes; the terminal follows its container's size
 //! (debounced resize frames); copy, paste, links and search in the scrollback work.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use common::server::StreamEvent;
 use common::{ClientFrame, TermSize};
 use leptos::html::Div;
 use leptos::prelude::*;
-use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::ResizeObserver;
@@ -27,8 +24,9 @@ const RESIZE_DEBOUNCE: Duration = Duration::from_millis(120);
 /// The size observer and its callback, kept until the page goes away.
 type SizeWatch = (ResizeObserver, Closure<dyn FnMut(JsValue)>);
 
-/// The terminal, once it is mounted (shared by the stream handler and the controls).
-type TermCell = SendWrapper<Rc<RefCell<Option<Term>>>>;
+/// The terminal, once it is mounted; shared (it is `Copy`) by the stream handler, the size
+/// watcher and the toolbar. Gone once the page is: late callbacks find nothing.
+type TermSlot = StoredValue<Option<Term>, LocalStorage>;
 
 #[component]
 pub fn TerminalPage(route: Route) -> impl IntoView {
@@ -37,11 +35,10 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
         return view! { <p class="error">"This page has no stream."</p> }.into_any();
     };
     let host = NodeRef::<Div>::new();
-    let term: TermCell = SendWrapper::new(Rc::new(RefCell::new(None)));
+    let term: TermSlot = StoredValue::new_local(None);
     let exit = RwSignal::new(None::<String>);
-    let search = RwSignal::new(String::new());
-    let search_result = RwSignal::new(None::<bool>);
-    let copied = RwSignal::new(false);
+    // Job output (read-only) is not a terminal session and takes no acks.
+    let acks = (!read_only).then(|| StoredValue::new_local(Acks::default()));
 
     // The stream opens with the fitted size in its query, so it is created on mount; the
     // status bar shows "connecting" until then.
@@ -49,7 +46,6 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
     let status = RwSignal::new_local(None::<Stream>);
     let observer = StoredValue::new_local(None::<SizeWatch>);
 
-    let term_for_mount = term.clone();
     host.on_load(move |el| {
         let mut t = Term::open(&el, read_only);
         if read_only {
@@ -61,11 +57,8 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
         } else {
             with_query(&base_path, &terminal_query(rows, cols))
         };
-        let cell = term_for_mount.clone();
-        // Job output (read-only) is not a terminal session and takes no acks.
-        let acks = (!read_only).then(|| Rc::new(RefCell::new(Acks::default())));
         let stream = Stream::open(path, move |stream, incoming| {
-            on_incoming(&cell, stream, incoming, exit, acks.as_ref());
+            on_incoming(term, stream, incoming, exit, acks);
         });
         if !read_only {
             let s = stream.clone();
@@ -77,13 +70,12 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
             t.enable_clipboard_keys();
         }
         t.focus();
-        *term_for_mount.borrow_mut() = Some(t);
-        observer.set_value(watch_size(&el, term_for_mount.clone()));
+        term.set_value(Some(t));
+        observer.set_value(watch_size(&el, term));
         stream_slot.set_value(Some(stream.clone()));
         status.set(Some(stream));
     });
 
-    let term_for_cleanup = term.clone();
     on_cleanup(move || {
         if let Some(Some(stream)) = stream_slot.try_update_value(Option::take) {
             stream.close();
@@ -92,85 +84,12 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
             observer.disconnect();
         }
         // Dropping the terminal disposes it and the closures that held the stream.
-        term_for_cleanup.borrow_mut().take();
+        drop(term.try_update_value(Option::take));
     });
-
-    let term_for_copy = term.clone();
-    let copy = move |_| {
-        let done = term_for_copy
-            .borrow()
-            .as_ref()
-            .is_some_and(Term::copy_selection);
-        copied.set(done);
-    };
-    let term_for_paste = term.clone();
-    let paste = move |_| {
-        let cell = term_for_paste.clone();
-        leptos::task::spawn_local(async move {
-            let Some(window) = web_sys::window() else {
-                return;
-            };
-            let promise = window.navigator().clipboard().read_text();
-            if let Ok(text) = wasm_bindgen_futures::JsFuture::from(promise).await
-                && let Some(text) = text.as_string()
-                && let Some(t) = cell.borrow().as_ref()
-            {
-                t.paste(&text);
-                t.focus();
-            }
-        });
-    };
-    let term_for_search = term.clone();
-    let find = std::rc::Rc::new(move |backwards: bool| {
-        let found = term_for_search
-            .borrow()
-            .as_ref()
-            .map(|t| t.find(&search.get_untracked(), backwards));
-        search_result.set(found);
-    });
-    let (find_key, find_prev, find_next) = (find.clone(), find.clone(), find);
-    let on_search_key = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Enter" {
-            ev.prevent_default();
-            find_key(ev.shift_key());
-        }
-    };
 
     view! {
         <section class="page terminal-page" data-kind=if read_only { "job" } else { "terminal" }>
-            <div class="toolbar">
-                {move || match status.get() {
-                    Some(stream) => view! { <ConnStatus stream /> }.into_any(),
-                    None => view! {
-                        <div class="conn-bar">
-                            <span id="conn-state" class="conn-state" data-state="connecting">"Connecting…"</span>
-                        </div>
-                    }
-                    .into_any(),
-                }}
-                <span class="spacer"></span>
-                <button id="term-copy" type="button" title="Copy the selection (Ctrl+Shift+C)" on:click=copy>
-                    {move || if copied.get() { "Copied" } else { "Copy" }}
-                </button>
-                <button id="term-paste" type="button" title="Paste (Ctrl+Shift+V)" on:click=paste disabled=read_only>
-                    "Paste"
-                </button>
-                <input
-                    id="term-search"
-                    type="search"
-                    placeholder="Search scrollback"
-                    bind:value=search
-                    on:keydown=on_search_key
-                />
-                <button id="term-search-prev" type="button" title="Previous match (Shift+Enter)" on:click=move |_| find_prev(true)>"↑"</button>
-                <button id="term-search-next" type="button" title="Next match (Enter)" on:click=move |_| find_next(false)>"↓"</button>
-                <span id="term-search-status" class="muted">
-                    {move || match search_result.get() {
-                        Some(false) => "no match",
-                        _ => "",
-                    }}
-                </span>
-            </div>
+            <TerminalToolbar term status=status.read_only() read_only />
             {move || exit.get().map(|text| view! { <p id="term-exit" class="exit">{text}</p> })}
             <div id="terminal" class="terminal-host" node_ref=host></div>
         </section>
@@ -178,23 +97,128 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
     .into_any()
 }
 
+/// The connection status, copy and paste, and search in the scrollback.
+#[component]
+fn TerminalToolbar(
+    term: TermSlot,
+    /// The stream, once the terminal is mounted and it is open.
+    status: ReadSignal<Option<Stream>, LocalStorage>,
+    read_only: bool,
+) -> impl IntoView {
+    let search = RwSignal::new(String::new());
+    let search_result = RwSignal::new(None::<bool>);
+    let copied = RwSignal::new(false);
+
+    let copy = move |_| {
+        let done = term
+            .try_with_value(|t| t.as_ref().is_some_and(Term::copy_selection))
+            .unwrap_or(false);
+        copied.set(done);
+    };
+    let paste = move |_| {
+        leptos::task::spawn_local(async move {
+            let Some(window) = web_sys::window() else {
+                return;
+            };
+            let promise = window.navigator().clipboard().read_text();
+            if let Ok(text) = wasm_bindgen_futures::JsFuture::from(promise).await
+                && let Some(text) = text.as_string()
+            {
+                term.try_with_value(|t| {
+                    if let Some(t) = t {
+                        t.paste(&text);
+                        t.focus();
+                    }
+                });
+            }
+        });
+    };
+    let find = move |backwards: bool| {
+        let found = term
+            .try_with_value(|t| {
+                t.as_ref()
+                    .map(|t| t.find(&search.get_untracked(), backwards))
+            })
+            .flatten();
+        search_result.set(found);
+    };
+    let on_search_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" {
+            ev.prevent_default();
+            find(ev.shift_key());
+        }
+    };
+
+    view! {
+        <div class="toolbar">
+            {move || match status.get() {
+                Some(stream) => view! { <ConnStatus stream /> }.into_any(),
+                None => view! {
+                    <div class="conn-bar">
+                        <span id="conn-state" class="conn-state" data-state="connecting">"Connecting…"</span>
+                    </div>
+                }
+                .into_any(),
+            }}
+            <span class="spacer"></span>
+            <button id="term-copy" type="button" title="Copy the selection (Ctrl+Shift+C)" on:click=copy>
+                {move || if copied.get() { "Copied" } else { "Copy" }}
+            </button>
+            <button id="term-paste" type="button" title="Paste (Ctrl+Shift+V)" on:click=paste disabled=read_only>
+                "Paste"
+            </button>
+            <input
+                id="term-search"
+                type="search"
+                placeholder="Search scrollback"
+                bind:value=search
+                on:keydown=on_search_key
+            />
+            <button id="term-search-prev" type="button" title="Previous match (Shift+Enter)" on:click=move |_| find(true)>"↑"</button>
+            <button id="term-search-next" type="button" title="Next match (Enter)" on:click=move |_| find(false)>"↓"</button>
+            <span id="term-search-status" class="muted">
+                {move || match search_result.get() {
+                    Some(false) => "no match",
+                    _ => "",
+                }}
+            </span>
+        </div>
+    }
+}
+
 /// Handles what the relay sends to a terminal; `acks` when it is flow-controlled.
 fn on_incoming(
-    cell: &TermCell,
+    term: TermSlot,
     stream: &Stream,
     incoming: Incoming,
     exit: RwSignal<Option<String>>,
-    acks: Option<&Rc<RefCell<Acks>>>,
+    acks: Option<StoredValue<Acks, LocalStorage>>,
 ) {
-    let cell = cell.borrow();
-    let Some(term) = cell.as_ref() else { return };
+    term.try_with_value(|t| {
+        if let Some(t) = t {
+            show(t, stream, incoming, exit, acks);
+        }
+    });
+}
+
+/// Shows what the relay sent in the mounted terminal.
+fn show(
+    term: &Term,
+    stream: &Stream,
+    incoming: Incoming,
+    exit: RwSignal<Option<String>>,
+    acks: Option<StoredValue<Acks, LocalStorage>>,
+) {
     match incoming {
         Incoming::Bytes(bytes) => match acks {
             Some(acks) => {
                 let (generation, end) = stream.received();
-                let (acks, stream) = (acks.clone(), stream.clone());
+                let stream = stream.clone();
                 term.write_bytes_then(&bytes, move || {
-                    if let Some(position) = acks.borrow_mut().displayed(generation, end) {
+                    if let Some(position) = acks
+                        .try_update_value(|a| a.displayed(generation, end))
+                        .flatten()
+                    {
                         stream.send(&ClientFrame::Ack(position));
                     }
                 });
@@ -204,8 +228,7 @@ fn on_incoming(
         Incoming::Event(StreamEvent::Connected { position, .. }) => {
             if let Some(acks) = acks {
                 let (generation, _) = stream.received();
-                acks.borrow_mut()
-                    .connected(generation, position.as_count().unwrap_or(0));
+                acks.update_value(|a| a.connected(generation, position.as_count().unwrap_or(0)));
             }
             exit.set(None);
             // The relay may have a stale size after a reconnect: tell it ours.
@@ -242,18 +265,19 @@ fn send_size(stream: &Stream, rows: u16, cols: u16) {
 
 /// Refits the terminal when its element's size settles (xterm.js then fires `onResize`,
 /// which sends the new size).
-fn watch_size(el: &web_sys::HtmlDivElement, cell: TermCell) -> Option<SizeWatch> {
-    let pending = Rc::new(RefCell::new(None::<TimeoutHandle>));
+fn watch_size(el: &web_sys::HtmlDivElement, term: TermSlot) -> Option<SizeWatch> {
+    let mut pending = None::<TimeoutHandle>;
     let callback = Closure::<dyn FnMut(JsValue)>::new(move |_entries: JsValue| {
-        if let Some(handle) = pending.borrow_mut().take() {
+        if let Some(handle) = pending.take() {
             handle.clear();
         }
-        let cell = cell.clone();
-        *pending.borrow_mut() = set_timeout_with_handle(
+        pending = set_timeout_with_handle(
             move || {
-                if let Some(term) = cell.borrow().as_ref() {
-                    term.fit();
-                }
+                term.try_with_value(|t| {
+                    if let Some(t) = t {
+                        t.fit();
+                    }
+                });
             },
             RESIZE_DEBOUNCE,
         )
