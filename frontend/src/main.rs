@@ -14,8 +14,6 @@ mod backoff;
 mod config;
 mod conn;
 mod flow;
-#[cfg(test)]
-mod layering;
 mod logbuf;
 mod nav;
 mod resume;
@@ -122,3 +120,7 @@ fn App() -> impl IntoView {
 
 #[cfg(test)]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// Checks on the sources: this root is imported by nothing.
+#[cfg(test)]
+mod layering;
