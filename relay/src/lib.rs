@@ -11,6 +11,8 @@ mod auth;
 mod backend;
 mod close;
 mod config;
+#[doc(hidden)]
+pub mod decoders;
 pub mod demo;
 mod endpoints;
 mod metrics;
