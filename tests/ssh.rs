@@ -354,7 +354,7 @@ async fn withdrawing_the_grant_closes_open_sessions_with_4430() -> anyhow::Resul
     let without_grant = format!("{keepalive}\n{}\n{}", users_toml(), sshd.host_toml("box")?);
     relay
         .relay()
-        .reload(relay::Config::from_toml(&without_grant, "reloaded")?);
+        .reload(relay::Config::from_toml(&without_grant, "reloaded")?)?;
     let (code, reason, _) = client.read_until_closed().await?;
     assert_eq!(code, 4430, "{reason}");
     Ok(())

@@ -1,5 +1,6 @@
 //! The small HTTP API: login, logout, who am I, what may I open.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
@@ -7,7 +8,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use crate::access;
-use crate::auth::{self, AuthError, Principal, TOKEN_COOKIE};
+use crate::auth::{self, AuthError, LoginRefused, Principal, TOKEN_COOKIE};
 use crate::close::Close;
 use crate::state::AppState;
 
@@ -54,21 +55,46 @@ pub(crate) async fn principal(
     })
 }
 
-pub async fn login(state: Arc<AppState>, request: LoginRequest) -> Response {
-    match state.auth.login(&request.username, &request.password).await {
+pub async fn login(
+    source: Option<SocketAddr>,
+    state: Arc<AppState>,
+    request: LoginRequest,
+) -> Response {
+    let source = source.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| s.ip());
+    // Escaped and cut: a user name is the caller's text and must not forge log lines.
+    let shown: String = request.username.chars().take(64).collect();
+    let result = state
+        .auth
+        .login(&request.username, &request.password, source)
+        .await;
+    match result {
         Ok((token, principal)) => {
             let max_age = principal.expires_at.saturating_sub(auth::unix_now());
             let mut response = warp::reply::json(&me(&principal)).into_response();
             response
                 .headers_mut()
                 .insert(header::SET_COOKIE, cookie(&state, &token, max_age));
-            tracing::info!(user = %principal.username, "login");
+            tracing::info!(user = ?shown, %source, "login");
             response
         }
-        Err(e) => {
+        Err(LoginRefused::Throttled { retry_after }) => {
+            tracing::warn!(user = ?shown, %source, "login throttled");
+            let message = LoginRefused::Throttled { retry_after }.to_string();
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            response
+        }
+        Err(LoginRefused::Busy) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            LoginRefused::Busy.to_string(),
+        ),
+        Err(LoginRefused::Auth(e)) => {
             state.metrics.auth_failures.inc();
-            tracing::info!(user = %request.username, "login refused");
-            error(StatusCode::UNAUTHORIZED, e.to_string())
+            tracing::info!(user = ?shown, %source, "login refused");
+            refusal(&e.into())
         }
     }
 }

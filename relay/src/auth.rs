@@ -3,10 +3,11 @@
 //! tokens), and token revocation on logout (shared through Redis when configured).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use argon2::{Argon2, Params, PasswordHash, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -14,16 +15,20 @@ use tokio::sync::Semaphore;
 use common::CloseCode;
 
 use crate::close::CloseCause;
-use crate::config::{AuthConfig, Config};
+use crate::config::{AuthConfig, Config, LoginLimits};
 use crate::redis_link::RedisLink;
+use crate::throttle::LoginThrottle;
 
 /// The name of the login cookie, as the classic front-ends used it.
 pub const TOKEN_COOKIE: &str = "X-Token";
 /// Prefix of a token carried in `Sec-WebSocket-Protocol`.
 pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 
-/// Argon2 is deliberately slow; this many logins are checked at once, the rest wait.
-const CONCURRENT_LOGINS: usize = 4;
+/// Argon2 is deliberately slow (and single-threaded per check): at most half the cores
+/// check passwords at once, so a login flood cannot starve the terminals.
+fn concurrent_logins() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -61,7 +66,12 @@ pub struct Principal {
     pub uid: String,
     /// Name used by permissions and shown to others.
     pub username: String,
+    /// The groups in force when the token was checked.
     pub groups: Vec<String>,
+    /// The groups the token itself names.
+    pub claimed_groups: Vec<String>,
+    /// Minted by this relay (`iss` = opsdeck) for a configured user.
+    pub minted_here: bool,
     /// Unix seconds.
     pub expires_at: u64,
     /// Token id, for revocation.
@@ -85,31 +95,65 @@ struct Claims {
     token_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
 }
+
+/// The `iss` of tokens this relay mints.
+const RELAY_ISSUER: &str = "opsdeck";
 
 struct UserRecord {
     password_hash: String,
 }
 
-pub struct Authenticator {
+/// What a reload replaces: the users, their groups, and the keys tokens are checked with.
+struct Settings {
     users: HashMap<String, UserRecord>,
-    /// user name → groups (from `[groups]` and each user's own list).
+    /// user name (or external user id) → groups (from `[groups]` and each user's own list).
     memberships: HashMap<String, Vec<String>>,
+    /// The configured HS256 secret (`None`: a random one made at start, kept by reloads).
+    secret: Option<Vec<u8>>,
     hs_encoding: EncodingKey,
     hs_decoding: DecodingKey,
     rs_decoding: Option<DecodingKey>,
     ttl_secs: u64,
-    revocations: Revocations,
-    login_slots: Semaphore,
-    /// A valid hash to verify against for unknown users, so timing does not reveal which
-    /// user names exist.
+    /// A valid hash to verify against for unknown users, with the parameters of the most
+    /// expensive configured hash, so timing does not reveal which user names exist.
     decoy_hash: String,
+    limits: LoginLimits,
 }
 
-impl Authenticator {
-    pub fn new(config: &Config, redis: Option<Arc<RedisLink>>) -> Result<Self, AuthSetupError> {
+impl Settings {
+    fn new(config: &Config, previous: Option<&Settings>) -> Result<Self, AuthSetupError> {
         let auth = &config.auth;
-        let secret = jwt_secret(auth);
+        let secret = configured_secret(auth);
+        let key_bytes = match (&secret, previous) {
+            (Some(secret), _) => secret.clone(),
+            // Without a configured secret, a reload keeps the one made at start: a new
+            // random one would log everybody out.
+            (None, Some(previous)) if previous.secret.is_none() => {
+                return Ok(Self {
+                    hs_encoding: previous.hs_encoding.clone(),
+                    hs_decoding: previous.hs_decoding.clone(),
+                    ..Self::without_keys(config, None, Vec::new())?
+                });
+            }
+            (None, _) => {
+                tracing::warn!(
+                    "no auth.jwt_secret or OPSDECK_JWT_SECRET: using a random secret; logins will not survive a restart nor work across relays"
+                );
+                rand::random::<[u8; 32]>().to_vec()
+            }
+        };
+        Self::without_keys(config, secret, key_bytes)
+    }
+
+    fn without_keys(
+        config: &Config,
+        secret: Option<Vec<u8>>,
+        key_bytes: Vec<u8>,
+    ) -> Result<Self, AuthSetupError> {
+        let auth = &config.auth;
         let rs_decoding = match &auth.jwt_public_key_file {
             Some(path) => {
                 let pem = std::fs::read(path)
@@ -121,13 +165,19 @@ impl Authenticator {
             None => None,
         };
         let mut users = HashMap::new();
+        let mut costliest: Option<Params> = None;
         for user in &auth.users {
-            PasswordHash::new(&user.password_hash).map_err(|e| {
+            let parsed = PasswordHash::new(&user.password_hash).map_err(|e| {
                 AuthSetupError(format!(
                     "user {:?}: password_hash is not an argon2 PHC string: {e}",
                     user.username
                 ))
             })?;
+            if let Ok(params) = Params::try_from(&parsed)
+                && costliest.as_ref().is_none_or(|c| cost(&params) > cost(c))
+            {
+                costliest = Some(params);
+            }
             users.insert(
                 user.username.clone(),
                 UserRecord {
@@ -135,77 +185,152 @@ impl Authenticator {
                 },
             );
         }
+        let decoy_hash = decoy_hash(costliest.unwrap_or_default())?;
         Ok(Self {
             users,
             memberships: memberships(&config.groups, auth),
-            hs_encoding: EncodingKey::from_secret(&secret),
-            hs_decoding: DecodingKey::from_secret(&secret),
+            hs_encoding: EncodingKey::from_secret(&key_bytes),
+            hs_decoding: DecodingKey::from_secret(&key_bytes),
+            secret,
             rs_decoding,
             ttl_secs: auth.token_ttl.as_secs().max(1),
-            revocations: Revocations::new(redis),
-            login_slots: Semaphore::new(CONCURRENT_LOGINS),
-            decoy_hash: hash_password("decoy-password-for-timing")
-                .map_err(|e| AuthSetupError(e.to_string()))?,
+            decoy_hash,
+            limits: auth.login_limits.clone(),
         })
     }
 
-    /// Checks a user's password and mints a token for them.
+    /// The groups of `username`/`uid` now: the token's own (`claimed`) and the config's.
+    fn groups_of(&self, username: &str, uid: &str, claimed: &[String]) -> Vec<String> {
+        let mut groups = claimed.to_vec();
+        groups.extend(self.memberships.get(username).cloned().unwrap_or_default());
+        if uid != username {
+            groups.extend(self.memberships.get(uid).cloned().unwrap_or_default());
+        }
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+}
+
+fn cost(params: &Params) -> u64 {
+    u64::from(params.m_cost()) * u64::from(params.t_cost()) * u64::from(params.p_cost())
+}
+
+fn decoy_hash(params: Params) -> Result<String, AuthSetupError> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(b"decoy-password-for-timing", &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthSetupError(e.to_string()))
+}
+
+pub struct Authenticator {
+    settings: RwLock<Arc<Settings>>,
+    revocations: Revocations,
+    login_slots: Semaphore,
+    throttle: LoginThrottle,
+}
+
+/// Why a login was not even checked.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginRefused {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("too many login attempts; try again in {} s", .retry_after.as_secs().max(1))]
+    Throttled { retry_after: Duration },
+    #[error("the relay is checking too many logins at once; try again in a few seconds")]
+    Busy,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, redis: Option<Arc<RedisLink>>) -> Result<Self, AuthSetupError> {
+        Ok(Self {
+            settings: RwLock::new(Arc::new(Settings::new(config, None)?)),
+            revocations: Revocations::new(redis),
+            login_slots: Semaphore::new(concurrent_logins()),
+            throttle: LoginThrottle::default(),
+        })
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts the users, groups and keys of `config` in force (SIGHUP). Tokens already
+    /// issued keep working; their groups are read anew at each check.
+    pub fn reload(&self, config: &Config) -> Result<(), AuthSetupError> {
+        let next = Settings::new(config, Some(&self.settings()))?;
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Checks a user's password and mints a token for them. `source` is the caller's
+    /// address, for the throttle.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
-    ) -> Result<(String, Principal), AuthError> {
-        let hash = self
+        source: IpAddr,
+    ) -> Result<(String, Principal), LoginRefused> {
+        let settings = self.settings();
+        self.throttle
+            .admit(&settings.limits, source, username)
+            .map_err(|retry_after| LoginRefused::Throttled { retry_after })?;
+        let hash = settings
             .users
             .get(username)
             .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| self.decoy_hash.clone());
-        let known = self.users.contains_key(username);
+            .unwrap_or_else(|| settings.decoy_hash.clone());
+        let known = settings.users.contains_key(username);
         let password = password.to_owned();
-        let _slot = self
-            .login_slots
-            .acquire()
+        let _slot = tokio::time::timeout(settings.limits.queue_timeout, self.login_slots.acquire())
             .await
-            .map_err(|_| AuthError::BadCredentials)?;
+            .map_err(|_| LoginRefused::Busy)?
+            .map_err(|_| LoginRefused::Busy)?;
         let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await
             .unwrap_or(false);
         if !(known && verified) {
-            return Err(AuthError::BadCredentials);
+            return Err(AuthError::BadCredentials.into());
         }
-        let now = unix_now();
-        let claims = Claims {
-            sub: Some(username.to_owned()),
-            user_id: None,
-            username: Some(username.to_owned()),
-            exp: now + self.ttl_secs,
-            iat: Some(now),
-            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
-            token_type: Some("access".into()),
-            groups: Vec::new(),
-        };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
-                .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let principal = self.principal(claims);
+        let token = self.mint_with(&settings, username, settings.ttl_secs)?;
+        let principal = self.decode(&token)?;
         Ok((token, principal))
     }
 
     /// Mints a token without a password, for tests and tools that act for a known user.
     pub fn mint(&self, username: &str, ttl_secs: u64) -> Result<String, AuthError> {
+        self.mint_with(&self.settings(), username, ttl_secs)
+    }
+
+    fn mint_with(
+        &self,
+        settings: &Settings,
+        username: &str,
+        ttl_secs: u64,
+    ) -> Result<String, AuthError> {
         let now = unix_now();
         let claims = Claims {
             sub: Some(username.to_owned()),
             user_id: None,
             username: Some(username.to_owned()),
-            exp: now + ttl_secs,
+            exp: now.saturating_add(ttl_secs),
             iat: Some(now),
             jti: Some(hex::encode(rand::random::<[u8; 16]>())),
             token_type: Some("access".into()),
             groups: Vec::new(),
+            iss: Some(RELAY_ISSUER.into()),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &settings.hs_encoding,
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
     /// Checks a token's signature, expiry, type and revocation.
@@ -217,11 +342,12 @@ impl Authenticator {
 
     /// Checks a token's signature, expiry and type (everything but revocation).
     pub fn decode(&self, token: &str) -> Result<Principal, AuthError> {
+        let settings = self.settings();
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match header.alg {
-            Algorithm::HS256 => &self.hs_decoding,
-            Algorithm::RS256 => self
+            Algorithm::HS256 => &settings.hs_decoding,
+            Algorithm::RS256 => settings
                 .rs_decoding
                 .as_ref()
                 .ok_or_else(|| AuthError::Invalid("RS256 tokens are not configured".into()))?,
@@ -234,6 +360,7 @@ impl Authenticator {
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|e| match e.kind() {
@@ -241,6 +368,12 @@ impl Authenticator {
                 _ => AuthError::Invalid(e.to_string()),
             })?
             .claims;
+        // jsonwebtoken counts whole seconds and accepts a token during its `exp` second;
+        // the pump closes sockets at `exp` to the millisecond. Refuse from that instant
+        // too, so an expired token never opens (or resumes) anything.
+        if unix_now_ms() >= claims.exp.saturating_mul(1000) {
+            return Err(AuthError::Expired);
+        }
         if let Some(kind) = &claims.token_type
             && kind != "access"
         {
@@ -248,7 +381,7 @@ impl Authenticator {
                 "a {kind} token cannot open sessions; use an access token"
             )));
         }
-        let principal = self.principal(claims);
+        let principal = principal(&settings, claims);
         if principal.uid.is_empty() {
             return Err(AuthError::Invalid(
                 "the token names no user (sub or user_id)".into(),
@@ -272,30 +405,43 @@ impl Authenticator {
         }
     }
 
-    fn principal(&self, claims: Claims) -> Principal {
-        let uid = claims
-            .user_id
-            .map(|v| match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            })
-            .or(claims.sub.clone())
-            .unwrap_or_default();
-        let username = claims
-            .username
-            .or(claims.sub)
-            .unwrap_or_else(|| uid.clone());
-        let mut groups = claims.groups;
-        groups.extend(self.memberships.get(&username).cloned().unwrap_or_default());
-        groups.sort();
-        groups.dedup();
-        Principal {
-            uid,
-            username,
-            groups,
-            expires_at: claims.exp,
-            jti: claims.jti,
+    /// The principal's groups and standing under the config in force: `None` when it
+    /// was minted here for a user who is no longer configured.
+    pub fn current(&self, principal: &Principal) -> Option<Vec<String>> {
+        let settings = self.settings();
+        if principal.minted_here && !settings.users.contains_key(&principal.username) {
+            return None;
         }
+        Some(settings.groups_of(
+            &principal.username,
+            &principal.uid,
+            &principal.claimed_groups,
+        ))
+    }
+}
+
+fn principal(settings: &Settings, claims: Claims) -> Principal {
+    let uid = claims
+        .user_id
+        .map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .or(claims.sub.clone())
+        .unwrap_or_default();
+    let username = claims
+        .username
+        .or(claims.sub)
+        .unwrap_or_else(|| uid.clone());
+    let groups = settings.groups_of(&username, &uid, &claims.groups);
+    Principal {
+        minted_here: claims.iss.as_deref() == Some(RELAY_ISSUER),
+        uid,
+        username,
+        groups,
+        claimed_groups: claims.groups,
+        expires_at: claims.exp,
+        jti: claims.jti,
     }
 }
 
@@ -303,19 +449,15 @@ impl Authenticator {
 #[error("auth configuration: {0}")]
 pub struct AuthSetupError(String);
 
-fn jwt_secret(auth: &AuthConfig) -> Vec<u8> {
+/// The HS256 secret from the config or `OPSDECK_JWT_SECRET`, if one is set.
+fn configured_secret(auth: &AuthConfig) -> Option<Vec<u8>> {
     if !auth.jwt_secret.is_empty() {
-        return auth.jwt_secret.as_bytes().to_vec();
+        return Some(auth.jwt_secret.as_bytes().to_vec());
     }
-    if let Ok(secret) = std::env::var("OPSDECK_JWT_SECRET")
-        && !secret.is_empty()
-    {
-        return secret.into_bytes();
-    }
-    tracing::warn!(
-        "no auth.jwt_secret or OPSDECK_JWT_SECRET: using a random secret; logins will not survive a restart nor work across relays"
-    );
-    rand::random::<[u8; 32]>().to_vec()
+    std::env::var("OPSDECK_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::into_bytes)
 }
 
 fn memberships(
@@ -359,6 +501,14 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

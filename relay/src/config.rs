@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::origin::Origin;
+
 mod k8s;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
 
@@ -43,6 +45,14 @@ pub struct Config {
     /// A WebSocket or API request from any other Origin gets HTTP 403. Default: none.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The relay's own public origins (scheme://host[:port]) as browsers reach it, e.g.
+    /// `["https://console.example.com"]`. Requests naming another `Host` get HTTP 421 (a
+    /// DNS-rebinding page cannot drive the relay), and a page is same-origin only when its
+    /// `Origin` is one of these exactly (scheme included). Default: none, which accepts
+    /// only loopback hosts (`localhost`, `127.0.0.1`, `[::1]`, any port): set this for any
+    /// deployment reached by a name. `/healthz`, `/readyz` and `/metrics` accept any Host.
+    #[serde(default)]
+    pub public_origins: Vec<String>,
     /// Folder of the built browser app, served at `/`. Default `dist`; when it does not
     /// exist the relay runs API-only (the app is hosted elsewhere, e.g. on a CDN).
     #[serde(default = "defaults::static_dir")]
@@ -142,6 +152,40 @@ pub struct AuthConfig {
     pub cookie_same_site: String,
     /// Built-in users.
     pub users: Vec<User>,
+    /// Login throttling (`POST /api/login`).
+    pub login_limits: LoginLimits,
+}
+
+/// How many login attempts are answered before 429 (with `Retry-After`): a budget per
+/// source address, and one per user name and source address, so guessing one user's
+/// password is slow while the real user, from their own address, still gets in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    /// Attempts one source address may make at once. Default 30.
+    pub per_source_burst: u32,
+    /// Attempts per minute it regains. Default 30.
+    pub per_source_per_minute: u32,
+    /// Attempts at one user name from one source address at once. Default 5.
+    pub per_user_burst: u32,
+    /// Attempts per minute regained for it. Default 5.
+    pub per_user_per_minute: u32,
+    /// How long a login may wait for one of the password checks running at once (argon2
+    /// is deliberately slow) before 503. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            per_source_burst: 30,
+            per_source_per_minute: 30,
+            per_user_burst: 5,
+            per_user_per_minute: 5,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -407,6 +451,7 @@ impl Default for AuthConfig {
             cookie_secure: true,
             cookie_same_site: "Strict".into(),
             users: Vec::new(),
+            login_limits: LoginLimits::default(),
         }
     }
 }
@@ -422,12 +467,34 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads a config file. Unlike the embedded demo, a file may not give a user the
+    /// demo's password hash (its password is `demo`): copies of it must not go live.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text, &path.display().to_string())
+        let config = Self::from_toml(&text, &path.display().to_string())?;
+        let demo = Self::embedded_default();
+        let demo_hashes: Vec<&str> = demo
+            .auth
+            .users
+            .iter()
+            .map(|u| u.password_hash.as_str())
+            .collect();
+        if let Some(user) = config
+            .auth
+            .users
+            .iter()
+            .find(|u| demo_hashes.contains(&u.password_hash.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "user {:?} in {} has the demo configuration's password hash (password \"demo\"); set a real one: echo -n 'password' | opsdeck-relay hash-password",
+                user.username,
+                path.display()
+            )));
+        }
+        Ok(config)
     }
 
     pub fn embedded_default() -> Self {
@@ -437,6 +504,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        for origin in &self.public_origins {
+            if Origin::parse(origin).is_none() {
+                return invalid(format!(
+                    "public_origins: {origin:?} is not an origin; write scheme://host[:port], e.g. \"https://console.example.com\""
+                ));
+            }
+        }
         if self.limits.terminal_buffer_bytes < 64 * 1024 {
             return invalid("limits.terminal_buffer_bytes must be at least 65536".into());
         }

@@ -16,11 +16,13 @@ pub mod decoders;
 pub mod demo;
 mod endpoints;
 mod metrics;
+mod origin;
 mod pump;
 mod redis_link;
 mod server;
 mod session;
 mod state;
+mod throttle;
 mod websocket;
 
 pub use auth::hash_password;

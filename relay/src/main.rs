@@ -100,11 +100,8 @@ async fn wait_for_signals(relay: &Relay, config_path: Option<&PathBuf>) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => match load(config_path) {
-                Ok(config) => {
-                    relay.reload(config);
-                    tracing::info!("config reloaded");
-                }
+            _ = hup.recv() => match load(config_path).and_then(|config| Ok(relay.reload(config)?)) {
+                Ok(()) => tracing::info!("config reloaded"),
                 Err(e) => tracing::error!("config not reloaded: {e:#}"),
             },
         }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
 use crate::access::{self, TargetRef};
-use crate::auth::{AuthError, Principal, unix_now};
+use crate::auth::{AuthError, Principal, unix_now_ms};
 use crate::backend::{Attachment, BackendKind, Inbound, InputRefused, Opened, Outbound};
 use crate::close::Close;
 use crate::config::Config;
@@ -49,14 +49,15 @@ fn closed(code: CloseCode, reason: impl Into<String>) -> PumpEnd {
 }
 
 /// Sends the stream's `connected` frame, then pumps until the stream or the socket ends.
-pub async fn run(mut ws: WebSocket, opened: Opened, ctx: PumpContext) -> PumpEnd {
+pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> PumpEnd {
     let Opened {
         hello,
         mut attachment,
     } = opened;
     let state = ctx.state.clone();
-    let limits = &ctx.config.limits;
-    let keepalive = &ctx.config.keepalive;
+    let config = ctx.config.clone();
+    let limits = &config.limits;
+    let keepalive = &config.keepalive;
     let backend = ctx.backend.as_str();
     let bytes_out = state
         .metrics
@@ -81,6 +82,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, ctx: PumpContext) -> PumpEnd
         stopped_reading()
     } else {
         loop {
+            let reading = !attachment.input_blocked();
             tokio::select! {
                 () = state.shutdown.cancelled() => {
                     break closed(CloseCode::GoingAway, "the relay is shutting down");
@@ -89,18 +91,22 @@ pub async fn run(mut ws: WebSocket, opened: Opened, ctx: PumpContext) -> PumpEnd
                     break closed(CloseCode::TokenExpired, "your login expired; log in again");
                 }
                 _ = ping.tick() => {
+                    if !reading {
+                        // Not reading the browser's frames: its unread pongs are no silence.
+                        last_heard = Instant::now();
+                    }
                     if last_heard.elapsed() >= keepalive.peer_timeout {
                         break closed(CloseCode::IdleTimeout, format!(
                             "no answer to pings for {} s", keepalive.peer_timeout.as_secs()));
                     }
-                    if let Some(end) = recheck(&ctx).await {
+                    if let Some(end) = recheck(&mut ctx).await {
                         break end;
                     }
                     if !send(&mut ws, Message::Ping(Default::default()), send_timeout).await {
                         break stopped_reading();
                     }
                 }
-                incoming = ws.next() => {
+                incoming = ws.next(), if reading => {
                     let message = match incoming {
                         Some(Ok(message)) => message,
                         Some(Err(e)) => break broken_frame(e),
@@ -138,6 +144,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, ctx: PumpContext) -> PumpEnd
                         }
                         Outbound::Text(frame) => Message::text(frame.to_json()),
                         Outbound::Close(close) => break PumpEnd::Closed(close),
+                    Outbound::InputReady => continue,
                     };
                     if !send(&mut ws, message, send_timeout).await {
                         break stopped_reading();
@@ -182,20 +189,37 @@ async fn send(ws: &mut WebSocket, message: Message, limit: Duration) -> bool {
     matches!(timeout(limit, ws.send(message)).await, Ok(Ok(())))
 }
 
+/// When the token expires, to the millisecond (as `Authenticator::decode` counts it); a
+/// deadline beyond what the clock can hold is a day away (the check repeats then).
 fn token_deadline(principal: &Principal) -> Instant {
-    let left = principal.expires_at.saturating_sub(unix_now());
-    Instant::now() + Duration::from_secs(left)
+    let left_ms = principal
+        .expires_at
+        .saturating_mul(1000)
+        .saturating_sub(unix_now_ms());
+    let now = Instant::now();
+    now.checked_add(Duration::from_millis(left_ms))
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 /// The checks repeated at each keepalive: the token is still valid and the user may still
 /// open the target.
-async fn recheck(ctx: &PumpContext) -> Option<PumpEnd> {
+async fn recheck(ctx: &mut PumpContext) -> Option<PumpEnd> {
     match ctx.state.auth.check_not_revoked(&ctx.principal).await {
         Err(AuthError::Revoked) => {
             return Some(closed(CloseCode::TokenRevoked, "you were logged out"));
         }
         Err(e) => tracing::warn!("revocation check failed, keeping the session: {e}"),
         Ok(()) => {}
+    }
+    // Users, passwords and groups may have been reloaded since the socket opened.
+    match ctx.state.auth.current(&ctx.principal) {
+        Some(groups) => ctx.principal.groups = groups,
+        None => {
+            return Some(closed(
+                CloseCode::TokenRevoked,
+                format!("the user {:?} no longer exists", ctx.principal.username),
+            ));
+        }
     }
     if !access::permits(&ctx.state.config(), &ctx.principal, &ctx.target) {
         return Some(closed(

@@ -45,15 +45,28 @@ impl CloseCause for RedisUnavailable {
 }
 
 pub struct RedisLink {
+    /// The URL without its credentials (see [`redacted`]).
     url: String,
     client: redis::Client,
     manager: Mutex<Option<ConnectionManager>>,
 }
 
+/// The URL as users and logs may see it: a user name or password in it becomes `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(the configured URL)".to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl RedisLink {
     pub fn new(url: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
-            url: url.to_owned(),
+            url: redacted(url),
             client: redis::Client::open(url)?,
             manager: Mutex::new(None),
         })
@@ -135,6 +148,26 @@ impl Default for Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_leave_the_url() {
+        assert_eq!(
+            redacted("redis://:hunter2@redis:6379/0"),
+            "redis://***@redis:6379/0"
+        );
+        assert_eq!(
+            redacted("rediss://user:p%40ss@10.0.0.1/2"),
+            "rediss://***@10.0.0.1/2"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        let error = RedisLink::new("redis://:hunter2@127.0.0.1:1/0")
+            .unwrap()
+            .unavailable(redis::RedisError::from((redis::ErrorKind::Io, "refused")));
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap_and_resets() {

@@ -36,6 +36,7 @@ use crate::endpoints::{
     self, ChatEndpoint, JobEndpoint, PodExecEndpoint, PodLogsEndpoint, SshEndpoint, StreamOpener,
     TailEndpoint,
 };
+use crate::origin;
 use crate::state::{AppState, StartError};
 use crate::websocket::{self, NotAWebSocket, UpgradeRequest};
 
@@ -88,8 +89,8 @@ impl Relay {
 
     /// Puts a new configuration in force (SIGHUP); open streams are re-checked against it
     /// at their next keepalive.
-    pub fn reload(&self, config: Config) {
-        self.state.reload(config);
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        self.state.reload(config)
     }
 
     /// A token for `username`, as a login would mint it (for tests, tools and the bench).
@@ -157,21 +158,20 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let api = api_routes(state.clone());
     let ws = ws_routes(state.clone());
     let app = static_routes(state.config().static_dir.clone());
+    // Everything but the probes (which load balancers and kubelets call by address) is
+    // for the relay's own names only.
+    let for_this_relay = host_allowed(state).and(api.or(ws).unify().or(app).unify());
 
     health
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
-        .or(api)
-        .unify()
-        .or(ws)
-        .unify()
-        .or(app)
+        .or(for_this_relay)
         .unify()
         .recover(recover)
         .unify()
-        .with(warp::trace::request())
+        .with(warp::trace::trace(request_span))
         .map(Reply::into_response)
         .boxed()
 }
@@ -182,6 +182,7 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let login = warp::path!("api" / "login")
         .and(warp::post())
         .and(origin_allowed(state.clone()))
+        .and(warp::addr::remote())
         .and(s())
         .and(warp::body::content_length_limit(MAX_API_BODY))
         .and(warp::body::json::<LoginRequest>())
@@ -231,7 +232,43 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("origin"))
         .and(s())
         .map(cors)
+        .map(|mut response: Response| {
+            // Per-user answers: never kept by a proxy or the browser's cache.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        })
         .boxed()
+}
+
+/// The request's log span: its path, except a job token's (a bearer capability).
+fn request_span(info: warp::trace::Info<'_>) -> tracing::Span {
+    let path = info.path();
+    let path = match path.strip_prefix("/ws/exec/") {
+        Some(_) => "/ws/exec/…",
+        None => path,
+    };
+    tracing::info_span!("request", method = %info.method(), path)
+}
+
+#[derive(Debug)]
+struct MisdirectedHost(Option<String>);
+impl warp::reject::Reject for MisdirectedHost {}
+
+/// Refuses (HTTP 421) a request for a name that is not the relay's own: a page that
+/// rebinds its name to the relay's address sends its own name as `Host`.
+fn host_allowed(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("host")
+        .and(with_state(state))
+        .and_then(|host: Option<String>, state: Arc<AppState>| async move {
+            if origin::host_allowed(host.as_deref(), &state.config().public_origins) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(MisdirectedHost(host)))
+            }
+        })
+        .untuple_one()
 }
 
 /// CORS for the app hosted on another allowed origin (e.g. a CDN): credentials included.
@@ -352,7 +389,10 @@ fn upgrade<O: StreamOpener>(
                 // Frames up to 4x the limit are read and answered with an error frame;
                 // larger ones close the socket (1009).
                 let limit = state.config().limits.max_frame_bytes.saturating_mul(4);
-                let protocol = chosen_subprotocol(&headers);
+                let protocol = match chosen_subprotocol(&headers) {
+                    Ok(protocol) => protocol,
+                    Err(why) => return api::error(StatusCode::BAD_REQUEST, why),
+                };
                 let mut response = request.accept(limit, move |socket| async move {
                     endpoints::serve(socket, state, headers, opener).await;
                     drop(permit);
@@ -368,21 +408,30 @@ fn upgrade<O: StreamOpener>(
         .boxed()
 }
 
-/// Browsers fail a handshake whose response names no subprotocol when they offered some:
-/// answer with the first offered one that is not a token.
-fn chosen_subprotocol(headers: &HeaderMap) -> Option<String> {
-    let offered: Vec<&str> = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+/// The subprotocol to answer with. Browsers fail a handshake whose response names none
+/// when they offered some, so it is the first offered one that is not a token; offering
+/// only a token is refused (echoing it would put it in proxies' logs).
+fn chosen_subprotocol(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) else {
+        return Ok(None);
+    };
+    let offered: Vec<&str> = value
         .to_str()
-        .ok()?
+        .map_err(|_| "Sec-WebSocket-Protocol is not text")?
         .split(',')
         .map(str::trim)
+        .filter(|p| !p.is_empty())
         .collect();
-    offered
+    match offered
         .iter()
         .find(|p| !p.starts_with(BEARER_PROTOCOL_PREFIX))
-        .or(offered.first())
-        .map(|p| (*p).to_owned())
+    {
+        Some(protocol) => Ok(Some((*protocol).to_owned())),
+        None if offered.is_empty() => Ok(None),
+        None => Err(
+            "offer a subprotocol besides bearer.<token>, e.g. \"opsdeck\": the relay does not echo tokens back",
+        ),
+    }
 }
 
 #[derive(Debug)]
@@ -408,13 +457,12 @@ fn origin_allowed(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rej
 }
 
 fn origin_ok(origin: &str, host: Option<&str>, config: &Config) -> bool {
-    if config.allowed_origins.iter().any(|o| o == origin) {
-        return true;
-    }
-    let same_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((same_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    origin::origin_allowed(
+        origin,
+        host,
+        &config.public_origins,
+        &config.allowed_origins,
+    )
 }
 
 fn static_routes(dir: PathBuf) -> BoxedFilter<(Response,)> {
@@ -488,7 +536,19 @@ fn with_security_headers(mut response: Response, csp: Option<&HeaderValue>) -> R
 }
 
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
+    let (status, message) = if let Some(MisdirectedHost(host)) = rejection.find() {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this relay does not serve the host {:?}; its operator lists the names it is reached by in public_origins",
+                host.as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+            ),
+        )
+    } else if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "no such page or endpoint".to_owned())
     } else if let Some(ForbiddenOrigin(origin)) = rejection.find() {
         (
@@ -514,10 +574,8 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "a Content-Length is required".to_owned(),
         )
     } else {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("bad request: {rejection:?}"),
-        )
+        tracing::debug!(?rejection, "request refused");
+        (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
     Ok(api::error(status, message))
 }
@@ -528,8 +586,12 @@ mod tests {
 
     #[test]
     fn same_origin_and_listed_origins_are_allowed_others_are_not() {
-        let config =
-            Config::from_toml(r#"allowed_origins = ["https://app.example.com"]"#, "t").unwrap();
+        let config = Config::from_toml(
+            r#"allowed_origins = ["https://app.example.com"]
+public_origins = ["http://relay:8080"]"#,
+            "t",
+        )
+        .unwrap();
         assert!(origin_ok("http://relay:8080", Some("relay:8080"), &config));
         assert!(origin_ok(
             "https://app.example.com",
@@ -562,6 +624,14 @@ mod tests {
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("bearer.abc, opsdeck"),
         );
-        assert_eq!(chosen_subprotocol(&headers).as_deref(), Some("opsdeck"));
+        assert_eq!(
+            chosen_subprotocol(&headers).unwrap().as_deref(),
+            Some("opsdeck")
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("bearer.abc"),
+        );
+        assert!(chosen_subprotocol(&headers).is_err());
     }
 }

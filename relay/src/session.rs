@@ -65,6 +65,9 @@ pub struct SessionLabel {
 
 pub struct TerminalRegistry {
     sessions: Mutex<HashMap<String, Arc<TerminalSession>>>,
+    /// Sessions being connected, per user: counted against the limit with the open ones,
+    /// so parallel opens cannot all pass the check before any of them is registered.
+    connecting: Mutex<HashMap<String, usize>>,
     grace_period: Duration,
     buffer_bytes: usize,
     max_per_user: usize,
@@ -80,6 +83,7 @@ impl TerminalRegistry {
     ) -> Arc<Self> {
         Arc::new(Self {
             sessions: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
             grace_period,
             buffer_bytes,
             max_per_user,
@@ -91,25 +95,33 @@ impl TerminalRegistry {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new session when the user has too many already (checked before connecting
-    /// to the backend, so a refused user costs no SSH handshake).
-    pub fn check_room_for(&self, owner_uid: &str) -> Result<(), SessionError> {
-        let open = self
-            .sessions()
+    /// Holds a place for a new session of `owner_uid` while it connects, or refuses when
+    /// the user has too many (checked before connecting to the backend, so a refused user
+    /// costs no SSH handshake). The place is given back when the reservation is dropped.
+    pub fn reserve(self: &Arc<Self>, owner_uid: &str) -> Result<Reservation, SessionError> {
+        let sessions = self.sessions();
+        let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        let open = sessions
             .values()
             .filter(|s| s.label.owner_uid == owner_uid)
             .count();
-        if open >= self.max_per_user {
-            return Err(SessionError::TooMany(open));
+        let pending = connecting.entry(owner_uid.to_owned()).or_default();
+        if open + *pending >= self.max_per_user {
+            return Err(SessionError::TooMany(open + *pending));
         }
-        Ok(())
+        *pending += 1;
+        Ok(Reservation {
+            registry: self.clone(),
+            owner_uid: owner_uid.to_owned(),
+        })
     }
 
-    /// Registers a connected terminal and attaches the caller to it.
+    /// Registers a connected terminal in its reserved place and attaches the caller to it.
     pub fn start(
         self: &Arc<Self>,
         label: SessionLabel,
         streams: TerminalStreams,
+        reservation: Reservation,
     ) -> TerminalAttachment {
         let (commands, command_rx) = mpsc::channel(INPUT_QUEUE);
         let session = Arc::new(TerminalSession {
@@ -125,6 +137,7 @@ impl TerminalRegistry {
             .with_label_values(&[session.label.backend.as_str()])
             .inc();
         self.sessions().insert(session.id.clone(), session.clone());
+        drop(reservation);
         tokio::spawn(pump_output(session.clone(), streams.output));
         tokio::spawn(pump_input(streams.input, command_rx));
         let generation = session.state().attach();
@@ -267,6 +280,28 @@ impl TerminalRegistry {
                 registry.end(&session.id);
             }
         });
+    }
+}
+
+/// A place held for a session being connected (see [`TerminalRegistry::reserve`]).
+pub struct Reservation {
+    registry: Arc<TerminalRegistry>,
+    owner_uid: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut connecting = self
+            .registry
+            .connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(pending) = connecting.get_mut(&self.owner_uid) {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                connecting.remove(&self.owner_uid);
+            }
+        }
     }
 }
 
@@ -452,6 +487,8 @@ pub struct TerminalAttachment {
     pending: VecDeque<Outbound>,
     /// On a flow-controlled terminal, the last position the browser acknowledged.
     acked: Option<u64>,
+    /// Input the backend's queue had no room for yet; the pump reads no more meanwhile.
+    waiting_input: Option<Command>,
     exit_sent: bool,
     ended_by_user: bool,
 }
@@ -474,6 +511,7 @@ impl TerminalAttachment {
             resumed,
             pending,
             acked: None,
+            waiting_input: None,
             exit_sent: false,
             ended_by_user: false,
         }
@@ -555,8 +593,27 @@ impl Attachment for TerminalAttachment {
             if let Some(out) = self.ready() {
                 return out;
             }
-            woken.await;
+            if self.waiting_input.is_none() {
+                woken.await;
+                continue;
+            }
+            // Cancel-safe: the waiting input stays in place until a slot is reserved.
+            tokio::select! {
+                () = woken => {}
+                permit = session.commands.reserve() => {
+                    if let (Ok(permit), Some(command)) = (permit, self.waiting_input.take()) {
+                        permit.send(command);
+                    }
+                    // A closed queue: the program ended, and its exit is on the way.
+                    self.waiting_input = None;
+                    return Outbound::InputReady;
+                }
+            }
         }
+    }
+
+    fn input_blocked(&self) -> bool {
+        self.waiting_input.is_some()
     }
 
     async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
@@ -574,8 +631,11 @@ impl Attachment for TerminalAttachment {
                 return Ok(());
             }
         };
-        // A closed channel means the program has ended; its exit frame is on the way.
-        let _ = self.session.commands.send(command).await;
+        match self.session.commands.try_send(command) {
+            Err(mpsc::error::TrySendError::Full(command)) => self.waiting_input = Some(command),
+            // A closed channel means the program has ended; its exit frame is on the way.
+            Err(mpsc::error::TrySendError::Closed(_)) | Ok(()) => {}
+        }
         Ok(())
     }
 
@@ -675,7 +735,10 @@ mod tests {
             output: Box::new(Preloaded(Some(Bytes::from(vec![b'x'; total as usize])))),
             input: Box::new(NoInput),
         };
-        let mut attachment = registry.start(label, streams).with_flow_control();
+        let reservation = registry.reserve("1").unwrap();
+        let mut attachment = registry
+            .start(label, streams, reservation)
+            .with_flow_control();
         attachment.pending.clear();
         let session = attachment.session.clone();
         loop {

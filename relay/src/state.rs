@@ -81,10 +81,15 @@ impl AppState {
             .clone()
     }
 
-    /// Replaces the grants, groups and targets in force (SIGHUP). Open sessions are checked
-    /// against the new grants at their next keepalive.
-    pub fn reload(&self, config: Config) {
+    /// Puts a new configuration in force (SIGHUP): grants, targets, users, passwords and
+    /// groups. Open streams are checked against it at their next keepalive. A config whose
+    /// users or keys do not load changes nothing.
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        self.auth
+            .reload(&config)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
     }
 }
 

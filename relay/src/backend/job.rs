@@ -47,8 +47,11 @@ local moved = 0
 while moved < tonumber(ARGV[3]) do
   local entry = redis.call('RPOP', KEYS[1])
   if not entry then return moved end
-  if string.sub(entry, 1, #ARGV[1]) == ARGV[1] then
-    local status = string.match(string.sub(entry, #ARGV[1] + 1), '^[%s:=]*(%-?%d+)') or ''
+  -- Only an entry that is the marker and a status, nothing else, ends the job: output
+  -- that merely starts with the marker is output.
+  local rest = string.sub(entry, #ARGV[1] + 1)
+  if string.sub(entry, 1, #ARGV[1]) == ARGV[1] and string.match(rest, '^[%s:=]*%-?%d*%s*$') then
+    local status = string.match(rest, '^[%s:=]*(%-?%d+)') or ''
     redis.call('XADD', KEYS[2], '*', 'exit', status)
     redis.call('EXPIRE', KEYS[2], ARGV[2])
     return -1

@@ -101,6 +101,9 @@ pub enum Outbound {
     Text(ServerFrame),
     /// Close the WebSocket; the stream is over for this socket.
     Close(Close),
+    /// Nothing to send: input that was waiting went through, so the pump may read the
+    /// browser's frames again (see [`Attachment::input_blocked`]).
+    InputReady,
 }
 
 /// What the browser sent.
@@ -154,6 +157,14 @@ pub trait Attachment: Send {
             Inbound::Binary(_) => "binary",
             Inbound::Frame(_) => "input",
         }))
+    }
+
+    /// Whether input waits for the backend to take it: the pump then stops reading the
+    /// browser's frames (TCP pushes back on the browser) but goes on sending output,
+    /// pinging and closing; [`Attachment::next`] returns [`Outbound::InputReady`] once the
+    /// input went through. `input` itself must never wait on a slow backend.
+    fn input_blocked(&self) -> bool {
+        false
     }
 
     /// The browser closed the stream normally (close code 1000): end it now rather than

@@ -27,8 +27,23 @@ const CHANNEL_BUFFER: usize = 8;
 /// SSH flow-control window offered to the server.
 const WINDOW_BYTES: u32 = 1024 * 1024;
 
-/// Connects, authenticates and starts a login shell in a PTY of `size`.
+/// Connects, authenticates and starts a login shell in a PTY of `size`. Each step after
+/// the connection (authentication, channel, PTY, shell) has `connect_timeout` too, so a
+/// server that stops answering cannot hold the request.
 pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, BackendError> {
+    let handle = connect(host).await?;
+    tokio::time::timeout(host.connect_timeout, start_shell(handle, host, size))
+        .await
+        .unwrap_or_else(|_| {
+            Err(BackendError::Unreachable(format!(
+                "SSH host {} stopped answering while the session was set up (within {} s)",
+                host.id,
+                host.connect_timeout.as_secs()
+            )))
+        })
+}
+
+async fn connect(host: &SshHost) -> Result<Handle<HostKeyCheck>, BackendError> {
     let config = Arc::new(client::Config {
         channel_buffer_size: CHANNEL_BUFFER,
         window_size: WINDOW_BYTES,
@@ -44,7 +59,7 @@ pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, Bac
     };
     let target = format!("{}:{}", host.address, host.port);
     let connecting = client::connect(config, (host.address.as_str(), host.port), checker);
-    let mut handle = match tokio::time::timeout(host.connect_timeout, connecting).await {
+    let handle = match tokio::time::timeout(host.connect_timeout, connecting).await {
         Err(_) => {
             return Err(BackendError::Unreachable(format!(
                 "SSH host {} ({target}) did not answer within {} s",
@@ -61,6 +76,14 @@ pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, Bac
         }
         Ok(Ok(handle)) => handle,
     };
+    Ok(handle)
+}
+
+async fn start_shell(
+    mut handle: Handle<HostKeyCheck>,
+    host: &SshHost,
+    size: TermSize,
+) -> Result<TerminalStreams, BackendError> {
     authenticate(&mut handle, host).await?;
     let failed = |e: russh::Error| {
         BackendError::Failed(format!("SSH host {} refused a shell: {e}", host.id))

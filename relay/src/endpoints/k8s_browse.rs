@@ -13,6 +13,7 @@ use common::api::PodInfo;
 use warp::http::HeaderMap;
 use warp::reply::{Reply, Response};
 
+use super::k8s_exec::valid_name;
 use crate::access::{self, TargetRef};
 use crate::api;
 use crate::auth::Principal;
@@ -42,6 +43,9 @@ pub async fn pods(
         Ok(who) => who,
         Err(response) => return response,
     };
+    if let Err(refusal) = valid_name("namespace", &namespace, 63, false) {
+        return api::refusal(&refusal);
+    }
     reply(list_pods(&state, &who, &cluster, &namespace).await)
 }
 

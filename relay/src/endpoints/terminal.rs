@@ -69,9 +69,9 @@ impl TerminalRequest {
     where
         Close: From<E>,
     {
-        registry.check_room_for(&self.label.owner_uid)?;
+        let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
-        let attachment = registry.start(self.label, streams);
+        let attachment = registry.start(self.label, streams, reservation);
         Ok(opened(attachment, self.flow_control))
     }
 }
