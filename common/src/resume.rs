@@ -111,15 +111,20 @@ impl ResumeQuery {
         }
     }
 
-    /// The query-string form, `session=..&position=..` (values are URL-safe by construction:
-    /// session ids are hex, positions are digits, stream ids or RFC 3339 times).
+    /// The query-string form, `session=..&position=..&since=..`, each value percent-encoded.
+    /// Each spelling is kept as it is: streams positioned by a count read only `position`
+    /// ([`ResumeQuery::counted`]), so writing `since` as `position` would change what the
+    /// query means (found by the `resume_query` fuzz target).
     pub fn to_query(&self) -> String {
         let mut parts = Vec::new();
         if let Some(session) = &self.session {
             parts.push(format!("session={}", encode(session)));
         }
-        if let Some(position) = self.position() {
+        if let Some(position) = &self.position {
             parts.push(format!("position={}", encode(position.as_str())));
+        }
+        if let Some(since) = &self.since {
+            parts.push(format!("since={}", encode(since.as_str())));
         }
         parts.join("&")
     }
@@ -149,6 +154,7 @@ mod tests {
         assert_eq!(q.to_query(), "session=ab12&position=42");
         let chat: ResumeQuery = serde_json::from_str(r#"{"since":"17-0"}"#).unwrap();
         assert_eq!(chat.position(), Some(&Position::from("17-0")));
+        assert_eq!(chat.to_query(), "since=17-0");
     }
 
     #[test]
