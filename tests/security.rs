@@ -69,7 +69,7 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     let mut terminal = relay.connect("alice", "/ws/ssh/box").await?;
     first_event(&mut terminal)
         .await?
-        .map_err(anyhow::Error::msg_pair)?;
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
 
     // alice leaves the ops group (her own `groups` list): the grant no longer applies.
     let without_group = users_toml().replacen("groups = [\"ops\"]\n", "", 1);
@@ -86,7 +86,6 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     assert_eq!(first_event(&mut again).await?.map_err(|e| e.0), Err(4403));
 
     // bob is removed: his password no longer logs in, his open socket is closed.
-    let mut bobs = relay.connect("bob", "/ws/ssh/box").await?;
     let bob_grant = "[[grants]]\nusers = [\"bob\"]\nssh = [\"*\"]\n";
     let with_bob = format!(
         "{keepalive}\n{}\n{bob_grant}\n{}",
@@ -96,7 +95,10 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     relay
         .relay()
         .reload(relay::Config::from_toml(&with_bob, "with bob")?)?;
-    first_event(&mut bobs).await?.ok();
+    let mut bobs = relay.connect("bob", "/ws/ssh/box").await?;
+    first_event(&mut bobs)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
     let before = login_from(&relay, "127.0.0.1", "bob", PASSWORD).await?;
     assert_eq!(before.status(), 200);
     let alice_only: String = users_toml()
@@ -238,7 +240,7 @@ async fn a_token_that_just_expired_resumes_nothing() -> anyhow::Result<()> {
     let mut client = WsClient::connect(&url, Some(&token), None).await?;
     let session = first_event(&mut client)
         .await?
-        .map_err(anyhow::Error::msg_pair)?;
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
     client.type_line("echo before-expiry").await?;
     client.read_until("before-expiry").await?;
     let (code, _, _) = client.read_until_closed().await?;
@@ -417,14 +419,4 @@ async fn a_terminal_with_stuck_input_still_delivers_output_and_honours_shutdown(
     assert_eq!(code, Some(1001));
     sender.abort();
     Ok(())
-}
-
-trait MsgPair {
-    fn msg_pair(pair: (u16, String)) -> anyhow::Error;
-}
-
-impl MsgPair for anyhow::Error {
-    fn msg_pair((code, reason): (u16, String)) -> anyhow::Error {
-        anyhow::anyhow!("closed with {code}: {reason}")
-    }
 }
