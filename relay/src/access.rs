@@ -159,7 +159,7 @@ mod tests {
             claimed_groups: Vec::new(),
             minted_here: true,
             expires_at: 0,
-            jti: None,
+            token_id: String::new(),
         }
     }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argon2::{Argon2, Params, PasswordHash, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, broadcast};
 
 use common::CloseCode;
 
@@ -74,8 +75,9 @@ pub struct Principal {
     pub minted_here: bool,
     /// Unix seconds.
     pub expires_at: u64,
-    /// Token id, for revocation.
-    pub jti: Option<String>,
+    /// What a logout revokes: the token's `jti`, or for a token without one, a digest
+    /// of the token itself (review #14: every token can be revoked).
+    pub token_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,6 +113,9 @@ impl Claims {
         }
     }
 }
+
+/// Revocations queued for sockets that have not yet looked.
+const REVOKED_QUEUE: usize = 64;
 
 /// The `iss` and `aud` of tokens this relay mints.
 const RELAY_ISSUER: &str = "opsdeck";
@@ -248,6 +253,8 @@ pub struct Authenticator {
     revocations: Revocations,
     login_slots: Semaphore,
     throttle: LoginThrottle,
+    /// Token ids revoked on this relay, for its open sockets.
+    revoked: broadcast::Sender<String>,
 }
 
 /// Why a login was not even checked.
@@ -268,7 +275,13 @@ impl Authenticator {
             revocations: Revocations::new(redis),
             login_slots: Semaphore::new(concurrent_logins()),
             throttle: LoginThrottle::default(),
+            revoked: broadcast::channel(REVOKED_QUEUE).0,
         })
+    }
+
+    /// Token ids as they are revoked here (a lagging receiver should recheck).
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revoked.subscribe()
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -425,7 +438,7 @@ impl Authenticator {
                 )));
             }
         }
-        let principal = principal(&settings, claims);
+        let principal = principal(&settings, claims, token);
         if principal.uid.is_empty() {
             return Err(AuthError::Invalid(
                 "the token names no user (sub or user_id)".into(),
@@ -435,18 +448,20 @@ impl Authenticator {
     }
 
     pub async fn check_not_revoked(&self, principal: &Principal) -> Result<(), AuthError> {
-        match &principal.jti {
-            Some(jti) if self.revocations.is_revoked(jti).await? => Err(AuthError::Revoked),
-            _ => Ok(()),
+        if self.revocations.is_revoked(&principal.token_id).await? {
+            return Err(AuthError::Revoked);
         }
+        Ok(())
     }
 
     /// Revokes the principal's token until it would have expired anyway.
     pub async fn revoke(&self, principal: &Principal) -> Result<(), AuthError> {
-        match &principal.jti {
-            Some(jti) => self.revocations.revoke(jti, principal.expires_at).await,
-            None => Ok(()),
-        }
+        // Sockets on this relay that use the token close at once, not at their next
+        // keepalive; other relays see the revocation in Redis at theirs.
+        let _ = self.revoked.send(principal.token_id.clone());
+        self.revocations
+            .revoke(&principal.token_id, principal.expires_at)
+            .await
     }
 
     /// The principal's groups and standing under the config in force: `None` when it
@@ -464,7 +479,7 @@ impl Authenticator {
     }
 }
 
-fn principal(settings: &Settings, claims: Claims) -> Principal {
+fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let minted_here = claims.iss.as_deref() == Some(RELAY_ISSUER);
     let uid = claims
         .user_id
@@ -502,7 +517,9 @@ fn principal(settings: &Settings, claims: Claims) -> Principal {
         groups,
         claimed_groups,
         expires_at: claims.exp,
-        jti: claims.jti,
+        token_id: claims
+            .jti
+            .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(token)))),
     }
 }
 
