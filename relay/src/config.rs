@@ -297,6 +297,19 @@ pub struct TailConfig {
     /// Default 10 s.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
+    /// After the followed path is renamed, deleted or replaced (logrotate's `create`, a
+    /// re-pointed symlink), the reader keeps reading the old file through its open
+    /// descriptor until nothing has been written to it for this long, so the lines an
+    /// application writes before it reopens its log are not lost (like fluent-bit's
+    /// `Rotate_Wait`). 0 closes the old file as soon as the new one is seen. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub rotate_wait: Duration,
+    /// How often a reader checks its file even when inotify reported nothing: a backstop
+    /// for wake-ups that never come (a queue overflow, a folder that cannot be watched, a
+    /// rotated file moved to another folder). Without inotify the check runs at least every
+    /// second. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
 }
 
 /// A chat room.
@@ -396,6 +409,8 @@ impl Default for TailConfig {
             max_line_bytes: 64 * 1024,
             viewer_queue: 64,
             linger: Duration::from_secs(10),
+            rotate_wait: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -573,6 +588,9 @@ impl Config {
         }
         if tail.viewer_queue == 0 {
             return invalid("tail.viewer_queue must be at least 1");
+        }
+        if tail.poll_interval.is_zero() {
+            return invalid("tail.poll_interval must be > 0");
         }
         let chat = &self.chat;
         if chat.max_message_bytes == 0 || chat.rate_burst == 0 || chat.rate_interval.is_zero() {
