@@ -7,12 +7,14 @@
 //! frame). Lines travel as `lines` frames whose `position` counts lines since the reader
 //! started; a reconnect with `?session=<tail id>&position=<n>` resumes after line `n`.
 //!
-//! `reader` holds the one reader per file shared by every viewer and `ring` its recent
-//! lines; `follow` is the reader's task (rotation, truncation, the old file's late lines),
-//! `watch` wakes it; `lines` turns bytes into lines. A viewer keeps no copy of the lines it
+//! `reader` holds the one reader per file shared by every viewer (the hub); `feed` is what
+//! a reader produces, with `ring` its recent lines; `follow` is the reader's task
+//! (rotation, truncation, the old file's late lines), `watch` wakes it; `lines` turns bytes
+//! into lines. A viewer keeps no copy of the lines it
 //! has yet to send: it takes them a frame at a time from the shared batches, so its memory
 //! stays one frame however long the backlog it asked for.
 
+mod feed;
 mod follow;
 pub mod lines;
 pub mod reader;
@@ -27,8 +29,8 @@ use common::server::StreamEvent;
 use common::{CloseCode, Position, StreamKind};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use self::follow::{BATCH_BYTES, BATCH_LINES};
-use self::reader::{Joined, TailHub, TailItem, Viewer};
+use self::feed::{BATCH_BYTES, BATCH_LINES, Joined, TailItem};
+use self::reader::{TailHub, Viewer};
 use self::ring::Batch;
 use super::{Attachment, Hello, Opened, Outbound};
 use crate::close::{Close, CloseCause};
@@ -59,17 +61,19 @@ pub async fn attach(
     let viewer = hub.attach(file, config).await;
     let (joined, resumed, restarted) = match resume {
         Some((session, position)) if session == viewer.reader.id => {
-            let joined = viewer
-                .reader
-                .join_at(position)
-                .map_err(|end| TailError::BeyondEnd {
-                    asked: position,
-                    end,
-                })?;
+            let joined =
+                viewer
+                    .reader
+                    .feed
+                    .join_at(position)
+                    .map_err(|end| TailError::BeyondEnd {
+                        asked: position,
+                        end,
+                    })?;
             (joined, true, false)
         }
-        Some(_) => (viewer.reader.join_latest(lines), false, true),
-        None => (viewer.reader.join_latest(lines), false, false),
+        Some(_) => (viewer.reader.feed.join_latest(lines), false, true),
+        None => (viewer.reader.feed.join_latest(lines), false, false),
     };
     let hello = Hello {
         stream: StreamKind::Tail,
@@ -159,7 +163,7 @@ impl TailAttachment {
     /// The next backlog batch from the ring, or a `dropped` count for the lines the ring
     /// forgot while this viewer was sending the earlier ones.
     fn take_backlog(&mut self) {
-        match self.viewer.reader.batch_at(self.position) {
+        match self.viewer.reader.feed.batch_at(self.position) {
             Ok((start, lines)) => self.take_batch(start, lines),
             Err(kept_from) if kept_from > self.position => {
                 // Past the backlog's end, the broadcast batches say what else was skipped.

@@ -19,46 +19,44 @@ use common::server::StatusKind;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
+use super::feed::{BATCH_BYTES, BATCH_LINES, Feed};
 use super::lines::{LineSplitter, start_of_last_lines};
-use super::reader::TailReader;
 use super::watch::Wakeups;
 use crate::config::TailConfig;
-
-/// Lines per published batch, and bytes (whichever comes first).
-pub const BATCH_LINES: usize = 1000;
-pub const BATCH_BYTES: usize = 256 * 1024;
 /// Bytes read from the file at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// How often a file is checked at most when no folder can be watched (no inotify).
 const POLL_WITHOUT_INOTIFY: Duration = Duration::from_secs(1);
 
-/// Follows the reader's file until the reader is stopped.
-pub async fn follow(reader: Arc<TailReader>, config: TailConfig) {
+/// Follows the file at `path` into `feed` until `stop`.
+pub async fn follow(feed: Arc<Feed>, path: PathBuf, config: TailConfig, stop: CancellationToken) {
     let (wake, mut woken) = mpsc::channel::<()>(1);
-    let mut wakeups = Wakeups::new(&reader.path, wake);
+    let mut wakeups = Wakeups::new(&path, wake);
+    let mut files = Follower::new(path, feed.label(), &config);
     let period = if wakeups.watching() {
         config.poll_interval
     } else {
-        tracing::warn!(file = %reader.file_id, "cannot watch the folder of {}; checking it every {:?}",
-            reader.path.display(), config.poll_interval.min(POLL_WITHOUT_INOTIFY));
-        config.poll_interval.min(POLL_WITHOUT_INOTIFY)
+        let period = config.poll_interval.min(POLL_WITHOUT_INOTIFY);
+        tracing::warn!(file = %files.label, "cannot watch the folder of {}; checking it every {period:?}",
+            files.path.display());
+        period
     };
     let mut poll = tokio::time::interval_at(Instant::now() + period, period);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut files = Follower::new(&reader, &config);
-    files.seed(&reader, &config).await;
-    reader.ready.send_replace(true);
+    files.seed(&feed, &config).await;
+    feed.set_ready();
     loop {
         let rotated_due = files.next_rotated_deadline();
         tokio::select! {
-            () = reader.stop.cancelled() => break,
+            () = stop.cancelled() => break,
             Some(()) = woken.recv() => {}
             _ = poll.tick() => {}
             () = sleep_until(rotated_due), if rotated_due.is_some() => {}
         }
-        wakeups.refresh(&reader.path);
-        files.check(&reader, &wakeups, Instant::now()).await;
+        wakeups.refresh(&files.path);
+        files.check(&feed, &wakeups, Instant::now()).await;
         wakeups.wake_on_any_change(files.reading_rotated());
     }
 }
@@ -89,6 +87,7 @@ struct Rotated {
 /// The file at the path, the rotated ones still read, and the state the viewers were told.
 pub struct Follower {
     path: PathBuf,
+    /// The file's id, as the viewers know it (never its path).
     label: String,
     current: Option<OpenFile>,
     /// Oldest first.
@@ -101,10 +100,10 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(reader: &TailReader, config: &TailConfig) -> Self {
+    pub fn new(path: PathBuf, label: &str, config: &TailConfig) -> Self {
         Self {
-            path: reader.path.clone(),
-            label: reader.file_id.clone(),
+            path,
+            label: label.to_owned(),
             current: None,
             rotated: Vec::new(),
             missing: false,
@@ -125,7 +124,7 @@ impl Follower {
     }
 
     /// Opens the file and reads its last lines into the ring.
-    pub async fn seed(&mut self, reader: &TailReader, config: &TailConfig) {
+    pub async fn seed(&mut self, feed: &Feed, config: &TailConfig) {
         let opened = async {
             let mut file = tokio::fs::File::open(&self.path).await?;
             let meta = file.metadata().await?;
@@ -144,11 +143,11 @@ impl Follower {
                 let mut open = self.open_file(file, (meta.dev(), meta.ino()));
                 open.offset = start;
                 self.current = Some(open);
-                self.read_current(reader).await;
+                self.read_current(feed).await;
             }
             Err(e) => {
                 self.missing = true;
-                reader.ring().missing = true;
+                feed.ring().missing = true;
                 tracing::info!(file = %self.label, "cannot open {}: {e}; waiting for it", self.path.display());
             }
         }
@@ -165,21 +164,21 @@ impl Follower {
 
     /// Looks at the rotated files, then at the path: new bytes, truncation, rotation,
     /// deletion. `now` decides which rotated files have been quiet long enough.
-    pub async fn check(&mut self, reader: &TailReader, wakeups: &Wakeups, now: Instant) {
-        self.read_rotated(reader, now).await;
+    pub async fn check(&mut self, feed: &Feed, wakeups: &Wakeups, now: Instant) {
+        self.read_rotated(feed, now).await;
         match tokio::fs::metadata(&self.path).await {
             Ok(meta) if self.current_identity() == Some((meta.dev(), meta.ino())) => {
                 if meta.len() < self.current.as_ref().map_or(0, |c| c.offset) {
-                    self.restart_truncated(reader).await;
+                    self.restart_truncated(feed).await;
                 }
-                self.read_current(reader).await;
+                self.read_current(feed).await;
             }
             Ok(meta) => {
-                self.switch_to_new_file(reader, wakeups, (meta.dev(), meta.ino()), now)
+                self.switch_to_new_file(feed, wakeups, (meta.dev(), meta.ino()), now)
                     .await
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.file_gone(reader, wakeups, now).await
+                self.file_gone(feed, wakeups, now).await
             }
             Err(e) => {
                 tracing::warn!(file = %self.label, "cannot check {}: {e}", self.path.display())
@@ -193,17 +192,17 @@ impl Follower {
 
     /// Reads what was written to the rotated files; closes those quiet since their grace
     /// period began.
-    async fn read_rotated(&mut self, reader: &TailReader, now: Instant) {
+    async fn read_rotated(&mut self, feed: &Feed, now: Instant) {
         let mut index = 0;
         while index < self.rotated.len() {
             let rotated = &mut self.rotated[index];
-            let read = read_available(&mut rotated.open, &mut self.buf, reader, &self.label).await;
+            let read = read_available(&mut rotated.open, &mut self.buf, feed, &self.label).await;
             if read > 0 {
                 rotated.quiet_until = now + self.rotate_wait;
             }
             if read == 0 && now >= rotated.quiet_until {
                 let mut done = self.rotated.remove(index);
-                end_partial_line(&mut done.open, reader);
+                end_partial_line(&mut done.open, feed);
                 tracing::debug!(file = %self.label, "closed a rotated file after {:?} without writes", self.rotate_wait);
             } else {
                 index += 1;
@@ -212,15 +211,15 @@ impl Follower {
     }
 
     /// Moves the current file to the rotated ones (or finishes it when `rotate_wait` is 0).
-    async fn retire_current(&mut self, reader: &TailReader, wakeups: &Wakeups, now: Instant) {
+    async fn retire_current(&mut self, feed: &Feed, wakeups: &Wakeups, now: Instant) {
         let Some(mut open) = self.current.take() else {
             return;
         };
         // Before the last read, so a write to it after that read wakes the reader.
         wakeups.wake_on_any_change(true);
-        read_available(&mut open, &mut self.buf, reader, &self.label).await;
+        read_available(&mut open, &mut self.buf, feed, &self.label).await;
         if self.rotate_wait.is_zero() {
-            end_partial_line(&mut open, reader);
+            end_partial_line(&mut open, feed);
         } else {
             self.rotated.push(Rotated {
                 open,
@@ -229,23 +228,23 @@ impl Follower {
         }
     }
 
-    async fn restart_truncated(&mut self, reader: &TailReader) {
+    async fn restart_truncated(&mut self, feed: &Feed) {
         let Some(current) = &mut self.current else {
             return;
         };
-        end_partial_line(current, reader);
+        end_partial_line(current, feed);
         if current.file.seek(std::io::SeekFrom::Start(0)).await.is_ok() {
             current.offset = 0;
         }
         let message = format!("{} was truncated; reading it from the start", self.label);
-        reader.status(StatusKind::FileTruncated, message, false);
+        feed.status(StatusKind::FileTruncated, message, false);
     }
 
     /// A different file is at the path: keep the old one for its late lines, follow the new
     /// one from its start.
     async fn switch_to_new_file(
         &mut self,
-        reader: &TailReader,
+        feed: &Feed,
         wakeups: &Wakeups,
         identity: (u64, u64),
         now: Instant,
@@ -256,12 +255,12 @@ impl Follower {
             .iter()
             .position(|r| r.open.identity == identity)
         {
-            self.retire_current(reader, wakeups, now).await;
+            self.retire_current(feed, wakeups, now).await;
             let back = self.rotated.remove(index);
             self.current = Some(back.open);
             self.missing = false;
-            reader.ring().missing = false;
-            self.read_current(reader).await;
+            feed.ring().missing = false;
+            self.read_current(feed).await;
             return;
         }
         let file = match tokio::fs::File::open(&self.path).await {
@@ -272,7 +271,7 @@ impl Follower {
             }
         };
         let was_open = self.current.is_some();
-        self.retire_current(reader, wakeups, now).await;
+        self.retire_current(feed, wakeups, now).await;
         let (kind, message) = if was_open && !self.missing {
             (
                 StatusKind::FileRotated,
@@ -290,8 +289,8 @@ impl Follower {
         };
         self.current = Some(self.open_file(file, identity));
         self.missing = false;
-        reader.status(kind, message, false);
-        self.read_current(reader).await;
+        feed.status(kind, message, false);
+        self.read_current(feed).await;
     }
 
     fn still_reading(&self) -> String {
@@ -306,7 +305,7 @@ impl Follower {
     }
 
     /// Nothing is at the path: keep the old file for its late lines and wait for a new one.
-    async fn file_gone(&mut self, reader: &TailReader, wakeups: &Wakeups, now: Instant) {
+    async fn file_gone(&mut self, feed: &Feed, wakeups: &Wakeups, now: Instant) {
         if self.missing {
             return;
         }
@@ -314,7 +313,7 @@ impl Follower {
             Some(open) => open.file.metadata().await.map(|m| m.nlink()).unwrap_or(0),
             None => 0,
         };
-        self.retire_current(reader, wakeups, now).await;
+        self.retire_current(feed, wakeups, now).await;
         self.missing = true;
         let (kind, message) = if links == 0 {
             (
@@ -334,23 +333,18 @@ impl Follower {
                 ),
             )
         };
-        reader.status(kind, message, true);
+        feed.status(kind, message, true);
     }
 
-    async fn read_current(&mut self, reader: &TailReader) {
+    async fn read_current(&mut self, feed: &Feed) {
         if let Some(current) = &mut self.current {
-            read_available(current, &mut self.buf, reader, &self.label).await;
+            read_available(current, &mut self.buf, feed, &self.label).await;
         }
     }
 }
 
 /// Reads to the end of `open`, publishing complete lines in batches; returns the bytes read.
-async fn read_available(
-    open: &mut OpenFile,
-    buf: &mut [u8],
-    reader: &TailReader,
-    label: &str,
-) -> u64 {
+async fn read_available(open: &mut OpenFile, buf: &mut [u8], feed: &Feed, label: &str) -> u64 {
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
     let mut total = 0;
@@ -369,20 +363,20 @@ async fn read_available(
         open.splitter.push(&buf[..n], &mut batch);
         batch_bytes += batch[before..].iter().map(String::len).sum::<usize>();
         if batch.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
-            reader.publish(std::mem::take(&mut batch));
+            feed.publish(std::mem::take(&mut batch));
             batch_bytes = 0;
             // A huge append is read in one go; let other tasks run between batches.
             tokio::task::yield_now().await;
         }
     }
-    reader.publish(batch);
+    feed.publish(batch);
     total
 }
 
 /// Ends the file's unfinished line, if any (no newline will come for it).
-fn end_partial_line(open: &mut OpenFile, reader: &TailReader) {
+fn end_partial_line(open: &mut OpenFile, feed: &Feed) {
     if let Some(line) = open.splitter.flush() {
-        reader.publish(vec![line]);
+        feed.publish(vec![line]);
     }
 }
 
@@ -391,7 +385,6 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::config::FileEntry;
 
     /// A rotated file is read until it has been quiet for `rotate_wait`, then closed, with
     /// its unfinished last line ended.
@@ -405,20 +398,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("app.log");
         std::fs::write(&path, "one\n").unwrap();
-        let file = FileEntry {
-            id: "app".into(),
-            label: None,
-            path: path.clone(),
-        };
         let config = TailConfig {
             rotate_wait: Duration::from_secs(5),
             ..TailConfig::default()
         };
-        let reader = TailReader::new(&file, &config);
+        let feed = Feed::new("app", &config);
         let (wake, _woken) = mpsc::channel(1);
         let wakeups = Wakeups::new(&path, wake);
-        let mut follower = Follower::new(&reader, &config);
-        follower.seed(&reader, &config).await;
+        let mut follower = Follower::new(path.clone(), "app", &config);
+        follower.seed(&feed, &config).await;
         let mut app = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
@@ -428,24 +416,24 @@ mod tests {
         std::fs::rename(&path, dir.join("app.log.1")).unwrap();
         std::fs::write(&path, "new\n").unwrap();
         let t0 = Instant::now();
-        follower.check(&reader, &wakeups, t0).await;
+        follower.check(&feed, &wakeups, t0).await;
         assert!(follower.reading_rotated());
         app.write_all(b"late\nunfinished").unwrap();
         follower
-            .check(&reader, &wakeups, t0 + Duration::from_secs(4))
+            .check(&feed, &wakeups, t0 + Duration::from_secs(4))
             .await;
         assert!(follower.reading_rotated(), "written to 4 s in: kept");
         // Quiet since 4 s: still kept at 8 s, closed at 9 s.
         follower
-            .check(&reader, &wakeups, t0 + Duration::from_secs(8))
+            .check(&feed, &wakeups, t0 + Duration::from_secs(8))
             .await;
         assert!(follower.reading_rotated());
         follower
-            .check(&reader, &wakeups, t0 + Duration::from_secs(9))
+            .check(&feed, &wakeups, t0 + Duration::from_secs(9))
             .await;
         assert!(!follower.reading_rotated(), "closed after 5 s of quiet");
 
-        let ring = reader.ring();
+        let ring = feed.ring();
         let lines: Vec<String> = (ring.start()..ring.end())
             .map(|p| {
                 let (first, batch) = ring.batch_at(p).unwrap();

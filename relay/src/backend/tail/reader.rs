@@ -1,10 +1,10 @@
 //! One reader per tailed file, shared by all its viewers.
 //!
-//! The first viewer of a file starts a reader: it reads the file's last lines (backwards
-//! from the end, bounded by `tail.max_lines` and `tail.ring_bytes`) into a ring, then
-//! follows the file (`follow`), woken by inotify on its folders (`watch`) and by a slow
+//! The first viewer of a file starts a reader: its task (`follow`) reads the file's last
+//! lines (backwards from the end, bounded by `tail.max_lines` and `tail.ring_bytes`) into
+//! a ring, then follows the file, woken by inotify on its folders (`watch`) and by a slow
 //! timer. New lines go into the ring (for viewers that join late or resume) and to a
-//! broadcast channel that every viewer reads at its own pace; the reader never waits for a
+//! broadcast channel that every viewer reads at its own pace (both in the `feed`); the reader never waits for a
 //! viewer, so one stalled browser cannot slow the others, and a viewer that falls more than
 //! `tail.viewer_queue` batches behind skips ahead. The last viewer to leave stops the reader
 //! after `tail.linger`, unless someone comes back first.
@@ -20,39 +20,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::server::StatusKind;
-use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::feed::Feed;
 use super::follow::follow;
-use super::ring::{Batch, Ring};
 use crate::config::{FileEntry, TailConfig};
 use crate::metrics::Metrics;
-
-/// What a reader hands its viewers.
-#[derive(Debug, Clone)]
-pub enum TailItem {
-    /// Lines at positions `start..start + lines.len()` (the batch the ring keeps too).
-    Lines {
-        start: u64,
-        lines: Batch,
-    },
-    Status(StatusKind, String),
-}
-
-/// Where a new viewer starts. The lines `from..backlog_end` are in the reader's ring, to be
-/// taken a batch at a time ([`TailReader::batch_at`]); later ones come through `items`.
-pub struct Joined {
-    /// Position of the first line to send.
-    pub from: u64,
-    /// Position of the first line that comes through `items`.
-    pub backlog_end: u64,
-    /// Lines asked for that are no longer kept.
-    pub lost: u64,
-    /// The file does not exist right now.
-    pub missing: bool,
-    pub items: broadcast::Receiver<TailItem>,
-}
 
 /// Every reader of this relay, by file id.
 pub struct TailHub {
@@ -86,7 +59,12 @@ impl TailHub {
                 Some(reader) if reader.path == file.path => reader.clone(),
                 _ => {
                     let reader = TailReader::new(file, config);
-                    tokio::spawn(follow(reader.clone(), config.clone()));
+                    tokio::spawn(follow(
+                        reader.feed.clone(),
+                        reader.path.clone(),
+                        config.clone(),
+                        reader.stop.clone(),
+                    ));
                     self.metrics.sessions.with_label_values(&["tail"]).inc();
                     readers.insert(file.id.clone(), reader.clone());
                     reader
@@ -103,9 +81,7 @@ impl TailHub {
             reader: reader.clone(),
             linger: config.linger,
         };
-        let mut ready = reader.ready.subscribe();
-        // The sender lives in the reader, which the viewer holds: this cannot fail.
-        let _ = ready.wait_for(|ready| *ready).await;
+        reader.feed.wait_ready().await;
         viewer
     }
 
@@ -164,93 +140,34 @@ impl Drop for Viewer {
     }
 }
 
+/// A running reader: its feed, and who holds it.
 pub struct TailReader {
     /// The tail id of the resume contract: new for every reader.
     pub id: String,
-    pub(super) file_id: String,
-    pub(super) path: PathBuf,
-    ring: Mutex<Ring>,
-    items: broadcast::Sender<TailItem>,
+    file_id: String,
+    path: PathBuf,
+    /// The lines and statuses the reader's task produces.
+    pub feed: Arc<Feed>,
     /// Changed only while holding the hub's lock, so attach and stop cannot race.
     viewers: AtomicUsize,
     /// How many times the viewer count fell to zero (under the hub's lock too): a linger
     /// timer stops the reader only if it is still the latest.
     idle: AtomicU64,
-    pub(super) ready: watch::Sender<bool>,
-    pub(super) stop: CancellationToken,
+    /// Ends the reader's task.
+    stop: CancellationToken,
 }
 
 impl TailReader {
-    /// A reader with an empty ring; `follow` fills it.
-    pub(super) fn new(file: &FileEntry, config: &TailConfig) -> Arc<Self> {
-        let (items, _) = broadcast::channel(config.viewer_queue);
+    fn new(file: &FileEntry, config: &TailConfig) -> Arc<Self> {
         Arc::new(Self {
             id: hex::encode(rand::random::<[u8; 8]>()),
             file_id: file.id.clone(),
             path: file.path.clone(),
-            ring: Mutex::new(Ring::new(config.max_lines, config.ring_bytes)),
-            items,
+            feed: Feed::new(&file.id, config),
             viewers: AtomicUsize::new(0),
             idle: AtomicU64::new(0),
-            ready: watch::Sender::new(false),
             stop: CancellationToken::new(),
         })
-    }
-
-    pub(super) fn ring(&self) -> MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Joins at the last `lines` lines.
-    pub fn join_latest(&self, lines: usize) -> Joined {
-        let ring = self.ring();
-        let from = ring.end().saturating_sub(lines as u64).max(ring.start());
-        self.joined(&ring, from, 0)
-    }
-
-    /// Joins at `position` (a reconnect); `Err(end)` when the position is beyond the end.
-    pub fn join_at(&self, position: u64) -> Result<Joined, u64> {
-        let ring = self.ring();
-        if position > ring.end() {
-            return Err(ring.end());
-        }
-        let from = position.max(ring.start());
-        Ok(self.joined(&ring, from, from - position))
-    }
-
-    /// Called with the ring locked, so no batch is published between the backlog's end
-    /// and the subscription: nothing is missed and nothing comes twice.
-    fn joined(&self, ring: &Ring, from: u64, lost: u64) -> Joined {
-        Joined {
-            from,
-            backlog_end: ring.end(),
-            lost,
-            missing: ring.missing,
-            items: self.items.subscribe(),
-        }
-    }
-
-    /// The kept batch holding the line at `position`, with the position of its first
-    /// line; `Err(start)` with the oldest position kept when that line is forgotten.
-    pub fn batch_at(&self, position: u64) -> Result<(u64, Batch), u64> {
-        let ring = self.ring();
-        ring.batch_at(position).ok_or(ring.start())
-    }
-
-    pub(super) fn publish(&self, lines: Vec<String>) {
-        if lines.is_empty() {
-            return;
-        }
-        let lines = Arc::new(lines);
-        let mut ring = self.ring();
-        let start = ring.push(lines.clone());
-        let _ = self.items.send(TailItem::Lines { start, lines });
-    }
-
-    pub(super) fn status(&self, kind: StatusKind, message: String, missing: bool) {
-        tracing::info!(file = %self.file_id, "{message}");
-        self.ring().missing = missing;
-        let _ = self.items.send(TailItem::Status(kind, message));
     }
 }
 
