@@ -589,8 +589,8 @@ impl Config {
         if tail.viewer_queue == 0 {
             return invalid("tail.viewer_queue must be at least 1");
         }
-        if tail.poll_interval.is_zero() {
-            return invalid("tail.poll_interval must be > 0");
+        if tail.poll_interval < Duration::from_millis(10) {
+            return invalid("tail.poll_interval must be at least 10ms");
         }
         let chat = &self.chat;
         if chat.max_message_bytes == 0 || chat.rate_burst == 0 || chat.rate_interval.is_zero() {
@@ -673,5 +673,18 @@ mod tests {
     fn durations_read_as_human_text() {
         let config = Config::from_toml("[sessions]\ngrace_period = \"5s\"", "test").unwrap();
         assert_eq!(config.sessions.grace_period, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tail_rotate_wait_and_poll_interval_have_defaults_and_a_floor() {
+        let config = Config::from_toml("", "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::from_secs(5));
+        assert_eq!(config.tail.poll_interval, Duration::from_secs(2));
+        let text = "[tail]\nrotate_wait = \"0s\"\npoll_interval = \"250ms\"";
+        let config = Config::from_toml(text, "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::ZERO);
+        assert_eq!(config.tail.poll_interval, Duration::from_millis(250));
+        let err = Config::from_toml("[tail]\npoll_interval = \"0s\"", "test").unwrap_err();
+        assert!(err.to_string().contains("tail.poll_interval"), "{err}");
     }
 }

@@ -4,15 +4,17 @@
 //! from the client. A viewer gets the file's last `N` lines (default `tail.default_lines`,
 //! at most `tail.max_lines`), then every new line as it is written, following the file
 //! through rotation, truncation, deletion and re-creation (each announced with a `status`
-//! frame). Lines travel as `lines` frames whose `position` counts lines since the reader
-//! started; a reconnect with `?session=<tail id>&position=<n>` resumes after line `n`.
+//! frame), including the lines written to the old file after a rotation
+//! (`tail.rotate_wait`). Lines travel as `lines` frames whose `position` counts lines since
+//! the reader started; a reconnect with `?session=<tail id>&position=<n>` resumes after
+//! line `n`.
 //!
 //! `reader` holds the one reader per file shared by every viewer (the hub); `feed` is what
 //! a reader produces, with `ring` its recent lines; `follow` is the reader's task
-//! (rotation, truncation, the old file's late lines), `watch` wakes it; `lines` turns bytes
-//! into lines. A viewer keeps no copy of the lines it
-//! has yet to send: it takes them a frame at a time from the shared batches, so its memory
-//! stays one frame however long the backlog it asked for.
+//! (rotation, truncation, the old file's late lines) and `watch` wakes it; `lines` turns
+//! bytes into lines. A viewer keeps no copy of the lines it has yet to send: it takes them
+//! a frame at a time from the shared batches, so its memory stays one frame however long
+//! the backlog it asked for.
 
 mod feed;
 mod follow;

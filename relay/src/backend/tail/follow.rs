@@ -25,6 +25,7 @@ use super::feed::{BATCH_BYTES, BATCH_LINES, Feed};
 use super::lines::{LineSplitter, start_of_last_lines};
 use super::watch::Wakeups;
 use crate::config::TailConfig;
+
 /// Bytes read from the file at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// How often a file is checked at most when no folder can be watched (no inotify).
@@ -249,7 +250,8 @@ impl Follower {
         identity: (u64, u64),
         now: Instant,
     ) {
-        // Back to a file that was rotated away (a symlink pointed back): no new reader.
+        // Back to a file that was rotated away (a symlink pointed back, a file moved
+        // back): it goes on from where it was read to.
         if let Some(index) = self
             .rotated
             .iter()
@@ -259,17 +261,29 @@ impl Follower {
             let back = self.rotated.remove(index);
             self.current = Some(back.open);
             self.missing = false;
-            feed.ring().missing = false;
+            let message = format!("{} is the earlier file again; following it", self.label);
+            feed.status(StatusKind::FileRotated, message, false);
             self.read_current(feed).await;
             return;
         }
-        let file = match tokio::fs::File::open(&self.path).await {
-            Ok(file) => file,
+        let opened = async {
+            let file = tokio::fs::File::open(&self.path).await?;
+            // The file opened, which may be newer than the one just looked at.
+            let meta = file.metadata().await?;
+            Ok::<_, std::io::Error>((file, (meta.dev(), meta.ino())))
+        };
+        let (file, identity) = match opened.await {
+            Ok(opened) => opened,
             Err(e) => {
                 tracing::warn!(file = %self.label, "cannot open {}: {e}", self.path.display());
                 return;
             }
         };
+        if self.current_identity() == Some(identity) {
+            // The path changed back meanwhile; the next check sees what it is now.
+            self.read_current(feed).await;
+            return;
+        }
         let was_open = self.current.is_some();
         self.retire_current(feed, wakeups, now).await;
         let (kind, message) = if was_open && !self.missing {
@@ -298,7 +312,7 @@ impl Follower {
             String::new()
         } else {
             format!(
-                " (and the old one until it has been idle for {:?})",
+                "; reading the old one until it has been idle for {:?}",
                 self.rotate_wait
             )
         }
