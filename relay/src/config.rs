@@ -354,6 +354,19 @@ pub struct TailConfig {
     /// Default 10 s.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
+    /// After the followed path is renamed, deleted or replaced (logrotate's `create`, a
+    /// re-pointed symlink), the reader keeps reading the old file through its open
+    /// descriptor until nothing has been written to it for this long, so the lines an
+    /// application writes before it reopens its log are not lost (like fluent-bit's
+    /// `Rotate_Wait`). 0 closes the old file as soon as the new one is seen. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub rotate_wait: Duration,
+    /// How often a reader checks its file even when inotify reported nothing: a backstop
+    /// for wake-ups that never come (a queue overflow, a folder that cannot be watched, a
+    /// rotated file moved to another folder). Without inotify the check runs at least every
+    /// second. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
 }
 
 /// A chat room.
@@ -455,6 +468,8 @@ impl Default for TailConfig {
             max_line_bytes: 64 * 1024,
             viewer_queue: 64,
             linger: Duration::from_secs(10),
+            rotate_wait: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -682,6 +697,9 @@ impl Config {
         if tail.viewer_queue == 0 {
             return invalid("tail.viewer_queue must be at least 1");
         }
+        if tail.poll_interval < Duration::from_millis(10) {
+            return invalid("tail.poll_interval must be at least 10ms");
+        }
         let chat = &self.chat;
         if chat.max_message_bytes == 0 || chat.rate_burst == 0 || chat.rate_interval.is_zero() {
             return invalid(
@@ -763,5 +781,18 @@ mod tests {
     fn durations_read_as_human_text() {
         let config = Config::from_toml("[sessions]\ngrace_period = \"5s\"", "test").unwrap();
         assert_eq!(config.sessions.grace_period, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tail_rotate_wait_and_poll_interval_have_defaults_and_a_floor() {
+        let config = Config::from_toml("", "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::from_secs(5));
+        assert_eq!(config.tail.poll_interval, Duration::from_secs(2));
+        let text = "[tail]\nrotate_wait = \"0s\"\npoll_interval = \"250ms\"";
+        let config = Config::from_toml(text, "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::ZERO);
+        assert_eq!(config.tail.poll_interval, Duration::from_millis(250));
+        let err = Config::from_toml("[tail]\npoll_interval = \"0s\"", "test").unwrap_err();
+        assert!(err.to_string().contains("tail.poll_interval"), "{err}");
     }
 }
