@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         config.listen = listen;
     }
     if cli.config.is_none() {
-        relay::demo::prepare(&config);
+        relay::demo::prepare(&mut config);
         tracing::info!("running on the embedded demo configuration: log in as demo / demo");
     }
     for warning in config.warnings() {

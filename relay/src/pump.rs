@@ -280,7 +280,10 @@ async fn handle_incoming(
     }
     let input = match message {
         // tungstenite has already refused text frames that are not UTF-8.
-        Message::Text(text) => Inbound::Frame(ClientFrame::parse(text.as_str())?),
+        Message::Text(text) => Inbound::Frame(ClientFrame::parse_with(
+            text.as_str(),
+            attachment.resize_order(),
+        )?),
         other => Inbound::Binary(other.into_data()),
     };
     attachment.input(input).await
