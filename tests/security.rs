@@ -69,7 +69,7 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     let mut terminal = relay.connect("alice", "/ws/ssh/box").await?;
     first_event(&mut terminal)
         .await?
-        .map_err(anyhow::Error::msg_pair)?;
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
 
     // alice leaves the ops group (her own `groups` list): the grant no longer applies.
     let without_group = users_toml().replacen("groups = [\"ops\"]\n", "", 1);
@@ -86,7 +86,6 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     assert_eq!(first_event(&mut again).await?.map_err(|e| e.0), Err(4403));
 
     // bob is removed: his password no longer logs in, his open socket is closed.
-    let mut bobs = relay.connect("bob", "/ws/ssh/box").await?;
     let bob_grant = "[[grants]]\nusers = [\"bob\"]\nssh = [\"*\"]\n";
     let with_bob = format!(
         "{keepalive}\n{}\n{bob_grant}\n{}",
@@ -96,7 +95,10 @@ async fn a_reload_withdraws_groups_and_users_from_open_terminals_and_logins() ->
     relay
         .relay()
         .reload(relay::Config::from_toml(&with_bob, "with bob")?)?;
-    first_event(&mut bobs).await?.ok();
+    let mut bobs = relay.connect("bob", "/ws/ssh/box").await?;
+    first_event(&mut bobs)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
     let before = login_from(&relay, "127.0.0.1", "bob", PASSWORD).await?;
     assert_eq!(before.status(), 200);
     let alice_only: String = users_toml()
@@ -132,8 +134,7 @@ async fn the_redis_password_never_reaches_users() -> anyhow::Result<()> {
         let mut client = relay.connect("alice", path).await?;
         let (code, reason) = first_event(&mut client)
             .await?
-            .err()
-            .expect("Redis is down: refused");
+            .expect_err("Redis is down: refused");
         assert_eq!(code, 4502, "{reason}");
         assert!(!reason.contains("hunter2"), "{path}: {reason}");
     }
@@ -238,7 +239,7 @@ async fn a_token_that_just_expired_resumes_nothing() -> anyhow::Result<()> {
     let mut client = WsClient::connect(&url, Some(&token), None).await?;
     let session = first_event(&mut client)
         .await?
-        .map_err(anyhow::Error::msg_pair)?;
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
     client.type_line("echo before-expiry").await?;
     client.read_until("before-expiry").await?;
     let (code, _, _) = client.read_until_closed().await?;
@@ -324,7 +325,7 @@ async fn kubernetes_names_with_slashes_are_refused_before_any_api_call() -> anyh
         "/ws/k8s/exec/c/ns/pod/App",
     ] {
         let mut client = relay.connect("alice", path).await?;
-        let (code, reason) = first_event(&mut client).await?.err().expect("refused");
+        let (code, reason) = first_event(&mut client).await?.expect_err("refused");
         assert_eq!(code, 4400, "{path}: {reason}");
         assert!(reason.contains("not a Kubernetes name"), "{reason}");
     }
@@ -419,12 +420,85 @@ async fn a_terminal_with_stuck_input_still_delivers_output_and_honours_shutdown(
     Ok(())
 }
 
-trait MsgPair {
-    fn msg_pair(pair: (u16, String)) -> anyhow::Error;
+// #6: a client that never finishes its request head is closed after the header timeout,
+// and connections that are not yet WebSockets are capped (the rest wait in the backlog).
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_header_timeout() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = format!(
+        "[limits]\nheader_read_timeout = \"1s\"\nmax_pending_connections = 2\n{}",
+        users_toml()
+    );
+    let relay = TestRelay::start(&config).await?;
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(relay.addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await?;
+        slow.push(stream);
+    }
+    // Both permits are taken: this request is accepted only once a slow one is gone.
+    let healthz = reqwest::get(relay.http_url("/healthz")).await?;
+    assert_eq!(healthz.status(), 200);
+    let closed_before = slow
+        .iter()
+        .filter(|s| matches!(s.try_read(&mut [0u8; 64]), Ok(0)))
+        .count();
+    assert!(
+        closed_before >= 1,
+        "the third request was served while both slow ones held their permits"
+    );
+    // A guard against a hang, not a measure: the relay closes them after 1 s.
+    for mut stream in slow {
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut rest),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("a half-sent request was never closed"))??;
+        assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    }
+    Ok(())
 }
 
-impl MsgPair for anyhow::Error {
-    fn msg_pair((code, reason): (u16, String)) -> anyhow::Error {
-        anyhow::anyhow!("closed with {code}: {reason}")
+// #22: a drain makes /readyz answer 503 while open streams keep working; the shutdown
+// after it closes every socket with 1001 before `stopped` returns.
+#[tokio::test]
+async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "")?;
+    let config = format!(
+        "{}\n[[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n[[files]]\nid = \"app\"\npath = \"{}\"\n",
+        users_toml(),
+        log.display()
+    );
+    let mut relay = TestRelay::start(&config).await?;
+    let mut viewer = relay.connect("alice", "/ws/tail/app").await?;
+    viewer.connected().await?;
+    assert_eq!(reqwest::get(relay.http_url("/readyz")).await?.status(), 200);
+
+    relay.relay().drain();
+    let ready = reqwest::get(relay.http_url("/readyz")).await?;
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await?.contains("shutting down"));
+    assert_eq!(
+        reqwest::get(relay.http_url("/healthz")).await?.status(),
+        200
+    );
+    std::fs::write(&log, "written during the drain\n")?;
+    loop {
+        if let StreamEvent::Lines { lines, .. } = viewer.next_frame().await?
+            && lines.iter().any(|l| l.contains("written during the drain"))
+        {
+            break;
+        }
     }
+
+    let ((), closed) = tokio::join!(relay.stop(), viewer.read_until_closed());
+    let (code, reason, _) = closed?;
+    assert_eq!(code, 1001, "{reason}");
+    Ok(())
 }

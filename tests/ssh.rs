@@ -98,6 +98,18 @@ async fn initial_size_and_resize_frames_reach_the_pty() -> anyhow::Result<()> {
         .await?;
     client.type_line("stty size").await?;
     client.read_until("12 34").await?;
+
+    // A literal classic SSH front end sends [cols, rows]; resize_order=cols_rows reads it
+    // so, and the named form stays unambiguous.
+    let (mut classic, _) = open_shell(&relay, "?rows=30&cols=90&resize_order=cols_rows").await?;
+    classic.send_text(r#"{"resize": [110, 33]}"#).await?;
+    classic.type_line("stty size").await?;
+    classic.read_until("33 110").await?;
+    classic
+        .send_text(r#"{"resize": {"rows": 21, "cols": 43}}"#)
+        .await?;
+    classic.type_line("stty size").await?;
+    classic.read_until("21 43").await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Live file tails: the last lines, then following the file through rotation, truncation,
-//! deletion and re-creation; one reader shared by many viewers, none slowed by another.
+//! deletion and re-creation; one reader shared by many viewers, none slowed by another;
+//! the lines an application writes to its old descriptor after a rotation; a log path that
+//! is a symlink; wake-ups that never come; a long backlog sent in bounded frames.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ struct Viewer {
     dropped: u64,
     /// Position after the last line received.
     position: u64,
+    /// Bytes of text in the largest `lines` frame.
+    biggest_frame: usize,
 }
 
 impl Viewer {
@@ -82,6 +86,7 @@ impl Viewer {
             gaps: 0,
             dropped: 0,
             position: position.as_count().unwrap_or(0),
+            biggest_frame: 0,
         })
     }
 
@@ -89,6 +94,8 @@ impl Viewer {
     async fn step(&mut self) -> anyhow::Result<()> {
         match self.client.next_frame().await? {
             StreamEvent::Lines { position, lines } => {
+                let bytes = lines.iter().map(String::len).sum();
+                self.biggest_frame = self.biggest_frame.max(bytes);
                 self.lines.extend(lines);
                 self.position = position.as_count().unwrap_or(0);
             }
@@ -386,5 +393,226 @@ async fn resuming_after_lines_no_longer_kept_gets_a_gap_then_the_kept_ones() -> 
     assert_eq!(again.gaps, 1, "told plainly that lines were lost");
     let kept: Vec<String> = (20..30).map(|i| format!("line {i}")).collect();
     assert_eq!(again.lines, kept);
+    Ok(())
+}
+
+/// The lines of `lines` that start with `prefix`, in the order received.
+fn from_file<'a>(lines: &'a [String], prefix: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .map(String::as_str)
+        .collect()
+}
+
+fn labelled(label: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{label} {i}")).collect()
+}
+
+fn write_lines(file: &mut std::fs::File, lines: &[String]) -> anyhow::Result<()> {
+    for line in lines {
+        file.write_all(format!("{line}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Issue 11 (rotation without lost lines): logrotate's `create` order. The file is renamed
+/// and a new one created; the application, not yet told to reopen, writes on to its old
+/// descriptor; then it reopens and writes to the new file. Every viewer gets every line
+/// once, each file's lines in order.
+#[tokio::test]
+async fn lines_written_to_the_old_descriptor_after_a_rename_reach_every_viewer_once()
+-> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    let mut app = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.log())?;
+    write_lines(&mut app, &labelled("old", 0..3))?;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let mut viewer = setup.view("").await?;
+        viewer.until_lines(3).await?;
+        viewers.push(viewer);
+    }
+
+    std::fs::rename(setup.log(), setup.dir.path().join("app.log.1"))?;
+    std::fs::File::create(setup.log())?;
+    // The reader has moved on to the new file before the late lines are written.
+    for viewer in &mut viewers {
+        viewer.until_status(StatusKind::FileRotated).await?;
+    }
+    write_lines(&mut app, &labelled("old", 3..8))?;
+    // The application reopens its log (logrotate's postrotate).
+    drop(app);
+    let mut app = std::fs::OpenOptions::new().append(true).open(setup.log())?;
+    write_lines(&mut app, &labelled("new", 0..4))?;
+
+    for viewer in &mut viewers {
+        viewer.until_lines(12).await?;
+        assert_eq!(from_file(&viewer.lines, "old "), labelled("old", 0..8));
+        assert_eq!(from_file(&viewer.lines, "new "), labelled("new", 0..4));
+        assert_eq!(viewer.lines.len(), 12, "no line twice: {:?}", viewer.lines);
+        assert_eq!(viewer.dropped + viewer.gaps as u64, 0);
+    }
+    Ok(())
+}
+
+/// Issue 11: a deleted file the application still writes to (delete, then re-create):
+/// its late lines are read through the open descriptor, then the new file's.
+#[tokio::test]
+async fn lines_written_to_a_deleted_file_before_it_is_re_created_are_not_lost() -> anyhow::Result<()>
+{
+    let setup = Setup::start("").await?;
+    let mut app = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.log())?;
+    write_lines(&mut app, &labelled("old", 0..2))?;
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut viewer = setup.view("").await?;
+        viewer.until_lines(2).await?;
+        viewers.push(viewer);
+    }
+
+    std::fs::remove_file(setup.log())?;
+    for viewer in &mut viewers {
+        viewer.until_status(StatusKind::FileDeleted).await?;
+    }
+    write_lines(&mut app, &labelled("old", 2..5))?;
+    drop(app);
+    append(&setup.log(), "new 0\n")?;
+    for viewer in &mut viewers {
+        viewer.until_lines(6).await?;
+        assert_eq!(from_file(&viewer.lines, "old "), labelled("old", 0..5));
+        assert_eq!(from_file(&viewer.lines, "new "), ["new 0"]);
+        assert_eq!(viewer.lines.len(), 6, "no line twice: {:?}", viewer.lines);
+    }
+    Ok(())
+}
+
+/// Issue 11: logrotate's `copytruncate`: the file is copied, then cut to nothing while the
+/// application keeps its descriptor (opened for appending); reading starts again at the
+/// top, and every viewer gets every line once.
+#[tokio::test]
+async fn copytruncate_is_followed_from_the_top_by_every_viewer() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    let mut app = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.log())?;
+    write_lines(&mut app, &labelled("before", 0..4))?;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let mut viewer = setup.view("").await?;
+        viewer.until_lines(4).await?;
+        viewers.push(viewer);
+    }
+
+    std::fs::copy(setup.log(), setup.dir.path().join("app.log.1"))?;
+    app.set_len(0)?;
+    for viewer in &mut viewers {
+        viewer.until_status(StatusKind::FileTruncated).await?;
+    }
+    write_lines(&mut app, &labelled("after", 0..3))?;
+    for viewer in &mut viewers {
+        viewer.until_lines(7).await?;
+        assert_eq!(
+            from_file(&viewer.lines, "before "),
+            labelled("before", 0..4)
+        );
+        assert_eq!(from_file(&viewer.lines, "after "), labelled("after", 0..3));
+        assert_eq!(viewer.lines.len(), 7, "{:?}", viewer.lines);
+    }
+    Ok(())
+}
+
+/// Review finding 16 (a): the configured path is a symlink into another folder. Writes to
+/// the target wake the reader (its folder is watched too), and re-pointing the link moves
+/// the tail to the new target. The periodic check is set to an hour so that only inotify
+/// can deliver these lines.
+#[tokio::test]
+async fn a_log_path_that_is_a_symlink_into_another_folder_is_followed_and_re_pointed()
+-> anyhow::Result<()> {
+    let setup = Setup::start("poll_interval = \"1h\"").await?;
+    let elsewhere = tempfile::tempdir()?;
+    let first = elsewhere.path().join("app-1.log");
+    append(&first, "one\n")?;
+    std::os::unix::fs::symlink(&first, setup.log())?;
+    let mut viewer = setup.view("").await?;
+    viewer.until_line("one").await?;
+
+    append(&first, "two\n")?;
+    viewer.until_line("two").await?;
+
+    // Re-pointed atomically, as deployment tools do: a new link renamed over the old one.
+    let second = elsewhere.path().join("app-2.log");
+    append(&second, "three\n")?;
+    let staged = setup.dir.path().join("app.log.new");
+    std::os::unix::fs::symlink(&second, &staged)?;
+    std::fs::rename(&staged, setup.log())?;
+    viewer.until_line("three").await?;
+    append(&second, "four\n")?;
+    viewer.until_line("four").await?;
+    assert!(
+        viewer.statuses.contains(&StatusKind::FileRotated),
+        "{:?}",
+        viewer.statuses
+    );
+    assert_eq!(viewer.lines, ["one", "two", "three", "four"]);
+    Ok(())
+}
+
+/// Review finding 16 (c): writes that wake nothing. The rotated file is moved into a
+/// folder nobody watches and the application writes on to it; with a grace period of an
+/// hour, only the periodic check can find those lines.
+#[tokio::test]
+async fn the_periodic_check_finds_lines_that_no_wake_up_announced() -> anyhow::Result<()> {
+    let setup = Setup::start("poll_interval = \"200ms\"\nrotate_wait = \"1h\"").await?;
+    let mut app = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.log())?;
+    app.write_all(b"before\n")?;
+    let mut viewer = setup.view("").await?;
+    viewer.until_line("before").await?;
+
+    let archive = setup.dir.path().join("archive");
+    std::fs::create_dir(&archive)?;
+    std::fs::rename(setup.log(), archive.join("app.log.1"))?;
+    std::fs::File::create(setup.log())?;
+    viewer.until_status(StatusKind::FileRotated).await?;
+    app.write_all(b"written where no watch sees it\n")?;
+    viewer.until_line("written where no watch sees it").await?;
+    assert_eq!(viewer.lines, ["before", "written where no watch sees it"]);
+    Ok(())
+}
+
+/// Review finding 13 (tail part): joining with a long backlog does not copy it for the
+/// viewer at once; it is sent from the shared ring a frame at a time, and no frame carries
+/// more than 256 KiB of lines (before, 1000 lines a frame: 3 MB here).
+#[tokio::test]
+async fn a_long_backlog_is_sent_in_frames_of_bounded_size() -> anyhow::Result<()> {
+    let setup = Setup::start("").await?;
+    let padding = "b".repeat(3000);
+    let text: String = (0..3000).map(|i| format!("{i} {padding}\n")).collect();
+    append(&setup.log(), &text)?;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(setup.view("?lines=3000").await?);
+    }
+    for viewer in &mut viewers {
+        viewer.until_lines(3000).await?;
+        for (i, line) in viewer.lines.iter().enumerate() {
+            assert!(line.starts_with(&format!("{i} ")), "line {i}: {line:.20}");
+        }
+        assert_eq!(viewer.dropped, 0);
+        assert!(
+            viewer.biggest_frame <= 256 * 1024,
+            "a frame of {} bytes",
+            viewer.biggest_frame
+        );
+    }
     Ok(())
 }

@@ -64,12 +64,33 @@ pub enum ClientFrame {
 /// on a flow-controlled terminal.
 pub const FLOW_WINDOW: u64 = 1024 * 1024;
 
+/// The order of a `{"resize": [a, b]}` pair. Opsdeck and the classic pod terminal send
+/// `[rows, cols]`; the classic SSH front end sent `[cols, rows]` (paramiko's
+/// `resize_pty(width, height)`). The object form names its fields and reads the same in
+/// either order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResizeOrder {
+    #[default]
+    RowsCols,
+    ColsRows,
+}
+
 impl ClientFrame {
     /// Parses a text frame, with an error that says what was wrong.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        serde_json::from_str::<RawClientFrame>(text)
-            .map_err(|e| FrameError::Malformed(e.to_string()))
-            .and_then(Self::try_from)
+        Self::parse_with(text, ResizeOrder::RowsCols)
+    }
+
+    /// Parses a text frame whose resize pair is in `order`.
+    pub fn parse_with(text: &str, order: ResizeOrder) -> Result<Self, FrameError> {
+        let mut raw = serde_json::from_str::<RawClientFrame>(text)
+            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if order == ResizeOrder::ColsRows
+            && let Some(RawResize::Pair([cols, rows])) = raw.resize
+        {
+            raw.resize = Some(RawResize::Pair([rows, cols]));
+        }
+        Self::try_from(raw)
     }
 
     /// The JSON text of this frame, as the browser sends it.
@@ -197,6 +218,26 @@ mod tests {
         for frame in frames {
             assert_eq!(ClientFrame::parse(&frame.to_json()), Ok(frame));
         }
+    }
+
+    #[test]
+    fn the_classic_ssh_order_reads_the_pair_as_cols_rows_and_the_object_form_alike() {
+        let size = Ok(ClientFrame::Resize(TermSize {
+            rows: 40,
+            cols: 120,
+        }));
+        assert_eq!(
+            ClientFrame::parse_with(r#"{"resize":[120,40]}"#, ResizeOrder::ColsRows),
+            size
+        );
+        assert_eq!(
+            ClientFrame::parse_with(
+                r#"{"resize":{"rows":40,"cols":120}}"#,
+                ResizeOrder::ColsRows
+            ),
+            size
+        );
+        assert_eq!(ClientFrame::parse(r#"{"resize":[40,120]}"#), size);
     }
 
     #[test]

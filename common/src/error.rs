@@ -42,6 +42,10 @@ pub enum QueryError {
     },
     #[error("flow={0:?}: use flow=1 to acknowledge output with {{\"ack\": position}} frames")]
     BadFlow(String),
+    #[error(
+        "resize_order={0:?}: use rows_cols (the default) or cols_rows (the classic SSH front end's [cols, rows] pairs)"
+    )]
+    BadResizeOrder(String),
     #[error("position needs a session")]
     PositionWithoutSession,
     #[error("{0}")]

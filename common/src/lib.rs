@@ -23,7 +23,7 @@ pub mod query;
 pub mod resume;
 pub mod server;
 
-pub use client::{ClientFrame, FLOW_WINDOW, TermSize};
+pub use client::{ClientFrame, FLOW_WINDOW, ResizeOrder, TermSize};
 pub use close::CloseCode;
 pub use error::{FrameError, QueryError};
 pub use query::EndpointQuery;

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use crate::client::TermSize;
+use crate::client::{ResizeOrder, TermSize};
 use crate::error::QueryError;
 use crate::resume::{Position, ResumeQuery, encode};
 
@@ -75,6 +75,9 @@ pub struct TerminalQuery {
     /// `flow=1`: the browser acknowledges what it displayed (see
     /// [`crate::ClientFrame::Ack`]).
     pub flow: bool,
+    /// `resize_order=cols_rows`: `{"resize": [a, b]}` pairs are `[cols, rows]`, as the
+    /// classic SSH front end sent them. Default `rows_cols`.
+    pub resize_order: ResizeOrder,
     pub resume: ResumeQuery,
 }
 
@@ -83,6 +86,7 @@ struct RawTerminalQuery {
     rows: Option<String>,
     cols: Option<String>,
     flow: Option<String>,
+    resize_order: Option<String>,
     #[serde(flatten)]
     resume: ResumeQuery,
 }
@@ -94,6 +98,7 @@ impl TerminalQuery {
             rows: Some(size.rows),
             cols: Some(size.cols),
             flow,
+            resize_order: ResizeOrder::RowsCols,
             resume: ResumeQuery::default(),
         }
     }
@@ -122,10 +127,18 @@ impl EndpointQuery for TerminalQuery {
             Some("1") => true,
             Some(other) => return Err(QueryError::BadFlow(other.chars().take(64).collect())),
         };
+        let resize_order = match q.resize_order.as_deref() {
+            None | Some("rows_cols") => ResizeOrder::RowsCols,
+            Some("cols_rows") => ResizeOrder::ColsRows,
+            Some(other) => {
+                return Err(QueryError::BadResizeOrder(other.chars().take(64).collect()));
+            }
+        };
         Ok(Self {
             rows: number(q.rows, "rows", "a number of character cells")?,
             cols: number(q.cols, "cols", "a number of character cells")?,
             flow,
+            resize_order,
             resume: q.resume,
         })
     }
@@ -135,6 +148,10 @@ impl EndpointQuery for TerminalQuery {
             ("rows", self.rows.map(|n| n.to_string())),
             ("cols", self.cols.map(|n| n.to_string())),
             ("flow", self.flow.then(|| "1".to_owned())),
+            (
+                "resize_order",
+                (self.resize_order == ResizeOrder::ColsRows).then(|| "cols_rows".to_owned()),
+            ),
         ];
         join(&pairs, &self.resume)
     }

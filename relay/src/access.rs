@@ -156,8 +156,10 @@ mod tests {
             uid: name.into(),
             username: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            claimed_groups: Vec::new(),
+            minted_here: true,
             expires_at: 0,
-            jti: None,
+            token_id: String::new(),
         }
     }
 

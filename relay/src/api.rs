@@ -100,12 +100,20 @@ pub async fn login(
 }
 
 pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
-    if let Ok(principal) = principal(&state, &headers).await
-        && let Err(e) = state.auth.revoke(&principal).await
-    {
-        return refusal(&e.into());
-    }
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    // The cookie goes whatever happens next: this browser is logged out either way.
+    let mut response = match principal(&state, &headers).await {
+        Ok(principal) => match state.auth.revoke(&principal).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "logged out on this relay, but the shared revocation list is unavailable ({}); other relays may accept the token until it expires: log out again once Redis is back",
+                    Close::from(e).reason
+                ),
+            ),
+        },
+        Err(_) => StatusCode::NO_CONTENT.into_response(),
+    };
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cookie(&state, "", 0));

@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argon2::{Argon2, Params, PasswordHash, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, broadcast};
 
 use common::CloseCode;
 
 use crate::close::CloseCause;
-use crate::config::{AuthConfig, Config, LoginLimits};
+use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits};
 use crate::redis_link::RedisLink;
 use crate::throttle::LoginThrottle;
 
@@ -74,8 +75,9 @@ pub struct Principal {
     pub minted_here: bool,
     /// Unix seconds.
     pub expires_at: u64,
-    /// Token id, for revocation.
-    pub jti: Option<String>,
+    /// What a logout revokes: the token's `jti`, or for a token without one, a digest
+    /// of the token itself (review #14: every token can be revoked).
+    pub token_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,10 +99,29 @@ struct Claims {
     groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
+    /// A string or a list of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<serde_json::Value>,
 }
 
-/// The `iss` of tokens this relay mints.
+impl Claims {
+    fn has_audience(&self, wanted: &str) -> bool {
+        match &self.aud {
+            Some(serde_json::Value::String(aud)) => aud == wanted,
+            Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a == wanted),
+            _ => false,
+        }
+    }
+}
+
+/// Revocations queued for sockets that have not yet looked.
+const REVOKED_QUEUE: usize = 64;
+
+/// The `iss` and `aud` of tokens this relay mints.
 const RELAY_ISSUER: &str = "opsdeck";
+
+/// What names a user of a token minted elsewhere: apart from the configured users.
+pub const EXTERNAL_PREFIX: &str = "ext:";
 
 struct UserRecord {
     password_hash: String,
@@ -121,6 +142,7 @@ struct Settings {
     /// expensive configured hash, so timing does not reveal which user names exist.
     decoy_hash: String,
     limits: LoginLimits,
+    external: ExternalTokens,
 }
 
 impl Settings {
@@ -196,6 +218,7 @@ impl Settings {
             ttl_secs: auth.token_ttl.as_secs().max(1),
             decoy_hash,
             limits: auth.login_limits.clone(),
+            external: auth.external_tokens.clone(),
         })
     }
 
@@ -230,6 +253,8 @@ pub struct Authenticator {
     revocations: Revocations,
     login_slots: Semaphore,
     throttle: LoginThrottle,
+    /// Token ids revoked on this relay, for its open sockets.
+    revoked: broadcast::Sender<String>,
 }
 
 /// Why a login was not even checked.
@@ -250,7 +275,13 @@ impl Authenticator {
             revocations: Revocations::new(redis),
             login_slots: Semaphore::new(concurrent_logins()),
             throttle: LoginThrottle::default(),
+            revoked: broadcast::channel(REVOKED_QUEUE).0,
         })
+    }
+
+    /// Token ids as they are revoked here (a lagging receiver should recheck).
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revoked.subscribe()
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -324,6 +355,7 @@ impl Authenticator {
             token_type: Some("access".into()),
             groups: Vec::new(),
             iss: Some(RELAY_ISSUER.into()),
+            aud: Some(RELAY_ISSUER.into()),
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -381,7 +413,32 @@ impl Authenticator {
                 "a {kind} token cannot open sessions; use an access token"
             )));
         }
-        let principal = principal(&settings, claims);
+        if claims.iss.as_deref() == Some(RELAY_ISSUER) {
+            // Only this relay's own secret mints its tokens: an RS256 key of another
+            // system cannot speak for a configured user.
+            if header.alg != Algorithm::HS256 || !claims.has_audience(RELAY_ISSUER) {
+                return Err(AuthError::Invalid(
+                    "a token that claims to be this relay's was not minted by it".into(),
+                ));
+            }
+        } else {
+            let external = &settings.external;
+            if let Some(issuer) = &external.issuer
+                && claims.iss.as_deref() != Some(issuer.as_str())
+            {
+                return Err(AuthError::Invalid(format!(
+                    "the token's issuer is not {issuer:?} (auth.external_tokens.issuer)"
+                )));
+            }
+            if let Some(audience) = &external.audience
+                && !claims.has_audience(audience)
+            {
+                return Err(AuthError::Invalid(format!(
+                    "the token is not meant for {audience:?} (auth.external_tokens.audience)"
+                )));
+            }
+        }
+        let principal = principal(&settings, claims, token);
         if principal.uid.is_empty() {
             return Err(AuthError::Invalid(
                 "the token names no user (sub or user_id)".into(),
@@ -391,18 +448,20 @@ impl Authenticator {
     }
 
     pub async fn check_not_revoked(&self, principal: &Principal) -> Result<(), AuthError> {
-        match &principal.jti {
-            Some(jti) if self.revocations.is_revoked(jti).await? => Err(AuthError::Revoked),
-            _ => Ok(()),
+        if self.revocations.is_revoked(&principal.token_id).await? {
+            return Err(AuthError::Revoked);
         }
+        Ok(())
     }
 
     /// Revokes the principal's token until it would have expired anyway.
     pub async fn revoke(&self, principal: &Principal) -> Result<(), AuthError> {
-        match &principal.jti {
-            Some(jti) => self.revocations.revoke(jti, principal.expires_at).await,
-            None => Ok(()),
-        }
+        // Sockets on this relay that use the token close at once, not at their next
+        // keepalive; other relays see the revocation in Redis at theirs.
+        let _ = self.revoked.send(principal.token_id.clone());
+        self.revocations
+            .revoke(&principal.token_id, principal.expires_at)
+            .await
     }
 
     /// The principal's groups and standing under the config in force: `None` when it
@@ -420,7 +479,8 @@ impl Authenticator {
     }
 }
 
-fn principal(settings: &Settings, claims: Claims) -> Principal {
+fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
+    let minted_here = claims.iss.as_deref() == Some(RELAY_ISSUER);
     let uid = claims
         .user_id
         .map(|v| match v {
@@ -433,15 +493,33 @@ fn principal(settings: &Settings, claims: Claims) -> Principal {
         .username
         .or(claims.sub)
         .unwrap_or_else(|| uid.clone());
-    let groups = settings.groups_of(&username, &uid, &claims.groups);
+    // An empty uid is refused by the caller; it gets no prefix so that stays visible.
+    let (uid, username, claimed_groups) = if minted_here || uid.is_empty() {
+        (uid, username, Vec::new())
+    } else {
+        let trusted = &settings.external.trusted_group_claims;
+        let claimed = claims
+            .groups
+            .into_iter()
+            .filter(|g| trusted.contains(g))
+            .collect();
+        (
+            format!("{EXTERNAL_PREFIX}{uid}"),
+            format!("{EXTERNAL_PREFIX}{username}"),
+            claimed,
+        )
+    };
+    let groups = settings.groups_of(&username, &uid, &claimed_groups);
     Principal {
-        minted_here: claims.iss.as_deref() == Some(RELAY_ISSUER),
+        minted_here,
         uid,
         username,
         groups,
-        claimed_groups: claims.groups,
+        claimed_groups,
         expires_at: claims.exp,
-        jti: claims.jti,
+        token_id: claims
+            .jti
+            .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(token)))),
     }
 }
 
@@ -608,6 +686,8 @@ pub fn token_from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
 mod tests {
     use super::*;
 
+    const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn authenticator(extra: &str) -> Authenticator {
         let hash = hash_password("pw").unwrap();
         let text = format!(
@@ -620,7 +700,7 @@ mod tests {
     #[tokio::test]
     async fn login_mints_a_token_that_verifies() {
         let auth = authenticator("");
-        let (token, principal) = auth.login("alice", "pw").await.unwrap();
+        let (token, principal) = auth.login("alice", "pw", LOCAL).await.unwrap();
         assert_eq!(principal.username, "alice");
         assert_eq!(principal.groups, vec!["ops".to_string()]);
         assert_eq!(auth.verify(&token).await.unwrap(), principal);
@@ -629,8 +709,16 @@ mod tests {
     #[tokio::test]
     async fn wrong_password_and_unknown_user_read_the_same() {
         let auth = authenticator("");
-        let a = auth.login("alice", "nope").await.unwrap_err().to_string();
-        let b = auth.login("mallory", "pw").await.unwrap_err().to_string();
+        let a = auth
+            .login("alice", "nope", LOCAL)
+            .await
+            .unwrap_err()
+            .to_string();
+        let b = auth
+            .login("mallory", "pw", LOCAL)
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(a, b);
     }
 
@@ -643,8 +731,8 @@ mod tests {
             serde_json::json!({"token_type": "access", "exp": exp, "jti": "j1", "user_id": 42});
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &access, &key).unwrap();
         let principal = auth.verify(&token).await.unwrap();
-        assert_eq!(principal.uid, "42");
-        assert_eq!(principal.username, "42");
+        assert_eq!(principal.uid, "ext:42");
+        assert_eq!(principal.username, "ext:42");
         let refresh =
             serde_json::json!({"token_type": "refresh", "exp": exp, "jti": "j2", "user_id": 42});
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &refresh, &key).unwrap();
@@ -671,9 +759,69 @@ mod tests {
             Err(AuthError::Invalid(_))
         ));
 
-        let (token, principal) = auth.login("alice", "pw").await.unwrap();
+        let (token, principal) = auth.login("alice", "pw", LOCAL).await.unwrap();
         auth.revoke(&principal).await.unwrap();
         assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
+    }
+
+    fn external(claims: serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(b"s3cret");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    // Review #9 (b), (c): an outside token named like a local user gets neither that
+    // user's groups nor a group its claim names, unless that group is trusted.
+    #[tokio::test]
+    async fn external_tokens_live_apart_from_local_users_and_their_group_claims_are_not_trusted() {
+        let auth = authenticator("");
+        let exp = unix_now() + 60;
+        let token = external(serde_json::json!({
+            "username": "alice", "sub": "7", "exp": exp, "groups": ["ops", "admins"]
+        }));
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(principal.username, "ext:alice");
+        assert_eq!(principal.uid, "ext:7");
+        assert!(principal.groups.is_empty(), "{:?}", principal.groups);
+
+        let auth = authenticator(
+            "[auth.external_tokens]\ntrusted_group_claims = [\"admins\"]\n[groups]\nops = [\"ext:alice\"]",
+        );
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(principal.groups, ["admins", "ops"]);
+    }
+
+    // Review #9 (a), (d): issuer and audience are required when configured, and a token
+    // that claims this relay's issuer must carry its audience and signature.
+    #[tokio::test]
+    async fn issuer_audience_and_not_before_are_checked() {
+        let auth = authenticator(
+            "[auth.external_tokens]\nissuer = \"https://idp.example\"\naudience = \"opsdeck-prod\"",
+        );
+        let exp = unix_now() + 60;
+        let good = serde_json::json!({
+            "sub": "7", "exp": exp, "iss": "https://idp.example", "aud": ["x", "opsdeck-prod"]
+        });
+        assert!(auth.verify(&external(good.clone())).await.is_ok());
+        for (field, value) in [
+            ("iss", serde_json::json!("https://other.example")),
+            ("aud", serde_json::json!("someone-else")),
+            ("nbf", serde_json::json!(exp)),
+        ] {
+            let mut claims = good.clone();
+            claims[field] = value;
+            let refused = auth.verify(&external(claims)).await;
+            assert!(
+                matches!(refused, Err(AuthError::Invalid(_))),
+                "{field}: {refused:?}"
+            );
+        }
+        let posing = serde_json::json!({"sub": "alice", "exp": exp, "iss": "opsdeck"});
+        assert!(matches!(
+            auth.verify(&external(posing)).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let (minted, _) = auth.login("alice", "pw", LOCAL).await.unwrap();
+        assert_eq!(auth.verify(&minted).await.unwrap().username, "alice");
     }
 
     #[test]

@@ -92,6 +92,38 @@ pub struct Config {
     pub k8s_clusters: Vec<K8sCluster>,
     #[serde(default)]
     pub k8s: K8sConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token scrapers send (`Authorization: Bearer <token>`) to read metrics from
+    /// another machine. Default empty: only loopback clients may read them.
+    pub token: String,
+}
+
+/// How the relay stops on SIGTERM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long `/readyz` answers 503 while everything else still works, so load balancers
+    /// stop sending new users before streams are closed (1001, "reconnect"). Default 5s;
+    /// Ctrl-C skips it.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_period: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Bounds on what any one client can make the relay hold.
@@ -107,6 +139,13 @@ pub struct Limits {
     pub max_sessions_per_user: usize,
     /// Concurrent WebSocket connections per relay. Default 20000.
     pub max_connections: usize,
+    /// TCP connections served at once before they become WebSockets (page loads, API
+    /// calls, handshakes); more wait in the kernel's backlog. Default 1024.
+    pub max_pending_connections: usize,
+    /// Time a client has to send a request's head, and that an idle keep-alive connection
+    /// stays open. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 /// Keeping idle WebSockets alive through proxies, and noticing dead peers.
@@ -154,6 +193,24 @@ pub struct AuthConfig {
     pub users: Vec<User>,
     /// Login throttling (`POST /api/login`).
     pub login_limits: LoginLimits,
+    /// Tokens minted by another system (an existing app, an IdP).
+    pub external_tokens: ExternalTokens,
+}
+
+/// How far tokens that this relay did not mint are trusted. Such a token names a user
+/// `ext:<its username or id>`, apart from the configured users: grants and groups name
+/// it that way (e.g. `users = ["ext:42"]`), so an outside user called `alice` never gets
+/// the local alice's rights or sessions.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalTokens {
+    /// The `iss` such tokens must carry. Default none: not checked (simplejwt sets none).
+    pub issuer: Option<String>,
+    /// The `aud` such tokens must carry (one of). Default none: not checked.
+    pub audience: Option<String>,
+    /// Groups a token's `groups` claim may grant; others it names are ignored. Default
+    /// none: the claim is ignored, and groups come from `[groups]` only.
+    pub trusted_group_claims: Vec<String>,
 }
 
 /// How many login attempts are answered before 429 (with `Retry-After`): a budget per
@@ -297,6 +354,19 @@ pub struct TailConfig {
     /// Default 10 s.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
+    /// After the followed path is renamed, deleted or replaced (logrotate's `create`, a
+    /// re-pointed symlink), the reader keeps reading the old file through its open
+    /// descriptor until nothing has been written to it for this long, so the lines an
+    /// application writes before it reopens its log are not lost (like fluent-bit's
+    /// `Rotate_Wait`). 0 closes the old file as soon as the new one is seen. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub rotate_wait: Duration,
+    /// How often a reader checks its file even when inotify reported nothing: a backstop
+    /// for wake-ups that never come (a queue overflow, a folder that cannot be watched, a
+    /// rotated file moved to another folder). Without inotify the check runs at least every
+    /// second. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
 }
 
 /// A chat room.
@@ -383,6 +453,8 @@ impl Default for Limits {
             terminal_buffer_bytes: 1024 * 1024,
             max_sessions_per_user: 32,
             max_connections: 20_000,
+            max_pending_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -396,6 +468,8 @@ impl Default for TailConfig {
             max_line_bytes: 64 * 1024,
             viewer_queue: 64,
             linger: Duration::from_secs(10),
+            rotate_wait: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -452,6 +526,7 @@ impl Default for AuthConfig {
             cookie_same_site: "Strict".into(),
             users: Vec::new(),
             login_limits: LoginLimits::default(),
+            external_tokens: ExternalTokens::default(),
         }
     }
 }
@@ -500,6 +575,54 @@ impl Config {
     pub fn embedded_default() -> Self {
         // The embedded file is checked by a unit test, so this cannot fail in a release.
         Self::from_toml(DEFAULT_CONFIG, "embedded default").expect("embedded config is valid")
+    }
+
+    /// Weak settings that are valid but probably not what the operator wants; printed by
+    /// `check-config` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let secret = if self.auth.jwt_secret.is_empty() {
+            std::env::var("OPSDECK_JWT_SECRET").unwrap_or_default()
+        } else {
+            self.auth.jwt_secret.clone()
+        };
+        if !secret.is_empty() && secret.len() < 32 {
+            warnings.push(format!(
+                "auth.jwt_secret is {} bytes; use at least 32 random bytes (openssl rand -base64 48)",
+                secret.len()
+            ));
+        }
+        if self.auth.cookie_secure
+            && !self.listen.ip().is_loopback()
+            && self.public_origins.iter().all(|o| o.starts_with("http://"))
+        {
+            warnings.push(format!(
+                "auth.cookie_secure is on and the relay listens on {} over plain HTTP: browsers drop Secure cookies there, so logins seem to work and then fall back to the login page. Serve it over HTTPS (a TLS proxy, listed in public_origins as https://...) or set cookie_secure = false for plain-HTTP development",
+                self.listen
+            ));
+        }
+        let demo = Self::embedded_default();
+        for user in &self.auth.users {
+            if demo
+                .auth
+                .users
+                .iter()
+                .any(|d| d.password_hash == user.password_hash)
+            {
+                warnings.push(format!(
+                    "user {:?} has the demo password hash (password \"demo\"); set a real one with opsdeck-relay hash-password",
+                    user.username
+                ));
+            }
+        }
+        let dir = &self.static_dir;
+        if dir.is_dir() && !dir.join("csp.txt").is_file() {
+            warnings.push(format!(
+                "{} has no csp.txt: the browser app is served without a Content-Security-Policy (build it with trunk, whose post-build hook writes it)",
+                dir.display()
+            ));
+        }
+        warnings
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -573,6 +696,9 @@ impl Config {
         }
         if tail.viewer_queue == 0 {
             return invalid("tail.viewer_queue must be at least 1");
+        }
+        if tail.poll_interval < Duration::from_millis(10) {
+            return invalid("tail.poll_interval must be at least 10ms");
         }
         let chat = &self.chat;
         if chat.max_message_bytes == 0 || chat.rate_burst == 0 || chat.rate_interval.is_zero() {
@@ -655,5 +781,18 @@ mod tests {
     fn durations_read_as_human_text() {
         let config = Config::from_toml("[sessions]\ngrace_period = \"5s\"", "test").unwrap();
         assert_eq!(config.sessions.grace_period, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tail_rotate_wait_and_poll_interval_have_defaults_and_a_floor() {
+        let config = Config::from_toml("", "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::from_secs(5));
+        assert_eq!(config.tail.poll_interval, Duration::from_secs(2));
+        let text = "[tail]\nrotate_wait = \"0s\"\npoll_interval = \"250ms\"";
+        let config = Config::from_toml(text, "test").unwrap();
+        assert_eq!(config.tail.rotate_wait, Duration::ZERO);
+        assert_eq!(config.tail.poll_interval, Duration::from_millis(250));
+        let err = Config::from_toml("[tail]\npoll_interval = \"0s\"", "test").unwrap_err();
+        assert!(err.to_string().contains("tail.poll_interval"), "{err}");
     }
 }

@@ -1,26 +1,126 @@
 //! The embedded demo configuration's side effects: a sample log file to tail.
+//!
+//! The file lives in a folder only the relay's user can enter (under `$XDG_RUNTIME_DIR`,
+//! else the temporary folder), never at a fixed name in a shared `/tmp`: there, another
+//! user could plant a symlink and have the demo show any file the relay can read.
 
+use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
-/// Writes a few lines to the demo's log files when they do not exist yet.
-pub fn prepare(config: &Config) {
-    for file in &config.files {
-        if file.path.exists() {
-            continue;
+/// Points the demo's files into a private folder and writes a few lines to each new one.
+/// A file that cannot be made safely is left out of the config, with a warning.
+pub fn prepare(config: &mut Config) {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(std::env::temp_dir);
+    prepare_in(config, &base);
+}
+
+fn prepare_in(config: &mut Config, base: &Path) {
+    let dir = match private_folder(base) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("the demo log is off: {e}");
+            config.files.clear();
+            return;
         }
-        let written = std::fs::File::create(&file.path).and_then(|mut f| {
-            for n in 1..=20 {
-                writeln!(
-                    f,
-                    "demo line {n}: Opsdeck tails this file; append to it to see lines arrive"
-                )?;
-            }
-            writeln!(f, "多字节文本 works too — 😀")
-        });
-        if let Err(e) = written {
+    };
+    for file in &mut config.files {
+        let name = file
+            .path
+            .file_name()
+            .map_or_else(|| format!("{}.log", file.id).into(), ToOwned::to_owned);
+        file.path = dir.join(name);
+        file.label = Some(format!("Demo log ({})", file.path.display()));
+        if let Err(e) = write_sample(&file.path) {
             tracing::warn!("cannot write demo log {}: {e}", file.path.display());
         }
+    }
+}
+
+/// `base/opsdeck-demo-<uid>`, made with mode 0700, or refused when it is anything else
+/// than a folder of ours that nobody else may enter.
+fn private_folder(base: &Path) -> std::io::Result<PathBuf> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = base.join(format!("opsdeck-demo-{uid}"));
+    match DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private folder of this user (a symlink, another owner, or open to others); remove it",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+fn write_sample(path: &Path) -> std::io::Result<()> {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => file,
+        // Kept from an earlier run, with whatever the user appended.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for n in 1..=20 {
+        writeln!(
+            file,
+            "demo line {n}: Opsdeck tails this file; append to it to see lines arrive"
+        )?;
+    }
+    writeln!(file, "多字节文本 works too — 😀")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_log_goes_into_a_private_folder() {
+        let base = tempfile::tempdir().unwrap();
+        let mut config = Config::embedded_default();
+        prepare_in(&mut config, base.path());
+        let path = &config.files[0].path;
+        let dir = path.parent().unwrap();
+        assert!(dir.starts_with(base.path()));
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(
+            std::fs::read_to_string(path)
+                .unwrap()
+                .contains("demo line 1")
+        );
+    }
+
+    // Review #27: a planted symlink is refused, not followed.
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let base = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let uid = unsafe { libc::getuid() };
+        std::os::unix::fs::symlink(
+            elsewhere.path(),
+            base.path().join(format!("opsdeck-demo-{uid}")),
+        )
+        .unwrap();
+        let mut config = Config::embedded_default();
+        prepare_in(&mut config, base.path());
+        assert!(config.files.is_empty());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
 }

@@ -15,6 +15,7 @@ mod config;
 pub mod decoders;
 pub mod demo;
 mod endpoints;
+mod http;
 mod metrics;
 mod origin;
 mod pump;

@@ -64,7 +64,10 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::CheckConfig) => {
-            load(cli.config.as_ref())?;
+            let config = load(cli.config.as_ref())?;
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
             println!("config is valid");
             return Ok(());
         }
@@ -75,35 +78,88 @@ async fn main() -> anyhow::Result<()> {
         config.listen = listen;
     }
     if cli.config.is_none() {
-        relay::demo::prepare(&config);
+        relay::demo::prepare(&mut config);
         tracing::info!("running on the embedded demo configuration: log in as demo / demo");
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    raise_open_files_limit(&config);
+    let drain_period = config.shutdown.drain_period;
     let relay = Relay::start(config).await.context("starting the relay")?;
-    wait_for_signals(&relay, cli.config.as_ref()).await;
+    if wait_for_signals(&relay, cli.config.as_ref()).await == Stop::Drain && !drain_period.is_zero()
+    {
+        tracing::info!(?drain_period, "draining: /readyz answers 503");
+        relay.drain();
+        tokio::time::sleep(drain_period).await;
+    }
     tracing::info!("shutting down");
     relay.shutdown();
     relay.stopped().await;
     Ok(())
 }
 
+/// How the relay was asked to stop.
+#[derive(PartialEq)]
+enum Stop {
+    /// SIGTERM (an orchestrator): drain first.
+    Drain,
+    /// Ctrl-C (a person at a terminal): at once.
+    Now,
+}
+
 /// Returns on SIGTERM or Ctrl-C; reloads the config on SIGHUP.
-async fn wait_for_signals(relay: &Relay, config_path: Option<&PathBuf>) {
+async fn wait_for_signals(relay: &Relay, config_path: Option<&PathBuf>) -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return Stop::Now;
     };
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return Stop::Now,
+            _ = term.recv() => return Stop::Drain,
             _ = hup.recv() => match load(config_path).and_then(|config| Ok(relay.reload(config)?)) {
                 Ok(()) => tracing::info!("config reloaded"),
                 Err(e) => tracing::error!("config not reloaded: {e:#}"),
             },
         }
+    }
+}
+
+/// Every WebSocket and every pending connection is a file descriptor, and so is each
+/// backend's socket: the usual soft limit of 1024 would refuse connections long before
+/// `limits.max_connections`. The soft limit is raised to the hard one.
+fn raise_open_files_limit(config: &Config) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                limit = wanted;
+            }
+        }
+    }
+    // Each terminal holds a browser socket and a backend socket.
+    let needed = (config.limits.max_connections + config.limits.max_pending_connections) * 2;
+    if (limit.rlim_cur as u128) < needed as u128 {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            needed,
+            "the open-files limit is below what limits.max_connections needs; raise it (ulimit -n, LimitNOFILE=) or lower the limit"
+        );
     }
 }

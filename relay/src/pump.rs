@@ -68,6 +68,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
         .bytes
         .with_label_values(&[backend, "from_browser"]);
     let expiry = token_deadline(&ctx.principal);
+    let mut revocations = state.auth.revocations();
     let mut ping = tokio::time::interval_at(
         Instant::now() + keepalive.ping_interval,
         keepalive.ping_interval,
@@ -89,6 +90,19 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
                 }
                 () = tokio::time::sleep_until(expiry) => {
                     break closed(CloseCode::TokenExpired, "your login expired; log in again");
+                }
+                revoked = revocations.recv() => {
+                    let ours = match revoked {
+                        Ok(token_id) => token_id == ctx.principal.token_id,
+                        // Missed some: look the token up rather than guess.
+                        Err(_) => matches!(
+                            state.auth.check_not_revoked(&ctx.principal).await,
+                            Err(AuthError::Revoked)
+                        ),
+                    };
+                    if ours {
+                        break closed(CloseCode::TokenRevoked, "you were logged out");
+                    }
                 }
                 _ = ping.tick() => {
                     if !reading {
@@ -201,15 +215,23 @@ fn token_deadline(principal: &Principal) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
+/// Longest wait for the shared revocation list at a keepalive.
+const REVOCATION_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The checks repeated at each keepalive: the token is still valid and the user may still
 /// open the target.
 async fn recheck(ctx: &mut PumpContext) -> Option<PumpEnd> {
-    match ctx.state.auth.check_not_revoked(&ctx.principal).await {
-        Err(AuthError::Revoked) => {
+    // Bounded: a slow Redis must not hold the pump (no output, no pings) for long.
+    let check = ctx.state.auth.check_not_revoked(&ctx.principal);
+    match tokio::time::timeout(REVOCATION_CHECK_TIMEOUT, check).await {
+        Ok(Err(AuthError::Revoked)) => {
             return Some(closed(CloseCode::TokenRevoked, "you were logged out"));
         }
-        Err(e) => tracing::warn!("revocation check failed, keeping the session: {e}"),
-        Ok(()) => {}
+        // Closing every stream on a Redis blip would be worse than a revocation that
+        // reaches this relay late; revocations made here are applied locally at once.
+        Ok(Err(e)) => tracing::debug!("revocation check failed, keeping the session: {e}"),
+        Err(_) => tracing::debug!("revocation check timed out, keeping the session"),
+        Ok(Ok(())) => {}
     }
     // Users, passwords and groups may have been reloaded since the socket opened.
     match ctx.state.auth.current(&ctx.principal) {
@@ -258,7 +280,10 @@ async fn handle_incoming(
     }
     let input = match message {
         // tungstenite has already refused text frames that are not UTF-8.
-        Message::Text(text) => Inbound::Frame(ClientFrame::parse(text.as_str())?),
+        Message::Text(text) => Inbound::Frame(ClientFrame::parse_with(
+            text.as_str(),
+            attachment.resize_order(),
+        )?),
         other => Inbound::Binary(other.into_data()),
     };
     attachment.input(input).await

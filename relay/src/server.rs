@@ -18,6 +18,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::api::LoginRequest;
 use tokio::net::TcpListener;
@@ -36,9 +38,13 @@ use crate::endpoints::{
     self, ChatEndpoint, JobEndpoint, PodExecEndpoint, PodLogsEndpoint, SshEndpoint, StreamOpener,
     TailEndpoint,
 };
+use crate::http::{self, ClientAddr, HttpLimits};
 use crate::origin;
 use crate::state::{AppState, StartError};
 use crate::websocket::{self, NotAWebSocket, UpgradeRequest};
+
+/// How long `stopped` waits for WebSockets to finish closing.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest JSON body accepted by the API.
 const MAX_API_BODY: u64 = 16 * 1024;
@@ -48,6 +54,8 @@ pub struct Relay {
     pub addr: SocketAddr,
     state: Arc<AppState>,
     task: JoinHandle<()>,
+    /// The permits of `state.connections` (a reload does not resize it).
+    connection_limit: u32,
 }
 
 impl Relay {
@@ -66,25 +74,49 @@ impl Relay {
             addr: config.listen,
             source,
         })?;
+        let limits = HttpLimits {
+            header_read_timeout: config.limits.header_read_timeout,
+            max_pending: config.limits.max_pending_connections,
+        };
+        let connection_limit = u32::try_from(config.limits.max_connections).unwrap_or(u32::MAX);
         let state = AppState::new(config)?;
-        let shutdown = state.shutdown.clone();
-        let server = warp::serve(routes(state.clone()))
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await });
-        let task = tokio::spawn(server.run());
+        let service = warp::service(routes(state.clone()));
+        let task = tokio::spawn(http::serve(
+            listener,
+            service,
+            limits,
+            state.shutdown.clone(),
+        ));
         tracing::info!(%addr, "relay listening");
-        Ok(Self { addr, state, task })
+        Ok(Self {
+            addr,
+            state,
+            task,
+            connection_limit,
+        })
+    }
+
+    /// Starts a drain: `/readyz` answers 503 so load balancers send new users elsewhere,
+    /// while every open stream and every request still works.
+    pub fn drain(&self) {
+        self.state.draining.store(true, Ordering::Relaxed);
     }
 
     /// Starts shutting down: every WebSocket gets a close frame, every backend is closed.
     pub fn shutdown(&self) {
+        self.state.draining.store(true, Ordering::Relaxed);
         self.state.shutdown.cancel();
         self.state.terminals.end_all();
     }
 
-    /// Waits until the server has stopped.
+    /// Waits until the server has stopped and every WebSocket has sent its close frame
+    /// (for at most `CLOSE_WAIT`: a peer that reads nothing cannot hold the exit).
     pub async fn stopped(self) {
         let _ = self.task.await;
+        let closed = self.state.connections.acquire_many(self.connection_limit);
+        if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
+            tracing::warn!("some WebSockets did not finish closing in time");
+        }
     }
 
     /// Puts a new configuration in force (SIGHUP); open streams are re-checked against it
@@ -144,8 +176,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .map(|state: Arc<AppState>| {
-            if state.shutdown.is_cancelled() {
-                api::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            if state.shutdown.is_cancelled() || state.draining.load(Ordering::Relaxed) {
+                api::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this relay is shutting down; send new users to another one",
+                )
             } else {
                 "ready".into_response()
             }
@@ -153,7 +188,20 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .map(|state: Arc<AppState>| state.metrics.render().into_response());
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(
+            |state: Arc<AppState>, peer: Option<ClientAddr>, authorization: Option<String>| {
+                if metrics_allowed(&state, peer, authorization.as_deref()) {
+                    state.metrics.render().into_response()
+                } else {
+                    api::error(
+                        StatusCode::FORBIDDEN,
+                        "metrics are served to loopback clients, or with metrics.token as a bearer token",
+                    )
+                }
+            },
+        );
 
     let api = api_routes(state.clone());
     let ws = ws_routes(state.clone());
@@ -182,7 +230,7 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let login = warp::path!("api" / "login")
         .and(warp::post())
         .and(origin_allowed(state.clone()))
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<ClientAddr>().map(|peer: Option<ClientAddr>| peer.map(|p| p.0)))
         .and(s())
         .and(warp::body::content_length_limit(MAX_API_BODY))
         .and(warp::body::json::<LoginRequest>())
@@ -578,6 +626,29 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
     Ok(api::error(status, message))
+}
+
+/// `/metrics` tells an attacker what runs and how busy it is: loopback clients, or a
+/// scraper holding `metrics.token`.
+fn metrics_allowed(
+    state: &AppState,
+    peer: Option<ClientAddr>,
+    authorization: Option<&str>,
+) -> bool {
+    let token = &state.config().metrics.token;
+    if !token.is_empty() {
+        let offered = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(offered.as_bytes(), token.as_bytes()) {
+            return true;
+        }
+    }
+    peer.is_some_and(|ClientAddr(addr)| addr.ip().is_loopback())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use common::server::{ServerFrame, StreamEvent};
-use common::{ClientFrame, CloseCode, FLOW_WINDOW, Position, StreamKind, TermSize};
+use common::{ClientFrame, CloseCode, FLOW_WINDOW, Position, ResizeOrder, StreamKind, TermSize};
 use tokio::sync::{Notify, mpsc};
 
 use crate::backend::{
@@ -478,6 +478,8 @@ async fn pump_input(mut input: Box<dyn TerminalInput>, mut commands: mpsc::Recei
 
 /// One WebSocket attached to a terminal session.
 pub struct TerminalAttachment {
+    /// How this browser orders resize pairs (`resize_order` in the query).
+    resize_order: ResizeOrder,
     registry: Arc<TerminalRegistry>,
     session: Arc<TerminalSession>,
     generation: u64,
@@ -514,7 +516,14 @@ impl TerminalAttachment {
             waiting_input: None,
             exit_sent: false,
             ended_by_user: false,
+            resize_order: ResizeOrder::RowsCols,
         }
+    }
+
+    /// Reads `{"resize": [a, b]}` pairs in `order`.
+    pub fn with_resize_order(mut self, order: ResizeOrder) -> Self {
+        self.resize_order = order;
+        self
     }
 
     /// What the `connected` frame says: the session and where this attachment starts.
@@ -583,6 +592,10 @@ impl TerminalAttachment {
 
 #[async_trait]
 impl Attachment for TerminalAttachment {
+    fn resize_order(&self) -> ResizeOrder {
+        self.resize_order
+    }
+
     async fn next(&mut self) -> Outbound {
         if let Some(out) = self.pending.pop_front() {
             return out;

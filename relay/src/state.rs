@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use std::sync::atomic::AtomicBool;
+
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +37,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// One permit per open WebSocket (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
+    /// Set when a drain starts: `/readyz` answers 503 while everything else still works.
+    pub draining: AtomicBool,
 }
 
 impl AppState {
@@ -70,6 +74,7 @@ impl AppState {
             k8s: Arc::new(K8sClusters::new()),
             shutdown: CancellationToken::new(),
             connections,
+            draining: AtomicBool::new(false),
         }))
     }
 

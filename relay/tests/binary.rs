@@ -109,3 +109,27 @@ async fn hash_password_and_check_config_work() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot read config file"));
 }
+
+// Review #26 and the weak settings check-config must name: a short secret, Secure cookies
+// over plain HTTP on a non-loopback address.
+#[tokio::test]
+async fn check_config_warns_about_weak_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weak.toml");
+    std::fs::write(
+        &path,
+        "listen = \"0.0.0.0:8080\"\n[auth]\njwt_secret = \"short\"\n",
+    )
+    .expect("write config");
+    let checked = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("check-config");
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{out}");
+    assert!(out.contains("auth.jwt_secret is 5 bytes"), "{out}");
+    assert!(out.contains("cookie_secure"), "{out}");
+    assert!(!out.contains("short\""), "the secret itself is echoed: {out}");
+}

@@ -22,7 +22,7 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::server::{ErrorCode, ServerFrame, StreamEvent};
-use common::{ClientFrame, CloseCode, Position, StreamKind, TermSize};
+use common::{ClientFrame, CloseCode, Position, ResizeOrder, StreamKind, TermSize};
 
 use crate::close::{Close, CloseCause};
 
@@ -170,6 +170,11 @@ pub trait Attachment: Send {
     /// The browser closed the stream normally (close code 1000): end it now rather than
     /// keeping it for a reconnect.
     fn end(&mut self) {}
+
+    /// How the browser orders a `{"resize": [a, b]}` pair (the endpoint's query says).
+    fn resize_order(&self) -> ResizeOrder {
+        ResizeOrder::RowsCols
+    }
 }
 
 /// Why a backend could not be opened, in words for the user.

@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use common::TermSize;
 use common::query::TerminalQuery;
+use common::{ResizeOrder, TermSize};
 
 use super::opener::parse_query;
 use crate::auth::Principal;
@@ -19,6 +19,7 @@ pub struct TerminalRequest {
     /// The size a new session starts with.
     pub size: TermSize,
     flow_control: bool,
+    resize_order: ResizeOrder,
     label: SessionLabel,
     resume: Option<(String, u64)>,
 }
@@ -35,6 +36,7 @@ impl TerminalRequest {
         Ok(Self {
             size: query.size()?,
             flow_control: query.flow,
+            resize_order: query.resize_order,
             resume: query
                 .resume_at()?
                 .map(|(session, position)| (session.to_owned(), position)),
@@ -54,7 +56,7 @@ impl TerminalRequest {
         Some(
             registry
                 .resume(session, *position, &self.label)
-                .map(|attachment| opened(attachment, self.flow_control))
+                .map(|attachment| opened(attachment, self.flow_control, self.resize_order))
                 .map_err(Close::from),
         )
     }
@@ -72,11 +74,12 @@ impl TerminalRequest {
         let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
         let attachment = registry.start(self.label, streams, reservation);
-        Ok(opened(attachment, self.flow_control))
+        Ok(opened(attachment, self.flow_control, self.resize_order))
     }
 }
 
-fn opened(attachment: TerminalAttachment, flow_control: bool) -> Opened {
+fn opened(attachment: TerminalAttachment, flow_control: bool, order: ResizeOrder) -> Opened {
+    let attachment = attachment.with_resize_order(order);
     let attachment = if flow_control {
         attachment.with_flow_control()
     } else {

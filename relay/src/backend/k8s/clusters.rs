@@ -97,7 +97,14 @@ impl ClusterClients {
                 .await?;
             return Ok(client.clone());
         }
-        let mut groups = who.groups.clone();
+        // Kubernetes' own groups (system:masters, system:nodes, ...) are never asserted on
+        // a user's behalf, whatever a config or token names.
+        let mut groups: Vec<String> = who
+            .groups
+            .iter()
+            .filter(|g| !g.starts_with("system:"))
+            .cloned()
+            .collect();
         groups.sort();
         let key = (who.username.clone(), groups);
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
