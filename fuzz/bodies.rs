@@ -12,7 +12,7 @@
 use std::fmt::Debug;
 
 use common::query::{ChatQuery, JobQuery, PodLogQuery, TailQuery, TerminalQuery};
-use common::{ClientFrame, EndpointQuery, Position, ResumeQuery};
+use common::{ClientFrame, EndpointQuery, Position, ResizeOrder, ResumeQuery};
 
 /// Every target: its name (of `fuzz_targets/<name>.rs`, `corpus/<name>/`,
 /// `regressions/<name>/`) and its body.
@@ -55,17 +55,24 @@ pub fn chat_frame(data: &[u8]) -> bool {
     frame_round_trips(&frame)
 }
 
+/// Parsed in both resize orders (`?resize_order=`), as the pump parses it with the one its
+/// terminal was opened with; what parses must come back from its `to_json`, which writes
+/// `[rows, cols]` as the browser app does.
 fn frame_round_trips(text: &str) -> bool {
-    let Ok(frame) = ClientFrame::parse(text) else {
-        return false;
-    };
-    let json = frame.to_json();
-    assert_eq!(
-        ClientFrame::parse(&json).as_ref(),
-        Ok(&frame),
-        "{text:?} parsed to {frame:?}, written back as {json:?}"
-    );
-    true
+    let mut accepted = false;
+    for order in [ResizeOrder::RowsCols, ResizeOrder::ColsRows] {
+        let Ok(frame) = ClientFrame::parse_with(text, order) else {
+            continue;
+        };
+        accepted = true;
+        let json = frame.to_json();
+        assert_eq!(
+            ClientFrame::parse(&json).as_ref(),
+            Ok(&frame),
+            "{text:?} parsed ({order:?}) to {frame:?}, written back as {json:?}"
+        );
+    }
+    accepted
 }
 
 /// A query string parsed as the relay does (`EndpointQuery::parse`), then read with the
@@ -97,7 +104,7 @@ fn owned(at: Result<Option<(&str, u64)>, common::QueryError>) -> Counted {
 
 pub fn query_terminal(data: &[u8]) -> bool {
     endpoint_query(data, |q: &TerminalQuery| {
-        (q.size(), q.flow, owned(q.resume_at()))
+        (q.size(), q.flow, q.resize_order, owned(q.resume_at()))
     })
     .is_some()
 }
