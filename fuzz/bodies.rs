@@ -14,9 +14,12 @@ use std::fmt::Debug;
 use common::query::{ChatQuery, JobQuery, PodLogQuery, TailQuery, TerminalQuery};
 use common::{ClientFrame, EndpointQuery, Position, ResizeOrder, ResumeQuery};
 
+/// A target's body: decodes the input, panics on a bug, says whether it was accepted.
+pub type Body = fn(&[u8]) -> bool;
+
 /// Every target: its name (of `fuzz_targets/<name>.rs`, `corpus/<name>/`,
 /// `regressions/<name>/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("client_frame", client_frame),
     ("chat_frame", chat_frame),
     ("query_terminal", query_terminal),
