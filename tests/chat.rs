@@ -7,6 +7,7 @@ use common::ClientFrame;
 use common::chat::{ChatBody, ChatEvent, ChatMessage, ChatRequest, ChatUser};
 use common::server::{ErrorCode, ServerFrame, StatusKind, StreamEvent};
 use opsdeck_tests::client::{Event, WsClient};
+use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::redis::TestRedis;
 use opsdeck_tests::relay::{TestRelay, users_toml};
 
@@ -450,5 +451,46 @@ async fn the_target_picker_lists_only_the_rooms_a_user_may_open() -> anyhow::Res
         ("ops", "Ops")
     );
     assert!(targets("carol").await?.is_empty());
+    Ok(())
+}
+
+// Review #18: the connection to Redis breaks after XADD ran and before its reply came
+// back. The relay retries, and the message is still stored (and delivered) once.
+#[tokio::test]
+async fn a_message_whose_reply_from_redis_is_lost_is_stored_once() -> anyhow::Result<()> {
+    let redis = TestRedis::start().await?;
+    let proxy = CuttableProxy::start(([127, 0, 0, 1], redis.port).into()).await?;
+    let config = format!(
+        "{users}\n[[grants]]\ngroups = [\"ops\"]\nchat = [\"ops\"]\n\
+         [[chat_rooms]]\nid = \"ops\"\n[redis]\nurl = \"redis://{proxy}/\"\n",
+        users = users_toml(),
+        proxy = proxy.addr,
+    );
+    let relay = TestRelay::start(&config).await?;
+    let mut alice = Chatter::open(&relay, "alice", "").await?;
+    proxy.cut_after_request(b"stored exactly once");
+    alice.say("stored exactly once").await?;
+    let (_, message) = alice.next_message().await?;
+    assert_eq!(message.message, "stored exactly once");
+    alice.say("and the next one").await?;
+    let (_, next) = alice.next_message().await?;
+    assert_eq!(
+        next.message, "and the next one",
+        "the first was delivered twice"
+    );
+
+    let mut conn = redis.connection().await?;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("opsdeck:chat:ops")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    let stored = entries
+        .ids
+        .iter()
+        .filter(|e| e.get::<String>("message").as_deref() == Some("stored exactly once"))
+        .count();
+    assert_eq!(stored, 1);
     Ok(())
 }

@@ -131,5 +131,8 @@ async fn check_config_warns_about_weak_settings() {
     assert!(checked.status.success(), "{out}");
     assert!(out.contains("auth.jwt_secret is 5 bytes"), "{out}");
     assert!(out.contains("cookie_secure"), "{out}");
-    assert!(!out.contains("short\""), "the secret itself is echoed: {out}");
+    assert!(
+        !out.contains("short\""),
+        "the secret itself is echoed: {out}"
+    );
 }

@@ -107,7 +107,11 @@ impl RedisRooms {
             .arg(text)
             .arg("time")
             .arg(time);
-        let id: String = query(&self.link, &command).await?;
+        // XADD is not idempotent, and a connection that breaks after sending it leaves
+        // open whether it ran: the entry carries a nonce, and a retry first looks for it.
+        let nonce = hex::encode(rand::random::<[u8; 12]>());
+        command.arg("nonce").arg(&nonce);
+        let id: String = add_once(&self.link, &key, &command, &nonce).await?;
         if let Some(age) = self.max_age {
             let oldest = now_ms().saturating_sub(age.as_millis() as u64);
             let mut trim = redis::cmd("XTRIM");
@@ -362,5 +366,46 @@ pub async fn refresh_presence(rooms: Arc<RedisRooms>, room: Arc<Room>, stop: Can
             () = stop.cancelled() => return,
             _ = tick.tick() => refresh_once(rooms.clone(), room.clone()).await,
         }
+    }
+}
+
+/// Entries a retried XADD looks back through for its nonce (other writers may have added
+/// some since).
+const NONCE_LOOKBACK: usize = 100;
+
+/// Runs `xadd` once; if the connection broke, adds again only when the stream does not
+/// already hold the entry with `nonce` (so a message is never stored twice).
+async fn add_once(
+    link: &RedisLink,
+    key: &str,
+    xadd: &redis::Cmd,
+    nonce: &str,
+) -> Result<String, RedisUnavailable> {
+    let mut conn = link.connection().await?;
+    match xadd.query_async::<String>(&mut conn).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            let mut conn = link.connection().await?;
+            let recent: StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(NONCE_LOOKBACK)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| link.unavailable(e))?;
+            let landed = recent
+                .ids
+                .into_iter()
+                .find(|entry| entry.get::<String>("nonce").as_deref() == Some(nonce));
+            match landed {
+                Some(entry) => Ok(entry.id),
+                None => xadd
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| link.unavailable(e)),
+            }
+        }
+        other => other.map_err(|e| link.unavailable(e)),
     }
 }
