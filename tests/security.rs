@@ -502,3 +502,45 @@ async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> a
     assert_eq!(code, 1001, "{reason}");
     Ok(())
 }
+
+// #21: a reload that re-points a target (here a file id to another path) closes the
+// streams opened on the old one, and new opens follow the new config.
+#[tokio::test]
+async fn a_reload_that_re_points_a_target_closes_its_open_streams() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config_for = |file: &str| {
+        format!(
+            "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n{}\n\
+             [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n[[files]]\nid = \"app\"\nlabel = \"{file}\"\npath = \"{}\"\n",
+            users_toml(),
+            dir.path().join(file).display()
+        )
+    };
+    std::fs::write(dir.path().join("old.log"), "")?;
+    std::fs::write(dir.path().join("new.log"), "from the new file\n")?;
+    let relay = TestRelay::start(&config_for("old.log")).await?;
+    let mut viewer = relay.connect("alice", "/ws/tail/app").await?;
+    viewer.connected().await?;
+
+    relay.relay().reload(relay::Config::from_toml(
+        &config_for("new.log"),
+        "re-pointed",
+    )?)?;
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4430, "{reason}");
+    assert!(
+        reason.contains("configuration of file \"app\" changed"),
+        "{reason}"
+    );
+
+    let mut again = relay.connect("alice", "/ws/tail/app").await?;
+    again.connected().await?;
+    loop {
+        if let StreamEvent::Lines { lines, .. } = again.next_frame().await?
+            && lines.iter().any(|l| l.contains("from the new file"))
+        {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -243,10 +243,20 @@ async fn recheck(ctx: &mut PumpContext) -> Option<PumpEnd> {
             ));
         }
     }
-    if !access::permits(&ctx.state.config(), &ctx.principal, &ctx.target) {
+    let now = ctx.state.config();
+    if !access::permits(&now, &ctx.principal, &ctx.target) {
         return Some(closed(
             CloseCode::PermissionRevoked,
             format!("you may no longer open {}", ctx.target),
+        ));
+    }
+    if access::repointed(&ctx.config, &now, &ctx.target) {
+        return Some(closed(
+            CloseCode::PermissionRevoked,
+            format!(
+                "the configuration of {} changed; open it again to reach it as now configured",
+                ctx.target
+            ),
         ));
     }
     None
