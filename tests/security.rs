@@ -132,8 +132,7 @@ async fn the_redis_password_never_reaches_users() -> anyhow::Result<()> {
         let mut client = relay.connect("alice", path).await?;
         let (code, reason) = first_event(&mut client)
             .await?
-            .err()
-            .expect("Redis is down: refused");
+            .expect_err("Redis is down: refused");
         assert_eq!(code, 4502, "{reason}");
         assert!(!reason.contains("hunter2"), "{path}: {reason}");
     }
@@ -324,7 +323,7 @@ async fn kubernetes_names_with_slashes_are_refused_before_any_api_call() -> anyh
         "/ws/k8s/exec/c/ns/pod/App",
     ] {
         let mut client = relay.connect("alice", path).await?;
-        let (code, reason) = first_event(&mut client).await?.err().expect("refused");
+        let (code, reason) = first_event(&mut client).await?.expect_err("refused");
         assert_eq!(code, 4400, "{path}: {reason}");
         assert!(reason.contains("not a Kubernetes name"), "{reason}");
     }
