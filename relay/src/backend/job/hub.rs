@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
+use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamReadReply;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -346,13 +346,10 @@ async fn read_all(shared: Arc<Shared>) {
                 .map(|slot| (slot.keys.stream.as_str(), slot))
                 .collect();
             let mut seen = Vec::new();
-            for stream in reply.keys {
-                let Some(id) = stream.ids.last().and_then(|e| e.id.parse().ok()) else {
-                    continue;
-                };
-                if stream.key == shared.wake_key {
+            for (key, id) in newest_ids(reply) {
+                if key == shared.wake_key {
                     wake_cursor = id;
-                } else if let Some(slot) = by_key.get(stream.key.as_str()) {
+                } else if let Some(slot) = by_key.get(key.as_str()) {
                     seen.push((*slot, id));
                 }
             }
@@ -422,7 +419,7 @@ async fn read_new(
     wake_key: &str,
     wake_cursor: StreamId,
     watched: &[Arc<JobSlot>],
-) -> Result<StreamReadReply, redis::RedisError> {
+) -> Result<Value, redis::RedisError> {
     let mut command = redis::cmd("XREAD");
     command
         .arg("COUNT")
@@ -438,8 +435,44 @@ async fn read_new(
     for slot in watched {
         command.arg(slot.latest.borrow().to_string());
     }
-    let reply: Option<StreamReadReply> = command.query_async(conn).await?;
-    Ok(reply.unwrap_or_default())
+    command.query_async(conn).await
+}
+
+/// The key and newest entry id of each stream in an `XREAD` reply (RESP2 arrays or a
+/// RESP3 map; nil when the block timed out). The entries' fields are not decoded: whatever
+/// a producer wrote there cannot fail the read of every job.
+fn newest_ids(reply: Value) -> Vec<(String, StreamId)> {
+    let streams: Vec<(Value, Value)> = match reply {
+        Value::Map(pairs) => pairs,
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    let entries = pair.pop()?;
+                    Some((pair.pop()?, entries))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    streams
+        .into_iter()
+        .filter_map(|(key, entries)| {
+            let key: String = redis::from_redis_value(key).ok()?;
+            let Value::Array(entries) = entries else {
+                return None;
+            };
+            let Some(Value::Array(mut newest)) = entries.into_iter().last() else {
+                return None;
+            };
+            if newest.is_empty() {
+                return None;
+            }
+            let id: String = redis::from_redis_value(newest.swap_remove(0)).ok()?;
+            Some((key, id.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The mover: moves list output into the streams of every watched job.
@@ -491,5 +524,48 @@ async fn move_all(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &[u8]) -> Value {
+        Value::BulkString(text.to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&[u8]]) -> Value {
+        Value::Array(vec![
+            bulk(id.as_bytes()),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    #[test]
+    fn the_newest_id_of_each_stream_is_read_whatever_its_fields() {
+        let id = |text: &str| text.parse::<StreamId>().unwrap();
+        // Field names that are not UTF-8 do not matter.
+        let stream = |key: &str, entries: Vec<Value>| {
+            Value::Array(vec![bulk(key.as_bytes()), Value::Array(entries)])
+        };
+        let resp2 = Value::Array(vec![
+            stream(
+                "a",
+                vec![
+                    entry("1-0", &[b"data", b"x"]),
+                    entry("2-5", &[b"\xff", b"y"]),
+                ],
+            ),
+            stream("b", vec![entry("3-0", &[b"exit", b"0"])]),
+            stream("empty", vec![]),
+        ]);
+        assert_eq!(
+            newest_ids(resp2),
+            [("a".to_owned(), id("2-5")), ("b".to_owned(), id("3-0"))]
+        );
+        let resp3 = Value::Map(vec![(bulk(b"a"), Value::Array(vec![entry("7-1", &[])]))]);
+        assert_eq!(newest_ids(resp3), [("a".to_owned(), id("7-1"))]);
+        assert!(newest_ids(Value::Nil).is_empty());
     }
 }
