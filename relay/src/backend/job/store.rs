@@ -1,8 +1,8 @@
 //! What a job looks like in Redis, and the scripts that read and move it.
 //!
-//! Every command here runs on the relay's shared connection ([`RedisLink`]): none blocks,
-//! and each is one Lua script, so what it does to a job's keys is atomic. Blocking reads
-//! live in the hub's one reader (`hub.rs`).
+//! Every command here runs on the relay's shared connection ([`RedisLink`]) and none
+//! blocks; what touches a job's keys is one Lua script, so it is atomic. Blocking reads live
+//! in the hub's one reader (`hub.rs`).
 //!
 //! - [`move_lists`]: moves list entries (oldest first) into their streams, for many jobs at
 //!   once, capping each stream (`MAXLEN ~ jobs.max_entries`) and giving it an idle expiry;
@@ -14,9 +14,8 @@
 
 use std::sync::LazyLock;
 
-use redis::{FromRedisValue, Script, ScriptInvocation};
-
 use common::CloseCode;
+use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::backend::redis_stream::{self, StreamState};
 use crate::backend::stream_id::StreamId;
