@@ -424,9 +424,33 @@ pub struct JobsConfig {
     /// A list entry starting with this marks the end of the output; the rest of the entry
     /// is the exit status. Default `__OPSDECK_EXIT__`.
     pub end_marker: String,
-    /// How long the stream is kept once the output has ended. Default 1 h.
+    /// How long the stream is kept once the output has ended (at most: a shorter expiry
+    /// the producer set stays). Default 1 h.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Shortest job token accepted. A token is a bearer capability: anyone with the jobs
+    /// grant who knows it reads the output, so a short one can be guessed. Shorter tokens
+    /// are refused (4400, "the job token is too short ...") and never logged in full. At
+    /// least [`JobsConfig::MIN_TOKEN_FLOOR`]; default 16 (use 32 random hex digits).
+    pub min_token_length: usize,
+    /// Entries a job's stream keeps: the relay adds list entries with `XADD ... MAXLEN ~ N`
+    /// and trims a stream the producer writes itself (`XTRIM MAXLEN ~ N`) when it sees new
+    /// output there. Older output is dropped; a viewer that had not read it gets a `gap`
+    /// frame. Default 100 000.
+    pub max_entries: u64,
+    /// An unfinished job's stream expires this long after the relay last added to it (list
+    /// form) or saw output in it (stream form, while someone watches), so a job that never
+    /// writes its end marker does not stay in Redis for ever. Its end sets the expiry to
+    /// `retention` instead. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+}
+
+impl JobsConfig {
+    /// The lowest `min_token_length` a config may set.
+    pub const MIN_TOKEN_FLOOR: usize = 8;
+    /// Longest job token.
+    pub const MAX_TOKEN_LENGTH: usize = 128;
 }
 
 mod defaults {
@@ -495,6 +519,9 @@ impl Default for JobsConfig {
             stream_key: "opsdeck:job:{token}:stream".into(),
             end_marker: "__OPSDECK_EXIT__".into(),
             retention: Duration::from_secs(3600),
+            min_token_length: 16,
+            max_entries: 100_000,
+            idle_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -718,6 +745,19 @@ impl Config {
                 "jobs.list_key and jobs.stream_key must differ; jobs.end_marker must be set",
             );
         }
+        let (floor, longest) = (JobsConfig::MIN_TOKEN_FLOOR, JobsConfig::MAX_TOKEN_LENGTH);
+        if !(floor..=longest).contains(&jobs.min_token_length) {
+            return Err(ConfigError::Invalid(format!(
+                "jobs.min_token_length is {}: it must be between {floor} and {longest} \
+                 (shorter job tokens can be guessed; 32 random hex digits are a good choice)",
+                jobs.min_token_length
+            )));
+        }
+        if jobs.max_entries == 0 || jobs.retention.as_secs() == 0 || jobs.idle_ttl.as_secs() == 0 {
+            return invalid(
+                "jobs.max_entries must be at least 1; jobs.retention and jobs.idle_ttl at least 1 s",
+            );
+        }
         Ok(())
     }
 
@@ -775,6 +815,18 @@ mod tests {
     fn unknown_options_are_refused_with_their_name() {
         let err = Config::from_toml("listn = \"0.0.0.0:1\"", "test").unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn job_tokens_have_a_minimum_length_of_at_least_eight() {
+        assert_eq!(Config::embedded_default().jobs.min_token_length, 16);
+        let err = Config::from_toml("[jobs]\nmin_token_length = 4", "test").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("jobs.min_token_length is 4"), "{text}");
+        assert!(text.contains("between 8 and 128"), "{text}");
+        let config = Config::from_toml("[jobs]\nmin_token_length = 8", "test").unwrap();
+        assert_eq!(config.jobs.min_token_length, 8);
+        assert!(Config::from_toml("[jobs]\nmax_entries = 0", "test").is_err());
     }
 
     #[test]

@@ -159,6 +159,11 @@ impl Relay {
     pub fn tail_readers(&self) -> usize {
         self.state.tails.len()
     }
+
+    /// How many jobs have viewers on this relay (each watched once, whatever its viewers).
+    pub fn watched_jobs(&self) -> usize {
+        self.state.jobs.as_ref().map_or(0, |hub| hub.len())
+    }
 }
 
 fn with_state(
