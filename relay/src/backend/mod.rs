@@ -125,6 +125,14 @@ impl InputRefused {
     pub fn not_accepted(what: &'static str) -> Self {
         Self::from(common::FrameError::NotAccepted(what))
     }
+
+    /// A well-formed frame that makes no sense here (e.g. an ack beyond what was sent).
+    pub fn bad_frame(message: String) -> Self {
+        Self {
+            code: ErrorCode::BadFrame,
+            message,
+        }
+    }
 }
 
 impl From<common::FrameError> for InputRefused {
