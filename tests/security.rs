@@ -544,3 +544,31 @@ async fn a_reload_that_re_points_a_target_closes_its_open_streams() -> anyhow::R
     }
     Ok(())
 }
+
+// #22 and issue 11: during a drain a running command goes on and its output arrives; the
+// relay stops taking connections; once the drain timeout passes, the terminal is closed
+// with 1001 (reconnect).
+#[tokio::test]
+async fn a_drain_lets_a_running_command_finish_then_closes_with_1001() -> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let mut relay = relay_with(&sshd, "").await?;
+    let mut terminal = relay.connect("alice", "/ws/ssh/box").await?;
+    first_event(&mut terminal)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+    terminal.type_line("sleep 1; echo done-$((2+3))").await?;
+    relay.relay().drain();
+    relay.relay().stop_accepting();
+    let (all_ended, output) = tokio::join!(
+        relay
+            .relay()
+            .terminals_ended(std::time::Duration::from_secs(3)),
+        terminal.read_until("done-5"),
+    );
+    output?;
+    assert!(!all_ended, "the shell is still open after its command");
+    let ((), closed) = tokio::join!(relay.stop(), terminal.read_until_closed());
+    let (code, reason, _) = closed?;
+    assert_eq!(code, 1001, "{reason}");
+    Ok(())
+}

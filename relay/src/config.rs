@@ -107,21 +107,28 @@ pub struct MetricsConfig {
     pub token: String,
 }
 
-/// How the relay stops on SIGTERM.
+/// How the relay stops on SIGTERM: `/readyz` answers 503 at once; after `drain_delay`
+/// it takes no new connections; open terminal sessions go on until their programs end or
+/// `drain_timeout` passes; then every stream is closed with 1001 ("reconnect"). A second
+/// SIGTERM, or Ctrl-C, stops at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
-    /// How long `/readyz` answers 503 while everything else still works, so load balancers
-    /// stop sending new users before streams are closed (1001, "reconnect"). Default 5s;
-    /// Ctrl-C skips it.
+    /// How long everything still works while `/readyz` says 503, so load balancers stop
+    /// sending new users first. Default 5s.
     #[serde(with = "humantime_serde")]
-    pub drain_period: Duration,
+    pub drain_delay: Duration,
+    /// How long open terminal sessions may go on after that (a running command finishes).
+    /// Default 0s: they are closed at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            drain_period: Duration::from_secs(5),
+            drain_delay: Duration::from_secs(5),
+            drain_timeout: Duration::ZERO,
         }
     }
 }

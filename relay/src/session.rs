@@ -72,6 +72,8 @@ pub struct TerminalRegistry {
     buffer_bytes: usize,
     max_per_user: usize,
     metrics: Arc<Metrics>,
+    /// A session was removed (for a drain waiting for the last one).
+    removed: Notify,
 }
 
 impl TerminalRegistry {
@@ -88,7 +90,19 @@ impl TerminalRegistry {
             buffer_bytes,
             max_per_user,
             metrics,
+            removed: Notify::new(),
         })
+    }
+
+    /// Returns once no session is open (a drain waits for running programs to end).
+    pub async fn all_ended(&self) {
+        loop {
+            let removed = self.removed.notified();
+            if self.len() == 0 {
+                return;
+            }
+            removed.await;
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<TerminalSession>>> {
@@ -222,6 +236,7 @@ impl TerminalRegistry {
         let _ = session.commands.try_send(Command::Close);
         session.output_ready.notify_waiters();
         session.space_ready.notify_waiters();
+        self.removed.notify_waiters();
     }
 
     /// Ends every session (relay shutdown).
