@@ -16,6 +16,7 @@ pub mod net;
 pub mod proxy;
 pub mod redis;
 pub mod relay;
+pub mod resume;
 pub mod sshd;
 
 /// Logs for failing tests: `RUST_LOG=debug cargo test`.

@@ -190,3 +190,15 @@ async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow
     assert_eq!(code, 4403);
     Ok(())
 }
+
+// Issue 11: a flow-controlled pod terminal dropped with a window in flight resumes
+// byte-exact.
+#[tokio::test]
+async fn a_flow_controlled_resume_with_a_window_in_flight_is_byte_exact() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    opsdeck_tests::resume::flow_controlled_resume_is_byte_exact(cluster.relay.relay(), |query| {
+        let cluster = &cluster;
+        async move { cluster.open(&format!("{WEB}{query}")).await }
+    })
+    .await
+}
