@@ -572,3 +572,65 @@ async fn a_drain_lets_a_running_command_finish_then_closes_with_1001() -> anyhow
     assert_eq!(code, 1001, "{reason}");
     Ok(())
 }
+
+// Review #14: a logout revokes any token, one without a `jti` too, and closes this relay's
+// sockets that use it at once (the keepalive here is an hour away), with the cookie
+// cleared.
+#[tokio::test]
+async fn logout_revokes_a_token_without_jti_and_closes_its_sockets_at_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "")?;
+    let config = format!(
+        r#"[keepalive]
+ping_interval = "1h"
+peer_timeout = "2h"
+{users}
+[[grants]]
+users = ["ext:7"]
+files = ["*"]
+[[files]]
+id = "app"
+path = "{path}"
+"#,
+        users = users_toml(),
+        path = log.display()
+    );
+    let relay = TestRelay::start(&config).await?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "7", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret"),
+    )?;
+    let mut viewer = WsClient::connect(&relay.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    first_event(&mut viewer)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+
+    let logout = reqwest::Client::new()
+        .post(relay.http_url("/api/logout"))
+        .header("cookie", format!("X-Token={token}"))
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 204);
+    let cleared = logout
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4431, "{reason}");
+    let mut again = WsClient::connect(&relay.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    let (code, reason) = first_event(&mut again)
+        .await?
+        .expect_err("a revoked token opens nothing");
+    assert_eq!(code, 4431, "{reason}");
+    Ok(())
+}
