@@ -488,7 +488,8 @@ fn the_config_map_holds_a_config_the_relay_loads() {
 #[test]
 fn probes_and_the_grace_period_fit_the_drain() {
     let config = relay_config();
-    let drain = config.shutdown.drain_period;
+    let delay = config.shutdown.drain_delay;
+    let drain = delay + config.shutdown.drain_timeout;
     let deployment = the::<Deployment>();
     let pod = pod_spec(&deployment);
     let relay = relay_container(pod);
@@ -508,7 +509,7 @@ fn probes_and_the_grace_period_fit_the_drain() {
     );
     assert!(
         grace > drain + CLOSE_WAIT,
-        "terminationGracePeriodSeconds {grace:?} must exceed drain_period {drain:?} + {CLOSE_WAIT:?}"
+        "terminationGracePeriodSeconds {grace:?} must exceed drain_delay + drain_timeout {drain:?} + {CLOSE_WAIT:?}"
     );
     assert!(
         pod.containers.iter().all(|c| c.lifecycle.is_none()),
@@ -523,8 +524,8 @@ fn probes_and_the_grace_period_fit_the_drain() {
         .unwrap(),
     );
     assert!(
-        noticed < drain,
-        "a draining pod is marked unready after {noticed:?}, not within drain_period {drain:?}"
+        noticed < delay,
+        "a draining pod is marked unready after {noticed:?}, not within drain_delay {delay:?}"
     );
 
     // The Service, the PodDisruptionBudget and the Deployment select the relay's pods.
@@ -760,14 +761,12 @@ fn the_systemd_unit_waits_for_the_drain_and_is_sandboxed() {
     let example = std::fs::read_to_string(workspace().join("config.example.toml")).unwrap();
     let example = relay::Config::from_toml(&example, "config.example.toml").unwrap();
     let default = relay::Config::from_toml("", "defaults").unwrap();
-    let drain = example
-        .shutdown
-        .drain_period
-        .max(default.shutdown.drain_period);
+    let drain_of = |c: &relay::Config| c.shutdown.drain_delay + c.shutdown.drain_timeout;
+    let drain = drain_of(&example).max(drain_of(&default));
     let stop = systemd_seconds(one("TimeoutStopSec"));
     assert!(
         stop > drain + CLOSE_WAIT,
-        "TimeoutStopSec {stop:?} must exceed drain_period {drain:?} + {CLOSE_WAIT:?}"
+        "TimeoutStopSec {stop:?} must exceed drain_delay + drain_timeout {drain:?} + {CLOSE_WAIT:?}"
     );
     assert_eq!(one("KillSignal"), "SIGTERM");
     assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
