@@ -308,3 +308,43 @@ async fn a_dropped_connection_cancels_the_api_log_request_too() -> anyhow::Resul
     client.drop_connection();
     cluster.wait_for_log_follows(0).await
 }
+
+// Issue 11: a viewer away while the container restarted resumes with the rest of the
+// earlier instance's log, then the new instance's, every line once.
+#[tokio::test]
+async fn a_resume_across_a_restart_gets_the_rest_of_the_earlier_log_then_the_new_one()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut client = cluster.open(WEB).await?;
+    client.connected().await?;
+    let log = |text: &str| cluster.emulator.append_log("dev", "web-1", "app", text);
+    log("a")?;
+    log("b")?;
+    let (got, position) = lines(&mut client, 2, None).await?;
+    assert_eq!(got, ["a", "b"]);
+    client.drop_connection();
+
+    log("c, written while away")?;
+    assert_eq!(
+        cluster.emulator.restart_container("dev", "web-1", "app")?,
+        1
+    );
+    log("d, in the new instance")?;
+    let resume = ResumeQuery {
+        position: Some(position.clone()),
+        ..ResumeQuery::default()
+    };
+    let mut again = cluster
+        .open(&format!("{WEB}?{}", resume.to_query()))
+        .await?;
+    again.connected().await?;
+    let (kind, message) = status(&mut again).await?;
+    assert_eq!(kind, StatusKind::ContainerRestarted, "{message}");
+    assert_eq!(
+        lines(&mut again, 2, None).await?.0,
+        ["c, written while away", "d, in the new instance"]
+    );
+    log("e, live")?;
+    assert_eq!(lines(&mut again, 1, None).await?.0, ["e, live"]);
+    Ok(())
+}
