@@ -494,3 +494,33 @@ async fn a_message_whose_reply_from_redis_is_lost_is_stored_once() -> anyhow::Re
     assert_eq!(stored, 1);
     Ok(())
 }
+
+// Issue 11: a relay that dies stops refreshing its people's presence entries; the other
+// relays announce them leaving once the entries expire (presence_ttl plus a refresh tick),
+// to every open socket.
+#[tokio::test]
+async fn people_of_a_relay_that_died_leave_the_room_for_everyone_else() -> anyhow::Result<()> {
+    let redis = TestRedis::start().await?;
+    let relay = relay("presence_ttl = \"3s\"\n", Some(&redis)).await?;
+    let mut bob = Chatter::open(&relay, "bob", "").await?;
+    // What a relay that was killed leaves behind: an entry nobody refreshes.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let mut conn = redis.connection().await?;
+    redis::cmd("ZADD")
+        .arg("opsdeck:chat:ops:presence")
+        .arg(now_ms + 500)
+        .arg(r#"["a-relay-that-died","u9","ghost"]"#)
+        .query_async::<()>(&mut conn)
+        .await?;
+    loop {
+        if let ChatBody::Leave(who) = bob.next_chat().await?.body
+            && who.uid == "u9"
+        {
+            assert_eq!(who.username, "ghost");
+            break;
+        }
+    }
+    Ok(())
+}

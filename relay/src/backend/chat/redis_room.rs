@@ -165,11 +165,6 @@ impl RedisRooms {
                 .arg(self.member(user))
                 .ignore();
         }
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now_ms())
-            .ignore();
         pipe.cmd("PEXPIRE")
             .arg(&key)
             .arg(self.presence_ttl.as_millis() as u64 * 2)
@@ -178,6 +173,30 @@ impl RedisRooms {
         pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.link.unavailable(e))
+    }
+
+    /// Removes the entries that were not refreshed in time (their relay died or lost
+    /// Redis) and returns the people who are now gone from the room: each removed by
+    /// exactly one relay (ZREM answers 1 once), so each `leave` is announced once.
+    pub async fn sweep_expired(&self, room: &str) -> Result<Vec<ChatUser>, RedisUnavailable> {
+        let script = redis::Script::new(SWEEP_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.presence_key(room)).arg(now_ms());
+        let mut conn = self.link.connection().await?;
+        let removed: Vec<String> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.link.unavailable(e))?;
+        let still_here = self.members(room).await?;
+        let mut gone: Vec<ChatUser> = removed
+            .iter()
+            .filter_map(|m| serde_json::from_str::<(String, String, String)>(m).ok())
+            .map(|(_, uid, username)| ChatUser { uid, username })
+            .filter(|user| !still_here.iter().any(|(_, u)| u.uid == user.uid))
+            .collect();
+        gone.sort_by(|a, b| a.uid.cmp(&b.uid));
+        gone.dedup_by(|a, b| a.uid == b.uid);
+        Ok(gone)
     }
 
     /// Removes `user`'s entry of this relay.
@@ -355,10 +374,35 @@ async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
 async fn refresh_once(rooms: Arc<RedisRooms>, room: Arc<Room>) {
     if let Err(e) = rooms.mark_present(&room.id, &room.people_here()).await {
         tracing::debug!(room = %room.id, "presence not refreshed: {e}");
+        return;
+    }
+    // People whose relay stopped refreshing them (a crash, a partition) leave the room
+    // for everyone, through the stream every relay follows.
+    match rooms.sweep_expired(&room.id).await {
+        Ok(gone) => {
+            for user in gone {
+                if let Err(e) = rooms.add(&room.id, &RoomEntry::Leave(user)).await {
+                    tracing::debug!(room = %room.id, "leave not announced: {e}");
+                }
+            }
+        }
+        Err(e) => tracing::debug!(room = %room.id, "presence not swept: {e}"),
     }
 }
 
-/// Refreshes this relay's presence entries until `stop`.
+/// Removes presence entries whose expiry has passed; returns those it removed.
+const SWEEP_SCRIPT: &str = r"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local removed = {}
+for _, member in ipairs(expired) do
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    table.insert(removed, member)
+  end
+end
+return removed
+";
+
+/// Refreshes this relay's presence entries (and sweeps expired ones) until `stop`.
 pub async fn refresh_presence(rooms: Arc<RedisRooms>, room: Arc<Room>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(rooms.presence_ttl / 3);
     loop {
