@@ -6,7 +6,7 @@ use anyhow::bail;
 use common::ClientFrame;
 use common::chat::{ChatBody, ChatEvent, ChatMessage, ChatRequest, ChatUser};
 use common::server::{ErrorCode, ServerFrame, StatusKind, StreamEvent};
-use opsdeck_tests::client::{Event, WsClient};
+use opsdeck_tests::client::{Connected, Event, WsClient};
 use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::redis::TestRedis;
 use opsdeck_tests::relay::{TestRelay, users_toml};
@@ -38,7 +38,9 @@ struct Chatter {
 impl Chatter {
     async fn open(relay: &TestRelay, user: &str, query: &str) -> anyhow::Result<Self> {
         let mut client = relay.connect(user, &format!("/ws/chat/ops{query}")).await?;
-        let (_, position, resumed) = client.connected().await?;
+        let Connected {
+            position, resumed, ..
+        } = client.connected().await?;
         Ok(Self {
             client,
             position: position.0,

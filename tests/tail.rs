@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use common::server::{StatusKind, StreamEvent};
-use opsdeck_tests::client::WsClient;
+use opsdeck_tests::client::{Connected, WsClient};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 
 /// A relay tailing `app.log` (and nothing else) in a fresh folder.
@@ -76,7 +76,11 @@ struct Viewer {
 
 impl Viewer {
     async fn new(mut client: WsClient) -> anyhow::Result<Self> {
-        let (session, position, resumed) = client.connected().await?;
+        let Connected {
+            session,
+            position,
+            resumed,
+        } = client.connected().await?;
         Ok(Self {
             client,
             session,

@@ -16,8 +16,8 @@ pub mod net;
 pub mod proxy;
 pub mod redis;
 pub mod relay;
-pub mod resume;
 pub mod sshd;
+pub mod terminal_contract;
 
 /// Logs for failing tests: `RUST_LOG=debug cargo test`.
 pub fn init_logs() {
