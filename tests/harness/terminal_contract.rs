@@ -130,10 +130,15 @@ where
 
 /// Has the shell print its size whenever it changes. Pod exec sends keystrokes and
 /// resizes on separate channels, in no fixed order between them, so the shell reports the
-/// size when the resize reaches it rather than when the next command asks.
+/// size when the resize reaches it rather than when the next command asks. The shell
+/// waits for a background `sleep` so that it stays the terminal's foreground process
+/// group (the one SIGWINCH goes to); each trap ends a `wait`, the loop waits again.
 async fn report_size_changes(client: &mut WsClient) -> anyhow::Result<()> {
     client
-        .type_line("trap 'stty size' WINCH; echo armed-$((1+1)); while :; do sleep 1; done")
+        .type_line(
+            "trap 'stty size' WINCH; sleep 60 & p=$!; echo armed-$((1+1)); \
+             while kill -0 $p; do wait $p; done",
+        )
         .await?;
     client.read_until("armed-2").await?;
     Ok(())
