@@ -128,20 +128,23 @@ where
     Ok(())
 }
 
-/// Has the shell print its size whenever it changes. Pod exec sends keystrokes and
-/// resizes on separate channels, in no fixed order between them, so the shell reports the
-/// size when the resize reaches it rather than when the next command asks. The shell
-/// waits for a background `sleep` so that it stays the terminal's foreground process
-/// group (the one SIGWINCH goes to); each trap ends a `wait`, the loop waits again.
-async fn report_size_changes(client: &mut WsClient) -> anyhow::Result<()> {
-    client
-        .type_line(
-            "trap 'stty size' WINCH; sleep 60 & p=$!; echo armed-$((1+1)); \
-             while kill -0 $p; do wait $p; done",
-        )
-        .await?;
-    client.read_until("armed-2").await?;
-    Ok(())
+/// Asks the shell for its size until it is `rows cols`. Pod exec sends keystrokes and
+/// resizes on separate channels, in no fixed order between them, so a `stty size` typed
+/// right after a resize may run before the resize reaches the pty.
+async fn wait_for_size(client: &mut WsClient, rows: u16, cols: u16) -> anyhow::Result<()> {
+    let expected = format!("{rows} {cols}\r\n");
+    for attempt in 1..=100 {
+        // The marker is computed, so that the echoed command line does not contain it.
+        client
+            .type_line(&format!("stty size; echo size-$((0+{attempt}))"))
+            .await?;
+        let output = client.read_until(&format!("size-{attempt}\r\n")).await?;
+        if output.contains(&expected) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the pty never became {rows}x{cols}")
 }
 
 pub async fn initial_size_and_resize_frames_reach_the_pty<F, Fut>(open: F) -> anyhow::Result<()>
@@ -150,34 +153,30 @@ where
     Fut: Future<Output = anyhow::Result<WsClient>>,
 {
     let (mut client, _) = open_new(&open, "?rows=30&cols=90").await?;
-    client.type_line("stty size").await?;
-    client.read_until("30 90").await?;
-    report_size_changes(&mut client).await?;
+    wait_for_size(&mut client, 30, 90).await?;
     client
         .send(&ClientFrame::Resize(TermSize {
             rows: 40,
             cols: 100,
         }))
         .await?;
-    client.read_until("40 100").await?;
+    wait_for_size(&mut client, 40, 100).await?;
     // The classic named form works too.
     client
         .send_text(r#"{"resize": {"rows": 12, "cols": 34}}"#)
         .await?;
-    client.read_until("12 34").await?;
+    wait_for_size(&mut client, 12, 34).await?;
 
     // A literal classic SSH front end sends [cols, rows]; resize_order=cols_rows reads it
     // so, and the named form stays unambiguous.
     let (mut classic, _) = open_new(&open, "?rows=30&cols=90&resize_order=cols_rows").await?;
-    classic.type_line("stty size").await?;
-    classic.read_until("30 90").await?;
-    report_size_changes(&mut classic).await?;
+    wait_for_size(&mut classic, 30, 90).await?;
     classic.send_text(r#"{"resize": [110, 33]}"#).await?;
-    classic.read_until("33 110").await?;
+    wait_for_size(&mut classic, 33, 110).await?;
     classic
         .send_text(r#"{"resize": {"rows": 21, "cols": 43}}"#)
         .await?;
-    classic.read_until("21 43").await?;
+    wait_for_size(&mut classic, 21, 43).await?;
     Ok(())
 }
 
