@@ -244,7 +244,13 @@ async fn log_refusals_carry_the_reason() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn long_lines_are_cut_at_a_character_boundary_with_a_marker() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with("[k8s]\nmax_line_bytes = 1024\n").await?;
+    let cluster = Cluster::start_with(
+        r#"
+[k8s]
+max_line_bytes = 1024
+"#,
+    )
+    .await?;
     // 3000 bytes of three-byte characters: the cap falls inside the 338th.
     let long = "你".repeat(1000);
     cluster.write_log(
