@@ -6,19 +6,39 @@ use anyhow::bail;
 use common::ClientFrame;
 use common::chat::{ChatBody, ChatEvent, ChatMessage, ChatRequest, ChatUser};
 use common::server::{ErrorCode, ServerFrame, StatusKind, StreamEvent};
-use opsdeck_tests::client::{Event, WsClient};
+use opsdeck_tests::client::{Connected, Event, WsClient};
 use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::redis::TestRedis;
 use opsdeck_tests::relay::{TestRelay, users_toml};
 
+/// A `[chat]` section keeping 10 messages, with no rate limit in the way.
+const HISTORY_OF_10: &str = r#"
+rate_burst = 1000
+history = 10
+"#;
+
 /// A relay with rooms `ops` (alice through her group, bob by name) and `secret` (nobody).
 async fn relay(chat_section: &str, redis: Option<&TestRedis>) -> anyhow::Result<TestRelay> {
     let config = format!(
-        "{users}\n[chat]\n{chat_section}\n\
-         [[grants]]\ngroups = [\"ops\"]\nchat = [\"ops\"]\n\
-         [[grants]]\nusers = [\"bob\"]\nchat = [\"ops\"]\n\
-         [[chat_rooms]]\nid = \"ops\"\nlabel = \"Ops\"\n\
-         [[chat_rooms]]\nid = \"secret\"\n{redis}",
+        r#"{users}
+[chat]
+{chat_section}
+
+[[grants]]
+groups = ["ops"]
+chat = ["ops"]
+
+[[grants]]
+users = ["bob"]
+chat = ["ops"]
+
+[[chat_rooms]]
+id = "ops"
+label = "Ops"
+
+[[chat_rooms]]
+id = "secret"
+{redis}"#,
         users = users_toml(),
         redis = redis.map(TestRedis::config_toml).unwrap_or_default(),
     );
@@ -38,7 +58,9 @@ struct Chatter {
 impl Chatter {
     async fn open(relay: &TestRelay, user: &str, query: &str) -> anyhow::Result<Self> {
         let mut client = relay.connect(user, &format!("/ws/chat/ops{query}")).await?;
-        let (_, position, resumed) = client.connected().await?;
+        let Connected {
+            position, resumed, ..
+        } = client.connected().await?;
         Ok(Self {
             client,
             position: position.0,
@@ -224,7 +246,11 @@ async fn unauthenticated_forbidden_and_unknown_rooms_are_closed_with_their_codes
 async fn rate_limit_and_size_limit_refuse_with_error_frames_and_the_stream_goes_on()
 -> anyhow::Result<()> {
     let relay = relay(
-        "rate_burst = 3\nrate_interval = \"1h\"\nmax_message_bytes = 100",
+        r#"
+rate_burst = 3
+rate_interval = "1h"
+max_message_bytes = 100
+"#,
         None,
     )
     .await?;
@@ -365,7 +391,7 @@ async fn redis_killed_and_restarted_mid_conversation_the_room_works_again() -> a
 
 #[tokio::test]
 async fn trimmed_history_is_reported_as_a_gap() -> anyhow::Result<()> {
-    let relay = relay("rate_burst = 1000\nhistory = 10", None).await?;
+    let relay = relay(HISTORY_OF_10, None).await?;
     let mut alice = Chatter::open(&relay, "alice", "").await?;
     alice.say("seen").await?;
     let (seen, _) = alice.next_message().await?;
@@ -392,7 +418,7 @@ async fn history_trimmed_in_redis_is_reported_as_a_gap_then_the_rest_follows() -
 {
     let redis = TestRedis::start().await?;
     // MAXLEN ~ 10: Redis trims whole nodes of 100 entries, so 250 messages lose some.
-    let relay = relay("rate_burst = 1000\nhistory = 10", Some(&redis)).await?;
+    let relay = relay(HISTORY_OF_10, Some(&redis)).await?;
     let mut alice = Chatter::open(&relay, "alice", "").await?;
     alice.say("seen").await?;
     let (seen, _) = alice.next_message().await?;
@@ -461,8 +487,17 @@ async fn a_message_whose_reply_from_redis_is_lost_is_stored_once() -> anyhow::Re
     let redis = TestRedis::start().await?;
     let proxy = CuttableProxy::start(([127, 0, 0, 1], redis.port).into()).await?;
     let config = format!(
-        "{users}\n[[grants]]\ngroups = [\"ops\"]\nchat = [\"ops\"]\n\
-         [[chat_rooms]]\nid = \"ops\"\n[redis]\nurl = \"redis://{proxy}/\"\n",
+        r#"{users}
+[[grants]]
+groups = ["ops"]
+chat = ["ops"]
+
+[[chat_rooms]]
+id = "ops"
+
+[redis]
+url = "redis://{proxy}/"
+"#,
         users = users_toml(),
         proxy = proxy.addr,
     );
