@@ -203,7 +203,7 @@ async fn malformed_frames_get_error_frames_and_the_session_goes_on() -> anyhow::
     for (frame, expected) in bad {
         client.send_text(frame).await?;
         match client.next_frame().await? {
-            StreamEvent::Error { code, message } => {
+            StreamEvent::Error { code, message, .. } => {
                 assert_eq!(code, expected, "{message}");
                 assert!(!message.is_empty());
             }
