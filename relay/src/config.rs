@@ -412,7 +412,17 @@ pub struct ChatConfig {
     /// them (a relay that dies stops counting as present). Default 30 s.
     #[serde(with = "humantime_serde")]
     pub presence_ttl: Duration,
+    /// How long a message sent with a `client_id` is remembered, so that sending it again
+    /// (after a reconnect, through another relay, after a restart) stores nothing and is
+    /// acknowledged with the first id. With Redis: the expiry of
+    /// `<prefix><room>:sent:<uid>:<client_id>`. In memory the last [`MEMORY_DEDUPE_IDS`]
+    /// ids per room are remembered, for at most as long. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_ttl: Duration,
 }
+
+/// Client ids remembered per room by a relay without Redis (see [`ChatConfig::dedupe_ttl`]).
+pub const MEMORY_DEDUPE_IDS: usize = 4096;
 
 /// Job output (`/ws/exec/{token}`), written into Redis by another system.
 ///
@@ -515,6 +525,7 @@ impl Default for ChatConfig {
             max_age: None,
             key_prefix: "opsdeck:chat:".into(),
             presence_ttl: Duration::from_secs(30),
+            dedupe_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -740,8 +751,14 @@ impl Config {
                 "chat.max_message_bytes, chat.rate_burst and chat.rate_interval must be > 0",
             );
         }
-        if chat.history == 0 || chat.key_prefix.is_empty() || chat.presence_ttl.is_zero() {
-            return invalid("chat.history, chat.key_prefix and chat.presence_ttl must be set");
+        if chat.history == 0
+            || chat.key_prefix.is_empty()
+            || chat.presence_ttl.is_zero()
+            || chat.dedupe_ttl.as_secs() == 0
+        {
+            return invalid(
+                "chat.history, chat.key_prefix and chat.presence_ttl must be set, and chat.dedupe_ttl at least 1s",
+            );
         }
         let jobs = &self.jobs;
         if !jobs.list_key.contains("{token}") || !jobs.stream_key.contains("{token}") {

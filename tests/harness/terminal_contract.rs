@@ -376,7 +376,7 @@ where
     for (frame, expected) in bad {
         client.send_text(frame).await?;
         match client.next_frame().await? {
-            StreamEvent::Error { code, message } => {
+            StreamEvent::Error { code, message, .. } => {
                 assert_eq!(code, expected, "{message}");
                 assert!(!message.is_empty());
             }

@@ -119,6 +119,8 @@ pub enum Inbound {
 pub struct InputRefused {
     pub code: ErrorCode,
     pub message: String,
+    /// The client's id of the chat message refused, when it gave one.
+    pub client_id: Option<common::chat::ClientId>,
 }
 
 impl InputRefused {
@@ -131,6 +133,7 @@ impl InputRefused {
         Self {
             code: ErrorCode::BadFrame,
             message,
+            client_id: None,
         }
     }
 }
@@ -145,6 +148,7 @@ impl From<common::FrameError> for InputRefused {
         Self {
             code,
             message: e.to_string(),
+            client_id: None,
         }
     }
 }
