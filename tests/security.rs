@@ -502,3 +502,135 @@ async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> a
     assert_eq!(code, 1001, "{reason}");
     Ok(())
 }
+
+// #21: a reload that re-points a target (here a file id to another path) closes the
+// streams opened on the old one, and new opens follow the new config.
+#[tokio::test]
+async fn a_reload_that_re_points_a_target_closes_its_open_streams() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config_for = |file: &str| {
+        format!(
+            "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n{}\n\
+             [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n[[files]]\nid = \"app\"\nlabel = \"{file}\"\npath = \"{}\"\n",
+            users_toml(),
+            dir.path().join(file).display()
+        )
+    };
+    std::fs::write(dir.path().join("old.log"), "")?;
+    std::fs::write(dir.path().join("new.log"), "from the new file\n")?;
+    let relay = TestRelay::start(&config_for("old.log")).await?;
+    let mut viewer = relay.connect("alice", "/ws/tail/app").await?;
+    viewer.connected().await?;
+
+    relay.relay().reload(relay::Config::from_toml(
+        &config_for("new.log"),
+        "re-pointed",
+    )?)?;
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4430, "{reason}");
+    assert!(
+        reason.contains("configuration of file \"app\" changed"),
+        "{reason}"
+    );
+
+    let mut again = relay.connect("alice", "/ws/tail/app").await?;
+    again.connected().await?;
+    loop {
+        if let StreamEvent::Lines { lines, .. } = again.next_frame().await?
+            && lines.iter().any(|l| l.contains("from the new file"))
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+// #22 and issue 11: during a drain a running command goes on and its output arrives; the
+// relay stops taking connections; once the drain timeout passes, the terminal is closed
+// with 1001 (reconnect).
+#[tokio::test]
+async fn a_drain_lets_a_running_command_finish_then_closes_with_1001() -> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let mut relay = relay_with(&sshd, "").await?;
+    let mut terminal = relay.connect("alice", "/ws/ssh/box").await?;
+    first_event(&mut terminal)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+    terminal.type_line("sleep 1; echo done-$((2+3))").await?;
+    relay.relay().drain();
+    relay.relay().stop_accepting();
+    let (all_ended, output) = tokio::join!(
+        relay
+            .relay()
+            .terminals_ended(std::time::Duration::from_secs(3)),
+        terminal.read_until("done-5"),
+    );
+    output?;
+    assert!(!all_ended, "the shell is still open after its command");
+    let ((), closed) = tokio::join!(relay.stop(), terminal.read_until_closed());
+    let (code, reason, _) = closed?;
+    assert_eq!(code, 1001, "{reason}");
+    Ok(())
+}
+
+// Review #14: a logout revokes any token, one without a `jti` too, and closes this relay's
+// sockets that use it at once (the keepalive here is an hour away), with the cookie
+// cleared.
+#[tokio::test]
+async fn logout_revokes_a_token_without_jti_and_closes_its_sockets_at_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "")?;
+    let config = format!(
+        r#"[keepalive]
+ping_interval = "1h"
+peer_timeout = "2h"
+{users}
+[[grants]]
+users = ["ext:7"]
+files = ["*"]
+[[files]]
+id = "app"
+path = "{path}"
+"#,
+        users = users_toml(),
+        path = log.display()
+    );
+    let relay = TestRelay::start(&config).await?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "7", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret"),
+    )?;
+    let mut viewer = WsClient::connect(&relay.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    first_event(&mut viewer)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+
+    let logout = reqwest::Client::new()
+        .post(relay.http_url("/api/logout"))
+        .header("cookie", format!("X-Token={token}"))
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 204);
+    let cleared = logout
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4431, "{reason}");
+    let mut again = WsClient::connect(&relay.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    let (code, reason) = first_event(&mut again)
+        .await?
+        .expect_err("a revoked token opens nothing");
+    assert_eq!(code, 4431, "{reason}");
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use common::server::{StatusKind, StreamEvent};
-use opsdeck_tests::client::WsClient;
+use opsdeck_tests::client::{Connected, WsClient};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 
 /// A relay tailing `app.log` (and nothing else) in a fresh folder.
@@ -21,9 +21,19 @@ impl Setup {
     async fn start(tail_section: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = format!(
-            "{users}\n[tail]\nlinger = \"30s\"\n{tail_section}\n\
-             [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n\
-             [[files]]\nid = \"app\"\npath = \"{path}\"\n",
+            r#"{users}
+[tail]
+linger = "30s"
+{tail_section}
+
+[[grants]]
+groups = ["ops"]
+files = ["*"]
+
+[[files]]
+id = "app"
+path = "{path}"
+"#,
             users = users_toml(),
             path = dir.path().join("app.log").display(),
         );
@@ -76,7 +86,11 @@ struct Viewer {
 
 impl Viewer {
     async fn new(mut client: WsClient) -> anyhow::Result<Self> {
-        let (session, position, resumed) = client.connected().await?;
+        let Connected {
+            session,
+            position,
+            resumed,
+        } = client.connected().await?;
         Ok(Self {
             client,
             session,
@@ -374,7 +388,13 @@ async fn ids_that_look_like_paths_are_not_found_and_grants_apply() -> anyhow::Re
 
 #[tokio::test]
 async fn resuming_after_lines_no_longer_kept_gets_a_gap_then_the_kept_ones() -> anyhow::Result<()> {
-    let setup = Setup::start("default_lines = 5\nmax_lines = 10").await?;
+    let setup = Setup::start(
+        r#"
+default_lines = 5
+max_lines = 10
+"#,
+    )
+    .await?;
     append(&setup.log(), "first\n")?;
     let mut viewer = setup.view("").await?;
     viewer.until_line("first").await?;
@@ -569,7 +589,13 @@ async fn a_log_path_that_is_a_symlink_into_another_folder_is_followed_and_re_poi
 /// hour, only the periodic check can find those lines.
 #[tokio::test]
 async fn the_periodic_check_finds_lines_that_no_wake_up_announced() -> anyhow::Result<()> {
-    let setup = Setup::start("poll_interval = \"200ms\"\nrotate_wait = \"1h\"").await?;
+    let setup = Setup::start(
+        r#"
+poll_interval = "200ms"
+rotate_wait = "1h"
+"#,
+    )
+    .await?;
     let mut app = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -120,6 +120,9 @@ struct RawClientFrame {
     resize: Option<RawResize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ack: Option<u64>,
+    /// Only with `"action": "message"`; any JSON here, so a wrong type gets its own error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<serde_json::Value>,
 }
 
 impl TryFrom<RawClientFrame> for ClientFrame {
@@ -128,8 +131,9 @@ impl TryFrom<RawClientFrame> for ClientFrame {
     fn try_from(raw: RawClientFrame) -> Result<Self, FrameError> {
         match (raw.action, raw.data, raw.resize, raw.ack) {
             (Some(action), data, None, None) => {
-                ChatRequest::from_parts(&action, data).map(Self::Chat)
+                ChatRequest::from_parts(&action, data, raw.client_id).map(Self::Chat)
             }
+            _ if raw.client_id.is_some() => Err(FrameError::ClientIdNotHere),
             (None, Some(data), None, None) => match data {
                 serde_json::Value::String(s) => Ok(Self::Input(s)),
                 _ => Err(FrameError::DataNotText),
@@ -164,10 +168,11 @@ impl From<ClientFrame> for RawClientFrame {
                 ..Self::default()
             },
             ClientFrame::Chat(request) => {
-                let (action, data) = request.into_parts();
+                let (action, data, client_id) = request.into_parts();
                 Self {
                     action: Some(action.to_owned()),
                     data,
+                    client_id,
                     ..Self::default()
                 }
             }
@@ -211,6 +216,11 @@ mod tests {
             }),
             ClientFrame::Chat(ChatRequest::Message {
                 message: "hi".into(),
+                client_id: None,
+            }),
+            ClientFrame::Chat(ChatRequest::Message {
+                message: "hi".into(),
+                client_id: Some(crate::chat::ClientId::new("Z-9_").unwrap()),
             }),
             ClientFrame::Chat(ChatRequest::UserInfo),
             ClientFrame::Ack(u64::MAX),

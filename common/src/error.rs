@@ -21,6 +21,10 @@ pub enum FrameError {
     UnknownAction(String),
     #[error("a chat message needs {{\"data\": {{\"message\": \"...\"}}}}")]
     MissingMessage,
+    #[error("\"client_id\" {0}; nothing was sent")]
+    BadClientId(String),
+    #[error("\"client_id\" belongs only on {{\"action\": \"message\"}} frames")]
+    ClientIdNotHere,
     #[error("a text frame was not valid UTF-8")]
     NotUtf8,
     #[error("frame of {size} bytes is larger than the limit of {limit} bytes")]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chat::ChatEvent;
+use crate::chat::{ChatEvent, ClientId};
 use crate::resume::{Position, StreamKind};
 
 /// Any text frame from the relay.
@@ -54,8 +54,18 @@ pub enum StreamEvent {
         position: Position,
         resumed: bool,
     },
-    /// Something the client sent was refused; the stream goes on.
-    Error { code: ErrorCode, message: String },
+    /// Something the client sent was refused; the stream goes on. An error about a chat
+    /// message sent with a `client_id` names it: that message was NOT stored by this send
+    /// (send it again with the same id; it is never stored twice).
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientId>,
+    },
+    /// The chat message sent with `client_id` is stored as the message `id` (the same `id`
+    /// however often it was sent).
+    Sent { client_id: ClientId, id: String },
     /// A change the user should see, in the stream's own words (file rotated, Redis
     /// reconnecting, container restarted, ...); the stream goes on.
     Status { kind: StatusKind, message: String },
@@ -133,6 +143,16 @@ mod tests {
             StreamEvent::Error {
                 code: ErrorCode::BadFrame,
                 message: "malformed frame".into(),
+                client_id: None,
+            },
+            StreamEvent::Error {
+                code: ErrorCode::Backend,
+                message: "your message \"m-1\" was NOT sent".into(),
+                client_id: Some(ClientId::new("m-1").unwrap()),
+            },
+            StreamEvent::Sent {
+                client_id: ClientId::new("m-1").unwrap(),
+                id: "1700000000000-0".into(),
             },
             StreamEvent::Status {
                 kind: StatusKind::FileRotated,
@@ -187,6 +207,28 @@ mod tests {
                 signal: None
             })
         );
+        let sent = r#"{"type":"sent","client_id":"m-42","id":"1700000000000-0"}"#;
+        assert_eq!(
+            ServerFrame::parse(sent).unwrap(),
+            ServerFrame::Event(StreamEvent::Sent {
+                client_id: ClientId::new("m-42").unwrap(),
+                id: "1700000000000-0".into()
+            })
+        );
+        let not_sent =
+            r#"{"type":"error","code":"backend","message":"NOT sent","client_id":"m-42"}"#;
+        assert!(matches!(
+            ServerFrame::parse(not_sent).unwrap(),
+            ServerFrame::Event(StreamEvent::Error { client_id: Some(id), .. }) if id.as_str() == "m-42"
+        ));
+        let classic_error = r#"{"type":"error","code":"bad_frame","message":"no"}"#;
+        assert!(matches!(
+            ServerFrame::parse(classic_error).unwrap(),
+            ServerFrame::Event(StreamEvent::Error {
+                client_id: None,
+                ..
+            })
+        ));
         let future_status = r#"{"type":"status","kind":"weather","message":"sunny"}"#;
         assert!(matches!(
             ServerFrame::parse(future_status).unwrap(),

@@ -152,10 +152,21 @@ impl Route {
             Self::K8sLogs(c, _) => format!("Logs · {}/{}/{}", c.namespace, c.pod, c.container),
             Self::Tail { file, .. } => format!("Tail · {file}"),
             Self::Chat { room } => format!("Chat · {room}"),
-            Self::Job { token } => format!("Job · {token}"),
+            Self::Job { token } => format!("Job · {}", token_prefix(token)),
             Self::NotFound(_) => "Not found".to_owned(),
         }
     }
+}
+
+/// What the page shows of a job token: a bearer capability, so only its first characters
+/// (screen shares, screenshots and window titles then do not give it away).
+fn token_prefix(token: &str) -> String {
+    let mut chars = token.chars();
+    let mut prefix: String = chars.by_ref().take(4).collect();
+    if chars.next().is_some() {
+        prefix.push('…');
+    }
+    prefix
 }
 
 impl Container {
@@ -307,6 +318,18 @@ mod tests {
         for route in routes {
             assert_eq!(Route::parse(&route.to_hash()), route, "{}", route.to_hash());
         }
+    }
+
+    #[test]
+    fn titles_show_only_the_start_of_a_job_token() {
+        let job = Route::Job {
+            token: "5f0c9e1a7b3d8c2e4a6b0d1f".into(),
+        };
+        assert_eq!(job.title(), "Job · 5f0c…");
+        let short = Route::Job {
+            token: "abc".into(),
+        };
+        assert_eq!(short.title(), "Job · abc");
     }
 
     #[test]

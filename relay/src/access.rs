@@ -15,6 +15,41 @@ pub enum TargetRef {
     Job,
 }
 
+/// What a target's entry says about where it leads (address, path, credentials), apart
+/// from its label: `None` when the config has no such entry.
+fn destination(config: &Config, target: &TargetRef) -> Option<String> {
+    fn without_label<T: Clone + std::fmt::Debug>(entry: &T, clear: impl Fn(&mut T)) -> String {
+        let mut entry = entry.clone();
+        clear(&mut entry);
+        format!("{entry:?}")
+    }
+    match target {
+        TargetRef::Ssh(id) => config
+            .ssh_hosts
+            .iter()
+            .find(|h| &h.id == id)
+            .map(|h| without_label(h, |h| h.label = None)),
+        TargetRef::K8s { cluster, .. } => config
+            .k8s_clusters
+            .iter()
+            .find(|c| &c.id == cluster)
+            .map(|c| without_label(c, |c| c.label = None)),
+        TargetRef::File(id) => config
+            .files
+            .iter()
+            .find(|f| &f.id == id)
+            .map(|f| without_label(f, |f| f.label = None)),
+        // A room or the job feed is a name, not a place: it cannot be re-pointed.
+        TargetRef::Chat(_) | TargetRef::Job => Some(String::new()),
+    }
+}
+
+/// Whether a reload re-pointed `target` (another host, path or credentials), so a stream
+/// opened on `before` no longer leads where the config in force says.
+pub fn repointed(before: &Config, now: &Config, target: &TargetRef) -> bool {
+    destination(before, target) != destination(now, target)
+}
+
 impl std::fmt::Display for TargetRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -161,6 +196,34 @@ mod tests {
             expires_at: 0,
             token_id: String::new(),
         }
+    }
+
+    #[test]
+    fn a_new_label_is_not_a_new_destination_and_a_new_path_is() {
+        let file = |label: &str, path: &str| {
+            Config::from_toml(
+                &format!("[[files]]\nid = \"app\"\nlabel = \"{label}\"\npath = \"{path}\"\n"),
+                "test",
+            )
+            .unwrap()
+        };
+        let target = TargetRef::File("app".into());
+        let before = file("App", "/var/log/app.log");
+        assert!(!repointed(
+            &before,
+            &file("Renamed", "/var/log/app.log"),
+            &target
+        ));
+        assert!(repointed(
+            &before,
+            &file("App", "/var/log/other.log"),
+            &target
+        ));
+        assert!(repointed(
+            &before,
+            &Config::from_toml("", "test").unwrap(),
+            &target
+        ));
     }
 
     #[test]

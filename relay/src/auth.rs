@@ -824,6 +824,31 @@ mod tests {
         assert_eq!(auth.verify(&minted).await.unwrap().username, "alice");
     }
 
+    // Review #29: the decoy checked for unknown users costs what the costliest configured
+    // hash costs, so timing does not tell which user names exist.
+    #[test]
+    fn the_decoy_hash_has_the_costliest_configured_parameters() {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let params = Params::new(32768, 3, 2, None).unwrap();
+        let costly = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"pw", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        let cheap = hash_password("pw").unwrap();
+        let text = format!(
+            "[[auth.users]]\nusername = \"a\"\npassword_hash = \"{cheap}\"\n\
+             [[auth.users]]\nusername = \"b\"\npassword_hash = \"{costly}\"\n"
+        );
+        let config = Config::from_toml(&text, "test").unwrap();
+        let settings = Settings::new(&config, None).unwrap();
+        let decoy = PasswordHash::new(&settings.decoy_hash).unwrap();
+        let decoy = Params::try_from(&decoy).unwrap();
+        assert_eq!(
+            (decoy.m_cost(), decoy.t_cost(), decoy.p_cost()),
+            (32768, 3, 2)
+        );
+    }
+
     #[test]
     fn token_is_found_in_header_subprotocol_or_cookie() {
         use warp::http::{HeaderMap, HeaderValue};

@@ -107,21 +107,28 @@ pub struct MetricsConfig {
     pub token: String,
 }
 
-/// How the relay stops on SIGTERM.
+/// How the relay stops on SIGTERM: `/readyz` answers 503 at once; after `drain_delay`
+/// it takes no new connections; open terminal sessions go on until their programs end or
+/// `drain_timeout` passes; then every stream is closed with 1001 ("reconnect"). A second
+/// SIGTERM, or Ctrl-C, stops at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
-    /// How long `/readyz` answers 503 while everything else still works, so load balancers
-    /// stop sending new users before streams are closed (1001, "reconnect"). Default 5s;
-    /// Ctrl-C skips it.
+    /// How long everything still works while `/readyz` says 503, so load balancers stop
+    /// sending new users first. Default 5s.
     #[serde(with = "humantime_serde")]
-    pub drain_period: Duration,
+    pub drain_delay: Duration,
+    /// How long open terminal sessions may go on after that (a running command finishes).
+    /// Default 0s: they are closed at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            drain_period: Duration::from_secs(5),
+            drain_delay: Duration::from_secs(5),
+            drain_timeout: Duration::ZERO,
         }
     }
 }
@@ -405,7 +412,17 @@ pub struct ChatConfig {
     /// them (a relay that dies stops counting as present). Default 30 s.
     #[serde(with = "humantime_serde")]
     pub presence_ttl: Duration,
+    /// How long a message sent with a `client_id` is remembered, so that sending it again
+    /// (after a reconnect, through another relay, after a restart) stores nothing and is
+    /// acknowledged with the first id. With Redis: the expiry of
+    /// `<prefix><room>:sent:<uid>:<client_id>`. In memory the last [`MEMORY_DEDUPE_IDS`]
+    /// ids per room are remembered, for at most as long. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_ttl: Duration,
 }
+
+/// Client ids remembered per room by a relay without Redis (see [`ChatConfig::dedupe_ttl`]).
+pub const MEMORY_DEDUPE_IDS: usize = 4096;
 
 /// Job output (`/ws/exec/{token}`), written into Redis by another system.
 ///
@@ -424,9 +441,33 @@ pub struct JobsConfig {
     /// A list entry starting with this marks the end of the output; the rest of the entry
     /// is the exit status. Default `__OPSDECK_EXIT__`.
     pub end_marker: String,
-    /// How long the stream is kept once the output has ended. Default 1 h.
+    /// How long the stream is kept once the output has ended (at most: a shorter expiry
+    /// the producer set stays). Default 1 h.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Shortest job token accepted. A token is a bearer capability: anyone with the jobs
+    /// grant who knows it reads the output, so a short one can be guessed. Shorter tokens
+    /// are refused (4400, "the job token is too short ...") and never logged in full. At
+    /// least [`JobsConfig::MIN_TOKEN_FLOOR`]; default 16 (use 32 random hex digits).
+    pub min_token_length: usize,
+    /// Entries a job's stream keeps: the relay adds list entries with `XADD ... MAXLEN ~ N`
+    /// and trims a stream the producer writes itself (`XTRIM MAXLEN ~ N`) when it sees new
+    /// output there. Older output is dropped; a viewer that had not read it gets a `gap`
+    /// frame. Default 100 000.
+    pub max_entries: u64,
+    /// An unfinished job's stream expires this long after the relay last added to it (list
+    /// form) or saw output in it (stream form, while someone watches), so a job that never
+    /// writes its end marker does not stay in Redis for ever. Its end sets the expiry to
+    /// `retention` instead. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+}
+
+impl JobsConfig {
+    /// The lowest `min_token_length` a config may set.
+    pub const MIN_TOKEN_FLOOR: usize = 8;
+    /// Longest job token.
+    pub const MAX_TOKEN_LENGTH: usize = 128;
 }
 
 mod defaults {
@@ -484,6 +525,7 @@ impl Default for ChatConfig {
             max_age: None,
             key_prefix: "opsdeck:chat:".into(),
             presence_ttl: Duration::from_secs(30),
+            dedupe_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -495,6 +537,9 @@ impl Default for JobsConfig {
             stream_key: "opsdeck:job:{token}:stream".into(),
             end_marker: "__OPSDECK_EXIT__".into(),
             retention: Duration::from_secs(3600),
+            min_token_length: 16,
+            max_entries: 100_000,
+            idle_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -706,8 +751,14 @@ impl Config {
                 "chat.max_message_bytes, chat.rate_burst and chat.rate_interval must be > 0",
             );
         }
-        if chat.history == 0 || chat.key_prefix.is_empty() || chat.presence_ttl.is_zero() {
-            return invalid("chat.history, chat.key_prefix and chat.presence_ttl must be set");
+        if chat.history == 0
+            || chat.key_prefix.is_empty()
+            || chat.presence_ttl.is_zero()
+            || chat.dedupe_ttl.as_secs() == 0
+        {
+            return invalid(
+                "chat.history, chat.key_prefix and chat.presence_ttl must be set, and chat.dedupe_ttl at least 1s",
+            );
         }
         let jobs = &self.jobs;
         if !jobs.list_key.contains("{token}") || !jobs.stream_key.contains("{token}") {
@@ -716,6 +767,19 @@ impl Config {
         if jobs.list_key == jobs.stream_key || jobs.end_marker.is_empty() {
             return invalid(
                 "jobs.list_key and jobs.stream_key must differ; jobs.end_marker must be set",
+            );
+        }
+        let (floor, longest) = (JobsConfig::MIN_TOKEN_FLOOR, JobsConfig::MAX_TOKEN_LENGTH);
+        if !(floor..=longest).contains(&jobs.min_token_length) {
+            return Err(ConfigError::Invalid(format!(
+                "jobs.min_token_length is {}: it must be between {floor} and {longest} \
+                 (shorter job tokens can be guessed; 32 random hex digits are a good choice)",
+                jobs.min_token_length
+            )));
+        }
+        if jobs.max_entries == 0 || jobs.retention.as_secs() == 0 || jobs.idle_ttl.as_secs() == 0 {
+            return invalid(
+                "jobs.max_entries must be at least 1; jobs.retention and jobs.idle_ttl at least 1 s",
             );
         }
         Ok(())
@@ -775,6 +839,18 @@ mod tests {
     fn unknown_options_are_refused_with_their_name() {
         let err = Config::from_toml("listn = \"0.0.0.0:1\"", "test").unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn job_tokens_have_a_minimum_length_of_at_least_eight() {
+        assert_eq!(Config::embedded_default().jobs.min_token_length, 16);
+        let err = Config::from_toml("[jobs]\nmin_token_length = 4", "test").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("jobs.min_token_length is 4"), "{text}");
+        assert!(text.contains("between 8 and 128"), "{text}");
+        let config = Config::from_toml("[jobs]\nmin_token_length = 8", "test").unwrap();
+        assert_eq!(config.jobs.min_token_length, 8);
+        assert!(Config::from_toml("[jobs]\nmax_entries = 0", "test").is_err());
     }
 
     #[test]

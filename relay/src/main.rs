@@ -85,13 +85,22 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     raise_open_files_limit(&config);
-    let drain_period = config.shutdown.drain_period;
+    let drain = config.shutdown.clone();
     let relay = Relay::start(config).await.context("starting the relay")?;
-    if wait_for_signals(&relay, cli.config.as_ref()).await == Stop::Drain && !drain_period.is_zero()
-    {
-        tracing::info!(?drain_period, "draining: /readyz answers 503");
+    if wait_for_signals(&relay, cli.config.as_ref()).await == Stop::Drain {
+        tracing::info!(?drain, "draining: /readyz answers 503");
         relay.drain();
-        tokio::time::sleep(drain_period).await;
+        let draining = async {
+            tokio::time::sleep(drain.drain_delay).await;
+            relay.stop_accepting();
+            if !relay.terminals_ended(drain.drain_timeout).await {
+                tracing::info!("terminal sessions still open after shutdown.drain_timeout");
+            }
+        };
+        tokio::select! {
+            () = draining => {}
+            () = second_signal() => tracing::info!("second signal: stopping at once"),
+        }
     }
     tracing::info!("shutting down");
     relay.shutdown();
@@ -126,6 +135,22 @@ async fn wait_for_signals(relay: &Relay, config_path: Option<&PathBuf>) -> Stop 
                 Ok(()) => tracing::info!("config reloaded"),
                 Err(e) => tracing::error!("config not reloaded: {e:#}"),
             },
+        }
+    }
+}
+
+/// A second SIGTERM, or Ctrl-C, during a drain.
+async fn second_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

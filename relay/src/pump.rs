@@ -144,7 +144,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
                     }
                     bytes_in.inc_by(message.len() as u64);
                     if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
-                        let frame = StreamEvent::Error { code: refused.code, message: refused.message };
+                        let frame = StreamEvent::Error { code: refused.code, message: refused.message, client_id: refused.client_id };
                         if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
                             break stopped_reading();
                         }
@@ -243,10 +243,20 @@ async fn recheck(ctx: &mut PumpContext) -> Option<PumpEnd> {
             ));
         }
     }
-    if !access::permits(&ctx.state.config(), &ctx.principal, &ctx.target) {
+    let now = ctx.state.config();
+    if !access::permits(&now, &ctx.principal, &ctx.target) {
         return Some(closed(
             CloseCode::PermissionRevoked,
             format!("you may no longer open {}", ctx.target),
+        ));
+    }
+    if access::repointed(&ctx.config, &now, &ctx.target) {
+        return Some(closed(
+            CloseCode::PermissionRevoked,
+            format!(
+                "the configuration of {} changed; open it again to reach it as now configured",
+                ctx.target
+            ),
         ));
     }
     None

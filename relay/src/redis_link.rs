@@ -10,6 +10,7 @@ use common::CloseCode;
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::close::CloseCause;
 
@@ -48,8 +49,20 @@ pub struct RedisLink {
     /// The URL without its credentials (see [`redacted`]).
     url: String,
     client: redis::Client,
-    manager: Mutex<Option<ConnectionManager>>,
+    manager: Mutex<Slot>,
 }
+
+/// The shared connection, or why the last try to make it failed and when.
+#[derive(Default)]
+struct Slot {
+    manager: Option<ConnectionManager>,
+    failed: Option<(Instant, redis::RedisError)>,
+}
+
+/// After a failed connect, callers within this long get that failure at once instead of
+/// each waiting for a connect of their own behind the lock (while Redis is down, every
+/// auth check and keepalive would otherwise queue up one after another).
+const FAILED_CONNECT_HOLD: Duration = Duration::from_secs(1);
 
 /// The URL as users and logs may see it: a user name or password in it becomes `***`.
 fn redacted(url: &str) -> String {
@@ -68,26 +81,37 @@ impl RedisLink {
         Ok(Self {
             url: redacted(url),
             client: redis::Client::open(url)?,
-            manager: Mutex::new(None),
+            manager: Mutex::new(Slot::default()),
         })
     }
 
     /// A connection handle (cheap to clone); connects on first use.
     pub async fn connection(&self) -> Result<ConnectionManager, RedisUnavailable> {
         let mut slot = self.manager.lock().await;
-        if let Some(manager) = slot.as_ref() {
+        if let Some(manager) = slot.manager.as_ref() {
             return Ok(manager.clone());
+        }
+        if let Some((at, error)) = &slot.failed
+            && at.elapsed() < FAILED_CONNECT_HOLD
+        {
+            return Err(self.unavailable(error.clone()));
         }
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(SHARED_RETRIES)
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+        match ConnectionManager::new_with_config(self.client.clone(), config).await {
+            Ok(manager) => {
+                slot.manager = Some(manager.clone());
+                slot.failed = None;
+                Ok(manager)
+            }
+            Err(error) => {
+                slot.failed = Some((Instant::now(), error.clone()));
+                Err(self.unavailable(error))
+            }
+        }
     }
 
     /// A connection of its own for a blocking read (`XREAD BLOCK`, `BLMOVE`) that may hold

@@ -24,6 +24,7 @@ use std::time::Duration;
 use common::api::LoginRequest;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
@@ -56,6 +57,8 @@ pub struct Relay {
     task: JoinHandle<()>,
     /// The permits of `state.connections` (a reload does not resize it).
     connection_limit: u32,
+    /// Cancelled when the listener is to stop taking connections.
+    accepting: CancellationToken,
 }
 
 impl Relay {
@@ -81,18 +84,16 @@ impl Relay {
         let connection_limit = u32::try_from(config.limits.max_connections).unwrap_or(u32::MAX);
         let state = AppState::new(config)?;
         let service = warp::service(routes(state.clone()));
-        let task = tokio::spawn(http::serve(
-            listener,
-            service,
-            limits,
-            state.shutdown.clone(),
-        ));
+        // Cancelled by `stop_accepting`, and by the shutdown.
+        let accepting = state.shutdown.child_token();
+        let task = tokio::spawn(http::serve(listener, service, limits, accepting.clone()));
         tracing::info!(%addr, "relay listening");
         Ok(Self {
             addr,
             state,
             task,
             connection_limit,
+            accepting,
         })
     }
 
@@ -100,6 +101,19 @@ impl Relay {
     /// while every open stream and every request still works.
     pub fn drain(&self) {
         self.state.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops taking new connections (requests in progress finish); open streams go on.
+    pub fn stop_accepting(&self) {
+        self.accepting.cancel();
+    }
+
+    /// Returns once every terminal session has ended (its program exited or its user
+    /// closed it), or after `timeout`; whether they all ended.
+    pub async fn terminals_ended(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.state.terminals.all_ended())
+            .await
+            .is_ok()
     }
 
     /// Starts shutting down: every WebSocket gets a close frame, every backend is closed.
@@ -158,6 +172,11 @@ impl Relay {
     /// How many file tails have a reader running.
     pub fn tail_readers(&self) -> usize {
         self.state.tails.len()
+    }
+
+    /// How many jobs have viewers on this relay (each watched once, whatever its viewers).
+    pub fn watched_jobs(&self) -> usize {
+        self.state.jobs.as_ref().map_or(0, |hub| hub.len())
     }
 }
 

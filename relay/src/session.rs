@@ -72,6 +72,8 @@ pub struct TerminalRegistry {
     buffer_bytes: usize,
     max_per_user: usize,
     metrics: Arc<Metrics>,
+    /// A session was removed (for a drain waiting for the last one).
+    removed: Notify,
 }
 
 impl TerminalRegistry {
@@ -88,7 +90,19 @@ impl TerminalRegistry {
             buffer_bytes,
             max_per_user,
             metrics,
+            removed: Notify::new(),
         })
+    }
+
+    /// Returns once no session is open (a drain waits for running programs to end).
+    pub async fn all_ended(&self) {
+        loop {
+            let removed = self.removed.notified();
+            if self.len() == 0 {
+                return;
+            }
+            removed.await;
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<TerminalSession>>> {
@@ -181,6 +195,9 @@ impl TerminalRegistry {
                 position: Position::count(state.start),
             });
             state.sent = cursor;
+            // A flow-controlled attachment sets it again (`with_flow_control`), from the
+            // offset it resumes at.
+            state.acked = None;
             (generation, cursor, gap)
         };
         self.metrics
@@ -219,6 +236,7 @@ impl TerminalRegistry {
         let _ = session.commands.try_send(Command::Close);
         session.output_ready.notify_waiters();
         session.space_ready.notify_waiters();
+        self.removed.notify_waiters();
     }
 
     /// Ends every session (relay shutdown).
@@ -358,6 +376,10 @@ struct RingState {
     start: u64,
     /// Offset up to which output was handed to a browser.
     sent: u64,
+    /// On a flow-controlled terminal, the offset the browser has acknowledged: nothing
+    /// from here on is ever trimmed, so a resume from any offset the browser may have
+    /// reached is exact.
+    acked: Option<u64>,
     /// Bumped by each attach; an attachment with an older one has been replaced.
     generation: u64,
     attached: bool,
@@ -372,6 +394,7 @@ impl RingState {
             capacity,
             start: 0,
             sent: 0,
+            acked: None,
             generation: 0,
             attached: false,
             exit: None,
@@ -383,11 +406,23 @@ impl RingState {
         self.start + self.ring.len() as u64
     }
 
-    /// How much more output may be taken from the backend now. Unsent output is held to
-    /// half the ring, so the half behind `sent` stays available for replay.
+    /// How much more output may be taken from the backend now. With acknowledgements,
+    /// everything after the acknowledged offset is kept: the ring stops taking output when
+    /// it holds nothing else (the backend then waits). Without, unsent output is held to
+    /// half the ring, so the half behind `sent` stays for replay (what a browser had not
+    /// received beyond that is reported as a `gap`).
     fn room(&self) -> usize {
-        let unsent = (self.end() - self.sent) as usize;
-        (self.capacity / 2).saturating_sub(unsent)
+        match self.acked {
+            Some(acked) => {
+                let unacked =
+                    usize::try_from(self.end().saturating_sub(acked)).unwrap_or(usize::MAX);
+                self.capacity.saturating_sub(unacked)
+            }
+            None => {
+                let unsent = (self.end() - self.sent) as usize;
+                (self.capacity / 2).saturating_sub(unsent)
+            }
+        }
     }
 
     fn append(&mut self, bytes: &[u8]) {
@@ -539,6 +574,8 @@ impl TerminalAttachment {
     /// Sends at most [`FLOW_WINDOW`] bytes beyond what the browser has acknowledged.
     pub fn with_flow_control(mut self) -> Self {
         self.acked = Some(self.cursor);
+        self.session.state().acked = Some(self.cursor);
+        self.session.space_ready.notify_waiters();
         self
     }
 
@@ -636,11 +673,34 @@ impl Attachment for TerminalAttachment {
             Inbound::Frame(ClientFrame::Resize(size)) => Command::Resize(size),
             Inbound::Frame(ClientFrame::Chat(_)) => return Err(InputRefused::not_accepted("chat")),
             Inbound::Frame(ClientFrame::Ack(position)) => {
-                // Acknowledging unsent output would open the window without bound; the
-                // pump asks for output again after every input.
-                if let Some(acked) = &mut self.acked {
-                    *acked = (*acked).max(position.min(self.cursor));
+                let Some(acked) = self.acked else {
+                    return Err(InputRefused::bad_frame(
+                        "acks are for terminals opened with flow=1".into(),
+                    ));
+                };
+                // Acknowledging unsent output would open the window without bound (and
+                // let the ring drop what the browser never had).
+                if position > self.cursor {
+                    return Err(InputRefused::bad_frame(format!(
+                        "ack of position {position} is beyond the {} bytes sent",
+                        self.cursor
+                    )));
                 }
+                if position < acked {
+                    return Err(InputRefused::bad_frame(format!(
+                        "ack of position {position} goes back before {acked}, already acknowledged"
+                    )));
+                }
+                self.acked = Some(position);
+                {
+                    let mut state = self.session.state();
+                    if state.generation == self.generation {
+                        state.acked = Some(position);
+                    }
+                }
+                // The ring may take more output now; the pump asks for output again after
+                // every input.
+                self.session.space_ready.notify_waiters();
                 return Ok(());
             }
         };
@@ -730,6 +790,59 @@ mod tests {
         sent
     }
 
+    // Issue 11: with acknowledgements nothing after the acknowledged offset is trimmed;
+    // the ring stops taking output instead, so a resume from there is exact.
+    #[tokio::test]
+    async fn unacknowledged_output_is_never_trimmed() {
+        let capacity = 128 * 1024;
+        let registry = TerminalRegistry::new(
+            Duration::from_secs(60),
+            capacity,
+            10,
+            Arc::new(Metrics::new()),
+        );
+        let label = SessionLabel {
+            owner_uid: "1".into(),
+            backend: BackendKind::Ssh,
+            target: "ssh/box".into(),
+        };
+        let total = 4 * capacity;
+        let streams = TerminalStreams {
+            output: Box::new(Preloaded(Some(Bytes::from(vec![b'y'; total])))),
+            input: Box::new(NoInput),
+        };
+        let reservation = registry.reserve("1").unwrap();
+        let mut attachment = registry
+            .start(label.clone(), streams, reservation)
+            .with_flow_control();
+        attachment.pending.clear();
+        let session = attachment.session.clone();
+        let id = session.id.clone();
+        // The ring fills up with output nobody acknowledged, and stops there.
+        loop {
+            let woken = session.output_ready.notified();
+            if session.state().room() == 0 {
+                break;
+            }
+            woken.await;
+        }
+        // The browser is sent all of it, acknowledges nothing, and drops.
+        assert_eq!(drain(&mut attachment), capacity as u64);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            session.state().start,
+            0,
+            "unacknowledged output was trimmed"
+        );
+        assert_eq!(session.state().end(), capacity as u64);
+        drop(attachment);
+        // A resume from 0 gets every byte, with no gap.
+        let mut resumed = registry.resume(&id, 0, &label).unwrap().with_flow_control();
+        assert!(resumed.pending.is_empty(), "a gap was reported");
+        assert_eq!(resumed.cursor, 0);
+        assert!(drain(&mut resumed) > 0);
+    }
+
     #[tokio::test]
     async fn a_flow_controlled_terminal_sends_one_window_beyond_each_ack() {
         let total = 3 * FLOW_WINDOW;
@@ -763,19 +876,32 @@ mod tests {
         }
 
         assert_eq!(drain(&mut attachment), FLOW_WINDOW);
-        // An ack beyond what was sent counts only up to what was sent.
-        attachment
+        // An ack beyond what was sent is refused and changes nothing.
+        let refused = attachment
             .input(Inbound::Frame(ClientFrame::Ack(u64::MAX)))
+            .await
+            .unwrap_err();
+        assert!(refused.message.contains("beyond"), "{}", refused.message);
+        assert_eq!(drain(&mut attachment), 0);
+        attachment
+            .input(Inbound::Frame(ClientFrame::Ack(FLOW_WINDOW)))
             .await
             .unwrap();
         assert_eq!(drain(&mut attachment), FLOW_WINDOW);
+        // Going back is refused too.
+        assert!(
+            attachment
+                .input(Inbound::Frame(ClientFrame::Ack(1)))
+                .await
+                .is_err()
+        );
         attachment
             .input(Inbound::Frame(ClientFrame::Ack(FLOW_WINDOW + 10)))
             .await
             .unwrap();
         assert_eq!(drain(&mut attachment), 10);
         attachment
-            .input(Inbound::Frame(ClientFrame::Ack(total)))
+            .input(Inbound::Frame(ClientFrame::Ack(2 * FLOW_WINDOW + 10)))
             .await
             .unwrap();
         assert_eq!(drain(&mut attachment), FLOW_WINDOW - 10);

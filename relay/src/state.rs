@@ -1,7 +1,7 @@
 //! What every request handler shares: the configuration in force, the authenticator, and
-//! one hub per backend (terminal sessions, file tails, chat rooms, Kubernetes clients, the
-//! Redis link). Built once at start; routes (`server.rs`) and endpoints (`endpoints/`) read
-//! it, backends never see it.
+//! one hub per backend (terminal sessions, file tails, chat rooms, watched jobs, Kubernetes
+//! clients; the ones that use Redis share one link). Built once at start; routes
+//! (`server.rs`) and endpoints (`endpoints/`) read it, backends never see it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::backend::chat::hub::ChatHub;
+use crate::backend::job::hub::JobHub;
 use crate::backend::k8s::clusters::K8sClusters;
 use crate::backend::tail::reader::TailHub;
 use crate::config::Config;
@@ -26,11 +27,12 @@ pub struct AppState {
     pub auth: Authenticator,
     pub terminals: Arc<TerminalRegistry>,
     pub metrics: Arc<Metrics>,
-    pub redis: Option<Arc<RedisLink>>,
     /// File tail readers, one per file.
     pub tails: Arc<TailHub>,
     /// Chat rooms.
     pub chat: Arc<ChatHub>,
+    /// Watched jobs (with Redis only).
+    pub jobs: Option<Arc<JobHub>>,
     /// kube clients of the configured clusters.
     pub k8s: Arc<K8sClusters>,
     /// Cancelled when the relay shuts down; every pump watches it.
@@ -62,15 +64,16 @@ impl AppState {
         );
         let tails = TailHub::new(metrics.clone());
         let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
+        let jobs = redis.map(|link| JobHub::new(link, &config.jobs, metrics.clone()));
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             auth,
             terminals,
             metrics,
-            redis,
             tails,
             chat,
+            jobs,
             k8s: Arc::new(K8sClusters::new()),
             shutdown: CancellationToken::new(),
             connections,

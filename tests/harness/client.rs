@@ -27,6 +27,17 @@ pub enum Event {
     Closed { code: u16, reason: String },
 }
 
+/// What the `connected` frame says about the stream just opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// The session id, for resuming.
+    pub session: String,
+    /// Where the output starts (0 for a new stream, the asked position when resumed).
+    pub position: Position,
+    /// Whether an existing session was resumed.
+    pub resumed: bool,
+}
+
 pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Terminal bytes received so far (the resume position).
@@ -173,15 +184,19 @@ impl WsClient {
         }
     }
 
-    /// Reads the `connected` frame: (session id, position, resumed).
-    pub async fn connected(&mut self) -> anyhow::Result<(String, Position, bool)> {
+    /// Reads the `connected` frame.
+    pub async fn connected(&mut self) -> anyhow::Result<Connected> {
         match self.next_frame().await? {
             StreamEvent::Connected {
                 session,
                 position,
                 resumed,
                 ..
-            } => Ok((session, position, resumed)),
+            } => Ok(Connected {
+                session,
+                position,
+                resumed,
+            }),
             other => bail!("expected a connected frame, got {other:?}"),
         }
     }

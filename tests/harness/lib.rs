@@ -8,6 +8,8 @@
 //! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.
 //! - [`browser::Chromedriver`]: Debian's headless Chromium through chromedriver.
 //! - [`proxy::CuttableProxy`]: a TCP proxy that cuts connections like a network blip.
+//! - [`terminal_contract`]: the scenarios every terminal backend passes, run by
+//!   `tests/ssh.rs` and `tests/k8s/exec.rs`.
 
 pub mod browser;
 pub mod client;
@@ -17,6 +19,7 @@ pub mod proxy;
 pub mod redis;
 pub mod relay;
 pub mod sshd;
+pub mod terminal_contract;
 
 /// Logs for failing tests: `RUST_LOG=debug cargo test`.
 pub fn init_logs() {

@@ -684,7 +684,10 @@ impl Drop for ChatPublisher {
 
 impl Publisher for ChatPublisher {
     async fn publish(&mut self, text: String) -> anyhow::Result<()> {
-        let frame = ClientFrame::Chat(ChatRequest::Message { message: text });
+        let frame = ClientFrame::Chat(ChatRequest::Message {
+            message: text,
+            client_id: None,
+        });
         Ok(self.sink.send(Message::text(frame.to_json())).await?)
     }
 }

@@ -1,137 +1,168 @@
 //! Shells in pods: `/ws/k8s/exec/{cluster}/{namespace}/{pod}/{container}`.
+//!
+//! The terminal contract (`opsdeck_tests::terminal_contract`, also run for SSH) and what
+//! only pods have: missing pods and containers, cluster credentials and RBAC.
 
-use common::server::StreamEvent;
-use common::{ClientFrame, Position, TermSize};
+use futures_util::future::BoxFuture;
 use opsdeck_tests::client::WsClient;
+use opsdeck_tests::terminal_contract as contract;
 
 use crate::fixture::{Cluster, refusal};
 
 const WEB: &str = "/ws/k8s/exec/main/dev/web-1/app";
 
-async fn open_shell(cluster: &Cluster, path: &str) -> anyhow::Result<(WsClient, String)> {
-    let mut client = cluster.open(path).await?;
-    let (session, position, resumed) = client.connected().await?;
-    assert_eq!(position, Position::count(0));
-    assert!(!resumed);
-    Ok((client, session))
+/// Opens `{WEB}{query}` as `user`.
+fn shell<'a>(
+    cluster: &'a Cluster,
+    user: &'static str,
+) -> impl Fn(String) -> BoxFuture<'a, anyhow::Result<WsClient>> + 'a {
+    exec(cluster, user, WEB)
 }
+
+/// Opens `{path}{query}` as `user`.
+fn exec<'a>(
+    cluster: &'a Cluster,
+    user: &'static str,
+    path: &'static str,
+) -> impl Fn(String) -> BoxFuture<'a, anyhow::Result<WsClient>> + 'a {
+    move |query| {
+        Box::pin(async move { cluster.relay.connect(user, &format!("{path}{query}")).await })
+    }
+}
+
+// The terminal contract.
 
 #[tokio::test]
 async fn shell_runs_commands_and_reports_the_exit_status() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let (mut client, _) = open_shell(&cluster, WEB).await?;
-    client.type_line("echo hello-$((40+2)) $TERM").await?;
-    client.read_until("hello-42 xterm-256color").await?;
-    client.type_line("exit 3").await?;
-    let (code, reason, frames) = client.read_until_closed().await?;
-    assert!(
-        frames.contains(&StreamEvent::Exit {
-            status: Some(3),
-            signal: None
-        }),
-        "{frames:?}"
-    );
-    assert_eq!(code, 1000);
-    assert!(reason.contains("status 3"), "{reason}");
+    contract::shell_runs_commands_and_reports_the_exit_status(shell(&cluster, "alice")).await?;
     cluster.wait_for_no_processes().await
 }
 
 #[tokio::test]
 async fn multibyte_text_split_across_frames_arrives_intact() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let (mut client, _) = open_shell(&cluster, WEB).await?;
-    let unit = "你好😀";
-    let repeat = 40_000;
-    client
-        .type_line(&format!(
-            "python3 -c \"import sys; sys.stdout.write('{unit}'*{repeat}); print(); print('END'+'-MARK')\""
-        ))
-        .await?;
-    client.read_until("END-MARK").await?;
-    let text = String::from_utf8(client.output.clone())?;
-    assert!(
-        text.contains(&unit.repeat(repeat)),
-        "the multi-byte text was altered on the way"
-    );
-    // Only proves something if some frame ended inside a character.
-    assert!(
-        client.some_frame_split_a_character(),
-        "no frame boundary fell inside a character ({} frames)",
-        client.frame_sizes.len()
-    );
-    Ok(())
+    contract::multibyte_text_split_across_frames_arrives_intact(shell(&cluster, "alice")).await
 }
 
 #[tokio::test]
 async fn initial_size_and_resize_frames_reach_the_tty() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let (mut client, _) = open_shell(&cluster, &format!("{WEB}?rows=30&cols=90")).await?;
-    client.type_line("stty size").await?;
-    client.read_until("30 90").await?;
-    // kube-rs sends keystrokes and resizes on separate channels, in no fixed order
-    // between them: the shell reports the size when the resize reaches it.
-    client
-        .type_line("trap 'stty size' WINCH; echo armed-$((1+1)); sleep 60 & wait")
-        .await?;
-    client.read_until("armed-2").await?;
-    client
-        .send(&ClientFrame::Resize(TermSize {
-            rows: 40,
-            cols: 100,
-        }))
-        .await?;
-    client.read_until("40 100").await?;
-    Ok(())
+    contract::initial_size_and_resize_frames_reach_the_pty(shell(&cluster, "alice")).await
 }
 
 #[tokio::test]
 async fn a_browser_that_does_not_read_stalls_the_shell_and_loses_nothing() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with("[limits]\nterminal_buffer_bytes = 131072\n").await?;
-    let (mut client, _) = open_shell(&cluster, WEB).await?;
-    // 8 MiB of zeros as base64 (11 MB of output) that the client does not read for now.
-    client.type_bulk_zeros().await?;
-    cluster.relay.relay().wait_until_a_terminal_stalls().await;
-    // Reading again drains the rest: nothing was lost to the backpressure.
-    client.read_until("DONE-2").await?;
-    client.assert_bulk_zeros_arrived();
-    Ok(())
+    let cluster = Cluster::start_with(contract::SMALL_RING).await?;
+    contract::a_browser_that_does_not_read_stalls_the_shell_and_loses_nothing(
+        cluster.relay.relay(),
+        shell(&cluster, "alice"),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn closing_the_browser_ends_the_remote_process() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let (mut client, _) = open_shell(&cluster, WEB).await?;
-    client.type_line("echo ready-$((1+1))").await?;
-    client.read_until("ready-2").await?;
-    assert_eq!(cluster.emulator.live_processes(), 1);
-    client.close_normally().await?;
-    cluster.wait_for_no_processes().await?;
-    assert_eq!(cluster.relay.relay().terminal_sessions(), 0);
-    Ok(())
+    contract::a_normal_close_ends_the_shell_and_it_cannot_be_resumed(
+        cluster.relay.relay(),
+        shell(&cluster, "alice"),
+    )
+    .await?;
+    cluster.wait_for_no_processes().await
 }
 
 #[tokio::test]
 async fn reconnect_within_grace_resumes_the_same_shell() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let (mut client, session) = open_shell(&cluster, WEB).await?;
-    client.type_line("export MARK=kept-$((6*7))").await?;
-    client.type_line("echo set").await?;
-    client.read_until("set\r\n").await?;
-    let position = client.received;
-    client.drop_connection();
-    let mut again = cluster
-        .open(&format!("{WEB}?session={session}&position={position}"))
-        .await?;
-    let (resumed_session, at, resumed) = again.connected().await?;
-    assert_eq!(
-        (resumed_session, at, resumed),
-        (session, Position::count(position), true)
-    );
-    again.type_line("echo $MARK").await?;
-    again.read_until("kept-42").await?;
+    contract::reconnect_within_grace_resumes_the_same_shell(shell(&cluster, "alice")).await?;
+    // Dropped, the connection leaves the shell running for its grace period.
     assert_eq!(cluster.emulator.live_processes(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn another_user_cannot_resume_a_session() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::another_user_cannot_resume_a_session(shell(&cluster, "alice"), shell(&cluster, "bob"))
+        .await
+}
+
+#[tokio::test]
+async fn resuming_beyond_the_end_is_refused_and_the_session_survives() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::resuming_beyond_the_end_is_refused_and_the_session_survives(shell(&cluster, "alice"))
+        .await
+}
+
+#[tokio::test]
+async fn a_second_connection_takes_the_session_over() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::a_second_connection_takes_the_session_over(shell(&cluster, "alice")).await
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped_into_the_grace_period() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start_with(contract::FAST_PINGS).await?;
+    contract::a_peer_that_stops_answering_pings_is_dropped_into_the_grace_period(shell(
+        &cluster, "alice",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn malformed_frames_get_error_frames_and_the_session_goes_on() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::malformed_frames_get_error_frames_and_the_session_goes_on(shell(&cluster, "alice"))
+        .await
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_closes_with_a_reason_and_the_session_survives() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::invalid_utf8_text_closes_with_a_reason_and_the_session_survives(shell(
+        &cluster, "alice",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_frame_beyond_four_times_the_limit_closes_with_1009_and_the_session_survives()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start_with(contract::SMALL_FRAMES).await?;
+    contract::a_frame_beyond_four_times_the_limit_closes_with_1009_and_the_session_survives(shell(
+        &cluster, "alice",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_flow_controlled_terminal_sends_one_window_until_acknowledged() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(contract::BIG_RING).await?;
+    contract::a_flow_controlled_terminal_sends_one_window_until_acknowledged(
+        cluster.relay.relay(),
+        shell(&cluster, "alice"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_bad_flow_parameter_is_refused_with_what_to_send() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::a_bad_flow_parameter_is_refused_with_what_to_send(shell(&cluster, "alice")).await
+}
+
+// Issue 11: a flow-controlled pod terminal dropped with a window in flight resumes
+// byte-exact.
+#[tokio::test]
+async fn a_flow_controlled_resume_with_a_window_in_flight_is_byte_exact() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::flow_controlled_resume_is_byte_exact(cluster.relay.relay(), shell(&cluster, "alice"))
+        .await
+}
+
+// Pods only.
 
 #[tokio::test]
 async fn missing_pods_containers_and_stopped_pods_are_refused_with_reasons() -> anyhow::Result<()> {
@@ -175,7 +206,8 @@ async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow
     let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/imp/prod/db-1/db").await?;
     assert_eq!(code, 4403, "{reason}");
     assert!(reason.contains(r#"User "alice" cannot"#), "{reason}");
-    let (mut client, _) = open_shell(&cluster, "/ws/k8s/exec/imp/dev/web-1/app").await?;
+    let imp = exec(&cluster, "alice", "/ws/k8s/exec/imp/dev/web-1/app");
+    let (mut client, _) = contract::open_new(&imp, "").await?;
     client.type_line("echo as-alice").await?;
     client.read_until("as-alice").await?;
     let audit = cluster.emulator.audit_log();

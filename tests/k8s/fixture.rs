@@ -56,7 +56,8 @@ impl Cluster {
         Self::start_with("").await
     }
 
-    /// As [`Cluster::start`], with `extra` (tables such as `[limits]`) in the relay config.
+    /// As [`Cluster::start`], with `extra` (tables such as `[limits]` or `[keepalive]`) in
+    /// the relay config.
     pub async fn start_with(extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let p = dir.path();
@@ -94,10 +95,30 @@ impl Cluster {
         let bad_token = write("bad-token", "not-a-token-the-cluster-knows\n")?;
         let url = emulator.url();
         let clusters = format!(
-            "[[k8s_clusters]]\nid = \"main\"\nlabel = \"Main\"\nkubeconfig = \"{main}\"\n\
-             [[k8s_clusters]]\nid = \"imp\"\nkubeconfig = \"{imp}\"\nimpersonate = true\n\
-             [[k8s_clusters]]\nid = \"certs\"\napi_url = \"{url}\"\nca_file = \"{ca}\"\nclient_cert_file = \"{cert}\"\nclient_key_file = \"{key}\"\n\
-             [[k8s_clusters]]\nid = \"badcreds\"\napi_url = \"{url}\"\nca_file = \"{ca}\"\ntoken_file = \"{bad}\"\n",
+            r#"
+[[k8s_clusters]]
+id = "main"
+label = "Main"
+kubeconfig = "{main}"
+
+[[k8s_clusters]]
+id = "imp"
+kubeconfig = "{imp}"
+impersonate = true
+
+[[k8s_clusters]]
+id = "certs"
+api_url = "{url}"
+ca_file = "{ca}"
+client_cert_file = "{cert}"
+client_key_file = "{key}"
+
+[[k8s_clusters]]
+id = "badcreds"
+api_url = "{url}"
+ca_file = "{ca}"
+token_file = "{bad}"
+"#,
             main = main.display(),
             imp = imp.display(),
             ca = ca.display(),
@@ -106,10 +127,26 @@ impl Cluster {
             bad = bad_token.display(),
         );
         // The harness's event timeout restarts at every ping: without pings, a missing
-        // event fails the test after that timeout instead of waiting forever.
-        let quiet = "[keepalive]\nping_interval = \"1h\"\npeer_timeout = \"2h\"\n";
-        let grants = "[[grants]]\ngroups = [\"ops\"]\nk8s = [\"*\"]\n\
-                      [[grants]]\nusers = [\"bob\"]\nk8s = [\"main/dev\"]\n";
+        // event fails the test after that timeout instead of waiting forever (unless
+        // `extra` sets its own keepalive).
+        let quiet = if extra.contains("[keepalive]") {
+            ""
+        } else {
+            r#"
+[keepalive]
+ping_interval = "1h"
+peer_timeout = "2h"
+"#
+        };
+        let grants = r#"
+[[grants]]
+groups = ["ops"]
+k8s = ["*"]
+
+[[grants]]
+users = ["bob"]
+k8s = ["main/dev"]
+"#;
         let relay = TestRelay::start(&format!(
             "{extra}\n{quiet}\n{}\n{grants}\n{clusters}",
             users_toml()

@@ -3,7 +3,7 @@
 use common::Position;
 use common::resume::ResumeQuery;
 use common::server::{StatusKind, StreamEvent};
-use opsdeck_tests::client::WsClient;
+use opsdeck_tests::client::{Connected, WsClient};
 
 use crate::fixture::{Cluster, refusal};
 
@@ -55,7 +55,9 @@ async fn tail_lines_then_new_lines_as_they_are_written() -> anyhow::Result<()> {
         ],
     )?;
     let mut client = cluster.open(&format!("{WEB}?tail_lines=2")).await?;
-    let (_, position, resumed) = client.connected().await?;
+    let Connected {
+        position, resumed, ..
+    } = client.connected().await?;
     assert_eq!((position, resumed), (Position::default(), false));
     let (got, position) = lines(&mut client, 2, None).await?;
     assert_eq!(got, ["two 四", "three ✓"]);
@@ -122,7 +124,11 @@ async fn a_reconnect_with_the_position_gets_exactly_the_missed_lines() -> anyhow
     let mut again = cluster
         .open(&format!("{WEB}?tail_lines=1&{}", resume.to_query()))
         .await?;
-    let (_, at, resumed) = again.connected().await?;
+    let Connected {
+        position: at,
+        resumed,
+        ..
+    } = again.connected().await?;
     assert_eq!((at, resumed), (position, true));
     assert_eq!(lines(&mut again, 2, None).await?.0, ["c", "d"]);
     cluster.emulator.append_log("dev", "web-1", "app", "live")?;
@@ -238,7 +244,13 @@ async fn log_refusals_carry_the_reason() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn long_lines_are_cut_at_a_character_boundary_with_a_marker() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with("[k8s]\nmax_line_bytes = 1024\n").await?;
+    let cluster = Cluster::start_with(
+        r#"
+[k8s]
+max_line_bytes = 1024
+"#,
+    )
+    .await?;
     // 3000 bytes of three-byte characters: the cap falls inside the 338th.
     let long = "你".repeat(1000);
     cluster.write_log(
@@ -307,4 +319,44 @@ async fn a_dropped_connection_cancels_the_api_log_request_too() -> anyhow::Resul
 
     client.drop_connection();
     cluster.wait_for_log_follows(0).await
+}
+
+// Issue 11: a viewer away while the container restarted resumes with the rest of the
+// earlier instance's log, then the new instance's, every line once.
+#[tokio::test]
+async fn a_resume_across_a_restart_gets_the_rest_of_the_earlier_log_then_the_new_one()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut client = cluster.open(WEB).await?;
+    client.connected().await?;
+    let log = |text: &str| cluster.emulator.append_log("dev", "web-1", "app", text);
+    log("a")?;
+    log("b")?;
+    let (got, position) = lines(&mut client, 2, None).await?;
+    assert_eq!(got, ["a", "b"]);
+    client.drop_connection();
+
+    log("c, written while away")?;
+    assert_eq!(
+        cluster.emulator.restart_container("dev", "web-1", "app")?,
+        1
+    );
+    log("d, in the new instance")?;
+    let resume = ResumeQuery {
+        position: Some(position.clone()),
+        ..ResumeQuery::default()
+    };
+    let mut again = cluster
+        .open(&format!("{WEB}?{}", resume.to_query()))
+        .await?;
+    again.connected().await?;
+    let (kind, message) = status(&mut again).await?;
+    assert_eq!(kind, StatusKind::ContainerRestarted, "{message}");
+    assert_eq!(
+        lines(&mut again, 2, None).await?.0,
+        ["c, written while away", "d, in the new instance"]
+    );
+    log("e, live")?;
+    assert_eq!(lines(&mut again, 1, None).await?.0, ["e, live"]);
+    Ok(())
 }

@@ -1,8 +1,13 @@
 //! The chat room: messages with user and time, a presence list, Enter to send, and
 //! auto-scroll that stops while the user reads further up.
+//!
+//! Each message is sent with a random `client_id` and shown as pending (below the room)
+//! until the relay acknowledges it with a `sent` frame; after a reconnect the pending ones
+//! are sent again with the same ids, which the relay stores at most once. A refused one
+//! stays, with the reason and a button to send it again.
 
 use common::ClientFrame;
-use common::chat::{ChatBody, ChatEvent, ChatRequest, ChatUser};
+use common::chat::{ChatBody, ChatEvent, ChatRequest, ChatUser, ClientId};
 use common::server::StreamEvent;
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -25,6 +30,31 @@ struct Line {
     mine: bool,
 }
 
+/// A message sent and not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    client_id: ClientId,
+    text: String,
+    /// Why the relay refused it, when it did (it is sent again after a reconnect).
+    refused: Option<String>,
+}
+
+impl Pending {
+    fn frame(&self) -> ClientFrame {
+        ClientFrame::Chat(ChatRequest::Message {
+            message: self.text.clone(),
+            client_id: Some(self.client_id.clone()),
+        })
+    }
+}
+
+/// A new random client id: 24 hex digits (96 random bits).
+fn new_client_id() -> ClientId {
+    let part = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+    let id = format!("c{:08x}{:08x}{:08x}", part(), part(), part());
+    ClientId::new(id).unwrap_or_else(|_| unreachable!("hex digits are a valid client id"))
+}
+
 /// The room: the stream, the message list and its scrolling; the composer and the presence
 /// list are components of their own.
 #[component]
@@ -36,6 +66,7 @@ pub fn ChatPage(room: String) -> impl IntoView {
     let lines = RwSignal::new(Vec::<Line>::new());
     let presence = RwSignal::new(Vec::<ChatUser>::new());
     let my_uid = RwSignal::new(None::<String>);
+    let pending = RwSignal::new(Vec::<Pending>::new());
     let stick = RwSignal::new(true);
     let unread = RwSignal::new(0usize);
     let list = NodeRef::<Div>::new();
@@ -44,6 +75,28 @@ pub fn ChatPage(room: String) -> impl IntoView {
     let stream = Stream::open(path, move |stream, incoming| match incoming {
         Incoming::Event(StreamEvent::Connected { .. }) => {
             stream.send(&ClientFrame::Chat(ChatRequest::UserInfo));
+            // Whatever was not acknowledged goes again, with the same ids: the relay stores
+            // each at most once and acknowledges it with its id.
+            pending.update(|p| {
+                for message in p.iter_mut() {
+                    message.refused = None;
+                    stream.send(&message.frame());
+                }
+            });
+        }
+        Incoming::Event(StreamEvent::Sent { client_id, .. }) => {
+            pending.update(|p| p.retain(|m| m.client_id != client_id));
+        }
+        Incoming::Event(StreamEvent::Error {
+            client_id: Some(client_id),
+            message,
+            ..
+        }) => {
+            pending.update(|p| {
+                if let Some(m) = p.iter_mut().find(|m| m.client_id == client_id) {
+                    m.refused = Some(message);
+                }
+            });
         }
         Incoming::Chat(event) => {
             let username =
@@ -80,6 +133,7 @@ pub fn ChatPage(room: String) -> impl IntoView {
     });
     let closing = stream.clone();
     on_cleanup(move || closing.close());
+    let resend = stream.clone();
 
     let on_scroll = move |_| {
         if let Some(el) = list.get_untracked() {
@@ -109,13 +163,20 @@ pub fn ChatPage(room: String) -> impl IntoView {
                         <For each=move || lines.get() key=|l| l.key.clone() let:line>
                             {render_line(line)}
                         </For>
+                        <For
+                            each=move || pending.get()
+                            key=|p| (p.client_id.clone(), p.refused.clone())
+                            let:message
+                        >
+                            {render_pending(message, resend.clone())}
+                        </For>
                     </div>
                     <Show when=move || { unread.get() > 0 }>
                         <button id="chat-jump" type="button" on:click=jump>
                             {move || format!("{} new ↓", unread.get())}
                         </button>
                     </Show>
-                    <MessageComposer stream stick />
+                    <MessageComposer stream=stream.clone() stick pending />
                 </div>
                 <PresenceList presence=presence.read_only() />
             </div>
@@ -124,10 +185,15 @@ pub fn ChatPage(room: String) -> impl IntoView {
     .into_any()
 }
 
-/// The message box: Enter sends (Shift+Enter and IME composition do not), and says so when
-/// the message could not be sent. Sending follows the room to its bottom again (`stick`).
+/// The message box: Enter sends (Shift+Enter and IME composition do not). The message is
+/// pending until acknowledged; while disconnected it waits and goes on the reconnect.
+/// Sending follows the room to its bottom again (`stick`).
 #[component]
-fn MessageComposer(stream: Stream, stick: RwSignal<bool>) -> impl IntoView {
+fn MessageComposer(
+    stream: Stream,
+    stick: RwSignal<bool>,
+    pending: RwSignal<Vec<Pending>>,
+) -> impl IntoView {
     let draft = RwSignal::new(String::new());
     let send_error = RwSignal::new(None::<String>);
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
@@ -139,13 +205,21 @@ fn MessageComposer(stream: Stream, stick: RwSignal<bool>) -> impl IntoView {
         if message.trim().is_empty() {
             return;
         }
-        if stream.send(&ClientFrame::Chat(ChatRequest::Message { message })) {
-            draft.set(String::new());
+        let message = Pending {
+            client_id: new_client_id(),
+            text: message,
+            refused: None,
+        };
+        if stream.send(&message.frame()) {
             send_error.set(None);
-            stick.set(true);
         } else {
-            send_error.set(Some("Not connected: the message was not sent.".to_owned()));
+            send_error.set(Some(
+                "Not connected: the message will be sent when the room is back.".to_owned(),
+            ));
         }
+        pending.update(|p| p.push(message));
+        draft.set(String::new());
+        stick.set(true);
     };
 
     view! {
@@ -174,6 +248,41 @@ fn PresenceList(presence: ReadSignal<Vec<ChatUser>>) -> impl IntoView {
                 </For>
             </ul>
         </aside>
+    }
+}
+
+/// A message not yet acknowledged: "sending…", or why it was refused and a button to send
+/// it again (with the same id).
+fn render_pending(message: Pending, stream: Stream) -> impl IntoView {
+    let frame = message.frame();
+    let status = match &message.refused {
+        Some(why) => why.clone(),
+        None => "sending…".to_owned(),
+    };
+    let refused = message.refused.is_some();
+    view! {
+        <div
+            class="chat-message mine chat-pending"
+            class:refused=refused
+            data-client-id=message.client_id.to_string()
+        >
+            <span class="chat-text">{message.text}</span>
+            <span class="chat-pending-status">{status}</span>
+            {refused
+                .then(|| {
+                    view! {
+                        <button
+                            class="chat-resend"
+                            type="button"
+                            on:click=move |_| {
+                                stream.send(&frame);
+                            }
+                        >
+                            "Send again"
+                        </button>
+                    }
+                })}
+        </div>
     }
 }
 

@@ -246,15 +246,32 @@ impl Attachment for ChatAttachment {
 
     async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {
         match input {
-            Inbound::Frame(ClientFrame::Chat(ChatRequest::Message { message })) => self
-                .hub
-                .post(&self.room, &self.user, message)
-                .await
-                .map(|_| ())
-                .map_err(|e| InputRefused {
-                    code: e.code(),
-                    message: e.to_string(),
-                }),
+            Inbound::Frame(ClientFrame::Chat(ChatRequest::Message { message, client_id })) => {
+                let posted = self
+                    .hub
+                    .post(&self.room, &self.user, message, client_id.as_ref())
+                    .await;
+                match (posted, client_id) {
+                    (Ok(_), None) => Ok(()),
+                    (Ok(id), Some(client_id)) => {
+                        self.pending.push_back(Outbound::Text(
+                            StreamEvent::Sent {
+                                client_id,
+                                id: id.to_string(),
+                            }
+                            .into(),
+                        ));
+                        Ok(())
+                    }
+                    (Err(e), client_id) => Err(InputRefused {
+                        code: e.code(),
+                        message: client_id
+                            .as_ref()
+                            .map_or_else(|| e.to_string(), |id| e.for_client(id)),
+                        client_id,
+                    }),
+                }
+            }
             Inbound::Frame(ClientFrame::Chat(ChatRequest::UserInfo)) => {
                 self.pending
                     .push_back(chat_frame(None, ChatBody::UserInfo(self.user.clone())));

@@ -119,11 +119,22 @@ pub enum Inbound {
 pub struct InputRefused {
     pub code: ErrorCode,
     pub message: String,
+    /// The client's id of the chat message refused, when it gave one.
+    pub client_id: Option<common::chat::ClientId>,
 }
 
 impl InputRefused {
     pub fn not_accepted(what: &'static str) -> Self {
         Self::from(common::FrameError::NotAccepted(what))
+    }
+
+    /// A well-formed frame that makes no sense here (e.g. an ack beyond what was sent).
+    pub fn bad_frame(message: String) -> Self {
+        Self {
+            code: ErrorCode::BadFrame,
+            message,
+            client_id: None,
+        }
     }
 }
 
@@ -137,6 +148,7 @@ impl From<common::FrameError> for InputRefused {
         Self {
             code,
             message: e.to_string(),
+            client_id: None,
         }
     }
 }

@@ -15,7 +15,9 @@ use crate::redis_link::{RedisLink, RedisUnavailable};
 pub const BLOCK: Duration = Duration::from_secs(10);
 
 /// Runs `command` on the shared connection; once more if the connection had dropped
-/// (Redis restarted): the first try then never reached Redis, so nothing is done twice.
+/// (Redis restarted). Only for commands that may run twice (reads, SET, EXPIRE): after a
+/// broken connection one cannot know whether the first try ran. See `chat::redis_room`
+/// for XADD.
 pub async fn query<T: redis::FromRedisValue>(
     link: &RedisLink,
     command: &redis::Cmd,

@@ -21,12 +21,14 @@ impl StreamOpener for JobEndpoint {
     type Resolved = ();
     const BACKEND: BackendKind = BackendKind::Job;
 
-    fn target(&self, _config: &Config) -> Result<(TargetRef, ()), Close> {
-        if job::valid_token(&self.token) {
-            Ok((TargetRef::Job, ()))
-        } else {
-            Err(Close::bad_request(job::token_rule()))
-        }
+    fn target(&self, config: &Config) -> Result<(TargetRef, ()), Close> {
+        // The token is a bearer capability: the refusal never repeats it, the log shows
+        // only its first characters.
+        job::check_token(&self.token, config.jobs.min_token_length).map_err(|e| {
+            tracing::debug!(token = %job::token_prefix(&self.token), "job token refused: {e}");
+            Close::from(e)
+        })?;
+        Ok((TargetRef::Job, ()))
     }
 
     async fn open(&self, p: &Prelude<'_>, (): ()) -> Result<Opened, Close> {
@@ -38,11 +40,11 @@ impl StreamOpener for JobEndpoint {
                 .parse()
                 .map_err(|e| Close::bad_request(format!("position: {e}")))?,
         };
-        let Some(link) = &p.state.redis else {
+        let Some(hub) = &p.state.jobs else {
             return Err(Close::unavailable(
                 "job output needs Redis: configure [redis] url",
             ));
         };
-        Ok(job::follow_job(link, &p.config.jobs, &self.token, after).await?)
+        Ok(job::follow_job(hub, &p.config.jobs, &self.token, after).await?)
     }
 }

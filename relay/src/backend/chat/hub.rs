@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::CloseCode;
-use common::chat::{ChatMessage, ChatUser};
+use common::chat::{ChatMessage, ChatUser, ClientId};
 use common::server::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use super::rate::RateLimiter;
-use super::redis_room::{self, RedisRooms, RoomEntry};
+use super::redis_room::{self, RedisRooms, RoomEntry, SendFailure};
 use super::room::{Entry, Notice, Room};
 use crate::backend::redis_stream::now_ms;
 use crate::backend::stream_id::StreamId;
@@ -32,6 +32,12 @@ pub enum ChatError {
     Empty,
     #[error("your message was NOT sent: {0}; send it again when the room is back")]
     NotSent(RedisUnavailable),
+    /// Only for messages with a client id: Redis failed while storing it and could not be
+    /// asked again. It is stored at most once; sending it again with the same id says which.
+    #[error(
+        "your message is NOT confirmed: Redis failed while storing it ({0}); send it again with the same client_id: it is never stored twice, and you get its id"
+    )]
+    Unconfirmed(RedisUnavailable),
     #[error("the chat room cannot be opened: {0}; try again shortly")]
     Unavailable(RedisUnavailable),
 }
@@ -39,7 +45,9 @@ pub enum ChatError {
 impl CloseCause for ChatError {
     fn close_code(&self) -> CloseCode {
         match self {
-            Self::NotSent(_) | Self::Unavailable(_) => CloseCode::BackendUnavailable,
+            Self::NotSent(_) | Self::Unconfirmed(_) | Self::Unavailable(_) => {
+                CloseCode::BackendUnavailable
+            }
             Self::RateLimited(_) | Self::TooLarge { .. } | Self::Empty => CloseCode::BadRequest,
         }
     }
@@ -51,7 +59,26 @@ impl ChatError {
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Empty => ErrorCode::BadFrame,
-            Self::NotSent(_) | Self::Unavailable(_) => ErrorCode::Backend,
+            Self::NotSent(_) | Self::Unconfirmed(_) | Self::Unavailable(_) => ErrorCode::Backend,
+        }
+    }
+
+    /// What the error frame about the message sent with `client_id` says: which message,
+    /// and whether it was sent.
+    pub fn for_client(&self, client_id: &ClientId) -> String {
+        match self {
+            Self::NotSent(e) | Self::Unavailable(e) => format!(
+                "your message {:?} was NOT sent: {e}; send it again with the same client_id when the room is back",
+                client_id.as_str()
+            ),
+            Self::Unconfirmed(e) => format!(
+                "your message {:?} is NOT confirmed: Redis failed while storing it ({e}); send it again with the same client_id: it is never stored twice, and you get its id",
+                client_id.as_str()
+            ),
+            other => format!(
+                "your message {:?} was NOT sent: {other}",
+                client_id.as_str()
+            ),
         }
     }
 }
@@ -71,6 +98,7 @@ pub struct ChatHub {
     limiter: RateLimiter,
     history: usize,
     max_message_bytes: usize,
+    dedupe_ttl: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -95,6 +123,7 @@ impl ChatHub {
             limiter: RateLimiter::new(config.rate_burst, config.rate_interval),
             history: config.history,
             max_message_bytes: config.max_message_bytes,
+            dedupe_ttl: config.dedupe_ttl,
             metrics,
         })
     }
@@ -234,11 +263,14 @@ impl ChatHub {
     }
 
     /// Posts a message as `user`; it reaches every viewer, the poster included, with its id.
+    /// With a `client_id`, a message `user` already sent with it is not posted again: its
+    /// id is returned (and no rate limit applies to that repeat).
     pub async fn post(
         &self,
         room: &Room,
         user: &ChatUser,
         text: String,
+        client_id: Option<&ClientId>,
     ) -> Result<StreamId, ChatError> {
         if text.len() > self.max_message_bytes {
             return Err(ChatError::TooLarge {
@@ -249,6 +281,18 @@ impl ChatHub {
         if text.trim().is_empty() {
             return Err(ChatError::Empty);
         }
+        if let Some(client_id) = client_id {
+            let earlier = match &self.redis {
+                None => room.sent_id(&(user.uid.clone(), client_id.clone()), self.dedupe_ttl),
+                Some(redis) => redis
+                    .sent_id(&room.id, &user.uid, client_id)
+                    .await
+                    .map_err(ChatError::NotSent)?,
+            };
+            if let Some(id) = earlier {
+                return Ok(id);
+            }
+        }
         self.limiter
             .take(&user.uid, Instant::now())
             .map_err(ChatError::RateLimited)?;
@@ -258,12 +302,26 @@ impl ChatHub {
             message: text,
             time: crate::auth::unix_now(),
         };
-        match &self.redis {
-            None => Ok(room.append_new(message, now_ms())),
-            Some(redis) => redis
+        match (&self.redis, client_id) {
+            (None, None) => Ok(room.append_new(message, now_ms())),
+            (None, Some(client_id)) => {
+                let key = (user.uid.clone(), client_id.clone());
+                Ok(room
+                    .append_new_once(key, message, now_ms(), self.dedupe_ttl)
+                    .0)
+            }
+            (Some(redis), None) => redis
                 .add(&room.id, &RoomEntry::Message(message))
                 .await
                 .map_err(ChatError::NotSent),
+            (Some(redis), Some(client_id)) => redis
+                .add_message_once(&room.id, client_id, &message, self.dedupe_ttl)
+                .await
+                .map(|(id, _)| id)
+                .map_err(|e| match e {
+                    SendFailure::NotSent(e) => ChatError::NotSent(e),
+                    SendFailure::Unconfirmed(e) => ChatError::Unconfirmed(e),
+                }),
         }
     }
 

@@ -6,6 +6,11 @@
 //!   `leave`), `uid`, `username`, `message`, `time` (Unix seconds). The entry id is the
 //!   message's position: a client reconnecting with `?since=<id>` reads what followed from
 //!   the stream (`XRANGE`), so nothing published while it was away is missed (no pub/sub gap).
+//! - `<prefix><room>:sent:<uid>:<client_id>`: the id of the message the user `uid` sent
+//!   with that client id, expiring after `chat.dedupe_ttl`. One Lua script checks it, adds
+//!   the message and sets it (scripts run whole or not at all), so a message is stored at
+//!   most once per user, room and client id whichever relay it is sent through and however
+//!   often; a send whose reply was lost is simply sent again.
 //! - `<prefix><room>:presence`: a sorted set of `[relay, uid, username]` (JSON) scored by
 //!   when the entry expires (Unix ms). Each relay refreshes its own entries every third of
 //!   `chat.presence_ttl`; entries of a relay that died expire on their own. The people in a
@@ -18,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::chat::{ChatMessage, ChatUser};
+use common::chat::{ChatMessage, ChatUser, ClientId};
 use common::server::StatusKind;
 use redis::streams::{StreamId as RedisEntry, StreamRangeReply};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +38,29 @@ use crate::redis_link::{Backoff, RedisLink, RedisUnavailable};
 
 /// Entries read at a time.
 pub const READ_COUNT: usize = 500;
+
+/// Checks the sender's idempotency key, adds the message and remembers its id, at once.
+/// KEYS: the stream, the idempotency key. ARGV: MAXLEN, uid, username, message, time,
+/// client id, TTL in seconds. Returns `[id, 1]` when added now, `[id, 0]` when sent before.
+const ADD_ONCE_SCRIPT: &str = r#"
+local prior = redis.call('GET', KEYS[2])
+if prior then return {prior, 0} end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'kind', 'message', 'uid', ARGV[2], 'username', ARGV[3], 'message', ARGV[4],
+  'time', ARGV[5], 'client_id', ARGV[6])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[7])
+return {id, 1}
+"#;
+
+/// Why a message sent with a client id has no id.
+#[derive(Debug)]
+pub enum SendFailure {
+    /// Certainly not stored by this send (Redis was not reached, or refused the script).
+    NotSent(RedisUnavailable),
+    /// The connection broke while the script ran, and Redis could not be asked again: it is
+    /// stored once or not at all, and sending it again with the same id tells which.
+    Unconfirmed(RedisUnavailable),
+}
 
 /// What one stream entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +101,88 @@ impl RedisRooms {
         format!("{}{room}:presence", self.prefix)
     }
 
+    fn sent_key(&self, room: &str, uid: &str, client_id: &ClientId) -> String {
+        format!("{}{room}:sent:{uid}:{client_id}", self.prefix)
+    }
+
+    /// The id of the message `uid` sent earlier with `client_id`, if it is remembered.
+    pub async fn sent_id(
+        &self,
+        room: &str,
+        uid: &str,
+        client_id: &ClientId,
+    ) -> Result<Option<StreamId>, RedisUnavailable> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.sent_key(room, uid, client_id));
+        let id: Option<String> = query(&self.link, &command).await?;
+        id.map(|id| self.parse_id(&id)).transpose()
+    }
+
+    fn parse_id(&self, id: &str) -> Result<StreamId, RedisUnavailable> {
+        id.parse().map_err(|e| {
+            self.link
+                .unavailable(protocol_error(format!("Redis returned the id {id:?}: {e}")))
+        })
+    }
+
+    /// Adds `message`, sent with `client_id`, unless its sender already sent one with that
+    /// id within `ttl`: returns the message's id and whether it was added now.
+    pub async fn add_message_once(
+        &self,
+        room: &str,
+        client_id: &ClientId,
+        message: &ChatMessage,
+        ttl: Duration,
+    ) -> Result<(StreamId, bool), SendFailure> {
+        let key = self.stream_key(room);
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(ADD_ONCE_SCRIPT)
+            .arg(2)
+            .arg(&key)
+            .arg(self.sent_key(room, &message.uid, client_id))
+            .arg(self.history)
+            .arg(&message.uid)
+            .arg(&message.username)
+            .arg(&message.message)
+            .arg(message.time)
+            .arg(client_id.as_str())
+            .arg(ttl.as_secs().max(1));
+        let mut conn = self.link.connection().await.map_err(SendFailure::NotSent)?;
+        let reply: (String, i64) = match command.query_async(&mut conn).await {
+            Ok(reply) => reply,
+            // The script may have run: it is idempotent, so run it again to learn its id.
+            Err(e) if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() => {
+                let mut conn = self
+                    .link
+                    .connection()
+                    .await
+                    .map_err(SendFailure::Unconfirmed)?;
+                command
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| SendFailure::Unconfirmed(self.link.unavailable(e)))?
+            }
+            // Redis answered with an error: the script did not run.
+            Err(e) => return Err(SendFailure::NotSent(self.link.unavailable(e))),
+        };
+        let id = self.parse_id(&reply.0).map_err(SendFailure::Unconfirmed)?;
+        if reply.1 == 1 {
+            self.trim_by_age(&key).await;
+        }
+        Ok((id, reply.1 == 1))
+    }
+
+    async fn trim_by_age(&self, key: &str) {
+        if let Some(age) = self.max_age {
+            let oldest = now_ms().saturating_sub(age.as_millis() as u64);
+            let mut trim = redis::cmd("XTRIM");
+            trim.arg(key).arg("MINID").arg("~").arg(oldest);
+            // Trimming by age is housekeeping: a failure here loses nothing.
+            let _ = query::<i64>(&self.link, &trim).await;
+        }
+    }
+
     /// Adds an entry to the room's stream; returns its id.
     pub async fn add(&self, room: &str, entry: &RoomEntry) -> Result<StreamId, RedisUnavailable> {
         let key = self.stream_key(room);
@@ -107,18 +217,13 @@ impl RedisRooms {
             .arg(text)
             .arg("time")
             .arg(time);
-        let id: String = query(&self.link, &command).await?;
-        if let Some(age) = self.max_age {
-            let oldest = now_ms().saturating_sub(age.as_millis() as u64);
-            let mut trim = redis::cmd("XTRIM");
-            trim.arg(&key).arg("MINID").arg("~").arg(oldest);
-            // Trimming by age is housekeeping: a failure here loses nothing.
-            let _ = query::<i64>(&self.link, &trim).await;
-        }
-        id.parse().map_err(|e| {
-            self.link
-                .unavailable(protocol_error(format!("XADD returned {e}")))
-        })
+        // XADD is not idempotent, and a connection that breaks after sending it leaves
+        // open whether it ran: the entry carries a nonce, and a retry first looks for it.
+        let nonce = hex::encode(rand::random::<[u8; 12]>());
+        command.arg("nonce").arg(&nonce);
+        let id: String = add_once(&self.link, &key, &command, &nonce).await?;
+        self.trim_by_age(&key).await;
+        self.parse_id(&id)
     }
 
     /// The stream's newest and newest-deleted ids.
@@ -161,11 +266,6 @@ impl RedisRooms {
                 .arg(self.member(user))
                 .ignore();
         }
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now_ms())
-            .ignore();
         pipe.cmd("PEXPIRE")
             .arg(&key)
             .arg(self.presence_ttl.as_millis() as u64 * 2)
@@ -174,6 +274,30 @@ impl RedisRooms {
         pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.link.unavailable(e))
+    }
+
+    /// Removes the entries that were not refreshed in time (their relay died or lost
+    /// Redis) and returns the people who are now gone from the room: each removed by
+    /// exactly one relay (ZREM answers 1 once), so each `leave` is announced once.
+    pub async fn sweep_expired(&self, room: &str) -> Result<Vec<ChatUser>, RedisUnavailable> {
+        let script = redis::Script::new(SWEEP_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.presence_key(room)).arg(now_ms());
+        let mut conn = self.link.connection().await?;
+        let removed: Vec<String> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.link.unavailable(e))?;
+        let still_here = self.members(room).await?;
+        let mut gone: Vec<ChatUser> = removed
+            .iter()
+            .filter_map(|m| serde_json::from_str::<(String, String, String)>(m).ok())
+            .map(|(_, uid, username)| ChatUser { uid, username })
+            .filter(|user| !still_here.iter().any(|(_, u)| u.uid == user.uid))
+            .collect();
+        gone.sort_by(|a, b| a.uid.cmp(&b.uid));
+        gone.dedup_by(|a, b| a.uid == b.uid);
+        Ok(gone)
     }
 
     /// Removes `user`'s entry of this relay.
@@ -351,10 +475,35 @@ async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
 async fn refresh_once(rooms: Arc<RedisRooms>, room: Arc<Room>) {
     if let Err(e) = rooms.mark_present(&room.id, &room.people_here()).await {
         tracing::debug!(room = %room.id, "presence not refreshed: {e}");
+        return;
+    }
+    // People whose relay stopped refreshing them (a crash, a partition) leave the room
+    // for everyone, through the stream every relay follows.
+    match rooms.sweep_expired(&room.id).await {
+        Ok(gone) => {
+            for user in gone {
+                if let Err(e) = rooms.add(&room.id, &RoomEntry::Leave(user)).await {
+                    tracing::debug!(room = %room.id, "leave not announced: {e}");
+                }
+            }
+        }
+        Err(e) => tracing::debug!(room = %room.id, "presence not swept: {e}"),
     }
 }
 
-/// Refreshes this relay's presence entries until `stop`.
+/// Removes presence entries whose expiry has passed; returns those it removed.
+const SWEEP_SCRIPT: &str = r"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local removed = {}
+for _, member in ipairs(expired) do
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    table.insert(removed, member)
+  end
+end
+return removed
+";
+
+/// Refreshes this relay's presence entries (and sweeps expired ones) until `stop`.
 pub async fn refresh_presence(rooms: Arc<RedisRooms>, room: Arc<Room>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(rooms.presence_ttl / 3);
     loop {
@@ -362,5 +511,46 @@ pub async fn refresh_presence(rooms: Arc<RedisRooms>, room: Arc<Room>, stop: Can
             () = stop.cancelled() => return,
             _ = tick.tick() => refresh_once(rooms.clone(), room.clone()).await,
         }
+    }
+}
+
+/// Entries a retried XADD looks back through for its nonce (other writers may have added
+/// some since).
+const NONCE_LOOKBACK: usize = 100;
+
+/// Runs `xadd` once; if the connection broke, adds again only when the stream does not
+/// already hold the entry with `nonce` (so a message is never stored twice).
+async fn add_once(
+    link: &RedisLink,
+    key: &str,
+    xadd: &redis::Cmd,
+    nonce: &str,
+) -> Result<String, RedisUnavailable> {
+    let mut conn = link.connection().await?;
+    match xadd.query_async::<String>(&mut conn).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            let mut conn = link.connection().await?;
+            let recent: StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(NONCE_LOOKBACK)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| link.unavailable(e))?;
+            let landed = recent
+                .ids
+                .into_iter()
+                .find(|entry| entry.get::<String>("nonce").as_deref() == Some(nonce));
+            match landed {
+                Some(entry) => Ok(entry.id),
+                None => xadd
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| link.unavailable(e)),
+            }
+        }
+        other => other.map_err(|e| link.unavailable(e)),
     }
 }

@@ -7,8 +7,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use common::chat::{ChatMessage, ChatUser};
+use common::chat::{ChatMessage, ChatUser, ClientId};
 use common::server::StatusKind;
 use tokio::sync::{broadcast, watch};
 
@@ -47,6 +48,32 @@ pub struct Room {
     notices: broadcast::Sender<Notice>,
     /// User id → (user, connections to this room on this relay).
     here: Mutex<HashMap<String, (ChatUser, usize)>>,
+    /// Memory mode: the ids of messages recently sent with a client id.
+    sent: Mutex<SentIds>,
+}
+
+/// Who sent a message with which client id: one user's ids never block another's.
+pub type SentKey = (String, ClientId);
+
+/// The messages recently sent with a client id, oldest first, at most `capacity` of them
+/// and none older than the dedupe TTL.
+struct SentIds {
+    ids: HashMap<SentKey, StreamId>,
+    order: VecDeque<(Instant, SentKey)>,
+    capacity: usize,
+}
+
+impl SentIds {
+    fn forget_old(&mut self, ttl: Duration, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if self.order.len() <= self.capacity && now.duration_since(*at) < ttl {
+                break;
+            }
+            if let Some((_, key)) = self.order.pop_front() {
+                self.ids.remove(&key);
+            }
+        }
+    }
 }
 
 struct Ring {
@@ -69,7 +96,45 @@ impl Room {
             latest: watch::Sender::new(floor),
             notices,
             here: Mutex::new(HashMap::new()),
+            sent: Mutex::new(SentIds {
+                ids: HashMap::new(),
+                order: VecDeque::new(),
+                capacity: crate::config::MEMORY_DEDUPE_IDS,
+            }),
         }
+    }
+
+    fn sent(&self) -> MutexGuard<'_, SentIds> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of the message sent earlier with `key`, if it is still remembered.
+    pub fn sent_id(&self, key: &SentKey, ttl: Duration) -> Option<StreamId> {
+        let mut sent = self.sent();
+        sent.forget_old(ttl, Instant::now());
+        sent.ids.get(key).copied()
+    }
+
+    /// Memory mode: adds the message unless one was sent with `key` within `ttl`; returns
+    /// the message's id and whether it was added now.
+    pub fn append_new_once(
+        &self,
+        key: SentKey,
+        message: ChatMessage,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> (StreamId, bool) {
+        let mut sent = self.sent();
+        let now = Instant::now();
+        sent.forget_old(ttl, now);
+        if let Some(id) = sent.ids.get(&key) {
+            return (*id, false);
+        }
+        let id = self.append_new(message, now_ms);
+        sent.ids.insert(key.clone(), id);
+        sent.order.push_back((now, key));
+        sent.forget_old(ttl, now);
+        (id, true)
     }
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
@@ -230,6 +295,27 @@ mod tests {
         };
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].1.message, "new");
+    }
+
+    #[test]
+    fn a_client_id_is_stored_once_per_user_and_forgotten_beyond_the_bound() {
+        let room = Room::new("r", 10, StreamId::ZERO);
+        let ttl = Duration::from_secs(3600);
+        let key = |uid: &str, id: &str| (uid.to_owned(), ClientId::new(id).unwrap());
+        let (first, added) = room.append_new_once(key("1", "a"), message("x"), 1000, ttl);
+        assert!(added);
+        let (again, added) = room.append_new_once(key("1", "a"), message("x"), 1000, ttl);
+        assert_eq!((again, added), (first, false));
+        assert_eq!(room.sent_id(&key("1", "a"), ttl), Some(first));
+        // Another user's message with the same client id is theirs.
+        let (other, added) = room.append_new_once(key("2", "a"), message("y"), 1000, ttl);
+        assert!(added && other != first);
+        // Beyond the bound, the oldest ids are forgotten.
+        for i in 0..crate::config::MEMORY_DEDUPE_IDS {
+            room.append_new_once(key("3", &i.to_string()), message("z"), 1000, ttl);
+        }
+        assert_eq!(room.sent_id(&key("1", "a"), ttl), None);
+        assert_eq!(room.sent_id(&key("2", "a"), Duration::ZERO), None);
     }
 
     #[test]

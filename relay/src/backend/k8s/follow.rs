@@ -134,6 +134,37 @@ impl Follow {
         let _ = self.run_until_gone(&mut body, &out).await;
     }
 
+    /// For a resume whose position lies in an earlier instance of the container: says
+    /// so, names what is no longer kept (`lost`, as a `gap`), sends the previous
+    /// instance's lines after the position, then goes on as [`Follow::run`] with `body`
+    /// (the current instance's log from its start).
+    pub async fn run_resumed_across_restart(
+        mut self,
+        mut body: LogBody,
+        out: mpsc::Sender<Outbound>,
+        lost: Option<String>,
+    ) {
+        let container = &self.path.container;
+        let message = format!(
+            "container {container} restarted while you were away (restart count {}); the rest of its earlier log comes first",
+            self.restart_count
+        );
+        let _ = async {
+            send(&out, status(StatusKind::ContainerRestarted, message)).await?;
+            if let Some(message) = lost {
+                let position = self.clock.position();
+                send(
+                    &out,
+                    Outbound::Text(StreamEvent::Gap { message, position }.into()),
+                )
+                .await?;
+            }
+            self.catch_up_previous(&out).await?;
+            self.run_until_gone(&mut body, &out).await
+        }
+        .await;
+    }
+
     async fn run_until_gone(
         &mut self,
         body: &mut LogBody,

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::error::K8sError;
 use super::follow::Follow;
-use super::position::{LineClock, LogPosition};
+use super::position::{LineClock, LogPosition, whole_second};
 use super::{ContainerPath, pod};
 use crate::backend::{Attachment, Hello, Opened, Outbound};
 use crate::close::Close;
@@ -48,6 +48,25 @@ pub async fn follow(
 ) -> Result<Opened, K8sError> {
     let found = pod::get(&api, path, limits.request_timeout).await?;
     let container = pod::container(&found, path)?;
+    // Away during a restart: the position lies in an earlier instance than the current.
+    let across_restart = match (&options.from, container.started_at) {
+        (Some(from), Some(started)) if !options.previous && container.restart_count > 0 => {
+            // `startedAt` counts whole seconds: a start in the position's second counts
+            // as after it (at worst a needless notice; the clock drops repeated lines).
+            (started >= whole_second(from.at)).then(|| {
+                // The instance before the current one started after the position too: the
+                // ones in between are gone (the API keeps one previous log).
+                match container.previous_started_at {
+                    Some(previous) if previous <= whole_second(from.at) => None,
+                    _ => Some(format!(
+                        "container {} restarted more than once since {}; the log of the instances in between is no longer kept",
+                        path.container, from.stamp
+                    )),
+                }
+            })
+        }
+        _ => None,
+    };
     let resumed = options.from.is_some();
     let clock = LineClock::new(options.from);
     let mut follow = Follow::new(api, path.clone(), clock, &container, limits.clone());
@@ -63,7 +82,10 @@ pub async fn follow(
         resumed,
     };
     let (out, frames) = mpsc::channel(LOG_QUEUE);
-    let task = tokio::spawn(follow.run(body, out));
+    let task = match across_restart {
+        Some(lost) => tokio::spawn(follow.run_resumed_across_restart(body, out, lost)),
+        None => tokio::spawn(follow.run(body, out)),
+    };
     Ok(Opened::new(hello, LogAttachment { frames, task }))
 }
 

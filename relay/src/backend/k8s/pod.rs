@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
 use super::ContainerPath;
@@ -17,6 +18,10 @@ pub struct ContainerState {
     pub restart_count: i32,
     /// Why the container is not running, or None when it is.
     pub not_running: Option<String>,
+    /// When the current instance started (running or terminated).
+    pub started_at: Option<Timestamp>,
+    /// When the instance before it started (`lastState.terminated`), if one is known.
+    pub previous_started_at: Option<Timestamp>,
 }
 
 impl ContainerState {
@@ -82,10 +87,30 @@ pub fn container(pod: &Pod, path: &ContainerPath) -> Result<ContainerState, K8sE
         None if phase == "Running" => None,
         None => Some(format!("the pod is {phase}")),
     };
+    let started_at = state.and_then(|state| {
+        state
+            .running
+            .as_ref()
+            .and_then(|r| r.started_at.as_ref())
+            .or_else(|| {
+                state
+                    .terminated
+                    .as_ref()
+                    .and_then(|t| t.started_at.as_ref())
+            })
+            .map(|t| t.0)
+    });
+    let previous_started_at = container
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|last| last.terminated.as_ref())
+        .and_then(|t| t.started_at.as_ref())
+        .map(|t| t.0);
     Ok(ContainerState {
         phase,
         restart_count,
         not_running,
+        started_at,
+        previous_started_at,
     })
 }
 
