@@ -42,19 +42,22 @@ pub fn client_frame(data: &[u8]) -> bool {
     std::str::from_utf8(data).is_ok_and(frame_round_trips)
 }
 
-/// A chat frame: the first line is the `action` (a JSON string), the rest the raw JSON of
-/// `data` (absent when empty), so the fuzzer works on the chat shapes.
+/// A chat frame: the first line is the `action` (a JSON string), the second the raw JSON of
+/// `data`, the third the raw JSON of `client_id` (each absent when missing or empty), so
+/// the fuzzer works on the chat shapes.
 pub fn chat_frame(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
-    let (action, rest) = text.split_once('\n').unwrap_or((text, ""));
-    let action = serde_json::Value::String(action.to_owned());
-    let frame = if rest.is_empty() {
-        format!(r#"{{"action":{action}}}"#)
-    } else {
-        format!(r#"{{"action":{action},"data":{rest}}}"#)
-    };
+    let mut lines = text.splitn(3, '\n');
+    let action = serde_json::Value::String(lines.next().unwrap_or_default().to_owned());
+    let mut frame = format!(r#"{{"action":{action}"#);
+    for (name, raw) in [("data", lines.next()), ("client_id", lines.next())] {
+        if let Some(raw) = raw.filter(|raw| !raw.is_empty()) {
+            frame.push_str(&format!(r#","{name}":{raw}"#));
+        }
+    }
+    frame.push('}');
     frame_round_trips(&frame)
 }
 
