@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamId as RedisEntry, StreamReadReply};
 
 use super::stream_id::StreamId;
@@ -22,15 +22,23 @@ pub async fn query<T: redis::FromRedisValue>(
     link: &RedisLink,
     command: &redis::Cmd,
 ) -> Result<T, RedisUnavailable> {
-    let mut conn = link.connection().await?;
-    match command.query_async(&mut conn).await {
-        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-            let mut conn = link.connection().await?;
-            command
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| link.unavailable(e))
-        }
+    retried(link, |mut conn| async move {
+        command.query_async(&mut conn).await
+    })
+    .await
+}
+
+/// Makes `attempt` on the shared connection; once more, on a fresh one, if the connection
+/// had dropped. For work that may run twice (see [`query`]).
+pub async fn retried<T, F, Fut>(link: &RedisLink, mut attempt: F) -> Result<T, RedisUnavailable>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    match attempt(link.connection().await?).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => attempt(link.connection().await?)
+            .await
+            .map_err(|e| link.unavailable(e)),
         other => other.map_err(|e| link.unavailable(e)),
     }
 }

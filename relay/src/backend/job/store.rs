@@ -239,17 +239,10 @@ async fn run<T: FromRedisValue>(
     link: &RedisLink,
     invocation: &ScriptInvocation<'_>,
 ) -> Result<T, RedisUnavailable> {
-    let mut conn = link.connection().await?;
-    match invocation.invoke_async(&mut conn).await {
-        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-            let mut conn = link.connection().await?;
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| link.unavailable(e))
-        }
-        other => other.map_err(|e| link.unavailable(e)),
-    }
+    redis_stream::retried(link, |mut conn| async move {
+        invocation.invoke_async(&mut conn).await
+    })
+    .await
 }
 
 /// How one job's list moved.
