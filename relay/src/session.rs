@@ -790,11 +790,12 @@ mod tests {
         sent
     }
 
-    // Issue 11: with acknowledgements nothing after the acknowledged offset is trimmed;
-    // the ring stops taking output instead, so a resume from there is exact.
-    #[tokio::test]
-    async fn unacknowledged_output_is_never_trimmed() {
-        let capacity = 128 * 1024;
+    /// A flow-controlled session, in a registry of `capacity`-byte rings, whose backend
+    /// has `output` ready at once; the attachment's hello is taken out.
+    fn flow_controlled_session(
+        capacity: usize,
+        output: Vec<u8>,
+    ) -> (Arc<TerminalRegistry>, SessionLabel, TerminalAttachment) {
         let registry = TerminalRegistry::new(
             Duration::from_secs(60),
             capacity,
@@ -806,9 +807,8 @@ mod tests {
             backend: BackendKind::Ssh,
             target: "ssh/box".into(),
         };
-        let total = 4 * capacity;
         let streams = TerminalStreams {
-            output: Box::new(Preloaded(Some(Bytes::from(vec![b'y'; total])))),
+            output: Box::new(Preloaded(Some(Bytes::from(output)))),
             input: Box::new(NoInput),
         };
         let reservation = registry.reserve("1").unwrap();
@@ -816,6 +816,16 @@ mod tests {
             .start(label.clone(), streams, reservation)
             .with_flow_control();
         attachment.pending.clear();
+        (registry, label, attachment)
+    }
+
+    // Issue 11: with acknowledgements nothing after the acknowledged offset is trimmed;
+    // the ring stops taking output instead, so a resume from there is exact.
+    #[tokio::test]
+    async fn unacknowledged_output_is_never_trimmed() {
+        let capacity = 128 * 1024;
+        let (registry, label, mut attachment) =
+            flow_controlled_session(capacity, vec![b'y'; 4 * capacity]);
         let session = attachment.session.clone();
         let id = session.id.clone();
         // The ring fills up with output nobody acknowledged, and stops there.
@@ -846,26 +856,8 @@ mod tests {
     #[tokio::test]
     async fn a_flow_controlled_terminal_sends_one_window_beyond_each_ack() {
         let total = 3 * FLOW_WINDOW;
-        let registry = TerminalRegistry::new(
-            Duration::from_secs(60),
-            8 << 20,
-            10,
-            Arc::new(Metrics::new()),
-        );
-        let label = SessionLabel {
-            owner_uid: "1".into(),
-            backend: BackendKind::Ssh,
-            target: "ssh/box".into(),
-        };
-        let streams = TerminalStreams {
-            output: Box::new(Preloaded(Some(Bytes::from(vec![b'x'; total as usize])))),
-            input: Box::new(NoInput),
-        };
-        let reservation = registry.reserve("1").unwrap();
-        let mut attachment = registry
-            .start(label, streams, reservation)
-            .with_flow_control();
-        attachment.pending.clear();
+        let (_registry, _, mut attachment) =
+            flow_controlled_session(8 << 20, vec![b'x'; total as usize]);
         let session = attachment.session.clone();
         loop {
             let woken = session.output_ready.notified();
