@@ -623,7 +623,8 @@ impl Config {
     }
 
     /// Weak settings that are valid but probably not what the operator wants; printed by
-    /// `check-config` and logged at start.
+    /// `check-config` and logged at start. (The demo's password hash in a config file is
+    /// not a warning: `load` refuses it.)
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let secret = if self.auth.jwt_secret.is_empty() {
@@ -645,20 +646,6 @@ impl Config {
                 "auth.cookie_secure is on and the relay listens on {} over plain HTTP: browsers drop Secure cookies there, so logins seem to work and then fall back to the login page. Serve it over HTTPS (a TLS proxy, listed in public_origins as https://...) or set cookie_secure = false for plain-HTTP development",
                 self.listen
             ));
-        }
-        let demo = Self::embedded_default();
-        for user in &self.auth.users {
-            if demo
-                .auth
-                .users
-                .iter()
-                .any(|d| d.password_hash == user.password_hash)
-            {
-                warnings.push(format!(
-                    "user {:?} has the demo password hash (password \"demo\"); set a real one with opsdeck-relay hash-password",
-                    user.username
-                ));
-            }
         }
         let dir = &self.static_dir;
         if dir.is_dir() && !dir.join("csp.txt").is_file() {
