@@ -463,10 +463,12 @@ async fn half_sent_requests_are_closed_after_the_header_timeout() -> anyhow::Res
     Ok(())
 }
 
-// #22: a drain makes /readyz answer 503 while open streams keep working; the shutdown
-// after it closes every socket with 1001 before `stopped` returns.
+// #22: a drain makes /readyz answer 503 while open streams keep working; once accepting
+// stops, new connections are refused and open streams still go on; the shutdown after it
+// closes every socket with 1001 before `stopped` returns.
 #[tokio::test]
-async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> anyhow::Result<()> {
+async fn a_drain_answers_readyz_503_then_refuses_new_connections_and_open_streams_go_on()
+-> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("app.log");
     std::fs::write(&log, "")?;
@@ -492,6 +494,22 @@ async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> a
     loop {
         if let StreamEvent::Lines { lines, .. } = viewer.next_frame().await?
             && lines.iter().any(|l| l.contains("written during the drain"))
+        {
+            break;
+        }
+    }
+
+    // After `shutdown.drain_delay`: new connections are refused, open streams go on.
+    relay.relay().stop_accepting();
+    let refused = reqwest::get(relay.http_url("/healthz")).await;
+    assert!(
+        refused.is_err(),
+        "a request after stop_accepting: {refused:?}"
+    );
+    std::fs::write(&log, "written during the drain\nafter accepting stopped\n")?;
+    loop {
+        if let StreamEvent::Lines { lines, .. } = viewer.next_frame().await?
+            && lines.iter().any(|l| l.contains("after accepting stopped"))
         {
             break;
         }
