@@ -1,6 +1,5 @@
 //! Real headless Chromium, driven through Debian's chromedriver (WebDriver).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,9 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::net;
 
 /// How long an expected page change may take before the test fails.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,17 +22,31 @@ pub struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver on a port it picks itself (`--port=0`) and reads it from the
+    /// line that announces it, so no other process can take the port in between.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = net::free_port()?;
         let mut child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("starting /usr/bin/chromedriver (install chromium-driver)")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        net::wait_for_listener(addr, &mut child, Duration::from_secs(20)).await?;
+        let stdout = child.stdout.take().context("chromedriver's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        const STARTED: &str = "was started successfully on port ";
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((_, port)) = line.split_once(STARTED) {
+                    return Ok(port.trim_end_matches('.').parse::<u16>()?);
+                }
+            }
+            bail!("chromedriver exited before it listened")
+        })
+        .await
+        .context("chromedriver did not say its port within 20 s")??;
+        // Its later output is not needed, but it must not fill the pipe and block it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             port,
             child,
