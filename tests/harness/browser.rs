@@ -121,21 +121,36 @@ pub async fn wait_for_js(
     }
 }
 
-/// The text of the terminal's rows (xterm.js DOM renderer).
+/// A JavaScript expression: the whole text of the terminal's buffer, scrollback included
+/// (the page itself holds only the visible rows), one line per line of output (rows that
+/// wrapped are joined again). The app puts the xterm.js `Terminal` on its element as
+/// `__opsdeckTerminal`.
+const TERMINAL_TEXT: &str = "(() => {
+    const host = document.querySelector('#terminal');
+    const terminal = host && host.__opsdeckTerminal;
+    if (!terminal) return '';
+    const buffer = terminal.buffer.active;
+    let text = '';
+    for (let i = 0; i < buffer.length; i++) {
+        const line = buffer.getLine(i);
+        if (!line) continue;
+        text += (i > 0 && !line.isWrapped ? '\\n' : '') + line.translateToString(true);
+    }
+    return text;
+})()";
+
+/// The whole text of the terminal's buffer (see [`TERMINAL_TEXT`]).
 pub async fn terminal_text(client: &Client) -> anyhow::Result<String> {
     let text = client
-        .execute(
-            "const rows = document.querySelector('#terminal .xterm-rows'); return rows ? rows.innerText : '';",
-            vec![],
-        )
+        .execute(&format!("return {TERMINAL_TEXT};"), vec![])
         .await?;
     Ok(text.as_str().unwrap_or_default().to_owned())
 }
 
-/// Waits until the terminal shows `needle`.
+/// Waits until the terminal's buffer holds `needle`; returns the buffer's text.
 pub async fn wait_for_terminal_text(client: &Client, needle: &str) -> anyhow::Result<String> {
     let script = format!(
-        "(document.querySelector('#terminal .xterm-rows')||{{innerText:''}}).innerText.includes({})",
+        "{TERMINAL_TEXT}.includes({})",
         serde_json::to_string(needle)?
     );
     wait_for_js(client, &format!("terminal text {needle:?}"), &script).await?;
