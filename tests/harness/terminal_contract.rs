@@ -540,11 +540,12 @@ where
 {
     let (mut client, _) = open_new(&open, "").await?;
     let oversized = format!("{{\"data\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let bad: [(&str, ErrorCode); 6] = [
+    let bad: [(&str, ErrorCode); 7] = [
         ("{not json", ErrorCode::BadFrame),
         (r#"{"launch": "missiles"}"#, ErrorCode::BadFrame),
         (r#"{"resize": [0, 80]}"#, ErrorCode::BadFrame),
         (r#"{"resize": [24, 1001]}"#, ErrorCode::BadFrame),
+        (r#"{"data": "x", "resize": [1, 1]}"#, ErrorCode::BadFrame),
         (
             r#"{"action": "message", "data": {"message": "hi"}}"#,
             ErrorCode::NotAccepted,

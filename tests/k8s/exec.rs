@@ -245,7 +245,8 @@ async fn missing_pods_containers_and_stopped_pods_are_refused_with_reasons() -> 
 }
 
 #[tokio::test]
-async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow::Result<()> {
+async fn cluster_credentials_refused_or_an_unreachable_api_server_is_4502_and_rbac_denial_is_4403()
+-> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/badcreds/dev/web-1/app").await?;
     assert_eq!(code, 4502, "{reason}");
@@ -253,6 +254,8 @@ async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow
         reason.contains("the relay's cluster credentials were refused"),
         "{reason}"
     );
+    let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/down/dev/web-1/app").await?;
+    assert_eq!(code, 4502, "an API server nobody answers for: {reason}");
     // Impersonating alice: the cluster lets her into dev only.
     let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/imp/prod/db-1/db").await?;
     assert_eq!(code, 4403, "{reason}");
