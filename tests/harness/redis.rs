@@ -105,6 +105,9 @@ fn spawn(port: u16, dir: &TempDir) -> anyhow::Result<Child> {
     Command::new(REDIS_SERVER)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        // Stream trimming with `MAXLEN ~` works in nodes of this many entries (tests/chat.rs
+        // counts on it); pinned, in case a distribution changes the default.
+        .args(["--stream-node-max-entries", "100"])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
