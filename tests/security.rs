@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use anyhow::Context;
+
 use common::server::StreamEvent;
 use futures_util::{SinkExt, StreamExt};
 use opsdeck_tests::client::{Event, WsClient};
@@ -649,6 +651,57 @@ path = "{path}"
     let (code, reason) = first_event(&mut again)
         .await?
         .expect_err("a revoked token opens nothing");
+    assert_eq!(code, 4431, "{reason}");
+    Ok(())
+}
+
+// Audit 5: a logout on one relay reaches the other relays through Redis: their open
+// sockets using the token close with 4431 at the next keepalive re-check, and the token
+// opens nothing there any more.
+#[tokio::test]
+async fn a_logout_is_shared_through_redis_with_the_other_relays() -> anyhow::Result<()> {
+    let redis = TestRedis::start().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "")?;
+    let config = format!(
+        "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n{users}\n{redis}\n\
+         [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n[[files]]\nid = \"app\"\npath = \"{path}\"\n",
+        users = users_toml(),
+        redis = redis.config_toml(),
+        path = log.display()
+    );
+    let (here, there) = (
+        TestRelay::start(&config).await?,
+        TestRelay::start(&config).await?,
+    );
+    let login = login_from(&here, "127.0.0.1", "alice", PASSWORD).await?;
+    assert_eq!(login.status(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .context("no login cookie")?
+        .to_owned();
+    let token = cookie.trim_start_matches("X-Token=").to_owned();
+    let mut viewer = WsClient::connect(&there.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    first_event(&mut viewer)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+
+    let logout = reqwest::Client::new()
+        .post(here.http_url("/api/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 204);
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4431, "{reason}");
+    let mut again = WsClient::connect(&there.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    let (code, reason) = first_event(&mut again)
+        .await?
+        .expect_err("a token revoked on another relay opens nothing");
     assert_eq!(code, 4431, "{reason}");
     Ok(())
 }
