@@ -38,7 +38,8 @@ pub const BASE: &str = "dc=example,dc=org";
 pub const PASSWORD: &str = "directory horse battery staple";
 /// The relay's service account.
 pub const SERVICE_DN: &str = "cn=opsdeck,ou=services,dc=example,dc=org";
-const SERVICE_PASSWORD: &str = "service-account-secret";
+/// The service account's password (in the file [`TestSlapd::service_password_file`]).
+pub const SERVICE_PASSWORD: &str = "service-account-secret";
 const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 const ADMIN_PASSWORD: &str = "admin-secret";
 
