@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, broadcast};
 use common::CloseCode;
 
 use crate::close::CloseCause;
-use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits};
+use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits, User};
 use crate::ldap::{Directory, DirectoryError};
 use crate::redis_link::RedisLink;
 use crate::throttle::LoginThrottle;
@@ -268,14 +268,18 @@ impl Settings {
 
     /// Whether the user of a token is still one that may use the relay: a built-in user
     /// still configured (and built-in users on), or a directory user while the directory
-    /// is configured and the name is not (now) a built-in user's.
+    /// is configured, admits the user's groups (`required_groups`), and the name is not
+    /// (now) a built-in user's.
     fn in_standing(&self, principal: &Principal) -> bool {
         if !principal.minted_here {
             return true;
         }
         match principal.idp.as_deref() {
             Some(LDAP_IDP) => {
-                self.directory.is_some() && !self.users.contains_key(&principal.username)
+                self.directory
+                    .as_ref()
+                    .is_some_and(|d| d.admits(&principal.claimed_groups))
+                    && !self.users.contains_key(&principal.username)
             }
             // Another identity provider's tokens are its own to check.
             Some(_) => true,
@@ -668,7 +672,10 @@ fn memberships(
             out.entry(member.clone()).or_default().push(group.clone());
         }
     }
-    for user in &auth.users {
+    // Switched-off built-in users lend their groups to nobody (a directory user of the
+    // same name included).
+    let users: &[User] = if auth.local_users { &auth.users } else { &[] };
+    for user in users {
         out.entry(user.username.clone())
             .or_default()
             .extend(user.groups.iter().cloned());
@@ -976,7 +983,7 @@ mod tests {
     fn config(extra: &str) -> Config {
         let hash = hash_password("pw").unwrap();
         let text = format!(
-            "[auth]\njwt_secret = \"s3cret\"\n{extra}\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n{DIRECTORY}"
+            "[auth]\njwt_secret = \"s3cret\"\n{extra}\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"local-admins\"]\n{DIRECTORY}"
         );
         Config::from_toml(&text, "test").unwrap()
     }
@@ -1007,6 +1014,17 @@ mod tests {
         auth.reload(&next).unwrap();
         assert_eq!(auth.current(&principal).unwrap(), ["ops"]);
 
+        auth.reload(&config("")).unwrap();
+        let erin = directory_token(&auth, "erin", &["staff"]);
+        let erin = auth.verify(&erin).await.unwrap();
+        let mut stricter = config("");
+        if let Some(ldap) = &mut stricter.auth.ldap {
+            ldap.required_groups = vec!["ops".into()];
+        }
+        auth.reload(&stricter).unwrap();
+        assert_eq!(auth.current(&erin), None, "in no required group any more");
+        assert_eq!(auth.current(&principal).unwrap(), ["ops", "staff"]);
+
         let mut without = config("");
         without.auth.ldap = None;
         auth.reload(&without).unwrap();
@@ -1033,6 +1051,9 @@ mod tests {
             auth.verify(&token).await,
             Err(AuthError::Invalid(_))
         ));
+        // A directory alice gets none of the switched-off built-in alice's groups.
+        let directory_alice = directory_token(&auth, "alice", &["ops"]);
+        assert_eq!(auth.verify(&directory_alice).await.unwrap().groups, ["ops"]);
         // The name now goes to the directory, which is not there: 503, not 401.
         let refused = auth.login("alice", "pw", LOCAL).await.unwrap_err();
         assert!(

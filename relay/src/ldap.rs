@@ -103,6 +103,13 @@ impl Directory {
         self.config.group_map.values().any(|g| g == group)
     }
 
+    /// Whether a user with these Opsdeck groups may log in: one of `required_groups`,
+    /// when it is set (checked at login, and for tokens at each keepalive).
+    pub fn admits(&self, groups: &[String]) -> bool {
+        let required = &self.config.required_groups;
+        required.is_empty() || groups.iter().any(|g| required.contains(g))
+    }
+
     /// Checks `password` for `username` and reads the user's groups. Waits at most
     /// `queue_timeout` for a free connection slot.
     pub async fn authenticate(
@@ -125,8 +132,7 @@ impl Directory {
         session.close().await;
         let (username, directory_groups) = result?;
         let groups = self.map_groups(&directory_groups);
-        let required = &self.config.required_groups;
-        if !required.is_empty() && !groups.iter().any(|g| required.contains(g)) {
+        if !self.admits(&groups) {
             return Err(DirectoryError::NotAllowed(username));
         }
         Ok(DirectoryUser { username, groups })
