@@ -3,7 +3,8 @@
 //! to change the search filter, a directory that is down or silent, StartTLS and ldaps.
 
 use common::api::{ApiError, LoginRequest, Me};
-use opsdeck_tests::ldap::{PASSWORD, SERVICE_PASSWORD, TestSlapd};
+use opsdeck_tests::client::WsClient;
+use opsdeck_tests::ldap::{BASE, PASSWORD, SERVICE_PASSWORD, TestSlapd};
 use opsdeck_tests::relay::TestRelay;
 
 const ROOMS: &str = "[[grants]]\ngroups = [\"ops\"]\nchat = [\"ops-room\"]\n\
@@ -90,11 +91,40 @@ async fn directory_users_log_in_with_their_mapped_groups_and_grants_follow_them(
     assert_eq!(body.groups, ["staff"]);
 
     let url = relay.ws_url("/ws/chat/ops-room");
-    let mut client = opsdeck_tests::client::WsClient::connect(&url, Some(&alice), None).await?;
+    let mut client = WsClient::connect(&url, Some(&alice), None).await?;
     client.connected().await?;
-    let mut client = opsdeck_tests::client::WsClient::connect(&url, Some(&bob), None).await?;
+    let mut client = WsClient::connect(&url, Some(&bob), None).await?;
     let (code, reason, _) = client.read_until_closed().await?;
     assert_eq!(code, 4403, "{reason}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unmapping_a_directory_group_closes_the_streams_it_granted_at_the_next_keepalive()
+-> anyhow::Result<()> {
+    let slapd = TestSlapd::start().await?;
+    let mapped = format!(
+        "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n\
+         [auth]\njwt_secret = \"test-secret\"\ncookie_secure = false\n{}\n{ROOMS}",
+        slapd.config_toml("")
+    );
+    let relay = TestRelay::start(&mapped).await?;
+    let (alice, _) = logged_in(&relay, "alice", PASSWORD).await?;
+    let url = relay.ws_url("/ws/chat/ops-room");
+    let mut client = WsClient::connect(&url, Some(&alice), None).await?;
+    client.connected().await?;
+    // What SIGHUP would load: `operators` no longer maps onto `ops`.
+    let unmapped = mapped.replace(
+        &format!("\"cn=operators,ou=groups,{BASE}\" = \"ops\"\n"),
+        "",
+    );
+    assert_ne!(unmapped, mapped);
+    relay
+        .relay()
+        .reload(relay::Config::from_toml(&unmapped, "unmapped")?)?;
+    let (code, reason, _) = client.read_until_closed().await?;
+    assert_eq!(code, 4430, "{reason}");
+    assert_eq!(me(&relay, &alice).await?.groups, ["staff"]);
     Ok(())
 }
 
