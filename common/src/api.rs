@@ -29,6 +29,9 @@ pub struct ApiError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Targets {
     pub ssh: Vec<Target>,
+    /// Shells on the relay's own machine (`/ws/local/{id}`).
+    #[serde(default)]
+    pub local: Vec<Target>,
     pub k8s: Vec<ClusterTarget>,
     pub files: Vec<Target>,
     pub chat: Vec<Target>,

@@ -193,6 +193,23 @@ mod tests {
         assert!(forbidden.label().contains("host db1"));
     }
 
+    // Issue 15: a refusal a retry cannot fix (unknown host key, connection refused, a
+    // command that does not exist) stops, says why, and offers a retry: no 2 s loop.
+    #[test]
+    fn a_backend_refusal_stops_and_offers_a_retry_instead_of_a_loop() {
+        assert_eq!(on_close(4503), CloseAction::Stop);
+        let refused = closed(
+            4503,
+            "cannot reach SSH host web (127.0.0.1:22): Connection refused",
+        );
+        assert!(refused.can_retry());
+        assert_eq!(refused.key(), "closed");
+        let label = refused.label();
+        assert!(label.contains("retrying will not help"), "{label}");
+        assert!(label.contains("Connection refused"), "{label}");
+        assert!(!label.contains("reconnecting"), "{label}");
+    }
+
     #[test]
     fn every_state_has_a_key_and_a_label() {
         let states = [

@@ -6,6 +6,7 @@
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
+//! | `GET /ws/local/{shell_id}` | terminal on the relay's own machine (`endpoints/local.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
 //! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`endpoints/chat.rs`) |
 //! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`endpoints/job.rs`) |
@@ -36,8 +37,8 @@ use crate::backend::BackendKind;
 use crate::backend::k8s::ContainerPath;
 use crate::config::Config;
 use crate::endpoints::{
-    self, ChatEndpoint, JobEndpoint, PodExecEndpoint, PodLogsEndpoint, SshEndpoint, StreamOpener,
-    TailEndpoint,
+    self, ChatEndpoint, JobEndpoint, LocalShellEndpoint, PodExecEndpoint, PodLogsEndpoint,
+    SshEndpoint, StreamOpener, TailEndpoint,
 };
 use crate::http::{self, ClientAddr, HttpLimits};
 use crate::origin;
@@ -157,7 +158,7 @@ impl Relay {
 
     /// How many times terminal sessions were resumed by a reconnect, over every backend.
     pub fn terminal_resumes(&self) -> u64 {
-        [BackendKind::Ssh, BackendKind::K8s]
+        [BackendKind::Ssh, BackendKind::K8s, BackendKind::Local]
             .iter()
             .map(|b| {
                 self.state
@@ -414,6 +415,9 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let ssh = warp::path!("ws" / "ssh" / String)
         .and(raw_query())
         .map(|host_id, query| SshEndpoint { host_id, query });
+    let local = warp::path!("ws" / "local" / String)
+        .and(raw_query())
+        .map(|shell_id, query| LocalShellEndpoint { shell_id, query });
     let tail = warp::path!("ws" / "tail" / String)
         .and(raw_query())
         .map(|file_id, query| TailEndpoint { file_id, query });
@@ -424,6 +428,8 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(raw_query())
         .map(|token, query| JobEndpoint { token, query });
     upgrade(state.clone(), ssh)
+        .or(upgrade(state.clone(), local))
+        .unify()
         .or(upgrade(state.clone(), tail))
         .unify()
         .or(upgrade(state.clone(), chat))

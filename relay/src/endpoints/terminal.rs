@@ -1,4 +1,4 @@
-//! What every terminal endpoint (SSH, pod exec) does with its request: read the query
+//! What every terminal endpoint (SSH, pod exec, local shell) does with its request: read the query
 //! (size, flow control, resume token), then either resume the session a reconnect names or
 //! start a new one once the user has room for it.
 
