@@ -296,11 +296,8 @@ user = "nobody"
         return Ok(());
     }
     let relay = start(as_nobody).await?;
-    let (mut client, _) = contract::open_new(
-        &|q: String| relay.connect("alice", &format!("/ws/local/nobody{q}")),
-        "",
-    )
-    .await?;
+    let mut client = relay.connect("alice", "/ws/local/nobody").await?;
+    client.connected().await?;
     let nobody = std::process::Command::new("id")
         .args(["-u", "nobody"])
         .output()?;
@@ -325,5 +322,72 @@ user = "nobody"
         "/".into()
     };
     client.read_until(&format!("in-{expected}-42")).await?;
+    Ok(())
+}
+
+/// `GET /api/sessions` as `user`.
+async fn sessions_of(
+    relay: &TestRelay,
+    user: &str,
+) -> anyhow::Result<Vec<common::api::TerminalSessionInfo>> {
+    let answer = reqwest::Client::new()
+        .get(relay.http_url("/api/sessions"))
+        .header("cookie", format!("X-Token={}", relay.token(user)))
+        .send()
+        .await?;
+    anyhow::ensure!(answer.status() == 200, "{}", answer.status());
+    Ok(answer.json().await?)
+}
+
+#[tokio::test]
+async fn api_sessions_lists_the_users_live_terminals_with_their_state() -> anyhow::Result<()> {
+    let relay = start("").await?;
+    let open = terminal(&relay, "alice");
+    let (mut client, session) = contract::open_new(&open, "?rows=30&cols=90").await?;
+    client
+        .send(&common::ClientFrame::Resize(common::TermSize {
+            rows: 40,
+            cols: 100,
+        }))
+        .await?;
+    client.type_line("echo up-$((6*7))").await?;
+    client.read_until("up-42").await?;
+
+    let listed = sessions_of(&relay, "alice").await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let info = &listed[0];
+    assert_eq!(info.session, session);
+    assert_eq!(info.target, "local:sh");
+    assert!(info.attached);
+    assert_eq!(
+        info.size,
+        common::TermSize {
+            rows: 40,
+            cols: 100
+        }
+    );
+    assert!(
+        info.started > 0 && info.last_active >= info.started,
+        "{info:?}"
+    );
+    // Nobody else sees it; without a login there is no list.
+    assert!(sessions_of(&relay, "bob").await?.is_empty());
+    let anonymous = reqwest::get(relay.http_url("/api/sessions")).await?;
+    assert_eq!(anonymous.status(), 401);
+
+    // Dropped, it waits in its grace period: still listed, no longer attached. (The
+    // relay notices the drop when the socket ends; the list is asked until it has.)
+    client.drop_connection();
+    let mut waiting = sessions_of(&relay, "alice").await?;
+    for _ in 0..500 {
+        if waiting.first().is_some_and(|s| !s.attached) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waiting = sessions_of(&relay, "alice").await?;
+    }
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(!waiting[0].attached, "{waiting:?}");
+    assert_eq!(waiting[0].session, session);
     Ok(())
 }

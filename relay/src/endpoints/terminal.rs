@@ -73,7 +73,7 @@ impl TerminalRequest {
     {
         let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
-        let attachment = registry.start(self.label, streams, reservation);
+        let attachment = registry.start(self.label, self.size, streams, reservation);
         Ok(opened(attachment, self.flow_control, self.resize_order))
     }
 }
