@@ -93,6 +93,16 @@ impl ConnState {
     pub fn can_retry(&self) -> bool {
         matches!(self, Self::Reconnecting { .. } | Self::Closed { .. })
     }
+
+    /// The label of the button that connects again now: "Reconnect now" during a
+    /// countdown, "Retry" once the stream has stopped (e.g. a refusal, 4503, that no
+    /// reconnect loop would fix).
+    pub fn retry_label(&self) -> &'static str {
+        match self {
+            Self::Closed { .. } => "Retry",
+            _ => "Reconnect now",
+        }
+    }
 }
 
 /// What the socket does after a close.
@@ -208,6 +218,7 @@ mod tests {
         assert!(label.contains("retrying will not help"), "{label}");
         assert!(label.contains("Connection refused"), "{label}");
         assert!(!label.contains("reconnecting"), "{label}");
+        assert_eq!(refused.retry_label(), "Retry");
     }
 
     #[test]
