@@ -290,7 +290,11 @@ password_env = "OPSDECK_UNSET_FOR_TESTS"
     assert_eq!(code.as_str(), Some("4503"), "{code}");
     let retry = client.find(Locator::Css("#conn-retry")).await?;
     assert_eq!(retry.text().await?, "Retry");
-    let state = client.find(Locator::Css("#conn-state")).await?.text().await?;
+    let state = client
+        .find(Locator::Css("#conn-state"))
+        .await?
+        .text()
+        .await?;
     assert!(state.contains("Connection refused"), "{state}");
     screenshot(&client, "refused-host-retry").await?;
     client.close().await?;
