@@ -296,6 +296,19 @@ password_env = "OPSDECK_UNSET_FOR_TESTS"
         .text()
         .await?;
     assert!(state.contains("Connection refused"), "{state}");
+    // However long the reason, the button is on screen, not pushed out of the window.
+    let in_view = client
+        .execute(
+            "const r = document.querySelector('#conn-retry').getBoundingClientRect(); \
+             return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        in_view,
+        serde_json::Value::Bool(true),
+        "Retry is out of view"
+    );
     screenshot(&client, "refused-host-retry").await?;
     client.close().await?;
     Ok(())
