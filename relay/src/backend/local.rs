@@ -143,11 +143,24 @@ impl Launch {
             command = command.gid(user.gid).uid(user.uid);
         }
         let child = command.spawn(pts).map_err(|e| {
-            BackendError::Refused(format!(
+            let why = format!(
                 "local shell {id}: cannot start {:?} in {}: {e}",
                 self.program,
                 self.dir.display()
-            ))
+            );
+            // No such program, or not allowed to run it: a retry would not change that.
+            // Anything else (out of processes, of memory) may pass.
+            match &e {
+                pty_process::Error::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    BackendError::Refused(why)
+                }
+                _ => BackendError::Failed(why),
+            }
         })?;
         tracing::info!(shell = %id, program = %self.program, user = ?self.run_as.as_ref().map(|u| &u.name), pid = ?child.id(), "local shell started");
         let (read, write) = pty.into_split();
