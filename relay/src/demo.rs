@@ -24,6 +24,7 @@ pub fn prepare(config: &mut Config) {
     prepare_in(config, &base);
 }
 
+/// Keeps the demo's shell to a loopback address, and says in its label whose shell it is.
 fn shell_on_loopback_only(config: &mut Config) {
     if !config.listen.ip().is_loopback() && !config.local_shells.is_empty() {
         tracing::warn!(
@@ -31,6 +32,15 @@ fn shell_on_loopback_only(config: &mut Config) {
             "the demo's local shell is off: its password is public, so it is only offered on a loopback address"
         );
         config.local_shells.clear();
+    }
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten();
+    if let Some(me) = me {
+        for shell in config.local_shells.iter_mut().filter(|s| s.user.is_none()) {
+            let label = shell.label.as_deref().unwrap_or(&shell.id);
+            shell.label = Some(format!("{label} (as {})", me.name));
+        }
     }
 }
 
@@ -125,6 +135,8 @@ mod tests {
         let mut config = Config::embedded_default();
         shell_on_loopback_only(&mut config);
         assert_eq!(config.local_shells.len(), 1);
+        let label = config.local_shells[0].label.clone().unwrap_or_default();
+        assert!(label.starts_with("Shell on this machine (as "), "{label}");
         config.listen = "0.0.0.0:8080".parse().unwrap();
         shell_on_loopback_only(&mut config);
         assert!(config.local_shells.is_empty());
