@@ -64,9 +64,10 @@ async fn login_sets_an_httponly_samesite_cookie_that_opens_websockets() -> anyho
     let me: Me = response.json().await?;
     assert_eq!(me.username, "alice");
     assert_eq!(me.groups, vec!["ops".to_string()]);
-    // The cookie authenticates a WebSocket: it gets past auth to the (unreachable) host.
+    // The cookie authenticates a WebSocket: it gets past auth to the host, where nothing
+    // listens (4503: connection refused).
     let (code, reason) = close_code(&relay, Some(&token), "/ws/ssh/web").await?;
-    assert_eq!(code, 4502, "{reason}");
+    assert_eq!(code, 4503, "{reason}");
     Ok(())
 }
 
@@ -163,7 +164,7 @@ async fn foreign_origins_get_http_403_before_the_upgrade() -> anyhow::Result<()>
     ] {
         let mut client = WsClient::connect(&url, Some(&token), Some(&origin)).await?;
         let (code, _, _) = client.read_until_closed().await?;
-        assert_eq!(code, 4502, "{origin}");
+        assert_eq!(code, 4503, "{origin}");
     }
     let login = reqwest::Client::new()
         .post(relay.http_url("/api/login"))
@@ -212,13 +213,14 @@ async fn tokens_also_work_as_bearer_header_and_subprotocol() -> anyhow::Result<(
     let anonymous = reqwest::get(relay.http_url("/api/me")).await?;
     assert_eq!(anonymous.status(), 401);
 
-    // `Authorization: Bearer` on the upgrade gets past auth to the (unreachable) host.
+    // `Authorization: Bearer` on the upgrade gets past auth to the host, where nothing
+    // listens (4503: connection refused).
     let mut request = relay.ws_url("/ws/ssh/web").into_client_request()?;
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
     let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-    assert_eq!(close_of(ws).await, Some(4502));
+    assert_eq!(close_of(ws).await, Some(4503));
 
     let mut request = relay.ws_url("/ws/ssh/web").into_client_request()?;
     request.headers_mut().insert(
@@ -233,7 +235,7 @@ async fn tokens_also_work_as_bearer_header_and_subprotocol() -> anyhow::Result<(
             .map(|v| v.to_str().ok()),
         Some(Some("opsdeck"))
     );
-    assert_eq!(close_of(ws).await, Some(4502));
+    assert_eq!(close_of(ws).await, Some(4503));
     Ok(())
 }
 

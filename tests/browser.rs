@@ -254,3 +254,86 @@ async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
     bob.close().await?;
     Ok(())
 }
+
+// Issue 15: a local shell is picked like any other target and opens a working terminal,
+// with no sshd anywhere; a refusal that a retry cannot fix (nothing listens on the SSH
+// host's port) stops with the reason and a Retry button instead of a reconnect loop.
+#[tokio::test]
+async fn a_local_shell_opens_from_the_picker_and_a_refused_host_offers_a_retry()
+-> anyhow::Result<()> {
+    let closed_port = opsdeck_tests::net::free_port()?;
+    let config = format!(
+        r#"static_dir = "{}"
+{}
+[[grants]]
+groups = ["ops"]
+local = ["*"]
+ssh = ["*"]
+
+[[local_shells]]
+id = "sh"
+label = "Test shell"
+command = "/bin/bash"
+args = ["--norc", "--noprofile"]
+
+[[ssh_hosts]]
+id = "down"
+address = "127.0.0.1"
+port = {closed_port}
+username = "nobody"
+password_env = "OPSDECK_UNSET_FOR_TESTS"
+"#,
+        dist()?.display(),
+        users_toml(),
+    );
+    let relay = TestRelay::start(&config).await?;
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+    log_in(&client, &base, "alice", PASSWORD).await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(".target-local[data-id='sh']"))
+        .await?
+        .click()
+        .await?;
+    wait_for_state(&client, "connected").await?;
+    type_in_terminal(&client, &format!("echo local-$((6*7)){ENTER}")).await?;
+    wait_for_terminal_text(&client, "local-42").await?;
+    screenshot(&client, "local-shell").await?;
+
+    client.goto(&format!("{base}/#/ssh/down")).await?;
+    wait_for_state(&client, "closed").await?;
+    let code = wait_for_js(
+        &client,
+        "the close code",
+        "document.querySelector('#conn-state').dataset.code",
+    )
+    .await?;
+    assert_eq!(code.as_str(), Some("4503"), "{code}");
+    let retry = client.find(Locator::Css("#conn-retry")).await?;
+    assert_eq!(retry.text().await?, "Retry");
+    let state = client
+        .find(Locator::Css("#conn-state"))
+        .await?
+        .text()
+        .await?;
+    assert!(state.contains("Connection refused"), "{state}");
+    // However long the reason, the button is on screen, not pushed out of the window.
+    let in_view = client
+        .execute(
+            "const r = document.querySelector('#conn-retry').getBoundingClientRect(); \
+             return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        in_view,
+        serde_json::Value::Bool(true),
+        "Retry is out of view"
+    );
+    screenshot(&client, "refused-host-retry").await?;
+    client.close().await?;
+    Ok(())
+}

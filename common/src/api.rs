@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::TermSize;
+
 /// `POST /api/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -29,6 +31,9 @@ pub struct ApiError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Targets {
     pub ssh: Vec<Target>,
+    /// Shells on the relay's own machine (`/ws/local/{id}`).
+    #[serde(default)]
+    pub local: Vec<Target>,
     pub k8s: Vec<ClusterTarget>,
     pub files: Vec<Target>,
     pub chat: Vec<Target>,
@@ -59,4 +64,23 @@ pub struct PodInfo {
     pub name: String,
     pub phase: String,
     pub containers: Vec<String>,
+}
+
+/// `GET /api/sessions`: one of the user's live terminal sessions (attached to a browser,
+/// or waiting in its grace period for a reconnect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSessionInfo {
+    /// The session id (what `?session=` resumes).
+    pub session: String,
+    /// `<kind>:<target>`: `ssh:<host>`, `local:<shell>` or
+    /// `k8s:<cluster>/<namespace>/<pod>/<container>`.
+    pub target: String,
+    /// Unix seconds when the session started.
+    pub started: u64,
+    /// Unix seconds of its last output or input.
+    pub last_active: u64,
+    /// Whether a browser is attached (else it waits for a reconnect).
+    pub attached: bool,
+    /// Its terminal size, as last asked for.
+    pub size: TermSize,
 }

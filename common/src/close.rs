@@ -38,10 +38,15 @@ pub enum CloseCode {
     TokenRevoked,
     /// 4502: the backend (sshd, API server, Redis, file) could not be reached or failed.
     BackendUnavailable,
+    /// 4503: the backend refused to open the target for a reason a retry cannot fix by
+    /// itself (an unknown or changed SSH host key, credentials refused, nothing listening
+    /// on a configured host's port, a local shell's command that does not exist): the
+    /// browser stops and offers a retry instead of reconnecting in a loop.
+    BackendRefused,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 15] = [
+    pub const ALL: [CloseCode; 16] = [
         Self::Normal,
         Self::GoingAway,
         Self::MessageTooBig,
@@ -57,6 +62,7 @@ impl CloseCode {
         Self::PermissionRevoked,
         Self::TokenRevoked,
         Self::BackendUnavailable,
+        Self::BackendRefused,
     ];
 
     pub fn code(self) -> u16 {
@@ -76,6 +82,7 @@ impl CloseCode {
             Self::PermissionRevoked => 4430,
             Self::TokenRevoked => 4431,
             Self::BackendUnavailable => 4502,
+            Self::BackendRefused => 4503,
         }
     }
 
@@ -114,6 +121,7 @@ impl CloseCode {
             Self::PermissionRevoked => "your permission was withdrawn",
             Self::TokenRevoked => "you were logged out",
             Self::BackendUnavailable => "the backend could not be reached",
+            Self::BackendRefused => "the backend refused; retrying will not help until it is fixed",
         }
     }
 }

@@ -93,6 +93,16 @@ impl ConnState {
     pub fn can_retry(&self) -> bool {
         matches!(self, Self::Reconnecting { .. } | Self::Closed { .. })
     }
+
+    /// The label of the button that connects again now: "Reconnect now" during a
+    /// countdown, "Retry" once the stream has stopped (e.g. a refusal, 4503, that no
+    /// reconnect loop would fix).
+    pub fn retry_label(&self) -> &'static str {
+        match self {
+            Self::Closed { .. } => "Retry",
+            _ => "Reconnect now",
+        }
+    }
 }
 
 /// What the socket does after a close.
@@ -192,6 +202,24 @@ mod tests {
             forbidden.label()
         );
         assert!(forbidden.label().contains("host db1"));
+    }
+
+    // Issue 15: a refusal a retry cannot fix (unknown host key, connection refused, a
+    // command that does not exist) stops, says why, and offers a retry: no 2 s loop.
+    #[test]
+    fn a_backend_refusal_stops_and_offers_a_retry_instead_of_a_loop() {
+        assert_eq!(on_close(4503), CloseAction::Stop);
+        let refused = closed(
+            4503,
+            "cannot reach SSH host web (127.0.0.1:22): Connection refused",
+        );
+        assert!(refused.can_retry());
+        assert_eq!(refused.key(), "closed");
+        let label = refused.label();
+        assert!(label.contains("retrying will not help"), "{label}");
+        assert!(label.contains("Connection refused"), "{label}");
+        assert!(!label.contains("reconnecting"), "{label}");
+        assert_eq!(refused.retry_label(), "Retry");
     }
 
     #[test]

@@ -91,9 +91,10 @@ fn App() -> impl IntoView {
         match route {
             Route::Login { next } => view! { <views::login::LoginPage next /> }.into_any(),
             Route::Picker => view! { <views::picker::PickerPage /> }.into_any(),
-            r @ (Route::Ssh { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
-                view! { <views::terminal::TerminalPage route=r /> }.into_any()
-            }
+            r @ (Route::Ssh { .. }
+            | Route::Local { .. }
+            | Route::K8sExec(_)
+            | Route::Job { .. }) => view! { <views::terminal::TerminalPage route=r /> }.into_any(),
             r @ (Route::Tail { .. } | Route::K8sLogs(..)) => {
                 view! { <views::logs::LogsPage route=r /> }.into_any()
             }

@@ -1,4 +1,4 @@
-//! The app's pages as URL fragments (`#/ssh/web1`), and the relay endpoint behind each.
+//! The app's pages as URL fragments (`#/ssh/web1`, `#/local/toolbox`), and the relay endpoint behind each.
 //!
 //! Routing lives in the fragment so `dist/` works on any static host or CDN: every URL is
 //! `index.html` as far as the server is concerned, no rewrite rules needed. Parsing and
@@ -17,6 +17,8 @@ pub enum Route {
     Picker,
     /// `#/ssh/{host}`: a terminal on an SSH host.
     Ssh { host: String },
+    /// `#/local/{shell}`: a terminal on the relay's own machine.
+    Local { shell: String },
     /// `#/k8s/exec/{cluster}/{namespace}/{pod}/{container}`: a terminal in a container.
     K8sExec(Container),
     /// `#/k8s/logs/{cluster}/{namespace}/{pod}/{container}?tail_lines=&timestamps=&previous=`.
@@ -83,6 +85,9 @@ impl Route {
             ["ssh", host] => Self::Ssh {
                 host: (*host).to_owned(),
             },
+            ["local", shell] => Self::Local {
+                shell: (*shell).to_owned(),
+            },
             ["k8s", "exec", c, ns, pod, ctr] => Self::K8sExec(Container::new(c, ns, pod, ctr)),
             ["k8s", "logs", c, ns, pod, ctr] => Self::K8sLogs(
                 Container::new(c, ns, pod, ctr),
@@ -117,6 +122,7 @@ impl Route {
             Self::Login { next: Some(next) } => format!("#/login?next={}", encode(next)),
             Self::Picker => "#/".to_owned(),
             Self::Ssh { host } => format!("#/ssh/{}", encode(host)),
+            Self::Local { shell } => format!("#/local/{}", encode(shell)),
             Self::K8sExec(c) => format!("#/k8s/exec/{}", c.path()),
             Self::K8sLogs(c, o) => format!("#/k8s/logs/{}?{}", c.path(), o.query()),
             Self::Tail { file, lines } => format!("#/tail/{}?{}", encode(file), tail_query(*lines)),
@@ -131,6 +137,7 @@ impl Route {
     pub fn ws_path(&self) -> Option<String> {
         match self {
             Self::Ssh { host } => Some(format!("/ws/ssh/{}", encode(host))),
+            Self::Local { shell } => Some(format!("/ws/local/{}", encode(shell))),
             Self::K8sExec(c) => Some(format!("/ws/k8s/exec/{}", c.path())),
             Self::K8sLogs(c, o) => Some(format!("/ws/k8s/logs/{}?{}", c.path(), o.query())),
             Self::Tail { file, lines } => {
@@ -148,6 +155,7 @@ impl Route {
             Self::Login { .. } => "Log in".to_owned(),
             Self::Picker => "Targets".to_owned(),
             Self::Ssh { host } => format!("SSH · {host}"),
+            Self::Local { shell } => format!("Shell · {shell}"),
             Self::K8sExec(c) => format!("Shell · {}/{}/{}", c.namespace, c.pod, c.container),
             Self::K8sLogs(c, _) => format!("Logs · {}/{}/{}", c.namespace, c.pod, c.container),
             Self::Tail { file, .. } => format!("Tail · {file}"),
@@ -297,6 +305,9 @@ mod tests {
             Route::Ssh {
                 host: "web 1/α".into(),
             },
+            Route::Local {
+                shell: "tool box".into(),
+            },
             Route::K8sExec(Container::new("prod", "default", "api-7d9", "app")),
             Route::K8sLogs(
                 Container::new("prod", "kube-system", "dns", "coredns"),
@@ -352,6 +363,8 @@ mod tests {
             host: "web1".into(),
         };
         assert_eq!(ssh.ws_path().as_deref(), Some("/ws/ssh/web1"));
+        let local = Route::parse("#/local/toolbox");
+        assert_eq!(local.ws_path().as_deref(), Some("/ws/local/toolbox"));
         let exec = Route::K8sExec(Container::new("c", "ns", "p", "ctr"));
         assert_eq!(exec.ws_path().as_deref(), Some("/ws/k8s/exec/c/ns/p/ctr"));
         let logs = Route::parse("#/k8s/logs/c/ns/p/ctr?timestamps=1");

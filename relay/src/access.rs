@@ -9,6 +9,7 @@ use crate::config::{Config, Grant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetRef {
     Ssh(String),
+    Local(String),
     K8s { cluster: String, namespace: String },
     File(String),
     Chat(String),
@@ -29,6 +30,11 @@ fn destination(config: &Config, target: &TargetRef) -> Option<String> {
             .iter()
             .find(|h| &h.id == id)
             .map(|h| without_label(h, |h| h.label = None)),
+        TargetRef::Local(id) => config
+            .local_shells
+            .iter()
+            .find(|s| &s.id == id)
+            .map(|s| without_label(s, |s| s.label = None)),
         TargetRef::K8s { cluster, .. } => config
             .k8s_clusters
             .iter()
@@ -54,6 +60,7 @@ impl std::fmt::Display for TargetRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ssh(id) => write!(f, "ssh host {id:?}"),
+            Self::Local(id) => write!(f, "local shell {id:?}"),
             Self::K8s { cluster, namespace } => {
                 write!(f, "namespace {namespace:?} of cluster {cluster:?}")
             }
@@ -88,6 +95,7 @@ pub fn permits(config: &Config, who: &Principal, target: &TargetRef) -> bool {
         .filter(|g| applies(g, who))
         .any(|g| match target {
             TargetRef::Ssh(id) => matches(&g.ssh, id),
+            TargetRef::Local(id) => matches(&g.local, id),
             TargetRef::K8s { cluster, namespace } => matches_namespace(&g.k8s, cluster, namespace),
             TargetRef::File(id) => matches(&g.files, id),
             TargetRef::Chat(id) => matches(&g.chat, id),
@@ -165,6 +173,12 @@ pub fn targets_for(config: &Config, who: &Principal) -> Targets {
             .filter(|h| permits(config, who, &TargetRef::Ssh(h.id.clone())))
             .map(|h| label(&h.id, &h.label))
             .collect(),
+        local: config
+            .local_shells
+            .iter()
+            .filter(|s| permits(config, who, &TargetRef::Local(s.id.clone())))
+            .map(|s| label(&s.id, &s.label))
+            .collect(),
         k8s: k8s_targets(config, who),
         files: config
             .files
@@ -236,6 +250,36 @@ mod tests {
             &TargetRef::Ssh("x".into())
         ));
         assert!(!permits(&config, &who("a", &[]), &TargetRef::Job));
+    }
+
+    #[test]
+    fn local_shells_are_granted_by_id_like_ssh_hosts() {
+        let config = Config::from_toml(
+            r#"
+            [[local_shells]]
+            id = "toolbox"
+            [[local_shells]]
+            id = "root"
+            [[grants]]
+            groups = ["ops"]
+            local = ["toolbox"]
+            ssh = ["*"]
+            "#,
+            "test",
+        )
+        .unwrap();
+        let ops = who("a", &["ops"]);
+        let shell = |id: &str| TargetRef::Local(id.into());
+        assert!(permits(&config, &ops, &shell("toolbox")));
+        assert!(
+            !permits(&config, &ops, &shell("root")),
+            "an ssh grant is no local one"
+        );
+        assert!(!permits(&config, &who("b", &[]), &shell("toolbox")));
+        let listed = targets_for(&config, &ops).local;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, "toolbox");
+        assert_eq!(listed[0].label, "toolbox");
     }
 
     #[test]

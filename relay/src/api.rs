@@ -1,4 +1,4 @@
-//! The small HTTP API: login, logout, who am I, what may I open.
+//! The small HTTP API: login, logout, who am I, what may I open, which terminals do I have.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -150,6 +150,14 @@ pub async fn targets(state: Arc<AppState>, headers: HeaderMap) -> Response {
         Ok(principal) => {
             warp::reply::json(&access::targets_for(&state.config(), &principal)).into_response()
         }
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/sessions`: the user's live terminal sessions, oldest first.
+pub async fn sessions(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    match principal(&state, &headers).await {
+        Ok(principal) => warp::reply::json(&state.terminals.list(&principal.uid)).into_response(),
         Err(response) => response,
     }
 }

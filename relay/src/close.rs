@@ -90,7 +90,8 @@ pub fn http_status(code: CloseCode) -> StatusCode {
         CloseCode::IdleTimeout => StatusCode::REQUEST_TIMEOUT,
         CloseCode::Replaced => StatusCode::CONFLICT,
         CloseCode::SessionExpired => StatusCode::GONE,
-        CloseCode::BackendUnavailable => StatusCode::BAD_GATEWAY,
+        // Like 4502, a failure of the backend behind the relay (a gateway's error).
+        CloseCode::BackendUnavailable | CloseCode::BackendRefused => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -108,6 +109,7 @@ mod tests {
                     CloseCode::TokenExpired
                         | CloseCode::PermissionRevoked
                         | CloseCode::TokenRevoked
+                        | CloseCode::BackendRefused
                 )
             {
                 assert_eq!(http_status(code).as_u16(), number - 4000, "{code:?}");

@@ -15,8 +15,10 @@ use crate::origin::Origin;
 
 mod k8s;
 mod ldap;
+mod local;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
 pub use ldap::LdapConfig;
+pub use local::{LocalShell, RunAs};
 
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -75,6 +77,10 @@ pub struct Config {
     pub grants: Vec<Grant>,
     #[serde(default)]
     pub ssh_hosts: Vec<SshHost>,
+    /// Shells on the relay's own machine, by id; `[[grants]] local = [...]` says who may
+    /// open each (see `config/local.rs`).
+    #[serde(default)]
+    pub local_shells: Vec<LocalShell>,
     #[serde(default)]
     pub files: Vec<FileEntry>,
     #[serde(default)]
@@ -288,6 +294,9 @@ pub struct Grant {
     /// Kubernetes `cluster/namespace` pairs (`cluster/*` for all of a cluster's).
     #[serde(default)]
     pub k8s: Vec<String>,
+    /// Local shell ids (`[[local_shells]]`).
+    #[serde(default)]
+    pub local: Vec<String>,
     /// File ids.
     #[serde(default)]
     pub files: Vec<String>,
@@ -669,6 +678,14 @@ impl Config {
             ));
         }
         warnings.extend(self.auth_warnings());
+        if nix::unistd::geteuid().is_root() {
+            for shell in self.local_shells.iter().filter(|s| s.user.is_none()) {
+                warnings.push(format!(
+                    "local shell {:?} runs as root (the relay's user): set local_shells.user to a less powerful Unix user",
+                    shell.id
+                ));
+            }
+        }
         let dir = &self.static_dir;
         if dir.is_dir() && !dir.join("csp.txt").is_file() {
             warnings.push(format!(
@@ -745,6 +762,10 @@ impl Config {
             );
         }
         check_unique("ssh_hosts", self.ssh_hosts.iter().map(|h| &h.id))?;
+        check_unique("local_shells", self.local_shells.iter().map(|s| &s.id))?;
+        self.local_shells
+            .iter()
+            .try_for_each(LocalShell::validate)?;
         check_unique("files", self.files.iter().map(|f| &f.id))?;
         check_unique("chat_rooms", self.chat_rooms.iter().map(|r| &r.id))?;
         self.validate_streams()?;
@@ -837,6 +858,10 @@ impl Config {
         self.ssh_hosts.iter().find(|h| h.id == id)
     }
 
+    pub fn local_shell(&self, id: &str) -> Option<&LocalShell> {
+        self.local_shells.iter().find(|s| s.id == id)
+    }
+
     pub fn k8s_cluster(&self, id: &str) -> Option<&K8sCluster> {
         self.k8s_clusters.iter().find(|c| c.id == id)
     }
@@ -869,8 +894,13 @@ mod tests {
     fn embedded_default_is_valid() {
         let config = Config::embedded_default();
         assert!(!config.auth.users.is_empty());
-        assert!(!config.ssh_hosts.is_empty());
+        // What works on a fresh machine: a local shell, a log, a chat room; nothing that
+        // needs a server of its own (sshd, Redis, a cluster).
+        assert!(!config.local_shells.is_empty());
         assert!(!config.files.is_empty());
+        assert!(!config.chat_rooms.is_empty());
+        assert!(config.ssh_hosts.is_empty() && config.k8s_clusters.is_empty());
+        assert!(config.redis.is_none() && config.grants.iter().all(|g| !g.jobs));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The embedded demo configuration's side effects: a sample log file to tail.
+//! The embedded demo configuration's side effects: a sample log file to tail, and its
+//! local shell kept to loopback.
 //!
 //! The file lives in a folder only the relay's user can enter (under `$XDG_RUNTIME_DIR`,
 //! else the temporary folder), never at a fixed name in a shared `/tmp`: there, another
@@ -12,13 +13,35 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 
 /// Points the demo's files into a private folder and writes a few lines to each new one.
-/// A file that cannot be made safely is left out of the config, with a warning.
+/// A file that cannot be made safely is left out of the config, with a warning. The demo's
+/// password is public, so its local shell is offered only on a loopback address.
 pub fn prepare(config: &mut Config) {
+    shell_on_loopback_only(config);
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .unwrap_or_else(std::env::temp_dir);
     prepare_in(config, &base);
+}
+
+/// Keeps the demo's shell to a loopback address, and says in its label whose shell it is.
+fn shell_on_loopback_only(config: &mut Config) {
+    if !config.listen.ip().is_loopback() && !config.local_shells.is_empty() {
+        tracing::warn!(
+            listen = %config.listen,
+            "the demo's local shell is off: its password is public, so it is only offered on a loopback address"
+        );
+        config.local_shells.clear();
+    }
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten();
+    if let Some(me) = me {
+        for shell in config.local_shells.iter_mut().filter(|s| s.user.is_none()) {
+            let label = shell.label.as_deref().unwrap_or(&shell.id);
+            shell.label = Some(format!("{label} (as {})", me.name));
+        }
+    }
 }
 
 fn prepare_in(config: &mut Config, base: &Path) {
@@ -105,6 +128,18 @@ mod tests {
                 .unwrap()
                 .contains("demo line 1")
         );
+    }
+
+    #[test]
+    fn the_demo_shell_is_offered_on_loopback_only() {
+        let mut config = Config::embedded_default();
+        shell_on_loopback_only(&mut config);
+        assert_eq!(config.local_shells.len(), 1);
+        let label = config.local_shells[0].label.clone().unwrap_or_default();
+        assert!(label.starts_with("Shell on this machine (as "), "{label}");
+        config.listen = "0.0.0.0:8080".parse().unwrap();
+        shell_on_loopback_only(&mut config);
+        assert!(config.local_shells.is_empty());
     }
 
     // Review #27: a planted symlink is refused, not followed.

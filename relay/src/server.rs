@@ -4,8 +4,9 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
-//! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
+//! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions` | see `api.rs` |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
+//! | `GET /ws/local/{shell_id}` | terminal on the relay's own machine (`endpoints/local.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
 //! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`endpoints/chat.rs`) |
 //! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`endpoints/job.rs`) |
@@ -36,8 +37,8 @@ use crate::backend::BackendKind;
 use crate::backend::k8s::ContainerPath;
 use crate::config::Config;
 use crate::endpoints::{
-    self, ChatEndpoint, JobEndpoint, PodExecEndpoint, PodLogsEndpoint, SshEndpoint, StreamOpener,
-    TailEndpoint,
+    self, ChatEndpoint, JobEndpoint, LocalShellEndpoint, PodExecEndpoint, PodLogsEndpoint,
+    SshEndpoint, StreamOpener, TailEndpoint,
 };
 use crate::http::{self, ClientAddr, HttpLimits};
 use crate::origin;
@@ -157,7 +158,7 @@ impl Relay {
 
     /// How many times terminal sessions were resumed by a reconnect, over every backend.
     pub fn terminal_resumes(&self) -> u64 {
-        [BackendKind::Ssh, BackendKind::K8s]
+        [BackendKind::Ssh, BackendKind::K8s, BackendKind::Local]
             .iter()
             .map(|b| {
                 self.state
@@ -272,6 +273,12 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::targets);
+    let sessions = warp::path!("api" / "sessions")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::sessions);
     // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
         .and(warp::method())
@@ -291,6 +298,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(me)
         .unify()
         .or(targets)
+        .unify()
+        .or(sessions)
         .unify()
         .or(k8s_api_routes(state.clone()))
         .unify()
@@ -414,6 +423,9 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let ssh = warp::path!("ws" / "ssh" / String)
         .and(raw_query())
         .map(|host_id, query| SshEndpoint { host_id, query });
+    let local = warp::path!("ws" / "local" / String)
+        .and(raw_query())
+        .map(|shell_id, query| LocalShellEndpoint { shell_id, query });
     let tail = warp::path!("ws" / "tail" / String)
         .and(raw_query())
         .map(|file_id, query| TailEndpoint { file_id, query });
@@ -424,6 +436,8 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(raw_query())
         .map(|token, query| JobEndpoint { token, query });
     upgrade(state.clone(), ssh)
+        .or(upgrade(state.clone(), local))
+        .unify()
         .or(upgrade(state.clone(), tail))
         .unify()
         .or(upgrade(state.clone(), chat))

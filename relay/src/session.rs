@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use common::api::TerminalSessionInfo;
 use common::server::{ServerFrame, StreamEvent};
 use common::{ClientFrame, CloseCode, FLOW_WINDOW, Position, ResizeOrder, StreamKind, TermSize};
 use tokio::sync::{Notify, mpsc};
 
+use crate::auth::unix_now;
 use crate::backend::{
     Attachment, BackendKind, ExitInfo, Hello, Inbound, InputRefused, Outbound, TerminalEvent,
     TerminalInput, TerminalOutput, TerminalStreams,
@@ -130,18 +132,23 @@ impl TerminalRegistry {
         })
     }
 
-    /// Registers a connected terminal in its reserved place and attaches the caller to it.
+    /// Registers a connected terminal of `size` in its reserved place and attaches the
+    /// caller to it.
     pub fn start(
         self: &Arc<Self>,
         label: SessionLabel,
+        size: TermSize,
         streams: TerminalStreams,
         reservation: Reservation,
     ) -> TerminalAttachment {
         let (commands, command_rx) = mpsc::channel(INPUT_QUEUE);
+        let mut ring = RingState::new(self.buffer_bytes);
+        ring.size = size;
         let session = Arc::new(TerminalSession {
             id: hex::encode(rand::random::<[u8; 16]>()),
             label,
-            state: Mutex::new(RingState::new(self.buffer_bytes)),
+            started: unix_now(),
+            state: Mutex::new(ring),
             output_ready: Notify::new(),
             space_ready: Notify::new(),
             commands,
@@ -271,6 +278,28 @@ impl TerminalRegistry {
         self.sessions().len()
     }
 
+    /// The live sessions of `owner_uid` (attached or in their grace period), oldest first.
+    pub fn list(&self, owner_uid: &str) -> Vec<TerminalSessionInfo> {
+        let mut list: Vec<TerminalSessionInfo> = self
+            .sessions()
+            .values()
+            .filter(|s| s.label.owner_uid == owner_uid)
+            .map(|s| {
+                let state = s.state();
+                TerminalSessionInfo {
+                    session: s.id.clone(),
+                    target: s.label.target.clone(),
+                    started: s.started,
+                    last_active: state.last_active.max(s.started),
+                    attached: state.attached,
+                    size: state.size,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
+        list
+    }
+
     fn detached(self: &Arc<Self>, session: &Arc<TerminalSession>, generation: u64) {
         let finished = {
             let mut state = session.state();
@@ -332,6 +361,8 @@ enum Command {
 struct TerminalSession {
     id: String,
     label: SessionLabel,
+    /// Unix seconds when it started.
+    started: u64,
     state: Mutex<RingState>,
     /// New output, an exit, an end, or a new attachment.
     output_ready: Notify,
@@ -358,6 +389,7 @@ impl TerminalSession {
                 if room > 0 {
                     let n = room.min(bytes.len());
                     state.append(&bytes.split_to(n));
+                    state.last_active = unix_now();
                     drop(state);
                     self.output_ready.notify_waiters();
                     continue;
@@ -385,6 +417,10 @@ struct RingState {
     attached: bool,
     exit: Option<ExitInfo>,
     ended: Option<Close>,
+    /// The terminal's size, as last asked for (for `GET /api/sessions`).
+    size: TermSize,
+    /// Unix seconds of the last output or input.
+    last_active: u64,
 }
 
 impl RingState {
@@ -399,6 +435,8 @@ impl RingState {
             attached: false,
             exit: None,
             ended: None,
+            size: TermSize { rows: 24, cols: 80 },
+            last_active: 0,
         }
     }
 
@@ -670,7 +708,13 @@ impl Attachment for TerminalAttachment {
         let command = match input {
             Inbound::Frame(ClientFrame::Input(text)) => Command::Write(Bytes::from(text)),
             Inbound::Binary(bytes) => Command::Write(bytes),
-            Inbound::Frame(ClientFrame::Resize(size)) => Command::Resize(size),
+            Inbound::Frame(ClientFrame::Resize(size)) => {
+                let mut state = self.session.state();
+                if state.generation == self.generation {
+                    state.size = size;
+                }
+                Command::Resize(size)
+            }
             Inbound::Frame(ClientFrame::Chat(_)) => return Err(InputRefused::not_accepted("chat")),
             Inbound::Frame(ClientFrame::Ack(position)) => {
                 let Some(acked) = self.acked else {
@@ -704,6 +748,7 @@ impl Attachment for TerminalAttachment {
                 return Ok(());
             }
         };
+        self.session.state().last_active = unix_now();
         match self.session.commands.try_send(command) {
             Err(mpsc::error::TrySendError::Full(command)) => self.waiting_input = Some(command),
             // A closed channel means the program has ended; its exit frame is on the way.
@@ -826,7 +871,12 @@ mod tests {
         };
         let reservation = registry.reserve("1").unwrap();
         let mut attachment = registry
-            .start(label.clone(), streams, reservation)
+            .start(
+                label.clone(),
+                TermSize { rows: 24, cols: 80 },
+                streams,
+                reservation,
+            )
             .with_flow_control();
         attachment.pending.clear();
         (registry, label, attachment)

@@ -90,6 +90,106 @@ async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
     assert!(exit.success(), "{exit}");
 }
 
+/// The login cookie of a `POST /api/login` answer (`X-Token=…`).
+fn cookie_of(login: &reqwest::Response) -> String {
+    let set_cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a login cookie");
+    set_cookie
+        .split(';')
+        .next()
+        .expect("a cookie value")
+        .to_owned()
+}
+
+// Issue 15: `scripts/run.sh` on a fresh machine (no sshd, no Redis, no cluster) opens a
+// working terminal. The binary runs on its embedded demo config, as run.sh starts it; the
+// demo user logs in, finds a local shell among its targets, and types into it.
+#[tokio::test]
+async fn the_embedded_demo_config_opens_a_working_local_shell() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("OPSDECK_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting opsdeck-relay");
+    wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("{base}/api/login"))
+        .json(&LoginRequest {
+            username: "demo".into(),
+            password: "demo".into(),
+        })
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(login.status(), 200);
+    let cookie = cookie_of(&login);
+
+    // The picker lists what works here, and nothing that cannot.
+    let targets: common::api::Targets = http
+        .get(format!("{base}/api/targets"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("targets request")
+        .json()
+        .await
+        .expect("targets body");
+    assert_eq!(targets.local.len(), 1, "{targets:?}");
+    assert!(
+        !targets.files.is_empty() && !targets.chat.is_empty(),
+        "{targets:?}"
+    );
+    assert!(targets.ssh.is_empty() && targets.k8s.is_empty() && !targets.jobs);
+
+    let url = format!(
+        "ws://127.0.0.1:{port}/ws/local/{}?rows=24&cols=80",
+        targets.local[0].id
+    );
+    let mut request = url.into_client_request().expect("a request");
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().expect("a header value"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket opens");
+    let typed = common::ClientFrame::Input("echo $((6*7))\r".into()).to_json();
+    ws.send(Message::Text(typed.into())).await.expect("typing");
+    let mut output = Vec::new();
+    // A guard against a hang, not a timed assertion.
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(message) = ws.next().await {
+            match message.expect("a frame") {
+                Message::Binary(bytes) => output.extend_from_slice(&bytes),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+            // The typed line holds no 42: only the shell's answer does.
+            if String::from_utf8_lossy(&output).contains("42") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "no 42 from the shell: {:?}",
+        String::from_utf8_lossy(&output)
+    );
+}
+
 #[tokio::test]
 async fn hash_password_and_check_config_work() {
     let mut hashing = Command::new(BIN)

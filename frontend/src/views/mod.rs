@@ -48,7 +48,8 @@ pub fn UserMenu() -> impl IntoView {
 }
 
 /// The connection state of a stream, in words (`#conn-state`, with `data-state` and, once
-/// closed, `data-code`), the latest notice (`#conn-notice`) and a "Reconnect now" button.
+/// closed, `data-code`), the latest notice (`#conn-notice`) and a button to connect again
+/// now ("Reconnect now" during a countdown, "Retry" once stopped).
 #[component]
 pub fn ConnStatus(stream: Stream) -> impl IntoView {
     let state = stream.state();
@@ -68,7 +69,7 @@ pub fn ConnStatus(stream: Stream) -> impl IntoView {
             </span>
             <Show when=move || state.with(|s| s.can_retry())>
                 <button id="conn-retry" type="button" on:click=retry.clone()>
-                    "Reconnect now"
+                    {move || state.with(|s| s.retry_label())}
                 </button>
             </Show>
             {move || {

@@ -1,5 +1,5 @@
-//! The target picker: everything `/api/targets` says the user may open — SSH hosts,
-//! Kubernetes clusters (namespace → pods → containers, via the pods API), log files, chat
+//! The target picker: everything `/api/targets` says the user may open — shells on the
+//! relay's machine, SSH hosts, Kubernetes clusters (namespace → pods → containers, via the pods API), log files, chat
 //! rooms and, if allowed, job output by token.
 
 use common::api::{ClusterTarget, PodInfo, Target, Targets};
@@ -50,14 +50,25 @@ pub fn PickerPage() -> impl IntoView {
 fn TargetList(targets: Targets) -> impl IntoView {
     let Targets {
         ssh,
+        local,
         k8s,
         files,
         chat,
         jobs,
     } = targets;
-    let nothing = ssh.is_empty() && k8s.is_empty() && files.is_empty() && chat.is_empty() && !jobs;
+    let nothing = ssh.is_empty()
+        && local.is_empty()
+        && k8s.is_empty()
+        && files.is_empty()
+        && chat.is_empty()
+        && !jobs;
     view! {
         {nothing.then(|| view! { <p id="targets-empty">"You have no targets. Ask an administrator for access."</p> })}
+        <Section title="Shells on the relay's machine" show=!local.is_empty()>
+            <ul class="target-list">
+                {local.into_iter().map(|t| link(t, "target-local", |id| Route::Local { shell: id })).collect_view()}
+            </ul>
+        </Section>
         <Section title="SSH hosts" show=!ssh.is_empty()>
             <ul class="target-list">
                 {ssh.into_iter().map(|t| link(t, "target-ssh", |id| Route::Ssh { host: id })).collect_view()}

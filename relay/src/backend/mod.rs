@@ -2,7 +2,7 @@
 //!
 //! The pump (`crate::pump`) drives every WebSocket the same way; what differs per backend
 //! is an [`Attachment`]: the next thing to send, and what to do with the browser's input.
-//! Terminal backends (ssh, k8s exec) only adapt a remote shell to [`TerminalStreams`]; the
+//! Terminal backends (ssh, k8s exec, local shells) only adapt a remote shell to [`TerminalStreams`]; the
 //! session registry (`crate::session`) turns those into attachments that survive
 //! reconnects.
 //!
@@ -12,6 +12,7 @@
 pub mod chat;
 pub mod job;
 pub mod k8s;
+pub mod local;
 pub mod redis_stream;
 pub mod ssh;
 pub mod stream_id;
@@ -31,6 +32,7 @@ use crate::close::{Close, CloseCause};
 pub enum BackendKind {
     Ssh,
     K8s,
+    Local,
     Tail,
     Chat,
     Job,
@@ -41,6 +43,7 @@ impl BackendKind {
         match self {
             Self::Ssh => "ssh",
             Self::K8s => "k8s",
+            Self::Local => "local",
             Self::Tail => "tail",
             Self::Chat => "chat",
             Self::Job => "job",
@@ -198,6 +201,10 @@ pub enum BackendError {
     AuthFailed(String),
     #[error("{0}")]
     HostKey(String),
+    /// Refused for a reason a retry cannot fix by itself (nothing listens on the host's
+    /// port, the credentials were refused, the command does not exist).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -211,6 +218,7 @@ impl CloseCause for BackendError {
         match self {
             Self::NotFound(_) => CloseCode::NotFound,
             Self::Forbidden(_) => CloseCode::Forbidden,
+            Self::HostKey(_) | Self::Refused(_) => CloseCode::BackendRefused,
             _ => CloseCode::BackendUnavailable,
         }
     }

@@ -68,6 +68,15 @@ async fn connect(host: &SshHost) -> Result<Handle<HostKeyCheck>, BackendError> {
             )));
         }
         Ok(Err(ConnectError::HostKey(reason))) => return Err(BackendError::HostKey(reason)),
+        // Nothing listens there: a reconnect in a loop would not change that.
+        Ok(Err(ConnectError::Ssh(russh::Error::IO(e))))
+            if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            return Err(BackendError::Refused(format!(
+                "cannot reach SSH host {} ({target}): {e}; is sshd running there?",
+                host.id
+            )));
+        }
         Ok(Err(ConnectError::Ssh(e))) => {
             return Err(BackendError::Unreachable(format!(
                 "cannot reach SSH host {} ({target}): {e}",
@@ -127,7 +136,7 @@ async fn authenticate(
             .as_ref()
             .and_then(|var| std::env::var(var).ok());
         let key = russh::keys::load_secret_key(path, passphrase.as_deref()).map_err(|e| {
-            BackendError::AuthFailed(format!(
+            BackendError::Refused(format!(
                 "cannot load the private key {} for {who}: {e}",
                 path.display()
             ))
@@ -153,7 +162,7 @@ async fn authenticate(
     };
     match result {
         AuthResult::Success => Ok(()),
-        AuthResult::Failure { .. } => Err(BackendError::AuthFailed(format!(
+        AuthResult::Failure { .. } => Err(BackendError::Refused(format!(
             "SSH host {} refused the credentials for user {}",
             host.id, host.username
         ))),
@@ -165,7 +174,7 @@ fn password(host: &SshHost, who: &str) -> Result<String, BackendError> {
         return std::fs::read_to_string(path)
             .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
             .map_err(|e| {
-                BackendError::AuthFailed(format!(
+                BackendError::Refused(format!(
                     "cannot read the password file {} for {who}: {e}",
                     path.display()
                 ))
@@ -173,7 +182,7 @@ fn password(host: &SshHost, who: &str) -> Result<String, BackendError> {
     }
     let var = host.password_env.as_deref().unwrap_or_default();
     std::env::var(var).map_err(|_| {
-        BackendError::AuthFailed(format!(
+        BackendError::Refused(format!(
             "no password for {who}: set the environment variable {var}"
         ))
     })

@@ -10,6 +10,7 @@
 //! | file | endpoint | backend |
 //! |---|---|---|
 //! | `ssh.rs` | `/ws/ssh/{host}` | `backend::ssh` via `terminal.rs` |
+//! | `local.rs` | `/ws/local/{shell}` | `backend::local` via `terminal.rs` |
 //! | `k8s_exec.rs` | `/ws/k8s/exec/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::exec` via `terminal.rs` |
 //! | `k8s_logs.rs` | `/ws/k8s/logs/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::logs` |
 //! | `k8s_browse.rs` | `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` | `backend::k8s::browse` |
@@ -22,6 +23,7 @@ mod job;
 mod k8s_browse;
 mod k8s_exec;
 mod k8s_logs;
+mod local;
 mod opener;
 mod ssh;
 mod tail;
@@ -37,6 +39,7 @@ pub use self::job::JobEndpoint;
 pub use self::k8s_browse::{namespaces as k8s_namespaces, pods as k8s_pods};
 pub use self::k8s_exec::PodExecEndpoint;
 pub use self::k8s_logs::PodLogsEndpoint;
+pub use self::local::LocalShellEndpoint;
 pub use self::opener::{Prelude, StreamOpener};
 pub use self::ssh::SshEndpoint;
 pub use self::tail::TailEndpoint;

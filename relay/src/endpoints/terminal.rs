@@ -1,4 +1,4 @@
-//! What every terminal endpoint (SSH, pod exec) does with its request: read the query
+//! What every terminal endpoint (SSH, pod exec, local shell) does with its request: read the query
 //! (size, flow control, resume token), then either resume the session a reconnect names or
 //! start a new one once the user has room for it.
 
@@ -73,7 +73,7 @@ impl TerminalRequest {
     {
         let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
-        let attachment = registry.start(self.label, streams, reservation);
+        let attachment = registry.start(self.label, self.size, streams, reservation);
         Ok(opened(attachment, self.flow_control, self.resize_order))
     }
 }
