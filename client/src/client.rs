@@ -37,6 +37,7 @@ enum Command {
         client_id: Option<ClientId>,
         reply: oneshot::Sender<Result<String, SendError>>,
     },
+    RetryNow,
     Close,
 }
 
@@ -46,7 +47,9 @@ pub struct ChatClient {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-/// What happens in the room, in order; ends when the client has stopped.
+/// What happens in the room, in order; ends once the client is closed
+/// ([`ChatClient::close`], or every handle dropped). After a final close it stays open,
+/// waiting for [`ChatClient::retry_now`].
 pub struct Events {
     events: mpsc::Receiver<Event>,
 }
@@ -124,7 +127,14 @@ impl ChatClient {
         }
     }
 
-    /// Closes the connection for good; pending sends fail with
+    /// Connects again right away: while waiting to reconnect (the wait is cut short and the
+    /// backoff starts over), or after the client stopped on a final close (e.g. once the
+    /// user logged in again). Does nothing while connecting or live.
+    pub fn retry_now(&self) {
+        let _ = self.commands.unbounded_send(Command::RetryNow);
+    }
+
+    /// Closes the connection for good and ends [`Events`]; pending sends fail with
     /// [`ChatError::ClosedByClient`].
     pub fn close(&self) {
         let _ = self.commands.unbounded_send(Command::Close);
@@ -144,12 +154,41 @@ struct Driver<T> {
 enum Asked {
     /// Nothing more (a send was queued); the frame to send now, if any.
     Continue(Option<String>),
+    RetryNow,
     Close,
 }
 
 impl<T: Transport> Driver<T> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let error = loop {
+        loop {
+            let error = self.connection(&mut commands).await;
+            for client_id in self.machine.stop() {
+                self.reply(&client_id, Err(SendError::Stopped(error.clone())));
+            }
+            let closed_by_client = error == ChatError::ClosedByClient;
+            self.emit(Event::State(ConnState::Closed(error.clone())))
+                .await;
+            if closed_by_client {
+                return;
+            }
+            // Stopped on a final close: sends fail until the app asks to connect again.
+            loop {
+                match commands.next().await {
+                    None | Some(Command::Close) => return,
+                    Some(Command::RetryNow) => break,
+                    Some(Command::Send { reply, .. }) => {
+                        let _ = reply.send(Err(SendError::Stopped(error.clone())));
+                    }
+                }
+            }
+            self.machine.reset_backoff();
+        }
+    }
+
+    /// Connects and reconnects until a final close (its error) or the app closes the
+    /// client ([`ChatError::ClosedByClient`]).
+    async fn connection(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> ChatError {
+        loop {
             let state = self.machine.connecting();
             self.emit(Event::State(state)).await;
             let request = self.machine.connect_request();
@@ -168,25 +207,25 @@ impl<T: Transport> Driver<T> {
                 }
             };
             let (error, open_for) = match opened {
-                None => break ChatError::ClosedByClient,
+                None => return ChatError::ClosedByClient,
                 Some(Err(error)) => (error, None),
                 Some(Ok(mut socket)) => {
                     let opened_at = self.transport.now_ms();
-                    match self.live(&mut socket, &mut commands).await {
+                    match self.live(&mut socket, commands).await {
                         Some(error) => {
                             let ms = (self.transport.now_ms() - opened_at).max(0.0);
                             (error, Some(Duration::from_millis(ms as u64)))
                         }
                         None => {
                             socket.close(1000, "closed by the client").await;
-                            break ChatError::ClosedByClient;
+                            return ChatError::ClosedByClient;
                         }
                     }
                 }
             };
             let random = self.transport.random();
             match self.machine.on_closed(error, open_for, random) {
-                Next::Stop(error) => break error,
+                Next::Stop(error) => return error,
                 Next::Reconnect { delay, error } => {
                     let attempt = self.machine.connecting();
                     let ConnState::Connecting { attempt } = attempt else {
@@ -198,16 +237,12 @@ impl<T: Transport> Driver<T> {
                         error,
                     }))
                     .await;
-                    if !self.wait(delay, &mut commands).await {
-                        break ChatError::ClosedByClient;
+                    if !self.wait(delay, commands).await {
+                        return ChatError::ClosedByClient;
                     }
                 }
             }
-        };
-        for client_id in self.machine.stop() {
-            self.reply(&client_id, Err(SendError::Stopped(error.clone())));
         }
-        self.emit(Event::State(ConnState::Closed(error))).await;
     }
 
     /// Runs one open socket until it closes (`Some(why)`) or the app closes the client
@@ -240,6 +275,7 @@ impl<T: Transport> Driver<T> {
                     match take(command, &mut self.machine, &mut self.replies, &self.transport) {
                         Asked::Close => return None,
                         Asked::Continue(frame) => frame,
+                        Asked::RetryNow => None,
                     }
                 }
             };
@@ -249,8 +285,8 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Waits `delay` before the next attempt, queueing sends meanwhile; `false` if the app
-    /// closed the client.
+    /// Waits `delay` before the next attempt, queueing sends meanwhile (cut short by
+    /// [`ChatClient::retry_now`]); `false` if the app closed the client.
     async fn wait(
         &mut self,
         delay: Duration,
@@ -262,8 +298,13 @@ impl<T: Transport> Driver<T> {
             select! {
                 () = sleep => return true,
                 command = commands.next() => {
-                    if let Asked::Close = take(command, &mut self.machine, &mut self.replies, &self.transport) {
-                        return false;
+                    match take(command, &mut self.machine, &mut self.replies, &self.transport) {
+                        Asked::Close => return false,
+                        Asked::RetryNow => {
+                            self.machine.reset_backoff();
+                            return true;
+                        }
+                        Asked::Continue(_) => {}
                     }
                 }
             }
@@ -312,6 +353,7 @@ fn take<T: Transport>(
 ) -> Asked {
     match command {
         None | Some(Command::Close) => Asked::Close,
+        Some(Command::RetryNow) => Asked::RetryNow,
         Some(Command::Send {
             text,
             client_id,

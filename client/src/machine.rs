@@ -384,6 +384,11 @@ impl Machine {
         }
     }
 
+    /// Starts the reconnect schedule over (the user asked to connect now).
+    pub fn reset_backoff(&mut self) {
+        self.backoff.reset();
+    }
+
     /// The client stops: forgets the pending messages and returns their ids (their sends
     /// fail).
     pub fn stop(&mut self) -> Vec<ClientId> {
