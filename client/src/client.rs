@@ -372,3 +372,225 @@ fn new_client_id<T: Transport>(transport: &T) -> ClientId {
     let id = format!("c{:08x}{:08x}{:08x}", part(), part(), part());
     ClientId::new(id).unwrap_or_else(|_| unreachable!("hex digits are a valid client id"))
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use common::chat::{ChatBody, ChatEvent, ChatMessage};
+    use common::server::{ServerFrame, StreamEvent};
+    use common::{Position, StreamKind};
+
+    use super::*;
+    use crate::machine::{Auth, ConnectRequest};
+
+    /// The relay's end of one scripted socket.
+    struct Relay {
+        to_client: mpsc::UnboundedSender<SocketEvent>,
+        from_client: mpsc::UnboundedReceiver<String>,
+    }
+
+    struct FakeSocket {
+        incoming: mpsc::UnboundedReceiver<SocketEvent>,
+        outgoing: mpsc::UnboundedSender<String>,
+    }
+
+    /// Hands out the prepared sockets in turn and records the URLs asked for.
+    #[derive(Clone, Default)]
+    struct Fake {
+        sockets: Arc<Mutex<VecDeque<FakeSocket>>>,
+        urls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fake {
+        fn prepare(&self) -> Relay {
+            let (to_client, incoming) = mpsc::unbounded();
+            let (outgoing, from_client) = mpsc::unbounded();
+            self.sockets
+                .lock()
+                .unwrap()
+                .push_back(FakeSocket { incoming, outgoing });
+            Relay {
+                to_client,
+                from_client,
+            }
+        }
+    }
+
+    impl Transport for Fake {
+        type Socket = FakeSocket;
+
+        async fn open(&self, request: &ConnectRequest) -> Result<FakeSocket, ChatError> {
+            self.urls.lock().unwrap().push(request.url.clone());
+            let socket = self.sockets.lock().unwrap().pop_front();
+            socket.ok_or(ChatError::ConnectionLost {
+                code: 1006,
+                reason: "no socket prepared".into(),
+            })
+        }
+
+        async fn sleep(&self, _: Duration) {}
+
+        fn random(&self) -> f64 {
+            0.5
+        }
+
+        fn now_ms(&self) -> f64 {
+            0.0
+        }
+    }
+
+    impl Socket for FakeSocket {
+        async fn send(&mut self, text: String) -> Result<(), ChatError> {
+            let _ = self.outgoing.unbounded_send(text);
+            Ok(())
+        }
+
+        async fn next(&mut self) -> SocketEvent {
+            self.incoming.next().await.unwrap_or(SocketEvent::Closed {
+                code: 1006,
+                reason: String::new(),
+            })
+        }
+
+        async fn close(&mut self, _: u16, _: &str) {}
+    }
+
+    impl Relay {
+        fn say(&self, frame: ServerFrame) {
+            self.to_client
+                .unbounded_send(SocketEvent::Text(frame.to_json()))
+                .unwrap();
+        }
+
+        fn connected(&self) {
+            self.say(ServerFrame::Event(StreamEvent::Connected {
+                stream: StreamKind::Chat,
+                session: "ops".into(),
+                position: Position::default(),
+                resumed: false,
+            }));
+        }
+
+        fn message(&self, id: &str, text: &str) {
+            self.say(ServerFrame::Chat(ChatEvent {
+                id: Some(id.into()),
+                time: 1,
+                body: ChatBody::Message(ChatMessage {
+                    uid: "7".into(),
+                    username: "bob".into(),
+                    message: text.into(),
+                    time: 1,
+                }),
+            }));
+        }
+
+        /// The client id of the next chat message the client sends (skipping `userinfo`).
+        async fn next_send(&mut self) -> ClientId {
+            loop {
+                let text = self.from_client.next().await.expect("the client sends");
+                if let Ok(common::ClientFrame::Chat(common::chat::ChatRequest::Message {
+                    client_id: Some(id),
+                    ..
+                })) = common::ClientFrame::parse(&text)
+                {
+                    return id;
+                }
+            }
+        }
+    }
+
+    async fn next_text(events: &mut Events) -> String {
+        loop {
+            if let Some(Event::Message { message, .. }) = events.next().await {
+                return message.message;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_cut_off_by_a_drop_goes_again_with_its_id_and_resolves_once_stored() {
+        let fake = Fake::default();
+        let mut first = fake.prepare();
+        let mut second = fake.prepare();
+        let config = ClientConfig::new("ws://relay/ws/chat/ops", Auth::Bearer("t".into()));
+        let (chat, mut events, driver) = ChatClient::new(fake.clone(), config);
+        tokio::spawn(driver);
+
+        first.connected();
+        first.message("5-0", "before");
+        assert_eq!(next_text(&mut events).await, "before");
+        let sending = tokio::spawn(chat.send("hello"));
+        let id = first.next_send().await;
+        // The socket drops before the relay acknowledged it.
+        first
+            .to_client
+            .unbounded_send(SocketEvent::Closed {
+                code: 1006,
+                reason: String::new(),
+            })
+            .unwrap();
+
+        second.connected();
+        assert_eq!(second.next_send().await, id, "sent again with the same id");
+        // The relay replays from before what the client has, then goes on.
+        second.message("5-0", "before");
+        second.message("6-0", "after");
+        second.say(ServerFrame::Event(StreamEvent::Sent {
+            client_id: id,
+            id: "7-0".into(),
+        }));
+        assert_eq!(next_text(&mut events).await, "after");
+        assert_eq!(sending.await.unwrap(), Ok("7-0".to_owned()));
+        let urls = fake.urls.lock().unwrap().clone();
+        assert_eq!(
+            urls,
+            ["ws://relay/ws/chat/ops", "ws://relay/ws/chat/ops?since=5-0"]
+        );
+        chat.close();
+        while let Some(event) = events.next().await {
+            assert!(
+                !matches!(event, Event::Message { .. }),
+                "nothing handed over twice: {event:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_final_close_fails_pending_sends_and_waits_for_retry_now() {
+        let fake = Fake::default();
+        let first = fake.prepare();
+        let config = ClientConfig::new("ws://relay/ws/chat/ops", Auth::Ambient);
+        let (chat, mut events, driver) = ChatClient::new(fake.clone(), config);
+        tokio::spawn(driver);
+        let sending = chat.send("hello");
+        first
+            .to_client
+            .unbounded_send(SocketEvent::Closed {
+                code: 4403,
+                reason: "not yours".into(),
+            })
+            .unwrap();
+        let forbidden = ChatError::Forbidden {
+            reason: "not yours".into(),
+        };
+        assert_eq!(sending.await, Err(SendError::Stopped(forbidden.clone())));
+        loop {
+            if let Some(Event::State(ConnState::Closed(error))) = events.next().await {
+                assert_eq!(error, forbidden);
+                break;
+            }
+        }
+        assert_eq!(chat.send("later").await, Err(SendError::Stopped(forbidden)));
+        let again = fake.prepare();
+        chat.retry_now();
+        again.connected();
+        loop {
+            if let Some(Event::State(ConnState::Live)) = events.next().await {
+                break;
+            }
+        }
+        assert_eq!(fake.urls.lock().unwrap().len(), 2);
+    }
+}

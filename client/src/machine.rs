@@ -260,6 +260,13 @@ impl Machine {
     /// Queues a message; returns the frame to send now when the room is live and nothing
     /// refused is waiting before it (else it goes when that is resolved or on reconnect).
     pub fn send(&mut self, client_id: ClientId, text: String) -> Option<String> {
+        // The same id again ("send again" after a refusal): one pending entry, sent now.
+        if let Some(at) = self.pending.iter().position(|p| p.client_id == client_id) {
+            let earlier_held = self.pending[..at].iter().any(|p| p.held);
+            let message = &mut self.pending[at];
+            message.held = false;
+            return (self.live && !earlier_held).then(|| message.frame());
+        }
         let message = Pending {
             client_id,
             text,
@@ -604,6 +611,18 @@ mod tests {
             step.frames,
             [message_frame("one", "a"), message_frame("two", "b")]
         );
+    }
+
+    #[test]
+    fn sending_a_pending_id_again_keeps_one_entry() {
+        let mut m = machine();
+        m.on_text(&connected());
+        m.send(cid("a"), "one".into());
+        assert_eq!(
+            m.send(cid("a"), "one".into()),
+            Some(message_frame("one", "a"))
+        );
+        assert_eq!(m.pending().count(), 1);
     }
 
     #[test]
