@@ -46,3 +46,7 @@ pub use client::{ChatClient, Events, SendError};
 pub use close::ChatError;
 pub use machine::{Auth, ClientConfig, ConnState, Event, Machine};
 pub use transport::{Socket, SocketEvent, Transport};
+
+// `scripts/wasm-test.sh` runs the unit tests in headless Chromium too.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
