@@ -9,3 +9,5 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 # Chromium runs as root here: it needs --no-sandbox, passed as WebDriver capabilities.
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/frontend/webdriver.json"
 cargo test -p frontend --target wasm32-unknown-unknown
+# The chat client's state machine, backoff and close codes, in the browser as well.
+cargo test -p opsdeck-client --features web --target wasm32-unknown-unknown

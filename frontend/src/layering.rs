@@ -5,7 +5,6 @@
 /// Every module's source but the root's and this one's.
 const SOURCES: &[(&str, &str)] = &[
     ("api.rs", include_str!("api.rs")),
-    ("backoff.rs", include_str!("backoff.rs")),
     ("config.rs", include_str!("config.rs")),
     ("conn.rs", include_str!("conn.rs")),
     ("flow.rs", include_str!("flow.rs")),

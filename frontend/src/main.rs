@@ -5,12 +5,13 @@
 //! `location.hash` (see [`route`]); nothing imports from it. The rest:
 //! - [`session`]: who is logged in (context); [`nav`]: going to a page, or to the login;
 //! - [`config`]: where the relay is (`config.json`, read at start);
-//! - [`api`]: the relay's HTTP API; [`ws`]: the one reconnecting WebSocket all views use;
-//! - [`backoff`], [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them;
+//! - [`api`]: the relay's HTTP API; [`ws`]: the one reconnecting WebSocket of the terminal
+//!   and log views (the chat view uses `opsdeck-client`, the embeddable chat client);
+//! - [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them (the backoff
+//!   is `opsdeck_client::backoff`);
 //! - [`term`]: xterm.js; [`views`]: one file per page.
 
 mod api;
-mod backoff;
 mod config;
 mod conn;
 mod flow;

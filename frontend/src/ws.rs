@@ -1,4 +1,5 @@
-//! The one reconnecting WebSocket every view uses.
+//! The one reconnecting WebSocket of the terminal and log views (chat rooms use
+//! `opsdeck-client`, the chat client other apps embed too).
 //!
 //! A [`Stream`] owns the socket to one relay endpoint for the life of a view. It
 //! - reconnects after network drops and reconnectable closes, waiting per [`Backoff`]
@@ -16,17 +17,16 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use common::chat::ChatEvent;
 use common::server::StreamEvent;
 use common::{ClientFrame, ServerFrame, StreamKind};
 use js_sys::{ArrayBuffer, Uint8Array};
 use leptos::prelude::*;
+use opsdeck_client::backoff::Backoff;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
-use crate::backoff::Backoff;
 use crate::config;
 use crate::conn::{self, CloseAction, ConnState};
 use crate::resume::{Connected, Progress};
@@ -39,8 +39,6 @@ pub enum Incoming {
     Bytes(Uint8Array),
     /// A stream event; `lines` and `output` are already de-duplicated.
     Event(StreamEvent),
-    /// A chat event; messages are already de-duplicated.
-    Chat(ChatEvent),
     /// Something the user should be told, e.g. that a new session was started.
     Notice(Notice),
 }
@@ -428,17 +426,8 @@ fn on_frame(shared: &Rc<Shared>, frame: ServerFrame) -> Vec<Incoming> {
             out.push(Incoming::Event(StreamEvent::Dropped { count }));
         }
         ServerFrame::Event(event) => out.push(Incoming::Event(event)),
-        ServerFrame::Chat(event) => {
-            let fresh = match &event.id {
-                Some(id) => inner
-                    .progress
-                    .on_entry(&common::Position::from(id.as_str())),
-                None => true,
-            };
-            if fresh {
-                out.push(Incoming::Chat(event));
-            }
-        }
+        // Chat rooms use `opsdeck-client`, not this stream.
+        ServerFrame::Chat(_) => {}
     }
     out
 }

@@ -29,19 +29,36 @@ pub fn users_toml() -> String {
 pub struct TestRelay {
     relay: Option<Relay>,
     pub addr: SocketAddr,
+    /// The TOML it was started with, for [`TestRelay::restart`].
+    config: String,
 }
 
 impl TestRelay {
     /// Starts a relay on `config` (a whole TOML file; its `listen` is ignored).
     pub async fn start(config: &str) -> anyhow::Result<Self> {
         crate::init_logs();
-        let config = Config::from_toml(config, "test config")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let text = config;
+        let config = Config::from_toml(text, "test config")?;
         let relay = Relay::start_on(listener, config).context("starting the relay")?;
         Ok(Self {
             addr: relay.addr,
             relay: Some(relay),
+            config: text.to_owned(),
         })
+    }
+
+    /// Stops the relay (every WebSocket gets its close frame) and starts a new one with the
+    /// same config on the same address, as a restarted process would be.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .with_context(|| format!("listening on {} again", self.addr))?;
+        let config = Config::from_toml(&self.config, "test config")?;
+        let relay = Relay::start_on(listener, config).context("restarting the relay")?;
+        self.relay = Some(relay);
+        Ok(())
     }
 
     /// The running relay, for its probes (sessions, tails, reload).

@@ -1,21 +1,24 @@
 //! The chat room: messages with user and time, a presence list, Enter to send, and
 //! auto-scroll that stops while the user reads further up.
 //!
-//! Each message is sent with a random `client_id` and shown as pending (below the room)
-//! until the relay acknowledges it with a `sent` frame; after a reconnect the pending ones
-//! are sent again with the same ids, which the relay stores at most once. A refused one
-//! stays, with the reason and a button to send it again.
+//! The connection is `opsdeck-client`'s (the chat client other apps embed too): it
+//! reconnects, catches up exactly once, and keeps each message sent with a random
+//! `client_id` until the relay acknowledges it, sending the pending ones again after a
+//! reconnect. The page shows them as pending (below the room) until then; a refused one
+//! stays, with the reason and a button to send it again (same id).
 
-use common::ClientFrame;
-use common::chat::{ChatBody, ChatEvent, ChatRequest, ChatUser, ClientId};
-use common::server::StreamEvent;
+use common::chat::{ChatUser, ClientId};
+use futures_util::StreamExt;
 use leptos::html::Div;
 use leptos::prelude::*;
+use opsdeck_client::{Auth, ChatClient, ClientConfig, Event};
 
+use crate::config;
+use crate::conn::{self, ConnState};
 use crate::route::Route;
 use crate::session::Session;
-use crate::views::{ConnStatus, near_bottom, scroll_to_bottom};
-use crate::ws::{Incoming, Stream};
+use crate::views::{ConnBar, near_bottom, scroll_to_bottom};
+use crate::ws::Notice;
 
 /// Messages kept on the page.
 const KEPT: usize = 1_000;
@@ -35,17 +38,8 @@ struct Line {
 struct Pending {
     client_id: ClientId,
     text: String,
-    /// Why the relay refused it, when it did (it is sent again after a reconnect).
+    /// Why the relay refused it, when it did.
     refused: Option<String>,
-}
-
-impl Pending {
-    fn frame(&self) -> ClientFrame {
-        ClientFrame::Chat(ChatRequest::Message {
-            message: self.text.clone(),
-            client_id: Some(self.client_id.clone()),
-        })
-    }
 }
 
 /// A new random client id: 24 hex digits (96 random bits).
@@ -55,8 +49,30 @@ fn new_client_id() -> ClientId {
     ClientId::new(id).unwrap_or_else(|_| unreachable!("hex digits are a valid client id"))
 }
 
-/// The room: the stream, the message list and its scrolling; the composer and the presence
-/// list are components of their own.
+/// The chat client's state as the status bar shows every stream's.
+fn shown(state: &opsdeck_client::ConnState) -> ConnState {
+    use opsdeck_client::ConnState as Client;
+    match state {
+        Client::Connecting { attempt } => ConnState::Connecting { attempt: *attempt },
+        Client::Live => ConnState::Connected { resumed: false },
+        Client::Reconnecting {
+            delay,
+            attempt,
+            error,
+        } => ConnState::Reconnecting {
+            in_secs: delay.as_secs_f64().ceil() as u32,
+            attempt: *attempt,
+            reason: error.to_string(),
+        },
+        Client::Closed(error) => {
+            conn::closed(error.close_code().unwrap_or(1000), &error.to_string())
+        }
+    }
+}
+
+/// The room: the chat client (`opsdeck-client`: reconnects, catch-up, acknowledged sends),
+/// the message list and its scrolling; the composer and the presence list are components
+/// of their own.
 #[component]
 pub fn ChatPage(room: String) -> impl IntoView {
     let Some(path) = (Route::Chat { room: room.clone() }).ws_path() else {
@@ -69,51 +85,64 @@ pub fn ChatPage(room: String) -> impl IntoView {
     let pending = RwSignal::new(Vec::<Pending>::new());
     let stick = RwSignal::new(true);
     let unread = RwSignal::new(0usize);
+    let state = RwSignal::new(ConnState::Connecting { attempt: 0 });
+    let notice = RwSignal::new(None::<Notice>);
     let list = NodeRef::<Div>::new();
-    let mut notes = 0u64;
 
-    let stream = Stream::open(path, move |stream, incoming| match incoming {
-        Incoming::Event(StreamEvent::Connected { .. }) => {
-            stream.send(&ClientFrame::Chat(ChatRequest::UserInfo));
-            // Whatever was not acknowledged goes again, with the same ids: the relay stores
-            // each at most once and acknowledges it with its id.
-            pending.update(|p| {
-                for message in p.iter_mut() {
-                    message.refused = None;
-                    stream.send(&message.frame());
+    let (client, mut events) =
+        opsdeck_client::web::connect(ClientConfig::new(config::ws_url(&path), Auth::Ambient));
+    leptos::task::spawn_local(async move {
+        let mut notes = 0u64;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::State(now) => {
+                    if let opsdeck_client::ConnState::Closed(error) = &now
+                        && error.needs_login()
+                    {
+                        crate::nav::go_login();
+                    }
+                    state.try_set(shown(&now));
+                    continue;
                 }
-            });
-        }
-        Incoming::Event(StreamEvent::Sent { client_id, .. }) => {
-            pending.update(|p| p.retain(|m| m.client_id != client_id));
-        }
-        Incoming::Event(StreamEvent::Error {
-            client_id: Some(client_id),
-            message,
-            ..
-        }) => {
-            pending.update(|p| {
-                if let Some(m) = p.iter_mut().find(|m| m.client_id == client_id) {
-                    m.refused = Some(message);
+                Event::Acked { client_id, .. } => {
+                    pending.try_update(|p| p.retain(|m| m.client_id != client_id));
+                    continue;
                 }
-            });
-        }
-        Incoming::Chat(event) => {
+                Event::Refused {
+                    client_id, message, ..
+                } => {
+                    pending.try_update(|p| {
+                        if let Some(m) = p.iter_mut().find(|m| m.client_id == client_id) {
+                            m.refused = Some(message);
+                        }
+                    });
+                    continue;
+                }
+                Event::Gap { message, .. } => {
+                    notice.try_set(Some(Notice {
+                        kind: "gap",
+                        text: message,
+                    }));
+                    continue;
+                }
+                _ => {}
+            }
             let username =
                 me.and_then(|m| m.with_untracked(|m| m.as_ref().map(|m| m.username.clone())));
             let uid = my_uid.get_untracked();
             let line = match event_line(event, &mut notes, uid.as_deref(), username.as_deref()) {
-                Change::Line(line) => line,
-                Change::Presence(users) => {
-                    presence.set(users);
-                    return;
+                Some(Change::Line(line)) => line,
+                Some(Change::Presence(users)) => {
+                    presence.try_set(users);
+                    continue;
                 }
-                Change::Me(user) => {
-                    my_uid.set(Some(user.uid));
-                    return;
+                Some(Change::Me(user)) => {
+                    my_uid.try_set(Some(user.uid));
+                    continue;
                 }
+                None => continue,
             };
-            lines.update(|l| {
+            lines.try_update(|l| {
                 l.push(line);
                 if l.len() > KEPT {
                     l.drain(..l.len() - KEPT);
@@ -126,14 +155,14 @@ pub fn ChatPage(room: String) -> impl IntoView {
                     }
                 });
             } else {
-                unread.update(|n| *n += 1);
+                unread.try_update(|n| *n += 1);
             }
         }
-        _ => {}
     });
-    let closing = stream.clone();
+    let closing = client.clone();
     on_cleanup(move || closing.close());
-    let resend = stream.clone();
+    let resend = client.clone();
+    let retry = client.clone();
 
     let on_scroll = move |_| {
         if let Some(el) = list.get_untracked() {
@@ -155,7 +184,7 @@ pub fn ChatPage(room: String) -> impl IntoView {
     view! {
         <section class="page chat-page" data-room=room.clone()>
             <div class="toolbar">
-                <ConnStatus stream=stream.clone() />
+                <ConnBar state notice on_retry=move || retry.retry_now() />
             </div>
             <div class="chat-body">
                 <div class="chat-main">
@@ -176,7 +205,7 @@ pub fn ChatPage(room: String) -> impl IntoView {
                             {move || format!("{} new ↓", unread.get())}
                         </button>
                     </Show>
-                    <MessageComposer stream=stream.clone() stick pending />
+                    <MessageComposer client state stick pending />
                 </div>
                 <PresenceList presence=presence.read_only() />
             </div>
@@ -190,7 +219,8 @@ pub fn ChatPage(room: String) -> impl IntoView {
 /// Sending follows the room to its bottom again (`stick`).
 #[component]
 fn MessageComposer(
-    stream: Stream,
+    client: ChatClient,
+    state: RwSignal<ConnState>,
     stick: RwSignal<bool>,
     pending: RwSignal<Vec<Pending>>,
 ) -> impl IntoView {
@@ -210,7 +240,9 @@ fn MessageComposer(
             text: message,
             refused: None,
         };
-        if stream.send(&message.frame()) {
+        // The client keeps it until the relay has stored it, across reconnects.
+        drop(client.send_with_id(message.text.clone(), message.client_id.clone()));
+        if state.with_untracked(|s| matches!(s, ConnState::Connected { .. })) {
             send_error.set(None);
         } else {
             send_error.set(Some(
@@ -253,8 +285,8 @@ fn PresenceList(presence: ReadSignal<Vec<ChatUser>>) -> impl IntoView {
 
 /// A message not yet acknowledged: "sending…", or why it was refused and a button to send
 /// it again (with the same id).
-fn render_pending(message: Pending, stream: Stream) -> impl IntoView {
-    let frame = message.frame();
+fn render_pending(message: Pending, client: ChatClient) -> impl IntoView {
+    let (text, client_id) = (message.text.clone(), message.client_id.clone());
     let status = match &message.refused {
         Some(why) => why.clone(),
         None => "sending…".to_owned(),
@@ -275,7 +307,7 @@ fn render_pending(message: Pending, stream: Stream) -> impl IntoView {
                             class="chat-resend"
                             type="button"
                             on:click=move |_| {
-                                stream.send(&frame);
+                                drop(client.send_with_id(text.clone(), client_id.clone()));
                             }
                         >
                             "Send again"
@@ -315,42 +347,42 @@ enum Change {
 }
 
 fn event_line(
-    event: ChatEvent,
+    event: Event,
     notes: &mut u64,
     uid: Option<&str>,
     username: Option<&str>,
-) -> Change {
-    let mut note = |text: String| {
+) -> Option<Change> {
+    let mut note = |text: String, time: u64| {
         *notes += 1;
         Change::Line(Line {
             key: format!("note-{notes}"),
             user: None,
             text,
-            time: event.time,
+            time,
             mine: false,
         })
     };
-    match event.body {
-        ChatBody::Message(m) => {
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    Some(match event {
+        Event::Message { id, message: m } => {
             let mine = match uid {
                 Some(uid) => uid == m.uid,
                 None => username == Some(m.username.as_str()),
             };
             Change::Line(Line {
-                key: event
-                    .id
-                    .unwrap_or_else(|| format!("msg-{}-{}", m.time, m.uid)),
+                key: id.unwrap_or_else(|| format!("msg-{}-{}", m.time, m.uid)),
                 user: Some(m.username),
                 text: m.message,
                 time: m.time,
                 mine,
             })
         }
-        ChatBody::Join(user) => note(format!("{} joined", user.username)),
-        ChatBody::Leave(user) => note(format!("{} left", user.username)),
-        ChatBody::Presence { users } => Change::Presence(users),
-        ChatBody::UserInfo(user) => Change::Me(user),
-    }
+        Event::Join(user) => note(format!("{} joined", user.username), now),
+        Event::Leave(user) => note(format!("{} left", user.username), now),
+        Event::Presence(users) => Change::Presence(users),
+        Event::Me(user) => Change::Me(user),
+        _ => return None,
+    })
 }
 
 /// `HH:MM` in local time, and the full date for the tooltip.

@@ -246,7 +246,7 @@ fn on_incoming(lines: LinesSlot, counters: Counters, incoming: Incoming) {
             None => "the stream ended".to_owned(),
         }),
         Incoming::Notice(notice) => Some(notice.text),
-        Incoming::Event(_) | Incoming::Bytes(_) | Incoming::Chat(_) => None,
+        Incoming::Event(_) | Incoming::Bytes(_) => None,
     };
     if let Some(text) = marker {
         let text = format!("── {text} ──");

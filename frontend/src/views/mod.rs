@@ -11,10 +11,11 @@ use leptos::prelude::*;
 use web_sys::Element;
 
 use crate::api;
+use crate::conn::ConnState;
 use crate::nav::navigate;
 use crate::route::Route;
 use crate::session::Session;
-use crate::ws::Stream;
+use crate::ws::{Notice, Stream};
 
 /// The logged-in user and the logout button (top right).
 #[component]
@@ -47,14 +48,24 @@ pub fn UserMenu() -> impl IntoView {
     .into_any()
 }
 
-/// The connection state of a stream, in words (`#conn-state`, with `data-state` and, once
-/// closed, `data-code`), the latest notice (`#conn-notice`) and a button to connect again
-/// now ("Reconnect now" during a countdown, "Retry" once stopped).
+/// The connection state of a stream: [`ConnBar`] for a [`Stream`].
 #[component]
 pub fn ConnStatus(stream: Stream) -> impl IntoView {
     let state = stream.state();
     let notice = stream.notice();
-    let retry = move |_| stream.retry_now();
+    view! { <ConnBar state notice on_retry=move || stream.retry_now() /> }
+}
+
+/// The connection state in words (`#conn-state`, with `data-state` and, once closed,
+/// `data-code`), the latest notice (`#conn-notice`) and a button to connect again now
+/// ("Reconnect now" during a countdown, "Retry" once stopped).
+#[component]
+pub fn ConnBar(
+    state: RwSignal<ConnState>,
+    notice: RwSignal<Option<Notice>>,
+    on_retry: impl Fn() + Clone + Send + Sync + 'static,
+) -> impl IntoView {
+    let retry = move |_| on_retry();
     view! {
         <div class="conn-bar">
             <span

@@ -248,7 +248,7 @@ fn show(
         Incoming::Event(StreamEvent::Error { message, .. }) => term.write_text(&note(&message)),
         Incoming::Event(StreamEvent::Status { message, .. }) => term.write_text(&note(&message)),
         Incoming::Notice(notice) => term.write_text(&note(&notice.text)),
-        Incoming::Event(_) | Incoming::Chat(_) => {}
+        Incoming::Event(_) => {}
     }
 }
 

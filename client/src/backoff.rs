@@ -3,7 +3,7 @@
 //! A relay restart drops every browser at once; if they all came back on the same schedule
 //! they would hammer the new relay in lock-step. Each wait is therefore "equal jitter":
 //! half of the exponential step, plus a random share of the other half. The random number
-//! is passed in so the schedule is plain arithmetic, testable without a browser.
+//! is passed in so the schedule is plain arithmetic, testable without a browser or a clock.
 
 use std::time::Duration;
 
