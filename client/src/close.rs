@@ -72,6 +72,10 @@ pub enum ChatError {
     /// 4502: the relay's backend (Redis) failed (reconnects).
     #[error("the chat backend could not be reached: {reason}")]
     BackendUnavailable { reason: String },
+    /// 4503: the backend refused in a way a retry cannot fix by itself (stops; `retry_now`
+    /// tries again once someone has fixed it).
+    #[error("the backend refused: {reason}")]
+    BackendRefused { reason: String },
     /// No close frame, a restart code, or a connection that could not be opened at all
     /// (refused, reset, a proxy's 5xx) (reconnects).
     #[error("the connection was lost: {reason}")]
@@ -110,6 +114,7 @@ impl ChatError {
             Some(CloseCode::PermissionRevoked) => Self::PermissionRevoked { reason },
             Some(CloseCode::TokenRevoked) => Self::TokenRevoked { reason },
             Some(CloseCode::BackendUnavailable) => Self::BackendUnavailable { reason },
+            Some(CloseCode::BackendRefused) => Self::BackendRefused { reason },
             None => match code {
                 standard::ABNORMAL
                 | standard::NO_STATUS
@@ -160,6 +165,7 @@ impl ChatError {
             Self::PermissionRevoked { .. } => CloseCode::PermissionRevoked,
             Self::TokenRevoked { .. } => CloseCode::TokenRevoked,
             Self::BackendUnavailable { .. } => CloseCode::BackendUnavailable,
+            Self::BackendRefused { .. } => CloseCode::BackendRefused,
             Self::ConnectionLost { code, .. } | Self::Other { code, .. } => return Some(*code),
             Self::Refused { .. } | Self::Invalid { .. } | Self::ClosedByClient => return None,
         };
