@@ -195,6 +195,7 @@ mod tests {
             minted_here: true,
             expires_at: 0,
             token_id: String::new(),
+            idp: None,
         }
     }
 

@@ -1,9 +1,12 @@
-//! The small HTTP API: login, logout, who am I, what may I open.
+//! The small HTTP API: login, logout, who am I, what may I open; single sign-on in `sso`.
+
+pub mod sso;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
+use common::sso::LogoutAnswer;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
@@ -60,6 +63,12 @@ pub async fn login(
     state: Arc<AppState>,
     request: LoginRequest,
 ) -> Response {
+    if !state.config().auth.local_login {
+        return error(
+            StatusCode::FORBIDDEN,
+            "password logins are switched off on this relay; sign in with a provider",
+        );
+    }
     let source = source.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| s.ip());
     // Escaped and cut: a user name is the caller's text and must not forge log lines.
     let shown: String = request.username.chars().take(64).collect();
@@ -103,7 +112,13 @@ pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
     // The cookie goes whatever happens next: this browser is logged out either way.
     let mut response = match principal(&state, &headers).await {
         Ok(principal) => match state.auth.revoke(&principal).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            // A provider login ends at the provider too, when it says where.
+            Ok(()) => match state.oidc.end_session_url(&principal).await {
+                Some(end_session_url) => {
+                    warp::reply::json(&LogoutAnswer { end_session_url }).into_response()
+                }
+                None => StatusCode::NO_CONTENT.into_response(),
+            },
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(

@@ -78,6 +78,36 @@ pub struct Principal {
     /// What a logout revokes: the token's `jti`, or for a token without one, a digest
     /// of the token itself (review #14: every token can be revoked).
     pub token_id: String,
+    /// The OpenID Connect provider the login came through, for a token minted here after
+    /// a single sign-on.
+    pub idp: Option<IdpLink>,
+}
+
+/// Where a single sign-on's token came from: carried in the token (claim `idp`), so that
+/// groups are mapped anew under the config in force and logouts can follow the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpLink {
+    /// The provider's id (`[[auth.oidc]] id`).
+    #[serde(rename = "p")]
+    pub provider: String,
+    /// The user's `sub` at the provider.
+    #[serde(rename = "s")]
+    pub subject: String,
+    /// The provider's session id (`sid`), when its ID token had one.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The user's IdP groups that the provider's `group_mapping` named at login (others are
+    /// not kept: they give nothing).
+    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A user that a provider vouched for, as the relay names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoIdentity {
+    /// `<provider>:<username claim>`.
+    pub username: String,
+    pub link: IdpLink,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -102,6 +132,9 @@ struct Claims {
     /// A string or a list of strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
+    /// Set on tokens minted here after a single sign-on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idp: Option<IdpLink>,
 }
 
 impl Claims {
@@ -143,6 +176,10 @@ struct Settings {
     decoy_hash: String,
     limits: LoginLimits,
     external: ExternalTokens,
+    /// Whether tokens of `auth.users` (password logins) are accepted.
+    local_login: bool,
+    /// Provider id → its `group_mapping` (IdP group → Opsdeck groups).
+    group_mappings: HashMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 impl Settings {
@@ -219,7 +256,43 @@ impl Settings {
             decoy_hash,
             limits: auth.login_limits.clone(),
             external: auth.external_tokens.clone(),
+            local_login: auth.local_login,
+            group_mappings: auth
+                .oidc
+                .iter()
+                .map(|p| (p.id.clone(), p.group_mapping.clone()))
+                .collect(),
         })
+    }
+
+    /// The Opsdeck groups a single sign-on's IdP groups map to now; `None` when its
+    /// provider is no longer configured.
+    fn mapped_groups(&self, link: &IdpLink) -> Option<Vec<String>> {
+        let mapping = self.group_mappings.get(&link.provider)?;
+        Some(
+            link.groups
+                .iter()
+                .filter_map(|g| mapping.get(g))
+                .flatten()
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Why a token minted here no longer stands, if it does not: its provider was removed,
+    /// or password logins were switched off.
+    fn standing(&self, principal: &Principal) -> Result<(), String> {
+        if !principal.minted_here {
+            return Ok(());
+        }
+        match &principal.idp {
+            Some(link) if !self.group_mappings.contains_key(&link.provider) => Err(format!(
+                "the sign-in provider {:?} is no longer configured",
+                link.provider
+            )),
+            None if !self.local_login => Err("password logins are switched off".into()),
+            _ => Ok(()),
+        }
     }
 
     /// The groups of `username`/`uid` now: the token's own (`claimed`) and the config's.
@@ -356,6 +429,7 @@ impl Authenticator {
             groups: Vec::new(),
             iss: Some(RELAY_ISSUER.into()),
             aud: Some(RELAY_ISSUER.into()),
+            idp: None,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -363,6 +437,70 @@ impl Authenticator {
             &settings.hs_encoding,
         )
         .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// Mints a token for a user a provider vouched for (after `oidc.rs` checked the ID
+    /// token and the provider's admission rules), for `auth.token_ttl`.
+    pub fn mint_sso(&self, identity: &SsoIdentity) -> Result<(String, Principal), AuthError> {
+        let settings = self.settings();
+        let now = unix_now();
+        let link = &identity.link;
+        let claims = Claims {
+            sub: Some(format!("{}:{}", link.provider, link.subject)),
+            user_id: None,
+            username: Some(identity.username.clone()),
+            exp: now.saturating_add(settings.ttl_secs),
+            iat: Some(now),
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+            token_type: Some("access".into()),
+            groups: Vec::new(),
+            iss: Some(RELAY_ISSUER.into()),
+            aud: Some(RELAY_ISSUER.into()),
+            idp: Some(link.clone()),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &settings.hs_encoding,
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let principal = self.decode(&token)?;
+        Ok((token, principal))
+    }
+
+    /// Signs a short-lived value for `purpose` with the relay's secret (the state of a
+    /// sign-in in progress, kept in the browser). Its audience is `purpose`, so it is never
+    /// accepted as a login token, nor for another purpose.
+    pub fn seal<T: Serialize>(&self, purpose: &str, value: &T, ttl_secs: u64) -> Option<String> {
+        let body = serde_json::json!({
+            "iss": RELAY_ISSUER,
+            "aud": purpose,
+            "exp": unix_now().saturating_add(ttl_secs),
+            "token_type": purpose,
+            "v": value,
+        });
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &body,
+            &self.settings().hs_encoding,
+        )
+        .ok()
+    }
+
+    /// The value `seal` signed for `purpose`, if it is intact and not expired.
+    pub fn unseal<T: serde::de::DeserializeOwned>(&self, purpose: &str, sealed: &str) -> Option<T> {
+        #[derive(Deserialize)]
+        struct Sealed<T> {
+            v: T,
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_audience(&[purpose]);
+        validation.set_issuer(&[RELAY_ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        jsonwebtoken::decode::<Sealed<T>>(sealed, &self.settings().hs_decoding, &validation)
+            .ok()
+            .map(|data| data.claims.v)
     }
 
     /// Checks a token's signature, expiry, type and revocation.
@@ -439,6 +577,7 @@ impl Authenticator {
             }
         }
         let principal = principal(&settings, claims, token);
+        settings.standing(&principal).map_err(AuthError::Invalid)?;
         if principal.uid.is_empty() {
             return Err(AuthError::Invalid(
                 "the token names no user (sub or user_id)".into(),
@@ -456,31 +595,38 @@ impl Authenticator {
 
     /// Revokes the principal's token until it would have expired anyway.
     pub async fn revoke(&self, principal: &Principal) -> Result<(), AuthError> {
+        self.revoke_token_id(&principal.token_id, principal.expires_at)
+            .await
+    }
+
+    /// Revokes a token by its id until `expires_at` (a back-channel logout names the
+    /// tokens of a provider's session by id).
+    pub async fn revoke_token_id(&self, token_id: &str, expires_at: u64) -> Result<(), AuthError> {
         // Sockets on this relay that use the token close at once, not at their next
         // keepalive; other relays see the revocation in Redis at theirs.
-        let _ = self.revoked.send(principal.token_id.clone());
-        self.revocations
-            .revoke(&principal.token_id, principal.expires_at)
-            .await
+        let _ = self.revoked.send(token_id.to_owned());
+        self.revocations.revoke(token_id, expires_at).await
     }
 
     /// The principal's groups and standing under the config in force: `None` when it
     /// was minted here for a user who is no longer configured.
     pub fn current(&self, principal: &Principal) -> Option<Vec<String>> {
         let settings = self.settings();
-        if principal.minted_here && !settings.users.contains_key(&principal.username) {
-            return None;
-        }
-        Some(settings.groups_of(
-            &principal.username,
-            &principal.uid,
-            &principal.claimed_groups,
-        ))
+        settings.standing(principal).ok()?;
+        let claimed = match &principal.idp {
+            Some(link) if principal.minted_here => settings.mapped_groups(link)?,
+            _ if principal.minted_here && !settings.users.contains_key(&principal.username) => {
+                return None;
+            }
+            _ => principal.claimed_groups.clone(),
+        };
+        Some(settings.groups_of(&principal.username, &principal.uid, &claimed))
     }
 }
 
 fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let minted_here = claims.iss.as_deref() == Some(RELAY_ISSUER);
+    let idp = claims.idp.clone().filter(|_| minted_here);
     let uid = claims
         .user_id
         .map(|v| match v {
@@ -494,7 +640,10 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         .or(claims.sub)
         .unwrap_or_else(|| uid.clone());
     // An empty uid is refused by the caller; it gets no prefix so that stays visible.
-    let (uid, username, claimed_groups) = if minted_here || uid.is_empty() {
+    let (uid, username, claimed_groups) = if let Some(link) = &idp {
+        let mapped = settings.mapped_groups(link).unwrap_or_default();
+        (uid, username, mapped)
+    } else if minted_here || uid.is_empty() {
         (uid, username, Vec::new())
     } else {
         let trusted = &settings.external.trusted_group_claims;
@@ -520,6 +669,7 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         token_id: claims
             .jti
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(token)))),
+        idp,
     }
 }
 

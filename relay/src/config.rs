@@ -14,7 +14,9 @@ use serde::Deserialize;
 use crate::origin::Origin;
 
 mod k8s;
+mod oidc;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
+pub use oidc::OidcProvider;
 
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -202,6 +204,15 @@ pub struct AuthConfig {
     pub login_limits: LoginLimits,
     /// Tokens minted by another system (an existing app, an IdP).
     pub external_tokens: ExternalTokens,
+    /// Whether `auth.users` may log in with a password (`POST /api/login`). Default true;
+    /// false leaves single sign-on as the only way in, and tokens minted for local users
+    /// stop working.
+    pub local_login: bool,
+    /// Where the browser lands after a single sign-on, and whose `#/login?sso_error=`
+    /// shows a refused one. Default `/` (the app served by this relay).
+    pub app_url: String,
+    /// OpenID Connect providers (`[[auth.oidc]]`, see `config/oidc.rs`).
+    pub oidc: Vec<OidcProvider>,
 }
 
 /// How far tokens that this relay did not mint are trusted. Such a token names a user
@@ -572,6 +583,9 @@ impl Default for AuthConfig {
             users: Vec::new(),
             login_limits: LoginLimits::default(),
             external_tokens: ExternalTokens::default(),
+            local_login: true,
+            app_url: "/".into(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -700,6 +714,13 @@ impl Config {
             .try_for_each(K8sCluster::validate)?;
         self.k8s.validate()?;
         check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
+        check_unique("auth.oidc", self.auth.oidc.iter().map(|p| &p.id))?;
+        self.auth.oidc.iter().try_for_each(OidcProvider::validate)?;
+        if !self.auth.local_login && self.auth.oidc.is_empty() {
+            return invalid(
+                "auth.local_login = false leaves no way to log in: configure an [[auth.oidc]] provider".into(),
+            );
+        }
         for host in &self.ssh_hosts {
             let methods = [
                 host.private_key_file.is_some(),
@@ -770,6 +791,19 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Reads every OpenID Connect provider's client secret (`check-config`, and at start):
+    /// a missing variable or unreadable file is an error.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        self.auth
+            .oidc
+            .iter()
+            .try_for_each(|p| p.client_secret().map(drop))
+    }
+
+    pub fn oidc_provider(&self, id: &str) -> Option<&OidcProvider> {
+        self.auth.oidc.iter().find(|p| p.id == id)
     }
 
     pub fn chat_room(&self, id: &str) -> Option<&ChatRoom> {

@@ -17,6 +17,7 @@ pub mod demo;
 mod endpoints;
 mod http;
 mod metrics;
+mod oidc;
 mod origin;
 mod pump;
 mod redis_link;

@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::CheckConfig) => {
             let config = load(cli.config.as_ref())?;
+            config.check_secrets()?;
             for warning in config.warnings() {
                 println!("warning: {warning}");
             }

@@ -90,8 +90,19 @@ async fn hash_password_and_check_config_work() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.toml");
+    // The example's single sign-on provider takes its client secret from this variable:
+    // check-config reads every secret, and fails naming the one that is missing.
+    let unset = Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .env_remove("OPSDECK_OIDC_CORP_SECRET")
+        .output()
+        .await
+        .expect("check-config");
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("OPSDECK_OIDC_CORP_SECRET"));
     let checked = Command::new(BIN)
         .args(["check-config", "--config", example])
+        .env("OPSDECK_OIDC_CORP_SECRET", "example-secret")
         .output()
         .await
         .expect("check-config");

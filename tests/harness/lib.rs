@@ -6,6 +6,8 @@
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 //! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.
+//! - [`oidc::TestOidcProvider`]: npm's oidc-provider, and [`oidc::SsoBrowser`] that signs
+//!   in through it.
 //! - [`browser::Chromedriver`]: Debian's headless Chromium through chromedriver.
 //! - [`proxy::CuttableProxy`]: a TCP proxy that cuts connections like a network blip.
 //! - [`terminal_contract`]: the scenarios every terminal backend passes, run by
@@ -15,6 +17,7 @@ pub mod browser;
 pub mod client;
 pub mod load;
 pub mod net;
+pub mod oidc;
 pub mod proxy;
 pub mod redis;
 pub mod relay;
