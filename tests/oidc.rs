@@ -7,10 +7,16 @@ use base64::Engine;
 use common::CloseCode;
 use common::api::Me;
 use common::sso::{AuthProviders, LogoutAnswer};
+use fantoccini::Locator;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use opsdeck_tests::browser::{
+    Chromedriver, PAGE_TIMEOUT, screenshot, type_in_terminal, wait_for_js, wait_for_state,
+    wait_for_terminal_text,
+};
 use opsdeck_tests::client::WsClient;
 use opsdeck_tests::oidc::{CLIENT_ID, PROVIDER_ID, SIGNING_KID, SsoBrowser, TestOidcProvider};
 use opsdeck_tests::relay::TestRelay;
+use opsdeck_tests::sshd::TestSshd;
 
 /// `staff` may sign in; `admins` are Opsdeck's `ops`, who may open the chat room `ops`.
 const RULES: &str = "required_groups = [\"staff\"]\n\
@@ -33,11 +39,16 @@ struct Fixture {
 
 /// A provider and a relay that knows it; `auth` lines go into `[auth]`.
 async fn start(auth: &str) -> anyhow::Result<Fixture> {
+    start_with("", auth, REST).await
+}
+
+/// As [`start`], with `top` level keys and the `rest` of the config (grants, targets).
+async fn start_with(top: &str, auth: &str, rest: &str) -> anyhow::Result<Fixture> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let provider = TestOidcProvider::start(addr).await?;
     let config = format!(
-        "[auth]\njwt_secret = \"test-secret\"\ncookie_secure = false\n{auth}\n{}\n{REST}",
+        "{top}\n[auth]\njwt_secret = \"test-secret\"\ncookie_secure = false\n{auth}\n{}\n{rest}",
         provider.provider_toml(RULES)?
     );
     let relay = TestRelay::start_on(listener, &config)?;
@@ -432,7 +443,7 @@ async fn logout_tokens_are_verified_like_id_tokens() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said_so()
+async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said_so_at_login_and_by_check_config()
 -> anyhow::Result<()> {
     let fixture = start("local_login = false").await?;
     let providers: AuthProviders = reqwest::get(fixture.url("/api/auth/providers"))
@@ -461,6 +472,16 @@ async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said
          client_secret_file = \"{}\"\nallowed_users = [\"x\"]\nhttp_timeout = \"2s\"\n",
         secret.path().display()
     );
+    let dead = relay::Config::from_toml(&config, "dead provider")?;
+    let checked = relay::check_discovery(&dead).await;
+    assert!(checked[0].1.is_err(), "{checked:?}");
+    let live = format!(
+        "[auth]\n{}",
+        fixture.provider.provider_toml("allowed_users = [\"x\"]")?
+    );
+    let checked = relay::check_discovery(&relay::Config::from_toml(&live, "live")?).await;
+    assert_eq!(checked, [("test".to_owned(), Ok(()))]);
+
     let relay = TestRelay::start(&config).await?;
     let answer = SsoBrowser::new()
         .client()
@@ -468,5 +489,112 @@ async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said
         .send()
         .await?;
     assert_eq!(location(&answer), "/#/login?sso_error=provider_unreachable");
+    Ok(())
+}
+
+fn dist() -> anyhow::Result<std::path::PathBuf> {
+    let dist = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    anyhow::ensure!(
+        dist.join("index.html").exists(),
+        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
+        dist.display()
+    );
+    Ok(dist.canonicalize()?)
+}
+
+/// Presses the provider's button on the login page and signs in as `login` on the
+/// provider's own pages.
+async fn click_through_the_provider(
+    client: &fantoccini::Client,
+    base: &str,
+    login: &str,
+) -> anyhow::Result<()> {
+    client.goto(&format!("{base}/#/login")).await?;
+    let button = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(&format!("#sso-{PROVIDER_ID}")))
+        .await?;
+    assert_eq!(button.text().await?, "Sign in with Test IdP");
+    button.click().await?;
+    let name = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("input[name='login']"))
+        .await?;
+    name.send_keys(login).await?;
+    client
+        .find(Locator::Css("input[name='password']"))
+        .await?
+        .send_keys("any")
+        .await?;
+    client
+        .find(Locator::Css("button[type='submit']"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("input[name='prompt'][value='consent']"))
+        .await?;
+    client
+        .find(Locator::Css("button[type='submit']"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_chromium_the_provider_button_signs_in_to_a_terminal_and_a_refusal_says_why()
+-> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let rest = format!(
+        "[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n{}",
+        sshd.host_toml("box")?
+    );
+    let top = format!("static_dir = \"{}\"", dist()?.display());
+    let fixture = start_with(&top, "", &rest).await?;
+    let mut driver = Chromedriver::start().await?;
+
+    let client = driver.browser(1200, 800).await?;
+    click_through_the_provider(&client, &fixture.base, "alice").await?;
+    let target = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(".target[data-id='box']"))
+        .await?;
+    wait_for_js(
+        &client,
+        "the user and their groups in the header",
+        "document.querySelector('#user-name').innerText === 'test:alice' \
+         && document.querySelector('#user-groups').innerText === 'ops'",
+    )
+    .await?;
+    screenshot(&client, "sso-signed-in").await?;
+    target.click().await?;
+    wait_for_state(&client, "connected").await?;
+    type_in_terminal(&client, "echo sso-$((6*7))\u{E007}").await?;
+    wait_for_terminal_text(&client, "sso-42").await?;
+    client.close().await?;
+
+    let client = driver.browser(1200, 800).await?;
+    click_through_the_provider(&client, &fixture.base, "eve").await?;
+    let refusal = wait_for_js(
+        &client,
+        "the refusal on the login page",
+        "(document.querySelector('#sso-error')||{dataset:{}}).dataset.code",
+    )
+    .await?;
+    assert_eq!(refusal, "not_allowed");
+    let text = client
+        .find(Locator::Css("#sso-error"))
+        .await?
+        .text()
+        .await?;
+    assert!(text.contains("not allowed"), "{text}");
+    screenshot(&client, "sso-refused").await?;
+    client.close().await?;
     Ok(())
 }

@@ -30,5 +30,6 @@ mod websocket;
 pub use auth::hash_password;
 pub use backend::k8s::exec::SHELL_SCRIPT;
 pub use config::{Config, ConfigError};
+pub use oidc::check_discovery;
 pub use server::Relay;
 pub use state::StartError;

@@ -275,6 +275,20 @@ impl ProviderLink {
     }
 }
 
+/// Tries every provider of `config`: its secret, discovery and keys (`check-config
+/// --discover`). One line per provider: its id, and what went wrong if anything did.
+pub async fn check_discovery(config: &Config) -> Vec<(String, Result<(), String>)> {
+    let mut out = Vec::new();
+    for provider in &config.auth.oidc {
+        let result = match ProviderLink::new(provider) {
+            Ok(link) => link.metadata().await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        out.push((provider.id.clone(), result));
+    }
+    out
+}
+
 /// Providers ready to be put in force (a reload reads every secret before anything
 /// changes).
 pub struct Providers(Arc<HashMap<String, Arc<ProviderLink>>>);
