@@ -999,6 +999,77 @@ mod tests {
         );
     }
 
+    // Single sign-on tokens carry their mapped IdP groups and are mapped anew under the
+    // config in force: a mapping or a provider removed takes effect at the next check.
+    #[tokio::test]
+    async fn sso_tokens_follow_the_group_mapping_and_the_provider_in_force() {
+        let provider = |mapping: &str| {
+            format!(
+                "[auth]\njwt_secret = \"s3cret\"\n[[auth.oidc]]\nid = \"corp\"\n\
+                 issuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret_env = \"X\"\n\
+                 required_groups = [\"staff\"]\n[auth.oidc.group_mapping]\n{mapping}\n"
+            )
+        };
+        let config = Config::from_toml(&provider("admins = [\"ops\"]"), "test").unwrap();
+        let auth = Authenticator::new(&config, None).unwrap();
+        let identity = SsoIdentity {
+            username: "corp:alice".into(),
+            link: IdpLink {
+                provider: "corp".into(),
+                subject: "sub-1".into(),
+                session: Some("sid-1".into()),
+                groups: vec!["admins".into()],
+            },
+        };
+        let (token, principal) = auth.mint_sso(&identity).unwrap();
+        assert_eq!(principal.username, "corp:alice");
+        assert_eq!(principal.uid, "corp:sub-1");
+        assert_eq!(principal.groups, ["ops"]);
+        assert_eq!(auth.verify(&token).await.unwrap(), principal);
+
+        let unmapped = Config::from_toml(&provider("others = [\"ops\"]"), "test").unwrap();
+        auth.reload(&unmapped).unwrap();
+        assert_eq!(auth.current(&principal), Some(Vec::new()));
+
+        let without = Config::from_toml("[auth]\njwt_secret = \"s3cret\"", "test").unwrap();
+        auth.reload(&without).unwrap();
+        assert_eq!(auth.current(&principal), None);
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn switching_password_logins_off_ends_local_tokens_and_sealed_values_stay_apart() {
+        let auth = authenticator("");
+        let (token, principal) = auth.login("alice", "pw", LOCAL).await.unwrap();
+        let sealed = auth.seal("purpose-a", &"value", 60).unwrap();
+        assert_eq!(
+            auth.unseal::<String>("purpose-a", &sealed).as_deref(),
+            Some("value")
+        );
+        assert_eq!(auth.unseal::<String>("purpose-b", &sealed), None);
+        assert!(
+            auth.verify(&sealed).await.is_err(),
+            "a sealed value is no login"
+        );
+        let hash = hash_password("pw").unwrap();
+        let off = format!(
+            "[auth]\njwt_secret = \"s3cret\"\nlocal_login = false\n\
+             [[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n\
+             [[auth.oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n\
+             client_secret_env = \"X\"\nallowed_users = [\"a\"]\n"
+        );
+        auth.reload(&Config::from_toml(&off, "test").unwrap())
+            .unwrap();
+        assert_eq!(auth.current(&principal), None);
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
     #[test]
     fn token_is_found_in_header_subprotocol_or_cookie() {
         use warp::http::{HeaderMap, HeaderValue};

@@ -716,6 +716,18 @@ impl Config {
         check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
         check_unique("auth.oidc", self.auth.oidc.iter().map(|p| &p.id))?;
         self.auth.oidc.iter().try_for_each(OidcProvider::validate)?;
+        if let Some((user, provider)) = self.auth.users.iter().find_map(|u| {
+            let prefix = u.username.split_once(':')?.0;
+            self.auth
+                .oidc
+                .iter()
+                .find(|p| p.id == prefix)
+                .map(|p| (&u.username, &p.id))
+        }) {
+            return invalid(format!(
+                "auth.users {user:?} is named like a user of the provider {provider:?} (\"{provider}:<name>\"); rename it"
+            ));
+        }
         if !self.auth.local_login && self.auth.oidc.is_empty() {
             return invalid(
                 "auth.local_login = false leaves no way to log in: configure an [[auth.oidc]] provider".into(),

@@ -55,6 +55,9 @@ const FLOW_PURPOSE: &str = "opsdeck:sso-flow";
 
 /// How long discovered provider metadata is used before it is read again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// After a failed discovery, sign-ins fail at once for this long instead of each waiting
+/// for the provider again.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// A token naming an unknown key makes the relay read the provider's keys again, at most
 /// this often (a flood of forged `kid`s cannot make it hammer the provider).
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -167,6 +170,8 @@ struct ProviderLink {
     secret: ClientSecret,
     http: IdpHttp,
     discovered: tokio::sync::Mutex<Option<Discovered>>,
+    /// When discovery last failed, and why.
+    failed: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl ProviderLink {
@@ -177,6 +182,7 @@ impl ProviderLink {
             http: IdpHttp::new(config.http_timeout).map_err(|e| e.to_string())?,
             config: config.clone(),
             discovered: tokio::sync::Mutex::new(None),
+            failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -185,7 +191,8 @@ impl ProviderLink {
     }
 
     /// The provider's metadata (with its keys), discovered at first use and again after
-    /// [`METADATA_TTL`].
+    /// [`METADATA_TTL`] (while the provider does not answer, the metadata it gave last is
+    /// used).
     async fn metadata(&self) -> Result<Discovered, SsoError> {
         let mut cached = self.discovered.lock().await;
         if let Some(found) = cached.as_ref()
@@ -193,9 +200,31 @@ impl ProviderLink {
         {
             return Ok(found.clone());
         }
-        let metadata = ProviderMetadataWithLogout::discover_async(self.issuer()?, &self.http)
-            .await
-            .map_err(|e| SsoError::Unreachable(format!("discovery failed: {e}")))?;
+        if let Some((at, why)) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && at.elapsed() < DISCOVERY_RETRY
+        {
+            return match cached.as_ref() {
+                Some(stale) => Ok(stale.clone()),
+                None => Err(SsoError::Unreachable(why.clone())),
+            };
+        }
+        let metadata =
+            match ProviderMetadataWithLogout::discover_async(self.issuer()?, &self.http).await {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    let why = format!("discovery failed: {e}");
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), why.clone()));
+                    return match cached.as_ref() {
+                        Some(stale) => Ok(stale.clone()),
+                        None => Err(SsoError::Unreachable(why)),
+                    };
+                }
+            };
         let now = Instant::now();
         let found = Discovered {
             metadata,

@@ -217,6 +217,41 @@ mod defaults {
 mod tests {
     use super::*;
 
+    const PROVIDER: &str = "[[auth.oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\n\
+        client_id = \"c\"\nclient_secret_env = \"X\"\nallowed_users = [\"a\"]\n";
+
+    fn refused(text: &str) -> String {
+        crate::config::Config::from_toml(text, "test")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn providers_need_a_secret_source_a_rule_and_a_safe_issuer() {
+        assert!(crate::config::Config::from_toml(PROVIDER, "test").is_ok());
+        let inline = PROVIDER.replace("client_secret_env = \"X\"", "client_secret = \"s\"");
+        assert!(refused(&inline).contains("client_secret"));
+        let both = format!("{PROVIDER}client_secret_file = \"/s\"\n");
+        assert!(refused(&both).contains("exactly one"));
+        let open = PROVIDER.replace("allowed_users = [\"a\"]", "");
+        assert!(refused(&open).contains("admits nobody"));
+        let plain = PROVIDER.replace("https://idp.example", "http://idp.example");
+        assert!(refused(&plain).contains("https://"));
+        let long = PROVIDER.replace("\"corp\"", &format!("\"{}\"", "x".repeat(40)));
+        assert!(refused(&long).contains("letters, digits"));
+        assert!(refused(&format!("{PROVIDER}{PROVIDER}")).contains("twice"));
+    }
+
+    #[test]
+    fn local_users_cannot_pose_as_provider_users_and_someone_can_log_in() {
+        let posing =
+            format!("[[auth.users]]\nusername = \"corp:alice\"\npassword_hash = \"x\"\n{PROVIDER}");
+        assert!(refused(&posing).contains("named like a user of the provider"));
+        assert!(refused("[auth]\nlocal_login = false").contains("no way to log in"));
+        let sso_only = format!("[auth]\nlocal_login = false\n{PROVIDER}");
+        assert!(crate::config::Config::from_toml(&sso_only, "test").is_ok());
+    }
+
     #[test]
     fn issuers_are_https_or_loopback() {
         assert!(issuer_is_acceptable("https://idp.example.com/realms/x"));
