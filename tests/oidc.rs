@@ -445,7 +445,7 @@ async fn logout_tokens_are_verified_like_id_tokens() -> anyhow::Result<()> {
 #[tokio::test]
 async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said_so_at_login_and_by_check_config()
 -> anyhow::Result<()> {
-    let fixture = start("local_login = false").await?;
+    let fixture = start("local_users = false").await?;
     let providers: AuthProviders = reqwest::get(fixture.url("/api/auth/providers"))
         .await?
         .json()
@@ -456,7 +456,9 @@ async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said
         .json(&serde_json::json!({"username": "alice", "password": "x"}))
         .send()
         .await?;
-    assert_eq!(answer.status().as_u16(), 403);
+    let status = answer.status().as_u16();
+    let body = answer.text().await?;
+    assert_eq!(status, 401, "{body}");
     let browser = SsoBrowser::new();
     signed_in(&fixture, &browser, "alice").await?;
 
@@ -467,7 +469,7 @@ async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said
     let secret = tempfile::NamedTempFile::new()?;
     std::fs::write(secret.path(), "s")?;
     let config = format!(
-        "[auth]\njwt_secret = \"t\"\ncookie_secure = false\nlocal_login = false\n\
+        "[auth]\njwt_secret = \"t\"\ncookie_secure = false\nlocal_users = false\n\
          [[auth.oidc]]\nid = \"gone\"\nissuer = \"{dead}\"\nclient_id = \"c\"\n\
          client_secret_file = \"{}\"\nallowed_users = [\"x\"]\nhttp_timeout = \"2s\"\n",
         secret.path().display()

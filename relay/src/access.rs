@@ -193,9 +193,9 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             claimed_groups: Vec::new(),
             minted_here: true,
+            idp: None,
             expires_at: 0,
             token_id: String::new(),
-            idp: None,
         }
     }
 

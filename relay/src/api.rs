@@ -13,6 +13,7 @@ use warp::reply::{Reply, Response};
 use crate::access;
 use crate::auth::{self, AuthError, LoginRefused, Principal, TOKEN_COOKIE};
 use crate::close::Close;
+use crate::ldap::DirectoryError;
 use crate::state::AppState;
 
 /// A refusal as an HTTP answer: the status that mirrors its close code, and its reason.
@@ -63,12 +64,6 @@ pub async fn login(
     state: Arc<AppState>,
     request: LoginRequest,
 ) -> Response {
-    if !state.config().auth.local_login {
-        return error(
-            StatusCode::FORBIDDEN,
-            "password logins are switched off on this relay; sign in with a provider",
-        );
-    }
     let source = source.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| s.ip());
     // Escaped and cut: a user name is the caller's text and must not forge log lines.
     let shown: String = request.username.chars().take(64).collect();
@@ -100,6 +95,23 @@ pub async fn login(
             StatusCode::SERVICE_UNAVAILABLE,
             LoginRefused::Busy.to_string(),
         ),
+        Err(LoginRefused::BadRequest(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(LoginRefused::Directory(e)) => {
+            let status = match e {
+                DirectoryError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                DirectoryError::BadCredentials => StatusCode::UNAUTHORIZED,
+                DirectoryError::Unavailable(_) | DirectoryError::Busy => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(user = ?shown, %source, "login failed: {e}");
+            } else {
+                state.metrics.auth_failures.inc();
+                tracing::info!(user = ?shown, %source, "login refused: {e}");
+            }
+            error(status, e.to_string())
+        }
         Err(LoginRefused::Auth(e)) => {
             state.metrics.auth_failures.inc();
             tracing::info!(user = ?shown, %source, "login refused");

@@ -2,7 +2,7 @@
 //! or by an existing app with HS256/RS256, e.g. djangorestframework-simplejwt access
 //! tokens), and token revocation on logout (shared through Redis when configured).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,8 @@ use tokio::sync::{Semaphore, broadcast};
 use common::CloseCode;
 
 use crate::close::CloseCause;
-use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits};
+use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits, User};
+use crate::ldap::{Directory, DirectoryError};
 use crate::redis_link::RedisLink;
 use crate::throttle::LoginThrottle;
 
@@ -24,6 +25,28 @@ use crate::throttle::LoginThrottle;
 pub const TOKEN_COOKIE: &str = "X-Token";
 /// Prefix of a token carried in `Sec-WebSocket-Protocol`.
 pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The longest user name and password a login may send (400 beyond): every name is
+/// also a throttle key and, for the directory, a search filter value.
+pub const MAX_USERNAME_BYTES: usize = 256;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The `idp` claim of tokens minted for a user the LDAP directory checked.
+const LDAP_IDP: &str = "ldap";
+/// The `idp` claim of tokens minted after a single sign-on: `oidc:<provider id>`.
+pub const OIDC_IDP_PREFIX: &str = "oidc:";
+
+/// A user an OpenID provider vouched for, as the relay names them (`oidc.rs` checked the
+/// ID token and the provider's rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoIdentity {
+    /// The provider's id.
+    pub provider: String,
+    /// `<provider>:<username claim>`.
+    pub username: String,
+    /// The Opsdeck groups the provider's `group_mapping` maps the user's IdP groups to.
+    pub groups: Vec<String>,
+}
 
 /// Argon2 is deliberately slow (and single-threaded per check): at most half the cores
 /// check passwords at once, so a login flood cannot starve the terminals.
@@ -73,41 +96,14 @@ pub struct Principal {
     pub claimed_groups: Vec<String>,
     /// Minted by this relay (`iss` = opsdeck) for a configured user.
     pub minted_here: bool,
+    /// Who checked the password of a token minted here: `None` for a built-in user,
+    /// `Some("ldap")` for the LDAP directory (`[auth.ldap]`).
+    pub idp: Option<String>,
     /// Unix seconds.
     pub expires_at: u64,
     /// What a logout revokes: the token's `jti`, or for a token without one, a digest
     /// of the token itself (review #14: every token can be revoked).
     pub token_id: String,
-    /// The OpenID Connect provider the login came through, for a token minted here after
-    /// a single sign-on.
-    pub idp: Option<IdpLink>,
-}
-
-/// Where a single sign-on's token came from: carried in the token (claim `idp`), so that
-/// groups are mapped anew under the config in force and logouts can follow the provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdpLink {
-    /// The provider's id (`[[auth.oidc]] id`).
-    #[serde(rename = "p")]
-    pub provider: String,
-    /// The user's `sub` at the provider.
-    #[serde(rename = "s")]
-    pub subject: String,
-    /// The provider's session id (`sid`), when its ID token had one.
-    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    /// The user's IdP groups that the provider's `group_mapping` named at login (others are
-    /// not kept: they give nothing).
-    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-}
-
-/// A user that a provider vouched for, as the relay names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SsoIdentity {
-    /// `<provider>:<username claim>`.
-    pub username: String,
-    pub link: IdpLink,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -127,14 +123,14 @@ struct Claims {
     token_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
+    /// In tokens minted here: who checked the password (`"ldap"`); absent for built-in users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     /// A string or a list of strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
-    /// Set on tokens minted here after a single sign-on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    idp: Option<IdpLink>,
 }
 
 impl Claims {
@@ -176,10 +172,12 @@ struct Settings {
     decoy_hash: String,
     limits: LoginLimits,
     external: ExternalTokens,
-    /// Whether tokens of `auth.users` (password logins) are accepted.
-    local_login: bool,
-    /// Provider id → its `group_mapping` (IdP group → Opsdeck groups).
-    group_mappings: HashMap<String, BTreeMap<String, Vec<String>>>,
+    /// `auth.local_users`: whether the built-in users may log in (`users` is empty if not).
+    local_users: bool,
+    /// The LDAP directory logins are checked against, when `[auth.ldap]` is set.
+    directory: Option<Arc<Directory>>,
+    /// OpenID provider id → the Opsdeck groups its `group_mapping` maps onto.
+    oidc_targets: HashMap<String, HashSet<String>>,
 }
 
 impl Settings {
@@ -225,7 +223,12 @@ impl Settings {
         };
         let mut users = HashMap::new();
         let mut costliest: Option<Params> = None;
-        for user in &auth.users {
+        let local_users = if auth.local_users {
+            auth.users.as_slice()
+        } else {
+            &[]
+        };
+        for user in local_users {
             let parsed = PasswordHash::new(&user.password_hash).map_err(|e| {
                 AuthSetupError(format!(
                     "user {:?}: password_hash is not an argon2 PHC string: {e}",
@@ -245,6 +248,12 @@ impl Settings {
             );
         }
         let decoy_hash = decoy_hash(costliest.unwrap_or_default())?;
+        let directory = match &auth.ldap {
+            Some(ldap) => Some(Arc::new(
+                Directory::new(ldap).map_err(|e| AuthSetupError(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             users,
             memberships: memberships(&config.groups, auth),
@@ -256,43 +265,17 @@ impl Settings {
             decoy_hash,
             limits: auth.login_limits.clone(),
             external: auth.external_tokens.clone(),
-            local_login: auth.local_login,
-            group_mappings: auth
+            local_users: auth.local_users,
+            directory,
+            oidc_targets: auth
                 .oidc
                 .iter()
-                .map(|p| (p.id.clone(), p.group_mapping.clone()))
+                .map(|p| {
+                    let targets = p.group_mapping.values().flatten().cloned().collect();
+                    (p.id.clone(), targets)
+                })
                 .collect(),
         })
-    }
-
-    /// The Opsdeck groups a single sign-on's IdP groups map to now; `None` when its
-    /// provider is no longer configured.
-    fn mapped_groups(&self, link: &IdpLink) -> Option<Vec<String>> {
-        let mapping = self.group_mappings.get(&link.provider)?;
-        Some(
-            link.groups
-                .iter()
-                .filter_map(|g| mapping.get(g))
-                .flatten()
-                .cloned()
-                .collect(),
-        )
-    }
-
-    /// Why a token minted here no longer stands, if it does not: its provider was removed,
-    /// or password logins were switched off.
-    fn standing(&self, principal: &Principal) -> Result<(), String> {
-        if !principal.minted_here {
-            return Ok(());
-        }
-        match &principal.idp {
-            Some(link) if !self.group_mappings.contains_key(&link.provider) => Err(format!(
-                "the sign-in provider {:?} is no longer configured",
-                link.provider
-            )),
-            None if !self.local_login => Err("password logins are switched off".into()),
-            _ => Ok(()),
-        }
     }
 
     /// The groups of `username`/`uid` now: the token's own (`claimed`) and the config's.
@@ -305,6 +288,46 @@ impl Settings {
         groups.sort();
         groups.dedup();
         groups
+    }
+
+    /// The groups of a token minted after a login elsewhere (the directory, an OpenID
+    /// provider) that the config in force still maps onto.
+    fn still_mapped(&self, idp: Option<&str>, groups: &[String]) -> Vec<String> {
+        let keep = |g: &String| match idp {
+            Some(LDAP_IDP) => self.directory.as_ref().is_some_and(|d| d.maps_to(g)),
+            Some(idp) => idp
+                .strip_prefix(OIDC_IDP_PREFIX)
+                .and_then(|p| self.oidc_targets.get(p))
+                .is_some_and(|targets| targets.contains(g)),
+            None => false,
+        };
+        groups.iter().filter(|g| keep(g)).cloned().collect()
+    }
+
+    /// Whether the user of a token is still one that may use the relay: a built-in user
+    /// still configured (and built-in users on), or a directory user while the directory
+    /// is configured, admits the user's groups (`required_groups`), and the name is not
+    /// (now) a built-in user's.
+    fn in_standing(&self, principal: &Principal) -> bool {
+        if !principal.minted_here {
+            return true;
+        }
+        match principal.idp.as_deref() {
+            Some(LDAP_IDP) => {
+                self.directory
+                    .as_ref()
+                    .is_some_and(|d| d.admits(&principal.claimed_groups))
+                    && !self.users.contains_key(&principal.username)
+            }
+            Some(idp) if idp.starts_with(OIDC_IDP_PREFIX) => {
+                self.oidc_targets
+                    .contains_key(&idp[OIDC_IDP_PREFIX.len()..])
+                    && !self.users.contains_key(&principal.username)
+            }
+            // Another identity provider's tokens are its own to check.
+            Some(_) => true,
+            None => self.users.contains_key(&principal.username),
+        }
     }
 }
 
@@ -339,6 +362,22 @@ pub enum LoginRefused {
     Throttled { retry_after: Duration },
     #[error("the relay is checking too many logins at once; try again in a few seconds")]
     Busy,
+    /// Not even looked at: a user name or password beyond the limits.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The LDAP directory's answer other than a wrong password (those are `Auth`).
+    #[error(transparent)]
+    Directory(DirectoryError),
+}
+
+impl From<DirectoryError> for LoginRefused {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::BadCredentials => AuthError::BadCredentials.into(),
+            DirectoryError::Busy => Self::Busy,
+            other => Self::Directory(other),
+        }
+    }
 }
 
 impl Authenticator {
@@ -373,7 +412,8 @@ impl Authenticator {
     }
 
     /// Checks a user's password and mints a token for them. `source` is the caller's
-    /// address, for the throttle.
+    /// address, for the throttle. A built-in user's name is checked against its argon2
+    /// hash only; any other name, against the LDAP directory when one is configured.
     pub async fn login(
         &self,
         username: &str,
@@ -384,6 +424,31 @@ impl Authenticator {
         self.throttle
             .admit(&settings.limits, source, username)
             .map_err(|retry_after| LoginRefused::Throttled { retry_after })?;
+        if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+            return Err(LoginRefused::BadRequest(format!(
+                "the user name or password is too long: at most {MAX_USERNAME_BYTES} and {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        if let Some(directory) = &settings.directory
+            && !settings.users.contains_key(username)
+        {
+            let user = directory
+                .authenticate(username, password, settings.limits.queue_timeout)
+                .await?;
+            // "Alice" typed, the directory's "alice" a built-in user: not the same person.
+            if settings.users.contains_key(&user.username) {
+                return Err(AuthError::BadCredentials.into());
+            }
+            let token = self.mint_with(
+                &settings,
+                &user.username,
+                settings.ttl_secs,
+                Some(LDAP_IDP),
+                user.groups,
+            )?;
+            let principal = self.decode(&token)?;
+            return Ok((token, principal));
+        }
         let hash = settings
             .users
             .get(username)
@@ -401,21 +466,25 @@ impl Authenticator {
         if !(known && verified) {
             return Err(AuthError::BadCredentials.into());
         }
-        let token = self.mint_with(&settings, username, settings.ttl_secs)?;
+        let token = self.mint_with(&settings, username, settings.ttl_secs, None, Vec::new())?;
         let principal = self.decode(&token)?;
         Ok((token, principal))
     }
 
     /// Mints a token without a password, for tests and tools that act for a known user.
     pub fn mint(&self, username: &str, ttl_secs: u64) -> Result<String, AuthError> {
-        self.mint_with(&self.settings(), username, ttl_secs)
+        self.mint_with(&self.settings(), username, ttl_secs, None, Vec::new())
     }
 
+    /// A token minted here; `idp` and `groups` (the directory's, already mapped) for a
+    /// user checked elsewhere than `[[auth.users]]`.
     fn mint_with(
         &self,
         settings: &Settings,
         username: &str,
         ttl_secs: u64,
+        idp: Option<&str>,
+        groups: Vec<String>,
     ) -> Result<String, AuthError> {
         let now = unix_now();
         let claims = Claims {
@@ -426,10 +495,10 @@ impl Authenticator {
             iat: Some(now),
             jti: Some(hex::encode(rand::random::<[u8; 16]>())),
             token_type: Some("access".into()),
-            groups: Vec::new(),
+            groups,
+            idp: idp.map(str::to_owned),
             iss: Some(RELAY_ISSUER.into()),
             aud: Some(RELAY_ISSUER.into()),
-            idp: None,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -439,31 +508,17 @@ impl Authenticator {
         .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
-    /// Mints a token for a user a provider vouched for (after `oidc.rs` checked the ID
-    /// token and the provider's admission rules), for `auth.token_ttl`.
+    /// Mints a token for a user an OpenID provider vouched for, for `auth.token_ttl`.
     pub fn mint_sso(&self, identity: &SsoIdentity) -> Result<(String, Principal), AuthError> {
         let settings = self.settings();
-        let now = unix_now();
-        let link = &identity.link;
-        let claims = Claims {
-            sub: Some(format!("{}:{}", link.provider, link.subject)),
-            user_id: None,
-            username: Some(identity.username.clone()),
-            exp: now.saturating_add(settings.ttl_secs),
-            iat: Some(now),
-            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
-            token_type: Some("access".into()),
-            groups: Vec::new(),
-            iss: Some(RELAY_ISSUER.into()),
-            aud: Some(RELAY_ISSUER.into()),
-            idp: Some(link.clone()),
-        };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &settings.hs_encoding,
-        )
-        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let idp = format!("{OIDC_IDP_PREFIX}{}", identity.provider);
+        let token = self.mint_with(
+            &settings,
+            &identity.username,
+            settings.ttl_secs,
+            Some(&idp),
+            identity.groups.clone(),
+        )?;
         let principal = self.decode(&token)?;
         Ok((token, principal))
     }
@@ -577,11 +632,16 @@ impl Authenticator {
             }
         }
         let principal = principal(&settings, claims, token);
-        settings.standing(&principal).map_err(AuthError::Invalid)?;
         if principal.uid.is_empty() {
             return Err(AuthError::Invalid(
                 "the token names no user (sub or user_id)".into(),
             ));
+        }
+        if (principal.idp.is_some() || !settings.local_users) && !settings.in_standing(&principal) {
+            return Err(AuthError::Invalid(format!(
+                "the user {:?} may no longer log in here",
+                principal.username
+            )));
         }
         Ok(principal)
     }
@@ -612,11 +672,14 @@ impl Authenticator {
     /// was minted here for a user who is no longer configured.
     pub fn current(&self, principal: &Principal) -> Option<Vec<String>> {
         let settings = self.settings();
-        settings.standing(principal).ok()?;
-        let claimed = match &principal.idp {
-            Some(link) if principal.minted_here => settings.mapped_groups(link)?,
-            _ if principal.minted_here && !settings.users.contains_key(&principal.username) => {
-                return None;
+        if !settings.in_standing(principal) {
+            return None;
+        }
+        // A directory or provider user keeps a group only while the config still maps
+        // onto it.
+        let claimed: Vec<String> = match principal.idp.as_deref() {
+            Some(idp) if principal.minted_here => {
+                settings.still_mapped(Some(idp), &principal.claimed_groups)
             }
             _ => principal.claimed_groups.clone(),
         };
@@ -626,7 +689,7 @@ impl Authenticator {
 
 fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let minted_here = claims.iss.as_deref() == Some(RELAY_ISSUER);
-    let idp = claims.idp.clone().filter(|_| minted_here);
+    let idp = claims.idp.filter(|_| minted_here);
     let uid = claims
         .user_id
         .map(|v| match v {
@@ -640,11 +703,11 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         .or(claims.sub)
         .unwrap_or_else(|| uid.clone());
     // An empty uid is refused by the caller; it gets no prefix so that stays visible.
-    let (uid, username, claimed_groups) = if let Some(link) = &idp {
-        let mapped = settings.mapped_groups(link).unwrap_or_default();
-        (uid, username, mapped)
-    } else if minted_here || uid.is_empty() {
-        (uid, username, Vec::new())
+    let (uid, username, claimed_groups) = if minted_here || uid.is_empty() {
+        // A directory or provider user's groups, as mapped at login, while the config in
+        // force still maps some directory or IdP group onto each.
+        let groups = settings.still_mapped(idp.as_deref(), &claims.groups);
+        (uid, username, groups)
     } else {
         let trusted = &settings.external.trusted_group_claims;
         let claimed = claims
@@ -661,6 +724,7 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let groups = settings.groups_of(&username, &uid, &claimed_groups);
     Principal {
         minted_here,
+        idp,
         uid,
         username,
         groups,
@@ -669,7 +733,6 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         token_id: claims
             .jti
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(token)))),
-        idp,
     }
 }
 
@@ -698,7 +761,10 @@ fn memberships(
             out.entry(member.clone()).or_default().push(group.clone());
         }
     }
-    for user in &auth.users {
+    // Switched-off built-in users lend their groups to nobody (a directory user of the
+    // same name included).
+    let users: &[User] = if auth.local_users { &auth.users } else { &[] };
+    for user in users {
         out.entry(user.username.clone())
             .or_default()
             .extend(user.groups.iter().cloned());
@@ -999,8 +1065,74 @@ mod tests {
         );
     }
 
-    // Single sign-on tokens carry their mapped IdP groups and are mapped anew under the
-    // config in force: a mapping or a provider removed takes effect at the next check.
+    const DIRECTORY: &str = "[auth.ldap]\nurl = \"ldap://127.0.0.1:1\"\nstarttls = false\n\
+        user_dn_template = \"uid={username},dc=example\"\n\
+        [auth.ldap.group_map]\noperators = \"ops\"\nstaff = \"staff\"\n";
+
+    fn config(extra: &str) -> Config {
+        let hash = hash_password("pw").unwrap();
+        let text = format!(
+            "[auth]\njwt_secret = \"s3cret\"\n{extra}\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"local-admins\"]\n{DIRECTORY}"
+        );
+        Config::from_toml(&text, "test").unwrap()
+    }
+
+    /// A token as a directory login mints it for `username` with mapped `groups`.
+    fn directory_token(auth: &Authenticator, username: &str, groups: &[&str]) -> String {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        auth.mint_with(&auth.settings(), username, 60, Some(LDAP_IDP), groups)
+            .unwrap()
+    }
+
+    // A directory user's groups are the token's, while the config in force maps onto
+    // them; without [auth.ldap] (or once the name is a built-in user's) the token is void.
+    #[tokio::test]
+    async fn directory_tokens_follow_the_mapping_and_the_directory_in_force() {
+        let auth = Authenticator::new(&config(""), None).unwrap();
+        let token = directory_token(&auth, "dave", &["ops", "staff", "forged"]);
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(principal.groups, ["ops", "staff"]);
+        assert_eq!(principal.idp.as_deref(), Some("ldap"));
+
+        let fewer = config("").auth.clone();
+        let mut next = config("");
+        next.auth.ldap = fewer.ldap.map(|mut l| {
+            l.group_map.remove("staff");
+            l
+        });
+        auth.reload(&next).unwrap();
+        assert_eq!(auth.current(&principal).unwrap(), ["ops"]);
+
+        auth.reload(&config("")).unwrap();
+        let erin = directory_token(&auth, "erin", &["staff"]);
+        let erin = auth.verify(&erin).await.unwrap();
+        let mut stricter = config("");
+        if let Some(ldap) = &mut stricter.auth.ldap {
+            ldap.required_groups = vec!["ops".into()];
+        }
+        auth.reload(&stricter).unwrap();
+        assert_eq!(auth.current(&erin), None, "in no required group any more");
+        assert_eq!(auth.current(&principal).unwrap(), ["ops", "staff"]);
+
+        let mut without = config("");
+        without.auth.ldap = None;
+        auth.reload(&without).unwrap();
+        assert_eq!(auth.current(&principal), None);
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+
+        auth.reload(&config("")).unwrap();
+        let posing = directory_token(&auth, "alice", &["ops"]);
+        assert!(matches!(
+            auth.verify(&posing).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    // Single sign-on tokens keep a group only while the provider's mapping still maps
+    // onto it, and stand only while the provider is configured.
     #[tokio::test]
     async fn sso_tokens_follow_the_group_mapping_and_the_provider_in_force() {
         let provider = |mapping: &str| {
@@ -1013,21 +1145,17 @@ mod tests {
         let config = Config::from_toml(&provider("admins = [\"ops\"]"), "test").unwrap();
         let auth = Authenticator::new(&config, None).unwrap();
         let identity = SsoIdentity {
+            provider: "corp".into(),
             username: "corp:alice".into(),
-            link: IdpLink {
-                provider: "corp".into(),
-                subject: "sub-1".into(),
-                session: Some("sid-1".into()),
-                groups: vec!["admins".into()],
-            },
+            groups: vec!["ops".into(), "forged".into()],
         };
         let (token, principal) = auth.mint_sso(&identity).unwrap();
         assert_eq!(principal.username, "corp:alice");
-        assert_eq!(principal.uid, "corp:sub-1");
+        assert_eq!(principal.idp.as_deref(), Some("oidc:corp"));
         assert_eq!(principal.groups, ["ops"]);
         assert_eq!(auth.verify(&token).await.unwrap(), principal);
 
-        let unmapped = Config::from_toml(&provider("others = [\"ops\"]"), "test").unwrap();
+        let unmapped = Config::from_toml(&provider("admins = [\"dba\"]"), "test").unwrap();
         auth.reload(&unmapped).unwrap();
         assert_eq!(auth.current(&principal), Some(Vec::new()));
 
@@ -1040,34 +1168,39 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn switching_password_logins_off_ends_local_tokens_and_sealed_values_stay_apart() {
+    #[test]
+    fn sealed_values_are_no_logins_and_stay_with_their_purpose() {
         let auth = authenticator("");
-        let (token, principal) = auth.login("alice", "pw", LOCAL).await.unwrap();
         let sealed = auth.seal("purpose-a", &"value", 60).unwrap();
         assert_eq!(
             auth.unseal::<String>("purpose-a", &sealed).as_deref(),
             Some("value")
         );
         assert_eq!(auth.unseal::<String>("purpose-b", &sealed), None);
-        assert!(
-            auth.verify(&sealed).await.is_err(),
-            "a sealed value is no login"
-        );
-        let hash = hash_password("pw").unwrap();
-        let off = format!(
-            "[auth]\njwt_secret = \"s3cret\"\nlocal_login = false\n\
-             [[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n\
-             [[auth.oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n\
-             client_secret_env = \"X\"\nallowed_users = [\"a\"]\n"
-        );
-        auth.reload(&Config::from_toml(&off, "test").unwrap())
-            .unwrap();
-        assert_eq!(auth.current(&principal), None);
+        assert!(auth.decode(&sealed).is_err(), "a sealed value is no login");
+    }
+
+    #[tokio::test]
+    async fn switching_local_users_off_voids_their_logins_and_tokens() {
+        let auth = Authenticator::new(&config(""), None).unwrap();
+        let (token, _) = auth.login("alice", "pw", LOCAL).await.unwrap();
+        auth.reload(&config("local_users = false")).unwrap();
         assert!(matches!(
             auth.verify(&token).await,
             Err(AuthError::Invalid(_))
         ));
+        // A directory alice gets none of the switched-off built-in alice's groups.
+        let directory_alice = directory_token(&auth, "alice", &["ops"]);
+        assert_eq!(auth.verify(&directory_alice).await.unwrap().groups, ["ops"]);
+        // The name now goes to the directory, which is not there: 503, not 401.
+        let refused = auth.login("alice", "pw", LOCAL).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                LoginRefused::Directory(DirectoryError::Unavailable(_))
+            ),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ use serde::Deserialize;
 use crate::origin::Origin;
 
 mod k8s;
+mod ldap;
 mod oidc;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
+pub use ldap::LdapConfig;
 pub use oidc::OidcProvider;
 
 /// The embedded demo configuration.
@@ -142,7 +144,9 @@ pub struct Limits {
     /// Largest WebSocket frame accepted from a browser; larger ones get an error frame.
     /// Default 1 MiB.
     pub max_frame_bytes: usize,
-    /// Terminal output kept per session for replay on reconnect. Default 1 MiB.
+    /// Terminal output kept per session for replay on reconnect. Default 2 MiB: twice the
+    /// flow window (`common::FLOW_WINDOW`), so a flow-controlled terminal has the next
+    /// window's output already read when an acknowledgement opens it.
     pub terminal_buffer_bytes: usize,
     /// Open terminal sessions per user (attached or in their grace period). Default 32.
     pub max_sessions_per_user: usize,
@@ -200,14 +204,16 @@ pub struct AuthConfig {
     pub cookie_same_site: String,
     /// Built-in users.
     pub users: Vec<User>,
+    /// Whether the built-in users may log in. Default true; false switches them off
+    /// entirely (their tokens stop working too), for a relay that logs in through the
+    /// directory (`[auth.ldap]`) only.
+    pub local_users: bool,
+    /// Logins checked against an LDAP directory (`config/ldap.rs`); off when absent.
+    pub ldap: Option<LdapConfig>,
     /// Login throttling (`POST /api/login`).
     pub login_limits: LoginLimits,
     /// Tokens minted by another system (an existing app, an IdP).
     pub external_tokens: ExternalTokens,
-    /// Whether `auth.users` may log in with a password (`POST /api/login`). Default true;
-    /// false leaves single sign-on as the only way in, and tokens minted for local users
-    /// stop working.
-    pub local_login: bool,
     /// Where the browser lands after a single sign-on, and whose `#/login?sso_error=`
     /// shows a refused one. Default `/` (the app served by this relay).
     pub app_url: String,
@@ -502,7 +508,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame_bytes: 1024 * 1024,
-            terminal_buffer_bytes: 1024 * 1024,
+            terminal_buffer_bytes: 2 * 1024 * 1024,
             max_sessions_per_user: 32,
             max_connections: 20_000,
             max_pending_connections: 1024,
@@ -581,9 +587,10 @@ impl Default for AuthConfig {
             cookie_secure: true,
             cookie_same_site: "Strict".into(),
             users: Vec::new(),
+            local_users: true,
+            ldap: None,
             login_limits: LoginLimits::default(),
             external_tokens: ExternalTokens::default(),
-            local_login: true,
             app_url: "/".into(),
             oidc: Vec::new(),
         }
@@ -661,12 +668,54 @@ impl Config {
                 self.listen
             ));
         }
+        let ring = self.limits.terminal_buffer_bytes as u64;
+        if ring <= common::FLOW_WINDOW {
+            warnings.push(format!(
+                "limits.terminal_buffer_bytes is {ring}, not more than the flow window ({} bytes): flow-controlled terminals (the browser app) wait for the remote program after each acknowledgement, and a browser acknowledging every quarter window stalls when it is below {}; use at least {} (the default)",
+                common::FLOW_WINDOW,
+                common::FLOW_WINDOW / 4 + 64 * 1024,
+                2 * common::FLOW_WINDOW
+            ));
+        }
+        warnings.extend(self.auth_warnings());
         let dir = &self.static_dir;
         if dir.is_dir() && !dir.join("csp.txt").is_file() {
             warnings.push(format!(
                 "{} has no csp.txt: the browser app is served without a Content-Security-Policy (build it with trunk, whose post-build hook writes it)",
                 dir.display()
             ));
+        }
+        warnings
+    }
+
+    /// Warnings about who can log in and how passwords travel to the directory.
+    fn auth_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let auth = &self.auth;
+        if !auth.local_users && !auth.users.is_empty() {
+            warnings
+                .push("auth.local_users is false: the [[auth.users]] entries cannot log in".into());
+        }
+        if !auth.local_users && auth.ldap.is_none() && auth.oidc.is_empty() {
+            warnings.push(
+                "auth.local_users is false and neither [auth.ldap] nor [[auth.oidc]] is set: nobody can log in".into(),
+            );
+        }
+        if let Some(ldap) = &auth.ldap {
+            let loopback = url::Url::parse(&ldap.url)
+                .ok()
+                .is_some_and(|u| match u.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    None => false,
+                });
+            if !ldap.encrypted() && !loopback {
+                warnings.push(format!(
+                    "auth.ldap.starttls is false on {}: users' passwords and the service password travel in clear; use StartTLS or ldaps://",
+                    ldap.url
+                ));
+            }
         }
         warnings
     }
@@ -728,10 +777,8 @@ impl Config {
                 "auth.users {user:?} is named like a user of the provider {provider:?} (\"{provider}:<name>\"); rename it"
             ));
         }
-        if !self.auth.local_login && self.auth.oidc.is_empty() {
-            return invalid(
-                "auth.local_login = false leaves no way to log in: configure an [[auth.oidc]] provider".into(),
-            );
+        if let Some(ldap) = &self.auth.ldap {
+            ldap.validate()?;
         }
         for host in &self.ssh_hosts {
             let methods = [
@@ -903,5 +950,28 @@ mod tests {
         assert_eq!(config.tail.poll_interval, Duration::from_millis(250));
         let err = Config::from_toml("[tail]\npoll_interval = \"0s\"", "test").unwrap_err();
         assert!(err.to_string().contains("tail.poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn a_ring_not_larger_than_the_flow_window_is_warned_about() {
+        let default = Config::from_toml("", "test").unwrap();
+        assert!(
+            !default
+                .warnings()
+                .iter()
+                .any(|w| w.contains("terminal_buffer_bytes")),
+            "{:?}",
+            default.warnings()
+        );
+        let text = "[limits]\nterminal_buffer_bytes = 1048576";
+        let small = Config::from_toml(text, "test").unwrap();
+        assert!(
+            small
+                .warnings()
+                .iter()
+                .any(|w| w.contains("terminal_buffer_bytes is 1048576")),
+            "{:?}",
+            small.warnings()
+        );
     }
 }

@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Print an argon2 hash of a password read from standard input, for `auth.users`.
     HashPassword,
-    /// Check the config (and read every client secret) and exit.
+    /// Check the config (and that the secrets and files it names load) and exit.
     CheckConfig {
         /// Also read each OpenID Connect provider's discovery document and keys.
         #[arg(long)]
@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::CheckConfig { discover }) => {
             let config = load(cli.config.as_ref())?;
+            relay::check_credentials(&config)?;
             config.check_secrets()?;
             if discover {
                 let mut failed = false;

@@ -37,7 +37,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{Authenticator, OIDC_IDP_PREFIX, Principal};
 use crate::config::{Config, OidcProvider};
 use crate::redis_link::RedisLink;
 
@@ -510,7 +510,7 @@ impl OidcHub {
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned);
         let subject = claims.subject().as_str();
-        let identity = admission::admit(&provider.config, subject, session.clone(), &payload)?;
+        let identity = admission::admit(&provider.config, &payload)?;
         let (token, principal) = auth
             .mint_sso(&identity)
             .map_err(|e| SsoError::Internal(e.to_string()))?;
@@ -531,8 +531,8 @@ impl OidcHub {
     /// Where to send a browser that logs out of a provider login: the provider's
     /// end-session endpoint (RP-initiated logout), when it has one.
     pub async fn end_session_url(&self, principal: &Principal) -> Option<String> {
-        let link = principal.idp.as_ref()?;
-        let provider = self.provider(&link.provider).ok()?;
+        let id = principal.idp.as_deref()?.strip_prefix(OIDC_IDP_PREFIX)?;
+        let provider = self.provider(id).ok()?;
         let found = provider.metadata().await.ok()?;
         let endpoint = found
             .metadata

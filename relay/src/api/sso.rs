@@ -29,7 +29,7 @@ fn shown(id: &str) -> String {
 pub async fn providers(state: Arc<AppState>) -> Response {
     let config = state.config();
     let body = AuthProviders {
-        local_login: config.auth.local_login,
+        local_login: config.auth.local_users || config.auth.ldap.is_some(),
         providers: config
             .auth
             .oidc

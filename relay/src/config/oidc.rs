@@ -247,8 +247,7 @@ mod tests {
         let posing =
             format!("[[auth.users]]\nusername = \"corp:alice\"\npassword_hash = \"x\"\n{PROVIDER}");
         assert!(refused(&posing).contains("named like a user of the provider"));
-        assert!(refused("[auth]\nlocal_login = false").contains("no way to log in"));
-        let sso_only = format!("[auth]\nlocal_login = false\n{PROVIDER}");
+        let sso_only = format!("[auth]\nlocal_users = false\n{PROVIDER}");
         assert!(crate::config::Config::from_toml(&sso_only, "test").is_ok());
     }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::{IdpLink, SsoIdentity};
+use crate::auth::SsoIdentity;
 use crate::config::OidcProvider;
 
 use super::SsoError;
@@ -18,8 +18,6 @@ const MAX_GROUPS_READ: usize = 4096;
 /// The identity `claims` (a verified ID token's payload) give under `provider`'s rules.
 pub fn admit(
     provider: &OidcProvider,
-    subject: &str,
-    session: Option<String>,
     claims: &Map<String, Value>,
 ) -> Result<SsoIdentity, SsoError> {
     let name = claims
@@ -74,21 +72,18 @@ pub fn admit(
             "{name:?} is in none of the required_groups"
         )));
     }
-    let mut kept: Vec<String> = groups
+    let mut mapped: Vec<String> = groups
         .into_iter()
-        .filter(|g| provider.group_mapping.contains_key(*g))
-        .map(str::to_owned)
+        .filter_map(|g| provider.group_mapping.get(g))
+        .flatten()
+        .cloned()
         .collect();
-    kept.sort();
-    kept.dedup();
+    mapped.sort();
+    mapped.dedup();
     Ok(SsoIdentity {
+        provider: provider.id.clone(),
         username: format!("{}:{name}", provider.id),
-        link: IdpLink {
-            provider: provider.id.clone(),
-            subject: subject.to_owned(),
-            session,
-            groups: kept,
-        },
+        groups: mapped,
     })
 }
 
@@ -120,14 +115,11 @@ mod tests {
         let c = claims(serde_json::json!({
             "preferred_username": "alice", "groups": ["staff", "admins", "other"]
         }));
-        let identity = admit(&p, "sub-1", Some("sid".into()), &c).unwrap();
+        let identity = admit(&p, &c).unwrap();
         assert_eq!(identity.username, "corp:alice");
-        assert_eq!(identity.link.groups, ["admins"]);
+        assert_eq!(identity.groups, ["ops"]);
         let outsider = claims(serde_json::json!({"preferred_username": "eve", "groups": "guests"}));
-        assert!(matches!(
-            admit(&p, "sub-2", None, &outsider),
-            Err(SsoError::NotAllowed(_))
-        ));
+        assert!(matches!(admit(&p, &outsider), Err(SsoError::NotAllowed(_))));
     }
 
     #[test]
@@ -136,24 +128,21 @@ mod tests {
         let ok = claims(serde_json::json!({
             "preferred_username": "bob", "email": "bob@Example.com", "email_verified": true
         }));
-        assert!(admit(&p, "s", None, &ok).is_ok());
+        assert!(admit(&p, &ok).is_ok());
         let unverified = claims(serde_json::json!({
             "preferred_username": "bob", "email": "bob@example.com", "email_verified": false
         }));
         assert!(matches!(
-            admit(&p, "s", None, &unverified),
+            admit(&p, &unverified),
             Err(SsoError::NotAllowed(_))
         ));
         let long = claims(serde_json::json!({
             "preferred_username": "x".repeat(MAX_USERNAME + 1), "email": "x@example.com"
         }));
-        assert!(matches!(
-            admit(&p, "s", None, &long),
-            Err(SsoError::ClaimsMissing(_))
-        ));
+        assert!(matches!(admit(&p, &long), Err(SsoError::ClaimsMissing(_))));
         let nameless = claims(serde_json::json!({"email": "x@example.com"}));
         assert!(matches!(
-            admit(&p, "s", None, &nameless),
+            admit(&p, &nameless),
             Err(SsoError::ClaimsMissing(_))
         ));
     }

@@ -298,9 +298,19 @@ async fn log_errors_are_statuses() {
         r#"pods "db-1" is forbidden: User "alice" cannot get resource "pods/log" in API group "" in the namespace "prod""#
     );
 
+    write_stored_lines(
+        &cluster.log_file("web-1", "app"),
+        &["2024-01-01T00:00:01Z for the viewer"],
+    );
     let viewer: Api<Pod> = Api::namespaced(fixture::token_client(&cluster, "viewer-token"), "dev");
-    let _ = viewer
+    let seen = viewer
         .logs("web-1", &LogParams::default())
         .await
         .expect("viewer reads logs");
+    let all = pods
+        .logs("web-1", &LogParams::default())
+        .await
+        .expect("alice reads logs");
+    assert_eq!(seen, "for the viewer\n");
+    assert_eq!(seen, all);
 }
