@@ -37,3 +37,8 @@ if [ -f package-lock.json ]; then
     npm ci --no-audit --no-fund
   fi
 fi
+
+# The OpenID provider of tests/oidc.rs (npm's oidc-provider, run by the machine's Node.js).
+if [ ! -d tests/oidc/node_modules ] || ! (cd tests/oidc && npm ls --silent >/dev/null 2>&1); then
+  (cd tests/oidc && npm ci --no-audit --no-fund)
+fi

@@ -261,7 +261,11 @@ async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_local_shell_opens_from_the_picker_and_a_refused_host_offers_a_retry()
 -> anyhow::Result<()> {
-    let closed_port = opsdeck_tests::net::free_port()?;
+    // A port bound but not listening: connecting is refused, and while the socket is held
+    // no other service can take the port.
+    let closed = tokio::net::TcpSocket::new_v4()?;
+    closed.bind(([127, 0, 0, 1], 0).into())?;
+    let closed_port = closed.local_addr()?.port();
     let config = format!(
         r#"static_dir = "{}"
 {}

@@ -378,7 +378,7 @@ fn relay_layer(module: &str) -> (usize, &'static str) {
         "pump" => (4, "the pump"),
         "state" => (3, "shared state"),
         "backend" | "session" => (2, "backends and the session registry"),
-        "auth" | "access" | "ldap" => (1, "identity and grants"),
+        "auth" | "access" | "ldap" | "oidc" => (1, "identity and grants"),
         _ => (0, "config, close values, metrics and links"),
     }
 }

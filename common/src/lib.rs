@@ -14,6 +14,8 @@
 //! - [`query`]: the query string of every stream endpoint, typed.
 //! - [`error`]: why a frame or a query string was refused, in words for the user.
 //! - [`api`]: the JSON bodies of the relay's small HTTP API.
+//! - [`sso`]: single sign-on: the login page's providers, the callback's parameters, the
+//!   refusal reasons.
 
 pub mod api;
 pub mod chat;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod query;
 pub mod resume;
 pub mod server;
+pub mod sso;
 
 pub use client::{ClientFrame, FLOW_WINDOW, ResizeOrder, TermSize};
 pub use close::CloseCode;

@@ -7,6 +7,7 @@
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
 use common::chat::{ChatBody, ChatRequest};
 use common::server::{ServerFrame, StreamEvent};
+use common::sso::{AuthProviders, LogoutAnswer};
 use common::{ClientFrame, CloseCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -255,6 +256,8 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             again::<Targets>(&value).map(|(_, back)| ("targets", back)),
             again::<Vec<String>>(&value).map(|(_, back)| ("names", back)),
             again::<Vec<PodInfo>>(&value).map(|(_, back)| ("pods", back)),
+            again::<AuthProviders>(&value).map(|(_, back)| ("providers", back)),
+            again::<LogoutAnswer>(&value).map(|(_, back)| ("logout", back)),
         ];
         let Some((kind, back)) = read.into_iter().flatten().find(|(_, back)| *back == value) else {
             panic!("PROTOCOL.md:{line}: {value} is no API body (or loses fields on the way)");
@@ -265,7 +268,16 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
     assert_all_seen(
         "API bodies",
         &seen,
-        &["login request", "me", "error", "targets", "names", "pods"],
+        &[
+            "login request",
+            "me",
+            "error",
+            "targets",
+            "names",
+            "pods",
+            "providers",
+            "logout",
+        ],
     );
 }
 

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
+use common::sso::{AuthProviders, LogoutAnswer};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use web_sys::{RequestCache, RequestCredentials};
@@ -86,10 +87,26 @@ pub async fn login(username: String, password: String) -> Result<Me, ApiFailure>
     json(send(request).await?).await
 }
 
-/// `POST /api/logout`.
-pub async fn logout() -> Result<(), ApiFailure> {
-    send(with_cookie(Request::post(&config::http_url("/api/logout"))).build()).await?;
-    Ok(())
+/// `POST /api/logout`; for a login through a provider with an end-session endpoint, the
+/// URL the browser goes to next (the provider logs the user out too).
+pub async fn logout() -> Result<Option<String>, ApiFailure> {
+    let response =
+        send(with_cookie(Request::post(&config::http_url("/api/logout"))).build()).await?;
+    if response.status() == 200 {
+        let answer: LogoutAnswer = json(response).await?;
+        return Ok(Some(answer.end_session_url));
+    }
+    Ok(None)
+}
+
+/// `GET /api/auth/providers`: the login page's sign-in buttons.
+pub async fn providers() -> Result<AuthProviders, ApiFailure> {
+    get("/api/auth/providers").await
+}
+
+/// The absolute URL of a relay path, for links that leave the app (a sign-in button).
+pub fn relay_url(path: &str) -> String {
+    config::http_url(path)
 }
 
 /// `GET /api/me`: who is logged in (401 when nobody).

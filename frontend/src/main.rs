@@ -90,7 +90,9 @@ fn App() -> impl IntoView {
             return view! { <p class="loading">"Redirecting to the login page…"</p> }.into_any();
         }
         match route {
-            Route::Login { next } => view! { <views::login::LoginPage next /> }.into_any(),
+            Route::Login { next, sso_error } => {
+                view! { <views::login::LoginPage next sso_error /> }.into_any()
+            }
             Route::Picker => view! { <views::picker::PickerPage /> }.into_any(),
             r @ (Route::Ssh { .. }
             | Route::Local { .. }

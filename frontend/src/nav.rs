@@ -26,5 +26,8 @@ pub fn go_login() {
         Route::Picker | Route::NotFound(_) => None,
         other => Some(other.to_hash()),
     };
-    navigate(&Route::Login { next });
+    navigate(&Route::Login {
+        next,
+        sso_error: None,
+    });
 }

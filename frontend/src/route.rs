@@ -6,13 +6,18 @@
 //! strings are `common::query`'s typed structs, so the relay reads exactly what is sent.
 
 use common::query::{PodLogQuery, TailQuery, TerminalQuery};
+use common::sso::SsoRefusal;
 use common::{EndpointQuery, ResumeQuery, TermSize};
 
 /// Every page of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `#/login`, with the page to return to after logging in.
-    Login { next: Option<String> },
+    /// `#/login`, with the page to return to after logging in, and why a single sign-on
+    /// was refused (`sso_error=`, set by the relay).
+    Login {
+        next: Option<String>,
+        sso_error: Option<SsoRefusal>,
+    },
     /// `#/`: the target picker.
     Picker,
     /// `#/ssh/{host}`: a terminal on an SSH host.
@@ -81,6 +86,7 @@ impl Route {
             [] => Self::Picker,
             ["login"] => Self::Login {
                 next: param("next").filter(|n| n.starts_with("#/")),
+                sso_error: param("sso_error").and_then(|c| SsoRefusal::from_code(&c)),
             },
             ["ssh", host] => Self::Ssh {
                 host: (*host).to_owned(),
@@ -118,8 +124,20 @@ impl Route {
     /// The fragment for this page, `#/...`.
     pub fn to_hash(&self) -> String {
         match self {
-            Self::Login { next: None } => "#/login".to_owned(),
-            Self::Login { next: Some(next) } => format!("#/login?next={}", encode(next)),
+            Self::Login { next, sso_error } => {
+                let mut query: Vec<String> = Vec::new();
+                if let Some(next) = next {
+                    query.push(format!("next={}", encode(next)));
+                }
+                if let Some(refusal) = sso_error {
+                    query.push(format!("sso_error={}", refusal.code()));
+                }
+                if query.is_empty() {
+                    "#/login".to_owned()
+                } else {
+                    format!("#/login?{}", query.join("&"))
+                }
+            }
             Self::Picker => "#/".to_owned(),
             Self::Ssh { host } => format!("#/ssh/{}", encode(host)),
             Self::Local { shell } => format!("#/local/{}", encode(shell)),
@@ -298,9 +316,17 @@ mod tests {
     fn every_page_round_trips_through_its_fragment() {
         let routes = [
             Route::Picker,
-            Route::Login { next: None },
+            Route::Login {
+                next: None,
+                sso_error: None,
+            },
             Route::Login {
                 next: Some("#/ssh/web1".into()),
+                sso_error: None,
+            },
+            Route::Login {
+                next: None,
+                sso_error: Some(SsoRefusal::NotAllowed),
             },
             Route::Ssh {
                 host: "web 1/α".into(),
@@ -354,7 +380,21 @@ mod tests {
     #[test]
     fn login_only_returns_to_pages_of_this_app() {
         let evil = format!("#/login?next={}", encode("https://evil.example/"));
-        assert_eq!(Route::parse(&evil), Route::Login { next: None });
+        assert_eq!(
+            Route::parse(&evil),
+            Route::Login {
+                next: None,
+                sso_error: None
+            }
+        );
+        // An unknown refusal code is no refusal (the page shows nothing made up).
+        assert_eq!(
+            Route::parse("#/login?sso_error=%3Cscript%3E"),
+            Route::Login {
+                next: None,
+                sso_error: None
+            }
+        );
     }
 
     #[test]

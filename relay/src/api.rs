@@ -1,9 +1,13 @@
-//! The small HTTP API: login, logout, who am I, what may I open, which terminals do I have.
+//! The small HTTP API: login, logout, who am I, what may I open, which terminals do I have;
+//! single sign-on in `sso`.
+
+pub mod sso;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
+use common::sso::LogoutAnswer;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
@@ -121,7 +125,13 @@ pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
     // The cookie goes whatever happens next: this browser is logged out either way.
     let mut response = match principal(&state, &headers).await {
         Ok(principal) => match state.auth.revoke(&principal).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            // A provider login ends at the provider too, when it says where.
+            Ok(()) => match state.oidc.end_session_url(&principal).await {
+                Some(end_session_url) => {
+                    warp::reply::json(&LogoutAnswer { end_session_url }).into_response()
+                }
+                None => StatusCode::NO_CONTENT.into_response(),
+            },
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(

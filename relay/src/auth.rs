@@ -2,7 +2,7 @@
 //! or by an existing app with HS256/RS256, e.g. djangorestframework-simplejwt access
 //! tokens), and token revocation on logout (shared through Redis when configured).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,20 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// The `idp` claim of tokens minted for a user the LDAP directory checked.
 const LDAP_IDP: &str = "ldap";
+/// The `idp` claim of tokens minted after a single sign-on: `oidc:<provider id>`.
+pub const OIDC_IDP_PREFIX: &str = "oidc:";
+
+/// A user an OpenID provider vouched for, as the relay names them (`oidc.rs` checked the
+/// ID token and the provider's rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoIdentity {
+    /// The provider's id.
+    pub provider: String,
+    /// `<provider>:<username claim>`.
+    pub username: String,
+    /// The Opsdeck groups the provider's `group_mapping` maps the user's IdP groups to.
+    pub groups: Vec<String>,
+}
 
 /// Argon2 is deliberately slow (and single-threaded per check): at most half the cores
 /// check passwords at once, so a login flood cannot starve the terminals.
@@ -162,6 +176,8 @@ struct Settings {
     local_users: bool,
     /// The LDAP directory logins are checked against, when `[auth.ldap]` is set.
     directory: Option<Arc<Directory>>,
+    /// OpenID provider id → the Opsdeck groups its `group_mapping` maps onto.
+    oidc_targets: HashMap<String, HashSet<String>>,
 }
 
 impl Settings {
@@ -251,6 +267,14 @@ impl Settings {
             external: auth.external_tokens.clone(),
             local_users: auth.local_users,
             directory,
+            oidc_targets: auth
+                .oidc
+                .iter()
+                .map(|p| {
+                    let targets = p.group_mapping.values().flatten().cloned().collect();
+                    (p.id.clone(), targets)
+                })
+                .collect(),
         })
     }
 
@@ -266,6 +290,20 @@ impl Settings {
         groups
     }
 
+    /// The groups of a token minted after a login elsewhere (the directory, an OpenID
+    /// provider) that the config in force still maps onto.
+    fn still_mapped(&self, idp: Option<&str>, groups: &[String]) -> Vec<String> {
+        let keep = |g: &String| match idp {
+            Some(LDAP_IDP) => self.directory.as_ref().is_some_and(|d| d.maps_to(g)),
+            Some(idp) => idp
+                .strip_prefix(OIDC_IDP_PREFIX)
+                .and_then(|p| self.oidc_targets.get(p))
+                .is_some_and(|targets| targets.contains(g)),
+            None => false,
+        };
+        groups.iter().filter(|g| keep(g)).cloned().collect()
+    }
+
     /// Whether the user of a token is still one that may use the relay: a built-in user
     /// still configured (and built-in users on), or a directory user while the directory
     /// is configured, admits the user's groups (`required_groups`), and the name is not
@@ -279,6 +317,11 @@ impl Settings {
                 self.directory
                     .as_ref()
                     .is_some_and(|d| d.admits(&principal.claimed_groups))
+                    && !self.users.contains_key(&principal.username)
+            }
+            Some(idp) if idp.starts_with(OIDC_IDP_PREFIX) => {
+                self.oidc_targets
+                    .contains_key(&idp[OIDC_IDP_PREFIX.len()..])
                     && !self.users.contains_key(&principal.username)
             }
             // Another identity provider's tokens are its own to check.
@@ -465,6 +508,56 @@ impl Authenticator {
         .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
+    /// Mints a token for a user an OpenID provider vouched for, for `auth.token_ttl`.
+    pub fn mint_sso(&self, identity: &SsoIdentity) -> Result<(String, Principal), AuthError> {
+        let settings = self.settings();
+        let idp = format!("{OIDC_IDP_PREFIX}{}", identity.provider);
+        let token = self.mint_with(
+            &settings,
+            &identity.username,
+            settings.ttl_secs,
+            Some(&idp),
+            identity.groups.clone(),
+        )?;
+        let principal = self.decode(&token)?;
+        Ok((token, principal))
+    }
+
+    /// Signs a short-lived value for `purpose` with the relay's secret (the state of a
+    /// sign-in in progress, kept in the browser). Its audience is `purpose`, so it is never
+    /// accepted as a login token, nor for another purpose.
+    pub fn seal<T: Serialize>(&self, purpose: &str, value: &T, ttl_secs: u64) -> Option<String> {
+        let body = serde_json::json!({
+            "iss": RELAY_ISSUER,
+            "aud": purpose,
+            "exp": unix_now().saturating_add(ttl_secs),
+            "token_type": purpose,
+            "v": value,
+        });
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &body,
+            &self.settings().hs_encoding,
+        )
+        .ok()
+    }
+
+    /// The value `seal` signed for `purpose`, if it is intact and not expired.
+    pub fn unseal<T: serde::de::DeserializeOwned>(&self, purpose: &str, sealed: &str) -> Option<T> {
+        #[derive(Deserialize)]
+        struct Sealed<T> {
+            v: T,
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_audience(&[purpose]);
+        validation.set_issuer(&[RELAY_ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        jsonwebtoken::decode::<Sealed<T>>(sealed, &self.settings().hs_decoding, &validation)
+            .ok()
+            .map(|data| data.claims.v)
+    }
+
     /// Checks a token's signature, expiry, type and revocation.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let principal = self.decode(token)?;
@@ -562,12 +655,17 @@ impl Authenticator {
 
     /// Revokes the principal's token until it would have expired anyway.
     pub async fn revoke(&self, principal: &Principal) -> Result<(), AuthError> {
+        self.revoke_token_id(&principal.token_id, principal.expires_at)
+            .await
+    }
+
+    /// Revokes a token by its id until `expires_at` (a back-channel logout names the
+    /// tokens of a provider's session by id).
+    pub async fn revoke_token_id(&self, token_id: &str, expires_at: u64) -> Result<(), AuthError> {
         // Sockets on this relay that use the token close at once, not at their next
         // keepalive; other relays see the revocation in Redis at theirs.
-        let _ = self.revoked.send(principal.token_id.clone());
-        self.revocations
-            .revoke(&principal.token_id, principal.expires_at)
-            .await
+        let _ = self.revoked.send(token_id.to_owned());
+        self.revocations.revoke(token_id, expires_at).await
     }
 
     /// The principal's groups and standing under the config in force: `None` when it
@@ -577,14 +675,12 @@ impl Authenticator {
         if !settings.in_standing(principal) {
             return None;
         }
-        // A directory user keeps a group only while the config still maps onto it.
-        let claimed: Vec<String> = match (principal.idp.as_deref(), &settings.directory) {
-            (Some(LDAP_IDP), Some(directory)) => principal
-                .claimed_groups
-                .iter()
-                .filter(|g| directory.maps_to(g))
-                .cloned()
-                .collect(),
+        // A directory or provider user keeps a group only while the config still maps
+        // onto it.
+        let claimed: Vec<String> = match principal.idp.as_deref() {
+            Some(idp) if principal.minted_here => {
+                settings.still_mapped(Some(idp), &principal.claimed_groups)
+            }
             _ => principal.claimed_groups.clone(),
         };
         Some(settings.groups_of(&principal.username, &principal.uid, &claimed))
@@ -608,16 +704,9 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         .unwrap_or_else(|| uid.clone());
     // An empty uid is refused by the caller; it gets no prefix so that stays visible.
     let (uid, username, claimed_groups) = if minted_here || uid.is_empty() {
-        // A directory user's groups, as mapped at login, while the config in force still
-        // maps some directory group onto each.
-        let groups = match (idp.as_deref(), &settings.directory) {
-            (Some(LDAP_IDP), Some(directory)) => claims
-                .groups
-                .into_iter()
-                .filter(|g| directory.maps_to(g))
-                .collect(),
-            _ => Vec::new(),
-        };
+        // A directory or provider user's groups, as mapped at login, while the config in
+        // force still maps some directory or IdP group onto each.
+        let groups = settings.still_mapped(idp.as_deref(), &claims.groups);
         (uid, username, groups)
     } else {
         let trusted = &settings.external.trusted_group_claims;
@@ -1040,6 +1129,55 @@ mod tests {
             auth.verify(&posing).await,
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    // Single sign-on tokens keep a group only while the provider's mapping still maps
+    // onto it, and stand only while the provider is configured.
+    #[tokio::test]
+    async fn sso_tokens_follow_the_group_mapping_and_the_provider_in_force() {
+        let provider = |mapping: &str| {
+            format!(
+                "[auth]\njwt_secret = \"s3cret\"\n[[auth.oidc]]\nid = \"corp\"\n\
+                 issuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret_env = \"X\"\n\
+                 required_groups = [\"staff\"]\n[auth.oidc.group_mapping]\n{mapping}\n"
+            )
+        };
+        let config = Config::from_toml(&provider("admins = [\"ops\"]"), "test").unwrap();
+        let auth = Authenticator::new(&config, None).unwrap();
+        let identity = SsoIdentity {
+            provider: "corp".into(),
+            username: "corp:alice".into(),
+            groups: vec!["ops".into(), "forged".into()],
+        };
+        let (token, principal) = auth.mint_sso(&identity).unwrap();
+        assert_eq!(principal.username, "corp:alice");
+        assert_eq!(principal.idp.as_deref(), Some("oidc:corp"));
+        assert_eq!(principal.groups, ["ops"]);
+        assert_eq!(auth.verify(&token).await.unwrap(), principal);
+
+        let unmapped = Config::from_toml(&provider("admins = [\"dba\"]"), "test").unwrap();
+        auth.reload(&unmapped).unwrap();
+        assert_eq!(auth.current(&principal), Some(Vec::new()));
+
+        let without = Config::from_toml("[auth]\njwt_secret = \"s3cret\"", "test").unwrap();
+        auth.reload(&without).unwrap();
+        assert_eq!(auth.current(&principal), None);
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn sealed_values_are_no_logins_and_stay_with_their_purpose() {
+        let auth = authenticator("");
+        let sealed = auth.seal("purpose-a", &"value", 60).unwrap();
+        assert_eq!(
+            auth.unseal::<String>("purpose-a", &sealed).as_deref(),
+            Some("value")
+        );
+        assert_eq!(auth.unseal::<String>("purpose-b", &sealed), None);
+        assert!(auth.decode(&sealed).is_err(), "a sealed value is no login");
     }
 
     #[tokio::test]

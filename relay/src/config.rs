@@ -16,9 +16,11 @@ use crate::origin::Origin;
 mod k8s;
 mod ldap;
 mod local;
+mod oidc;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
 pub use ldap::LdapConfig;
 pub use local::{LocalShell, RunAs};
+pub use oidc::OidcProvider;
 
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -218,6 +220,11 @@ pub struct AuthConfig {
     pub login_limits: LoginLimits,
     /// Tokens minted by another system (an existing app, an IdP).
     pub external_tokens: ExternalTokens,
+    /// Where the browser lands after a single sign-on, and whose `#/login?sso_error=`
+    /// shows a refused one. Default `/` (the app served by this relay).
+    pub app_url: String,
+    /// OpenID Connect providers (`[[auth.oidc]]`, see `config/oidc.rs`).
+    pub oidc: Vec<OidcProvider>,
 }
 
 /// How far tokens that this relay did not mint are trusted. Such a token names a user
@@ -593,6 +600,8 @@ impl Default for AuthConfig {
             ldap: None,
             login_limits: LoginLimits::default(),
             external_tokens: ExternalTokens::default(),
+            app_url: "/".into(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -704,9 +713,9 @@ impl Config {
             warnings
                 .push("auth.local_users is false: the [[auth.users]] entries cannot log in".into());
         }
-        if !auth.local_users && auth.ldap.is_none() {
+        if !auth.local_users && auth.ldap.is_none() && auth.oidc.is_empty() {
             warnings.push(
-                "auth.local_users is false and [auth.ldap] is not set: nobody can log in with a password".into(),
+                "auth.local_users is false and neither [auth.ldap] nor [[auth.oidc]] is set: nobody can log in".into(),
             );
         }
         if let Some(ldap) = &auth.ldap {
@@ -775,6 +784,20 @@ impl Config {
             .try_for_each(K8sCluster::validate)?;
         self.k8s.validate()?;
         check_unique("auth.users", self.auth.users.iter().map(|u| &u.username))?;
+        check_unique("auth.oidc", self.auth.oidc.iter().map(|p| &p.id))?;
+        self.auth.oidc.iter().try_for_each(OidcProvider::validate)?;
+        if let Some((user, provider)) = self.auth.users.iter().find_map(|u| {
+            let prefix = u.username.split_once(':')?.0;
+            self.auth
+                .oidc
+                .iter()
+                .find(|p| p.id == prefix)
+                .map(|p| (&u.username, &p.id))
+        }) {
+            return invalid(format!(
+                "auth.users {user:?} is named like a user of the provider {provider:?} (\"{provider}:<name>\"); rename it"
+            ));
+        }
         if let Some(ldap) = &self.auth.ldap {
             ldap.validate()?;
         }
@@ -848,6 +871,19 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Reads every OpenID Connect provider's client secret (`check-config`, and at start):
+    /// a missing variable or unreadable file is an error.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        self.auth
+            .oidc
+            .iter()
+            .try_for_each(|p| p.client_secret().map(drop))
+    }
+
+    pub fn oidc_provider(&self, id: &str) -> Option<&OidcProvider> {
+        self.auth.oidc.iter().find(|p| p.id == id)
     }
 
     pub fn chat_room(&self, id: &str) -> Option<&ChatRoom> {

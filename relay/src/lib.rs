@@ -18,6 +18,7 @@ mod endpoints;
 mod http;
 mod ldap;
 mod metrics;
+mod oidc;
 mod origin;
 mod pump;
 mod redis_link;
@@ -30,6 +31,7 @@ mod websocket;
 pub use auth::{AuthSetupError, hash_password};
 pub use backend::k8s::exec::SHELL_SCRIPT;
 pub use config::{Config, ConfigError};
+pub use oidc::check_discovery;
 pub use server::Relay;
 pub use state::StartError;
 

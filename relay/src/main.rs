@@ -32,7 +32,11 @@ enum Command {
     /// Print an argon2 hash of a password read from standard input, for `auth.users`.
     HashPassword,
     /// Check the config (and that the secrets and files it names load) and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also read each OpenID Connect provider's discovery document and keys.
+        #[arg(long)]
+        discover: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -63,9 +67,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{hash}");
             return Ok(());
         }
-        Some(Command::CheckConfig) => {
+        Some(Command::CheckConfig { discover }) => {
             let config = load(cli.config.as_ref())?;
             relay::check_credentials(&config)?;
+            config.check_secrets()?;
+            if discover {
+                let mut failed = false;
+                for (id, result) in relay::check_discovery(&config).await {
+                    match result {
+                        Ok(()) => println!("auth.oidc {id:?}: discovery and keys read"),
+                        Err(e) => {
+                            failed = true;
+                            println!("auth.oidc {id:?}: {e}");
+                        }
+                    }
+                }
+                if failed {
+                    anyhow::bail!("some OpenID Connect providers could not be reached");
+                }
+            }
             for warning in config.warnings() {
                 println!("warning: {warning}");
             }

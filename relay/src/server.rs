@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions` | see `api.rs` |
+//! | `GET /api/auth/providers`, `GET /api/auth/oidc/{id}/login`, `GET /api/auth/oidc/{id}/callback`, `POST /api/auth/oidc/{id}/backchannel-logout` | single sign-on (`api/sso.rs`) |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
 //! | `GET /ws/local/{shell_id}` | terminal on the relay's own machine (`endpoints/local.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
@@ -295,6 +296,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     login
         .or(logout)
         .unify()
+        .or(sso_routes(state.clone()))
+        .unify()
         .or(me)
         .unify()
         .or(targets)
@@ -315,6 +318,44 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         })
+        .boxed()
+}
+
+/// Single sign-on. The login and callback are top-level navigations (the provider sends
+/// the browser back), and the back-channel logout comes from the provider's server: none
+/// is checked for an Origin; the flow cookie's state and the logout token's signature are
+/// what they are checked by.
+fn sso_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let s = || with_state(state.clone());
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let providers = warp::path!("api" / "auth" / "providers")
+        .and(warp::get())
+        .and(s())
+        .then(api::sso::providers);
+    let login = warp::path!("api" / "auth" / "oidc" / String / "login")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("host"))
+        .and(s())
+        .then(api::sso::login);
+    let callback = warp::path!("api" / "auth" / "oidc" / String / "callback")
+        .and(warp::get())
+        .and(raw_query())
+        .and(warp::header::headers_cloned())
+        .and(s())
+        .then(api::sso::callback);
+    let backchannel = warp::path!("api" / "auth" / "oidc" / String / "backchannel-logout")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_API_BODY))
+        .and(warp::body::bytes())
+        .and(s())
+        .then(api::sso::backchannel_logout);
+    providers
+        .or(login)
+        .unify()
+        .or(callback)
+        .unify()
+        .or(backchannel)
+        .unify()
         .boxed()
 }
 

@@ -18,6 +18,7 @@ use crate::backend::k8s::clusters::K8sClusters;
 use crate::backend::tail::reader::TailHub;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oidc::OidcHub;
 use crate::redis_link::RedisLink;
 use crate::session::TerminalRegistry;
 
@@ -25,6 +26,8 @@ use crate::session::TerminalRegistry;
 pub struct AppState {
     config: RwLock<Arc<Config>>,
     pub auth: Authenticator,
+    /// OpenID Connect providers: sign-ins, RP-initiated and back-channel logouts.
+    pub oidc: OidcHub,
     pub terminals: Arc<TerminalRegistry>,
     pub metrics: Arc<Metrics>,
     /// File tail readers, one per file.
@@ -56,6 +59,7 @@ impl AppState {
         };
         let auth = Authenticator::new(&config, redis.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let oidc = OidcHub::new(&config, redis.clone()).map_err(StartError::Config)?;
         let terminals = TerminalRegistry::new(
             config.sessions.grace_period,
             config.limits.terminal_buffer_bytes,
@@ -69,6 +73,7 @@ impl AppState {
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             auth,
+            oidc,
             terminals,
             metrics,
             tails,
@@ -93,9 +98,11 @@ impl AppState {
     /// groups. Open streams are checked against it at their next keepalive. A config whose
     /// users or keys do not load changes nothing.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        let providers = self.oidc.prepare(&config).map_err(StartError::Config)?;
         self.auth
             .reload(&config)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        self.oidc.install(providers);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         Ok(())
     }

@@ -113,16 +113,17 @@ async fn the_embedded_demo_config_opens_a_working_local_shell() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0", "--log-json"])
         .env_remove("OPSDECK_CONFIG")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("starting opsdeck-relay");
+    let addr = listening_addr(&mut child).await;
+    let base = format!("http://{addr}");
     wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
     let http = reqwest::Client::new();
     let login = http
@@ -155,7 +156,7 @@ async fn the_embedded_demo_config_opens_a_working_local_shell() {
     assert!(targets.ssh.is_empty() && targets.k8s.is_empty() && !targets.jobs);
 
     let url = format!(
-        "ws://127.0.0.1:{port}/ws/local/{}?rows=24&cols=80",
+        "ws://{addr}/ws/local/{}?rows=24&cols=80",
         targets.local[0].id
     );
     let mut request = url.into_client_request().expect("a request");
@@ -207,8 +208,19 @@ async fn hash_password_and_check_config_work() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.toml");
+    // The example's single sign-on provider takes its client secret from this variable:
+    // check-config reads every secret, and fails naming the one that is missing.
+    let unset = Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .env_remove("OPSDECK_OIDC_CORP_SECRET")
+        .output()
+        .await
+        .expect("check-config");
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("OPSDECK_OIDC_CORP_SECRET"));
     let checked = Command::new(BIN)
         .args(["check-config", "--config", example])
+        .env("OPSDECK_OIDC_CORP_SECRET", "example-secret")
         .output()
         .await
         .expect("check-config");

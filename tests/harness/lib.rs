@@ -9,6 +9,8 @@
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 //! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.
+//! - [`oidc::TestOidcProvider`]: npm's oidc-provider, and [`oidc::SsoBrowser`] that signs
+//!   in through it.
 //! - [`browser::Chromedriver`]: Debian's headless Chromium through chromedriver.
 //! - [`proxy::CuttableProxy`]: a TCP proxy that cuts connections like a network blip.
 //! - [`terminal_contract`]: the scenarios every terminal backend passes, run by
@@ -19,6 +21,7 @@ pub mod client;
 pub mod ldap;
 pub mod load;
 pub mod net;
+pub mod oidc;
 pub mod proxy;
 pub mod redis;
 pub mod relay;

@@ -36,8 +36,14 @@ pub struct TestRelay {
 impl TestRelay {
     /// Starts a relay on `config` (a whole TOML file; its `listen` is ignored).
     pub async fn start(config: &str) -> anyhow::Result<Self> {
-        crate::init_logs();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(listener, config)
+    }
+
+    /// Starts a relay on a listener the test bound first (when its address must be known
+    /// before the config is written, e.g. for an identity provider's redirect URLs).
+    pub fn start_on(listener: tokio::net::TcpListener, config: &str) -> anyhow::Result<Self> {
+        crate::init_logs();
         let text = config;
         let config = Config::from_toml(text, "test config")?;
         let relay = Relay::start_on(listener, config).context("starting the relay")?;

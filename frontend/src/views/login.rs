@@ -1,5 +1,8 @@
-//! The login page: username and password, and a plain message when they are wrong.
+//! The login page: one button per single sign-on provider (from `/api/auth/providers`)
+//! beside the username and password form (or instead of it, when the relay has password
+//! logins switched off), and a plain message when a login or a sign-in was refused.
 
+use common::sso::{AuthProviders, SsoRefusal};
 use leptos::prelude::*;
 
 use crate::api::{self, ApiFailure};
@@ -8,8 +11,18 @@ use crate::route::Route;
 use crate::session::Session;
 
 #[component]
-pub fn LoginPage(next: Option<String>) -> impl IntoView {
+pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl IntoView {
     let session = use_context::<Session>();
+    // Until the relay says otherwise, the password form is offered (older relays).
+    let providers = RwSignal::new(AuthProviders {
+        local_login: true,
+        providers: Vec::new(),
+    });
+    leptos::task::spawn_local(async move {
+        if let Ok(found) = api::providers().await {
+            providers.set(found);
+        }
+    });
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
@@ -47,10 +60,39 @@ pub fn LoginPage(next: Option<String>) -> impl IntoView {
         });
     };
 
+    let local_login = move || providers.with(|p| p.local_login);
+    let buttons = move || {
+        providers.with(|p| {
+            p.providers
+                .iter()
+                .map(|provider| {
+                    let href = api::relay_url(&provider.login_path);
+                    let id = format!("sso-{}", provider.id);
+                    view! {
+                        <a class="sso-button button" id=id data-provider=provider.id.clone() href=href>
+                            {provider.label.clone()}
+                        </a>
+                    }
+                })
+                .collect_view()
+        })
+    };
+
     view! {
         <section class="page login-page">
-            <form id="login-form" class="card" on:submit=submit>
-                <h1>"Log in to Opsdeck"</h1>
+            <div class="card login-card">
+            <h1>"Log in to Opsdeck"</h1>
+            {sso_error
+                .map(|refusal| {
+                    view! {
+                        <p id="sso-error" class="error" role="alert" data-code=refusal.code()>
+                            {refusal.message()}
+                        </p>
+                    }
+                })}
+            <div id="sso-providers" class="sso-providers">{buttons}</div>
+            <Show when=local_login>
+            <form id="login-form" on:submit=submit.clone()>
                 <label for="login-username">"Username"</label>
                 <input
                     id="login-username"
@@ -77,6 +119,8 @@ pub fn LoginPage(next: Option<String>) -> impl IntoView {
                     </p>
                 </Show>
             </form>
+            </Show>
+            </div>
         </section>
     }
 }

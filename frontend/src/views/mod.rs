@@ -27,9 +27,18 @@ pub fn UserMenu() -> impl IntoView {
     let logout = move |_| {
         leptos::task::spawn_local(async move {
             // Even if the relay cannot be told, forget the user here.
-            let _ = api::logout().await;
+            let end_session = api::logout().await.ok().flatten();
             me.set(None);
-            navigate(&Route::Login { next: None });
+            match end_session {
+                // A provider login: log out of the provider too.
+                Some(url) => {
+                    let _ = window().location().set_href(&url);
+                }
+                None => navigate(&Route::Login {
+                    next: None,
+                    sso_error: None,
+                }),
+            }
         });
     };
     view! {
@@ -38,6 +47,9 @@ pub fn UserMenu() -> impl IntoView {
                 <a id="nav-targets" href="#/">"Targets"</a>
                 <span id="user-name">
                     {move || me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
+                </span>
+                <span id="user-groups" class="user-groups" title="Your groups">
+                    {move || me.with(|m| m.as_ref().map(|m| m.groups.join(", ")).unwrap_or_default())}
                 </span>
                 <button id="logout" type="button" on:click=logout>
                     "Log out"
