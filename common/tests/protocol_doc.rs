@@ -4,7 +4,7 @@
 //! close-code table must match [`CloseCode`]. So a renamed field or tag, a field the code
 //! drops, or an example nobody updated fails here.
 
-use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
+use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
 use common::chat::{ChatBody, ChatRequest};
 use common::server::{ServerFrame, StreamEvent};
 use common::sso::{AuthProviders, LogoutAnswer};
@@ -258,6 +258,7 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             again::<Vec<PodInfo>>(&value).map(|(_, back)| ("pods", back)),
             again::<AuthProviders>(&value).map(|(_, back)| ("providers", back)),
             again::<LogoutAnswer>(&value).map(|(_, back)| ("logout", back)),
+            again::<Vec<TerminalSessionInfo>>(&value).map(|(_, back)| ("sessions", back)),
         ];
         let Some((kind, back)) = read.into_iter().flatten().find(|(_, back)| *back == value) else {
             panic!("PROTOCOL.md:{line}: {value} is no API body (or loses fields on the way)");
@@ -277,6 +278,7 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             "pods",
             "providers",
             "logout",
+            "sessions",
         ],
     );
 }
