@@ -13,13 +13,17 @@
 //! - [`query`]: the query string of every stream endpoint, typed.
 //! - [`error`]: why a frame or a query string was refused, in words for the user.
 //! - [`api`]: the JSON bodies of the relay's small HTTP API.
+//! - [`audit`]: the audit trail's events and `GET /api/audit`.
+//! - [`recording`]: the asciicast header of session recordings and `GET /api/recordings`.
 
 pub mod api;
+pub mod audit;
 pub mod chat;
 pub mod client;
 pub mod close;
 pub mod error;
 pub mod query;
+pub mod recording;
 pub mod resume;
 pub mod server;
 

@@ -21,6 +21,7 @@ mod origin;
 mod pump;
 mod redis_link;
 mod server;
+mod recording;
 mod session;
 mod state;
 mod throttle;

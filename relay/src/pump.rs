@@ -53,6 +53,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
     let Opened {
         hello,
         mut attachment,
+        ..
     } = opened;
     let state = ctx.state.clone();
     let config = ctx.config.clone();

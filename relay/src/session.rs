@@ -23,6 +23,7 @@ use crate::backend::{
 };
 use crate::close::{Close, CloseCause};
 use crate::metrics::Metrics;
+use crate::recording::{Recording, RecordingTag};
 
 /// Largest binary frame sent to a browser.
 const MAX_CHUNK: usize = 64 * 1024;
@@ -130,12 +131,15 @@ impl TerminalRegistry {
         })
     }
 
-    /// Registers a connected terminal in its reserved place and attaches the caller to it.
-    pub fn start(
+    /// Registers a connected terminal in its reserved place and attaches the caller to it;
+    /// with a `recording`, the session's output, keystrokes and resizes are tapped into it
+    /// (see `recording.rs`).
+    pub fn start_recorded(
         self: &Arc<Self>,
         label: SessionLabel,
         streams: TerminalStreams,
         reservation: Reservation,
+        recording: Option<Recording>,
     ) -> TerminalAttachment {
         let (commands, command_rx) = mpsc::channel(INPUT_QUEUE);
         let session = Arc::new(TerminalSession {
@@ -145,6 +149,7 @@ impl TerminalRegistry {
             output_ready: Notify::new(),
             space_ready: Notify::new(),
             commands,
+            recording: recording.as_ref().map(Recording::tag),
         });
         self.metrics
             .sessions
@@ -152,8 +157,12 @@ impl TerminalRegistry {
             .inc();
         self.sessions().insert(session.id.clone(), session.clone());
         drop(reservation);
-        tokio::spawn(pump_output(session.clone(), streams.output));
-        tokio::spawn(pump_input(streams.input, command_rx));
+        tokio::spawn(pump_output(
+            session.clone(),
+            streams.output,
+            recording.clone(),
+        ));
+        tokio::spawn(pump_input(streams.input, command_rx, recording));
         let generation = session.state().attach();
         TerminalAttachment::new(self.clone(), session, generation, 0, false, None)
     }
@@ -231,6 +240,9 @@ impl TerminalRegistry {
             .sessions
             .with_label_values(&[session.label.backend.as_str()])
             .dec();
+        if let Some(recording) = &session.recording {
+            recording.end(&close.reason);
+        }
         session.state().finish(close);
         // The input pump closes the backend when the command channel closes or says so.
         let _ = session.commands.try_send(Command::Close);
@@ -338,6 +350,8 @@ struct TerminalSession {
     /// The attached browser took output, so the backend reader may go on.
     space_ready: Notify,
     commands: mpsc::Sender<Command>,
+    /// The session's recording, when it is recorded.
+    recording: Option<RecordingTag>,
 }
 
 impl TerminalSession {
@@ -463,7 +477,11 @@ impl RingState {
     }
 }
 
-async fn pump_output(session: Arc<TerminalSession>, mut output: Box<dyn TerminalOutput>) {
+async fn pump_output(
+    session: Arc<TerminalSession>,
+    mut output: Box<dyn TerminalOutput>,
+    mut recording: Option<Recording>,
+) {
     loop {
         let event = tokio::select! {
             event = output.next() => event,
@@ -471,18 +489,49 @@ async fn pump_output(session: Arc<TerminalSession>, mut output: Box<dyn Terminal
             () = ended(&session) => return,
         };
         match event {
-            TerminalEvent::Output(bytes) => session.push(bytes).await,
+            TerminalEvent::Output(bytes) => {
+                // The recording tap: before the ring, so it holds every byte a browser can get.
+                if let Some(tap) = &recording
+                    && let Err(e) = tap.output(&bytes).await
+                {
+                    if tap.required() {
+                        session.state().finish(Close::unavailable(format!(
+                            "{e}; sessions on {} are recorded, so this one was ended",
+                            session.label.target
+                        )));
+                        session.output_ready.notify_waiters();
+                        return;
+                    }
+                    recording = None;
+                }
+                session.push(bytes).await
+            }
             TerminalEvent::Exited(info) => {
+                if let Some(recording) = &session.recording {
+                    recording.end(&exit_reason(&info));
+                }
                 session.state().exit = Some(info);
                 session.output_ready.notify_waiters();
                 return;
             }
             TerminalEvent::Failed(reason) => {
+                if let Some(recording) = &session.recording {
+                    recording.end(&reason);
+                }
                 session.state().finish(Close::unavailable(reason));
                 session.output_ready.notify_waiters();
                 return;
             }
         }
+    }
+}
+
+/// How a remote program ended, in words (the close reason, the recording's end marker).
+fn exit_reason(exit: &ExitInfo) -> String {
+    match (&exit.status, &exit.signal) {
+        (Some(status), _) => format!("the remote program exited with status {status}"),
+        (None, Some(signal)) => format!("the remote program was killed by {signal}"),
+        (None, None) => "the remote program ended".to_owned(),
     }
 }
 
@@ -496,8 +545,27 @@ async fn ended(session: &TerminalSession) {
     }
 }
 
-async fn pump_input(mut input: Box<dyn TerminalInput>, mut commands: mpsc::Receiver<Command>) {
+async fn pump_input(
+    mut input: Box<dyn TerminalInput>,
+    mut commands: mpsc::Receiver<Command>,
+    mut recording: Option<Recording>,
+) {
     while let Some(command) = commands.recv().await {
+        // The recording tap: keystrokes and resizes as they go to the backend.
+        if let Some(tap) = &recording {
+            let recorded = match &command {
+                Command::Write(bytes) => tap.input(bytes).await,
+                Command::Resize(size) => tap.resize(*size).await,
+                Command::Close => Ok(()),
+            };
+            if recorded.is_err() {
+                if tap.required() {
+                    // Hanging up ends the session (its output task sees the program end).
+                    break;
+                }
+                recording = None;
+            }
+        }
         let result = match command {
             Command::Write(bytes) => input.write(bytes).await,
             Command::Resize(size) => input.resize(size).await,
@@ -561,6 +629,11 @@ impl TerminalAttachment {
         self
     }
 
+    /// The id of the session's recording, when it is recorded.
+    pub fn recording(&self) -> Option<String> {
+        self.session.recording.as_ref().map(|r| r.id().to_owned())
+    }
+
     /// What the `connected` frame says: the session and where this attachment starts.
     pub fn hello(&self) -> Hello {
         Hello {
@@ -616,12 +689,10 @@ impl TerminalAttachment {
                     signal: exit.signal.clone(),
                 })));
             }
-            let reason = match (&exit.status, &exit.signal) {
-                (Some(status), _) => format!("the remote program exited with status {status}"),
-                (None, Some(signal)) => format!("the remote program was killed by {signal}"),
-                (None, None) => "the remote program ended".to_owned(),
-            };
-            return Some(Outbound::Close(Close::new(CloseCode::Normal, reason)));
+            return Some(Outbound::Close(Close::new(
+                CloseCode::Normal,
+                exit_reason(exit),
+            )));
         }
         state.ended.clone().map(Outbound::Close)
     }
@@ -813,7 +884,7 @@ mod tests {
         };
         let reservation = registry.reserve("1").unwrap();
         let mut attachment = registry
-            .start(label.clone(), streams, reservation)
+            .start_recorded(label.clone(), streams, reservation, None)
             .with_flow_control();
         attachment.pending.clear();
         (registry, label, attachment)

@@ -18,6 +18,7 @@ use crate::backend::k8s::clusters::K8sClusters;
 use crate::backend::tail::reader::TailHub;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::recording::Recorder;
 use crate::redis_link::RedisLink;
 use crate::session::TerminalRegistry;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     config: RwLock<Arc<Config>>,
     pub auth: Authenticator,
     pub terminals: Arc<TerminalRegistry>,
+    /// Session recordings (`[recording]`).
+    pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
     /// File tail readers, one per file.
     pub tails: Arc<TailHub>,
@@ -62,6 +65,7 @@ impl AppState {
             config.limits.max_sessions_per_user,
             metrics.clone(),
         );
+        let recorder = Recorder::new(metrics.clone());
         let tails = TailHub::new(metrics.clone());
         let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
         let jobs = redis.map(|link| JobHub::new(link, &config.jobs, metrics.clone()));
@@ -70,6 +74,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             auth,
             terminals,
+            recorder,
             metrics,
             tails,
             chat,

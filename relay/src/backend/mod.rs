@@ -81,6 +81,8 @@ impl Hello {
 pub struct Opened {
     pub hello: Hello,
     pub attachment: Box<dyn Attachment>,
+    /// The id of the session's recording, for the audit trail.
+    pub recording: Option<String>,
 }
 
 impl Opened {
@@ -88,6 +90,7 @@ impl Opened {
         Self {
             hello,
             attachment: Box::new(attachment),
+            recording: None,
         }
     }
 }
