@@ -29,7 +29,7 @@ use common::recording::{self as cast, CastEnv, CastHeader, CastMeta, RecordingIn
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use crate::backend::BackendKind;
@@ -49,6 +49,8 @@ pub struct Recorder {
     metrics: Arc<Metrics>,
     /// Ids of the recordings being written (retention leaves them alone).
     active: Arc<Mutex<HashSet<String>>>,
+    /// A recording was finished (for a wait on the last one).
+    finished: Arc<Notify>,
 }
 
 /// What a new recording is of.
@@ -68,7 +70,19 @@ impl Recorder {
         Arc::new(Self {
             metrics,
             active: Arc::default(),
+            finished: Arc::default(),
         })
+    }
+
+    /// Returns once no recording is being written (every file has its end marker).
+    pub async fn all_finished(&self) {
+        loop {
+            let finished = self.finished.notified();
+            if self.active.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                return;
+            }
+            finished.await;
+        }
     }
 
     /// Starts recording a session, when `config` says to record `meta.target`: `Ok(None)`
@@ -168,6 +182,7 @@ impl Recorder {
             start: Instant::now(),
             end_reason: end_reason.clone(),
             active: self.active.clone(),
+            finished: self.finished.clone(),
             metrics: self.metrics.clone(),
             retention: config.clone(),
         };
@@ -636,6 +651,7 @@ struct WriterTask {
     start: Instant,
     end_reason: Arc<Mutex<Option<String>>>,
     active: Arc<Mutex<HashSet<String>>>,
+    finished: Arc<Notify>,
     metrics: Arc<Metrics>,
     retention: RecordingConfig,
 }
@@ -669,6 +685,7 @@ impl WriterTask {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let _ = tokio::task::spawn_blocking(move || sweep(&config, &active)).await;
+        self.finished.notify_waiters();
     }
 
     /// Writes events until every tap is gone. An error drops the receiver (by returning),

@@ -169,6 +169,11 @@ impl Relay {
             .sum()
     }
 
+    /// Returns once every session recording has been finished and closed.
+    pub async fn recordings_finished(&self) {
+        self.state.recorder.all_finished().await;
+    }
+
     /// How many file tails have a reader running.
     pub fn tail_readers(&self) -> usize {
         self.state.tails.len()
