@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
+use common::audit::{AuditEvent, AuditKind, AuditQuery};
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
@@ -69,6 +70,11 @@ pub async fn login(
         .await;
     match result {
         Ok((token, principal)) => {
+            let mut event = AuditEvent::new(AuditKind::Login, 0);
+            event.user = Some(principal.username.clone());
+            event.provider = Some("password".into());
+            event.source = Some(source.to_string());
+            state.audit.record(event);
             let max_age = principal.expires_at.saturating_sub(auth::unix_now());
             let mut response = warp::reply::json(&me(&principal)).into_response();
             response
@@ -79,6 +85,7 @@ pub async fn login(
         }
         Err(LoginRefused::Throttled { retry_after }) => {
             tracing::warn!(user = ?shown, %source, "login throttled");
+            login_failed(&state, &shown, source, "throttled");
             let message = LoginRefused::Throttled { retry_after }.to_string();
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
             response.headers_mut().insert(
@@ -94,15 +101,34 @@ pub async fn login(
         Err(LoginRefused::Auth(e)) => {
             state.metrics.auth_failures.inc();
             tracing::info!(user = ?shown, %source, "login refused");
+            login_failed(&state, &shown, source, &e.to_string());
             refusal(&e.into())
         }
     }
 }
 
+fn login_failed(state: &AppState, user: &str, source: IpAddr, reason: &str) {
+    let mut event = AuditEvent::new(AuditKind::LoginFailed, 0);
+    event.user = Some(user.to_owned());
+    event.provider = Some("password".into());
+    event.source = Some(source.to_string());
+    event.reason = Some(reason.to_owned());
+    state.audit.record(event);
+}
+
 pub async fn logout(state: Arc<AppState>, headers: HeaderMap) -> Response {
     // The cookie goes whatever happens next: this browser is logged out either way.
     let mut response = match principal(&state, &headers).await {
-        Ok(principal) => match state.auth.revoke(&principal).await {
+        Ok(principal) => match state.auth.revoke(&principal).await.inspect(|()| {
+            for kind in [AuditKind::Logout, AuditKind::TokenRevoked] {
+                let mut event = AuditEvent::new(kind, 0);
+                event.user = Some(principal.username.clone());
+                if kind == AuditKind::TokenRevoked {
+                    event.reason = Some("logged out".into());
+                }
+                state.audit.record(event);
+            }
+        }) {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -133,5 +159,30 @@ pub async fn targets(state: Arc<AppState>, headers: HeaderMap) -> Response {
             warp::reply::json(&access::targets_for(&state.config(), &principal)).into_response()
         }
         Err(response) => response,
+    }
+}
+
+/// `GET /api/audit`: a page of the audit trail, for users granted `audit` (403 for others).
+pub async fn audit(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
+    let principal = match principal(&state, &headers).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    if !access::audits(&state.config(), &principal) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not read the audit trail: it needs the audit grant",
+                principal.username
+            ),
+        );
+    }
+    let query = match AuditQuery::parse(&raw_query) {
+        Ok(query) => query,
+        Err(e) => return refusal(&e.into()),
+    };
+    match state.audit.query(&query).await {
+        Ok(page) => warp::reply::json(&page).into_response(),
+        Err(e) => refusal(&e.into()),
     }
 }

@@ -377,6 +377,15 @@ pub struct Grant {
     /// Job output streams.
     #[serde(default)]
     pub jobs: bool,
+    /// Running terminal sessions these users may watch read-only (`/ws/watch/{session}`):
+    /// `"ssh:<host id>"`, `"k8s:<cluster>/<namespace>"` (`*` for any id or namespace, e.g.
+    /// `"ssh:*"`, `"k8s:prod/*"`), or `"*"` for every one.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// The audit trail (`GET /api/audit`), every recording (`/api/recordings`) and every
+    /// running session (watching).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+mod audit;
 mod auth;
 mod backend;
 mod close;

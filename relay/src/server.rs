@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets` | see `api.rs` |
+//! | `GET /api/audit?user=&target=&kind=&since=&until=&after=&limit=` | the audit trail (`audit` grant) |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
 //! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`endpoints/chat.rs`) |
@@ -169,6 +170,20 @@ impl Relay {
             .sum()
     }
 
+    /// Returns once every WebSocket has ended and every audit event recorded so far (those
+    /// of the streams that just closed included) has been written.
+    pub async fn audit_written(&self) {
+        if let Ok(all) = self
+            .state
+            .connections
+            .acquire_many(self.connection_limit)
+            .await
+        {
+            drop(all);
+        }
+        self.state.audit.written().await;
+    }
+
     /// Returns once every session recording has been finished and closed.
     pub async fn recordings_finished(&self) {
         self.state.recorder.all_finished().await;
@@ -277,6 +292,14 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::targets);
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let audit = warp::path!("api" / "audit")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(api::audit);
     // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
         .and(warp::method())
@@ -296,6 +319,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(me)
         .unify()
         .or(targets)
+        .unify()
+        .or(audit)
         .unify()
         .or(k8s_api_routes(state.clone()))
         .unify()

@@ -8,9 +8,11 @@ use std::sync::{Arc, RwLock};
 
 use std::sync::atomic::AtomicBool;
 
+use common::audit::{AuditEvent, AuditKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::backend::chat::hub::ChatHub;
 use crate::backend::job::hub::JobHub;
@@ -27,6 +29,8 @@ pub struct AppState {
     config: RwLock<Arc<Config>>,
     pub auth: Authenticator,
     pub terminals: Arc<TerminalRegistry>,
+    /// The audit trail (`[audit]`).
+    pub audit: Arc<AuditLog>,
     /// Session recordings (`[recording]`).
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
@@ -57,6 +61,7 @@ impl AppState {
             }
             None => None,
         };
+        let audit = AuditLog::new(&config.audit, redis.clone(), metrics.clone());
         let auth = Authenticator::new(&config, redis.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let terminals = TerminalRegistry::new(
@@ -74,6 +79,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             auth,
             terminals,
+            audit,
             recorder,
             metrics,
             tails,
@@ -102,6 +108,8 @@ impl AppState {
             .reload(&config)
             .map_err(|e| StartError::Config(e.to_string()))?;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.audit
+            .record(AuditEvent::new(AuditKind::ConfigReloaded, 0));
         Ok(())
     }
 }

@@ -34,6 +34,8 @@ pub enum BackendKind {
     Tail,
     Chat,
     Job,
+    /// A read-only watch of a running terminal session.
+    Watch,
 }
 
 impl BackendKind {
@@ -44,6 +46,7 @@ impl BackendKind {
             Self::Tail => "tail",
             Self::Chat => "chat",
             Self::Job => "job",
+            Self::Watch => "watch",
         }
     }
 }
