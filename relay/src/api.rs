@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
 use common::audit::{AuditEvent, AuditKind, AuditQuery};
+use common::recording::{RecordingQuery, valid_id};
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use crate::access;
 use crate::auth::{self, AuthError, LoginRefused, Principal, TOKEN_COOKIE};
 use crate::close::Close;
+use crate::recording::Recorder;
 use crate::state::AppState;
 
 /// A refusal as an HTTP answer: the status that mirrors its close code, and its reason.
@@ -162,20 +164,26 @@ pub async fn targets(state: Arc<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// `GET /api/audit`: a page of the audit trail, for users granted `audit` (403 for others).
-pub async fn audit(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
-    let principal = match principal(&state, &headers).await {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
-    if !access::audits(&state.config(), &principal) {
-        return error(
+/// The caller, when they hold the `audit` grant; else the answer (401, 403).
+async fn auditor(state: &AppState, headers: &HeaderMap, what: &str) -> Result<Principal, Response> {
+    let principal = principal(state, headers).await?;
+    if access::audits(&state.config(), &principal) {
+        Ok(principal)
+    } else {
+        Err(error(
             StatusCode::FORBIDDEN,
             format!(
-                "{} may not read the audit trail: it needs the audit grant",
+                "{} may not read {what}: it needs the audit grant",
                 principal.username
             ),
-        );
+        ))
+    }
+}
+
+/// `GET /api/audit`: a page of the audit trail, for users granted `audit` (403 for others).
+pub async fn audit(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
+    if let Err(response) = auditor(&state, &headers, "the audit trail").await {
+        return response;
     }
     let query = match AuditQuery::parse(&raw_query) {
         Ok(query) => query,
@@ -184,5 +192,122 @@ pub async fn audit(state: Arc<AppState>, headers: HeaderMap, raw_query: String) 
     match state.audit.query(&query).await {
         Ok(page) => warp::reply::json(&page).into_response(),
         Err(e) => refusal(&e.into()),
+    }
+}
+
+/// The recordings folder, or the answer when recording is not configured (404).
+fn recordings_dir(state: &AppState) -> Result<std::path::PathBuf, Response> {
+    state
+        .config()
+        .recording
+        .as_ref()
+        .map(|r| r.directory.clone())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "sessions are not recorded on this relay: there is no [recording] in its config",
+            )
+        })
+}
+
+/// `GET /api/recordings`: the recordings, newest first, for users granted `audit`.
+pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
+    if let Err(response) = auditor(&state, &headers, "recordings").await {
+        return response;
+    }
+    let query = match RecordingQuery::parse(&raw_query) {
+        Ok(query) => query,
+        Err(e) => return refusal(&e.into()),
+    };
+    let dir = match recordings_dir(&state) {
+        Ok(dir) => dir,
+        Err(response) => return response,
+    };
+    let list: Vec<_> = state
+        .recorder
+        .list(&dir)
+        .await
+        .into_iter()
+        .filter(|info| query.matches(info))
+        .collect();
+    warp::reply::json(&list).into_response()
+}
+
+/// `GET /api/recordings/{id}`: the `.cast` (or `.cast.gz`) file, with `Range` requests
+/// answered, for users granted `audit`.
+pub async fn recording(
+    id: String,
+    state: Arc<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = auditor(&state, &headers, "recordings").await {
+        return response;
+    }
+    if !valid_id(&id) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a recording id is 1 to 64 letters, digits, '-' or '_' (as GET /api/recordings lists them)",
+        );
+    }
+    let dir = match recordings_dir(&state) {
+        Ok(dir) => dir,
+        Err(response) => return response,
+    };
+    let Some(path) = Recorder::file(&dir, &id) else {
+        return error(StatusCode::NOT_FOUND, format!("there is no recording {id}"));
+    };
+    let compressed = path.extension().is_some_and(|e| e == "gz");
+    let mut response = serve_file(path, &headers).await;
+    if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        let range = response.headers().get(header::CONTENT_RANGE).cloned();
+        response = error(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "the range asked for is beyond the recording; Content-Range says its size",
+        );
+        if let Some(range) = range {
+            response.headers_mut().insert(header::CONTENT_RANGE, range);
+        }
+        return response;
+    }
+    let kind = if compressed {
+        "application/gzip"
+    } else {
+        "application/x-asciicast"
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    if let Ok(disposition) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{id}.cast{}\"", if compressed { ".gz" } else { "" }))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    response
+}
+
+/// The file as warp's file server answers it (streamed from disk; `Range`,
+/// `If-Modified-Since`), run as a request of its own on a task of its own (warp's routes
+/// do not nest).
+async fn serve_file(path: std::path::PathBuf, headers: &HeaderMap) -> Response {
+    use tower_service::Service;
+    let mut request = warp::http::Request::new(String::new());
+    for name in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE] {
+        if let Some(value) = headers.get(&name) {
+            request.headers_mut().insert(name, value.clone());
+        }
+    }
+    let served = tokio::spawn(async move {
+        let mut service = warp::service(warp::fs::file(path));
+        service.call(request).await
+    })
+    .await;
+    match served {
+        Ok(Ok(response)) => response,
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the recording could not be read",
+        ),
     }
 }

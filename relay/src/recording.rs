@@ -400,10 +400,6 @@ enum Event {
 }
 
 impl Recording {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     fn now(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }

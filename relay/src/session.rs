@@ -29,6 +29,8 @@ use crate::recording::{Recording, RecordingTag};
 const MAX_CHUNK: usize = 64 * 1024;
 /// Input frames queued for a backend before the browser is made to wait.
 const INPUT_QUEUE: usize = 16;
+/// Watcher notices kept for an owner who is not attached (the oldest go first).
+const MAX_NOTICES: usize = 64;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SessionError {
@@ -227,6 +229,37 @@ impl TerminalRegistry {
         ))
     }
 
+    /// What the running session `id` is (for a watch's permission check).
+    pub fn label(&self, id: &str) -> Option<SessionLabel> {
+        self.sessions().get(id).map(|s| s.label.clone())
+    }
+
+    /// Attaches `viewer` read-only to the running session `id`: what its ring holds, then
+    /// its output as it comes; the owner is told who joined.
+    pub fn watch(&self, id: &str, viewer: &str) -> Result<WatchAttachment, SessionError> {
+        let session = self
+            .sessions()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SessionError::Gone(id.to_owned()))?;
+        let cursor = {
+            let mut state = session.state();
+            if state.ended.is_some() {
+                return Err(SessionError::Gone(id.to_owned()));
+            }
+            state.watchers += 1;
+            state.notice(viewer, true);
+            state.start
+        };
+        session.output_ready.notify_waiters();
+        Ok(WatchAttachment {
+            session,
+            viewer: viewer.to_owned(),
+            cursor,
+            exit_sent: false,
+        })
+    }
+
     /// Ends a session now: hangs up the remote program and forgets the session.
     pub fn end(&self, id: &str) {
         self.end_with(id, Close::new(CloseCode::Normal, "the session was closed"));
@@ -399,6 +432,10 @@ struct RingState {
     attached: bool,
     exit: Option<ExitInfo>,
     ended: Option<Close>,
+    /// Read-only watchers attached now.
+    watchers: u32,
+    /// Join/leave notices for the owner's attachment, oldest first.
+    notices: VecDeque<StreamEvent>,
 }
 
 impl RingState {
@@ -413,7 +450,21 @@ impl RingState {
             attached: false,
             exit: None,
             ended: None,
+            watchers: 0,
+            notices: VecDeque::new(),
         }
+    }
+
+    /// Tells the owner that `user` started or stopped watching.
+    fn notice(&mut self, user: &str, joined: bool) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(StreamEvent::Watcher {
+            user: user.to_owned(),
+            joined,
+            watchers: self.watchers,
+        });
     }
 
     fn end(&self) -> u64 {
@@ -668,6 +719,9 @@ impl TerminalAttachment {
                 "this session was resumed by another connection",
             )));
         }
+        if let Some(notice) = state.notices.pop_front() {
+            return Some(Outbound::Text(notice.into()));
+        }
         if self.cursor < state.end() {
             let room = self.window_room();
             if room == 0 {
@@ -798,6 +852,100 @@ impl Drop for TerminalAttachment {
             return;
         }
         self.registry.detached(&self.session, self.generation);
+    }
+}
+
+/// A read-only watcher of a terminal session (`/ws/watch/{session}`). It reads the ring at
+/// its own cursor and never holds the session back: a watcher that falls behind what the
+/// ring keeps gets a `gap` frame and goes on from the oldest byte kept.
+pub struct WatchAttachment {
+    session: Arc<TerminalSession>,
+    viewer: String,
+    cursor: u64,
+    exit_sent: bool,
+}
+
+impl WatchAttachment {
+    pub fn hello(&self) -> Hello {
+        Hello {
+            stream: StreamKind::Terminal,
+            session: self.session.id.clone(),
+            position: Position::count(self.cursor),
+            resumed: false,
+        }
+    }
+
+    fn ready(&mut self) -> Option<Outbound> {
+        let state = self.session.state();
+        if self.cursor < state.start {
+            let gap = StreamEvent::Gap {
+                message: format!(
+                    "{} bytes of output went by faster than you read them and are no longer kept",
+                    state.start - self.cursor
+                ),
+                position: Position::count(state.start),
+            };
+            self.cursor = state.start;
+            return Some(Outbound::Text(gap.into()));
+        }
+        if self.cursor < state.end() {
+            let chunk = state.read(self.cursor, u64::MAX);
+            self.cursor += chunk.len() as u64;
+            return Some(Outbound::Binary(chunk));
+        }
+        if let Some(exit) = &state.exit {
+            if !self.exit_sent {
+                self.exit_sent = true;
+                return Some(Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
+                    status: exit.status,
+                    signal: exit.signal.clone(),
+                })));
+            }
+            return Some(Outbound::Close(Close::new(
+                CloseCode::Normal,
+                format!("the watched session ended: {}", exit_reason(exit)),
+            )));
+        }
+        state.ended.as_ref().map(|ended| {
+            Outbound::Close(Close::new(
+                ended.code,
+                format!("the watched session ended: {}", ended.reason),
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Attachment for WatchAttachment {
+    async fn next(&mut self) -> Outbound {
+        let session = self.session.clone();
+        loop {
+            let woken = session.output_ready.notified();
+            if let Some(out) = self.ready() {
+                return out;
+            }
+            woken.await;
+        }
+    }
+
+    async fn input(&mut self, _: Inbound) -> Result<(), InputRefused> {
+        Err(InputRefused {
+            code: common::server::ErrorCode::NotAccepted,
+            message: "you are watching this session read-only: nothing you send reaches it"
+                .into(),
+            client_id: None,
+        })
+    }
+}
+
+impl Drop for WatchAttachment {
+    fn drop(&mut self) {
+        {
+            let mut state = self.session.state();
+            state.watchers = state.watchers.saturating_sub(1);
+            state.notice(&self.viewer, false);
+        }
+        self.session.output_ready.notify_waiters();
     }
 }
 

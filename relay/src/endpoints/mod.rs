@@ -16,6 +16,7 @@
 //! | `tail.rs` | `/ws/tail/{file}` | `backend::tail` |
 //! | `chat.rs` | `/ws/chat/{room}` | `backend::chat` |
 //! | `job.rs` | `/ws/exec/{token}` | `backend::job` |
+//! | `watch.rs` | `/ws/watch/{session}` | a read-only view of a session in `session.rs` |
 
 mod chat;
 mod job;
@@ -26,6 +27,7 @@ mod opener;
 mod ssh;
 mod tail;
 mod terminal;
+mod watch;
 
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ pub use self::k8s_logs::PodLogsEndpoint;
 pub use self::opener::{Prelude, StreamOpener};
 pub use self::ssh::SshEndpoint;
 pub use self::tail::TailEndpoint;
+pub use self::watch::WatchEndpoint;
 use crate::access::{self, TargetRef};
 use crate::auth::{self, AuthError, Principal};
 use crate::backend::{BackendKind, Opened};
