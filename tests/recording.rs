@@ -8,9 +8,10 @@ mod fixture;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::ClientFrame;
-use common::TermSize;
-use common::recording::CastHeader;
+use common::audit::{AuditEvent, AuditKind, AuditPage};
+use common::recording::{CastHeader, RecordingInfo};
+use common::server::{ErrorCode, StreamEvent};
+use common::{ClientFrame, TermSize};
 use opsdeck_tests::client::WsClient;
 use opsdeck_tests::relay::{TestRelay, users_toml};
 use opsdeck_tests::sshd::TestSshd;
@@ -26,13 +27,69 @@ ssh = ["*"]
 /// A relay on the shared sshd (host `box`) with `extra` before the users (top-level
 /// tables such as `[recording]`).
 async fn relay(extra: &str) -> anyhow::Result<TestRelay> {
+    relay_with(extra, "").await
+}
+
+/// Besides alice and bob: carol, who is granted nothing.
+fn carol_toml() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| {
+        relay::hash_password(opsdeck_tests::relay::PASSWORD).expect("argon2 hashes")
+    });
+    format!("[[auth.users]]\nusername = \"carol\"\npassword_hash = \"{hash}\"\n")
+}
+
+/// As [`relay`], with `grants` (more `[[grants]]`) too and the user carol.
+async fn relay_with(extra: &str, grants: &str) -> anyhow::Result<TestRelay> {
     let sshd = TestSshd::shared();
     let config = format!(
-        "{extra}\n{}\n{GRANTS}\n{}",
+        "{extra}\n{}\n{}\n{GRANTS}\n{grants}\n{}",
         users_toml(),
+        carol_toml(),
         sshd.host_toml("box")?
     );
     TestRelay::start(&config).await
+}
+
+/// Alice audits; bob may watch sessions on `box`; carol may do nothing.
+const AUDIT_AND_WATCH: &str = r#"
+[[grants]]
+users = ["alice"]
+audit = true
+
+[[grants]]
+users = ["bob"]
+watch = ["ssh:box"]
+"#;
+
+/// `GET path` as `user` (a bearer token), with extra headers.
+async fn get(
+    relay: &TestRelay,
+    user: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = reqwest::Client::new()
+        .get(relay.http_url(path))
+        .bearer_auth(relay.token(user));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    Ok(request.send().await?)
+}
+
+/// The next frame about watchers the owner gets (output and other frames skipped).
+async fn next_watcher_notice(owner: &mut WsClient) -> anyhow::Result<(String, bool, u32)> {
+    loop {
+        if let StreamEvent::Watcher {
+            user,
+            joined,
+            watchers,
+        } = owner.next_frame().await?
+        {
+            return Ok((user, joined, watchers));
+        }
+    }
 }
 
 /// Opens `/ws/ssh/box` as `user` and reads its `connected` frame.
@@ -307,5 +364,264 @@ async fn retention_removes_the_oldest_recordings_past_the_limits() -> anyhow::Re
     assert!(names.contains(&"4-newer.cast".to_owned()), "{names:?}");
     assert!(names.contains(&"notes.txt".to_owned()), "{names:?}");
     assert_eq!(names.len(), 4, "the new recording is kept: {names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_watcher_sees_the_ring_then_live_output_and_cannot_type() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let audit = dir.path().join("audit.jsonl");
+    let relay = relay_with(
+        &format!("[audit]\nfile = \"{}\"\n", audit.display()),
+        AUDIT_AND_WATCH,
+    )
+    .await?;
+    let mut owner = relay.connect("alice", "/ws/ssh/box").await?;
+    let session = owner.connected().await?.session;
+    owner.type_line("echo before-$((2+3))").await?;
+    owner.read_until("before-5").await?;
+
+    // Bob (granted watch on box) gets what the ring holds, then live output.
+    let mut watcher = relay.connect("bob", &format!("/ws/watch/{session}")).await?;
+    assert_eq!(watcher.connected().await?.session, session);
+    watcher.read_until("before-5").await?;
+    assert_eq!(next_watcher_notice(&mut owner).await?, ("bob".into(), true, 1));
+    owner.type_line("echo live-$((3+4))").await?;
+    watcher.read_until("live-7").await?;
+
+    // Any number of watchers: alice's audit grant lets her watch too.
+    let mut second = relay.connect("alice", &format!("/ws/watch/{session}")).await?;
+    second.connected().await?;
+    second.read_until("live-7").await?;
+    assert_eq!(next_watcher_notice(&mut owner).await?, ("alice".into(), true, 2));
+
+    // A watcher's input is refused with an error frame and never reaches the shell.
+    watcher.type_line("echo typed-by-$((0+1))-watcher").await?;
+    match watcher.next_frame().await? {
+        StreamEvent::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::NotAccepted);
+            assert!(message.contains("read-only"), "{message}");
+        }
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+
+    // Without a watch grant: 4403; a session that does not exist (or ended): 4410.
+    let mut carol = relay.connect("carol", &format!("/ws/watch/{session}")).await?;
+    let (code, reason, _) = carol.read_until_closed().await?;
+    assert_eq!(code, 4403, "{reason}");
+    let mut nothing = relay.connect("bob", "/ws/watch/0123456789abcdef").await?;
+    let (code, reason, _) = nothing.read_until_closed().await?;
+    assert_eq!(code, 4410, "{reason}");
+
+    watcher.close_normally().await?;
+    assert_eq!(next_watcher_notice(&mut owner).await?, ("bob".into(), false, 1));
+    owner.type_line("exit").await?;
+    let (code, reason, _) = second.read_until_closed().await?;
+    assert_eq!(code, 1000, "{reason}");
+    assert!(reason.contains("watched session ended"), "{reason}");
+    let owner_saw = String::from_utf8_lossy(&owner.output).into_owned();
+    assert!(!owner_saw.contains("typed-by-1-watcher"), "{owner_saw}");
+    owner.read_until_closed().await?;
+
+    relay.relay().audit_written().await;
+    let page: AuditPage = get(&relay, "alice", "/api/audit?kind=watch_started", &[])
+        .await?
+        .json()
+        .await?;
+    let watchers: Vec<&str> = page.events.iter().filter_map(|e| e.user.as_deref()).collect();
+    assert_eq!(watchers, ["bob", "alice"]);
+    assert!(page.events.iter().all(|e| e.session.as_deref() == Some(&*session)
+        && e.target.as_deref() == Some("ssh:box")));
+    let page: AuditPage = get(&relay, "alice", "/api/audit?kind=watch_ended&user=bob", &[])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page.events.len(), 1, "{page:?}");
+    Ok(())
+}
+
+async fn login(relay: &TestRelay, user: &str, password: &str) -> anyhow::Result<u16> {
+    let response = reqwest::Client::new()
+        .post(relay.http_url("/api/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+/// Every page of `/api/audit?{filters}` with pages of `limit`, following `next`.
+async fn all_pages(relay: &TestRelay, filters: &str, limit: usize) -> anyhow::Result<Vec<AuditEvent>> {
+    let mut events = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page: AuditPage = get(
+            relay,
+            "alice",
+            &format!("/api/audit?{filters}&limit={limit}{after}"),
+            &[],
+        )
+        .await?
+        .json()
+        .await?;
+        assert!(page.events.len() <= limit);
+        events.extend(page.events);
+        match page.next {
+            Some(next) => after = format!("&after={next}"),
+            None => return Ok(events),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let audit = dir.path().join("audit.jsonl");
+    let recordings = dir.path().join("recordings");
+    let relay = relay_with(
+        &format!(
+            "[audit]\nfile = \"{}\"\n{}",
+            audit.display(),
+            recording_toml(&recordings, "")
+        ),
+        AUDIT_AND_WATCH,
+    )
+    .await?;
+    assert_eq!(login(&relay, "alice", opsdeck_tests::relay::PASSWORD).await?, 200);
+    assert_eq!(login(&relay, "alice", "wrong").await?, 401);
+    let mut client = open_box(&relay, "alice").await?;
+    client.type_line("echo audited-$((1+1)); exit").await?;
+    let (code, _, _) = client.read_until_closed().await?;
+    assert_eq!(code, 1000);
+    let mut refused = relay.connect("carol", "/ws/ssh/box").await?;
+    assert_eq!(refused.read_until_closed().await?.0, 4403);
+    let logout = reqwest::Client::new()
+        .post(relay.http_url("/api/logout"))
+        .bearer_auth(relay.token("bob"))
+        .send()
+        .await?;
+    assert_eq!(logout.status().as_u16(), 204);
+    relay.relay().recordings_finished().await;
+    relay.relay().audit_written().await;
+
+    let events = all_pages(&relay, "", 500).await?;
+    let count = |kind: AuditKind| events.iter().filter(|e| e.kind == kind).count();
+    for kind in [
+        AuditKind::Login,
+        AuditKind::LoginFailed,
+        AuditKind::StreamOpened,
+        AuditKind::StreamClosed,
+        AuditKind::StreamRefused,
+        AuditKind::Logout,
+        AuditKind::TokenRevoked,
+    ] {
+        assert_eq!(count(kind), 1, "{kind:?} in {events:#?}");
+    }
+    let find = |kind: AuditKind| events.iter().find(|e| e.kind == kind).cloned().unwrap();
+    let login_event = find(AuditKind::Login);
+    assert_eq!(login_event.user.as_deref(), Some("alice"));
+    assert_eq!(login_event.source.as_deref(), Some("127.0.0.1"));
+    assert_eq!(find(AuditKind::LoginFailed).user.as_deref(), Some("alice"));
+    let closed = find(AuditKind::StreamClosed);
+    let recording: Vec<RecordingInfo> = get(&relay, "alice", "/api/recordings", &[])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(recording.len(), 1);
+    assert_eq!(closed.user.as_deref(), Some("alice"));
+    assert_eq!(closed.target.as_deref(), Some("ssh:box"));
+    assert_eq!(closed.backend.as_deref(), Some("ssh"));
+    assert_eq!(closed.code, Some(1000));
+    assert!(closed.reason.as_deref().unwrap_or_default().contains("status 0"));
+    assert_eq!(closed.recording.as_deref(), Some(&*recording[0].id));
+    assert!(closed.session.is_some());
+    assert!(closed.duration_ms.is_some());
+    assert!(closed.bytes_to_browser.unwrap_or(0) > 0);
+    assert!(closed.bytes_from_browser.unwrap_or(0) > 0);
+    assert_eq!(find(AuditKind::StreamOpened).recording, closed.recording);
+    let refusal = find(AuditKind::StreamRefused);
+    assert_eq!(refusal.user.as_deref(), Some("carol"));
+    assert_eq!(refusal.code, Some(4403));
+    assert_eq!(find(AuditKind::Logout).user.as_deref(), Some("bob"));
+    // The file holds the same lines.
+    assert_eq!(std::fs::read_to_string(&audit)?.lines().count(), events.len());
+
+    // Pages of 2 hold the same events, each once, in order.
+    let paged = all_pages(&relay, "", 2).await?;
+    assert_eq!(paged, events);
+    // Filters.
+    let carol = all_pages(&relay, "user=carol", 10).await?;
+    assert_eq!(carol.len(), 1);
+    let future = all_pages(&relay, "since=99999999999", 10).await?;
+    assert!(future.is_empty());
+    let logins = all_pages(&relay, "kind=login&target=ssh:box", 10).await?;
+    assert!(logins.is_empty());
+
+    // Bad queries and other users.
+    for (query, status) in [("limit=100000", 400), ("since=yesterday", 400), ("kind=x", 400)] {
+        let response = get(&relay, "alice", &format!("/api/audit?{query}"), &[]).await?;
+        assert_eq!(response.status().as_u16(), status, "{query}");
+        let body = response.text().await?;
+        assert!(body.contains("error"), "{body}");
+    }
+    let response = get(&relay, "carol", "/api/audit", &[]).await?;
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(response.text().await?.contains("audit grant"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn recordings_are_listed_and_served_with_ranges_to_auditors_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let relay = relay_with(&recording_toml(dir.path(), ""), AUDIT_AND_WATCH).await?;
+    let mut client = open_box(&relay, "alice").await?;
+    client.type_line("echo listed-$((1+1)); exit").await?;
+    client.read_until_closed().await?;
+    relay.relay().recordings_finished().await;
+
+    let list: Vec<RecordingInfo> = get(&relay, "alice", "/api/recordings?user=alice", &[])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let info = &list[0];
+    assert_eq!((info.user.as_str(), info.target.as_str()), ("alice", "ssh:box"));
+    assert!(!info.live && !info.compressed);
+    let file = std::fs::read(dir.path().join(format!("{}.cast", info.id)))?;
+    assert_eq!(info.bytes, file.len() as u64);
+    let none: Vec<RecordingInfo> = get(&relay, "alice", "/api/recordings?user=bob", &[])
+        .await?
+        .json()
+        .await?;
+    assert!(none.is_empty());
+
+    let path = format!("/api/recordings/{}", info.id);
+    let whole = get(&relay, "alice", &path, &[]).await?;
+    assert_eq!(whole.status().as_u16(), 200);
+    assert_eq!(
+        whole.headers()["content-type"].to_str()?,
+        "application/x-asciicast"
+    );
+    assert_eq!(whole.bytes().await?.as_ref(), file.as_slice());
+    let part = get(&relay, "alice", &path, &[("range", "bytes=0-9")]).await?;
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(
+        part.headers()["content-range"].to_str()?,
+        format!("bytes 0-9/{}", file.len())
+    );
+    assert_eq!(part.bytes().await?.as_ref(), &file[..10]);
+    let beyond = get(&relay, "alice", &path, &[("range", "bytes=99999999-")]).await?;
+    assert_eq!(beyond.status().as_u16(), 416);
+    assert!(beyond.text().await?.contains("beyond the recording"));
+
+    for (user, path, status) in [
+        ("bob", path.as_str(), 403),
+        ("bob", "/api/recordings", 403),
+        ("alice", "/api/recordings/..%2F..%2Fetc%2Fpasswd", 400),
+        ("alice", "/api/recordings/a.cast", 400),
+        ("alice", "/api/recordings/0-nothing", 404),
+    ] {
+        let response = get(&relay, user, path, &[]).await?;
+        assert_eq!(response.status().as_u16(), status, "{user} {path}");
+    }
     Ok(())
 }
