@@ -100,10 +100,7 @@ async fn open_box(relay: &TestRelay, user: &str) -> anyhow::Result<WsClient> {
 }
 
 fn recording_toml(dir: &Path, more: &str) -> String {
-    format!(
-        "[recording]\ndirectory = \"{}\"\n{more}\n",
-        dir.display()
-    )
+    format!("[recording]\ndirectory = \"{}\"\n{more}\n", dir.display())
 }
 
 /// The recording files in `dir`.
@@ -126,9 +123,7 @@ impl Cast {
         let text = std::fs::read_to_string(path)?;
         let mut lines = text.lines();
         let header = serde_json::from_str(lines.next().unwrap_or_default())?;
-        let events = lines
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()?;
+        let events = lines.map(serde_json::from_str).collect::<Result<_, _>>()?;
         Ok(Self { header, events })
     }
 
@@ -150,7 +145,11 @@ fn sha256(bytes: &[u8]) -> String {
 /// the terminal adds one before each `\n`.
 fn asciinema_cat(path: &Path) -> anyhow::Result<Vec<u8>> {
     let out = std::process::Command::new("script")
-        .args(["-qec", &format!("asciinema cat {}", path.display()), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("asciinema cat {}", path.display()),
+            "/dev/null",
+        ])
         .stdin(std::process::Stdio::null())
         .output()?;
     anyhow::ensure!(
@@ -208,12 +207,7 @@ async fn recorded_session(
 }
 
 /// Checks a finished recording against what the browser got and sent.
-fn check_recording(
-    path: &Path,
-    received: &[u8],
-    typed: &str,
-    title: &str,
-) -> anyhow::Result<Cast> {
+fn check_recording(path: &Path, received: &[u8], typed: &str, title: &str) -> anyhow::Result<Cast> {
     let cast = Cast::read(path)?;
     assert_eq!(cast.header.version, 2);
     assert_eq!((cast.header.width, cast.header.height), (80, 24));
@@ -227,12 +221,17 @@ fn check_recording(
     );
     assert_eq!(cast.joined("i"), typed, "the recorded input differs");
     assert!(
-        cast.events.iter().any(|(_, c, d)| c == "r" && d == "100x30"),
+        cast.events
+            .iter()
+            .any(|(_, c, d)| c == "r" && d == "100x30"),
         "no resize event"
     );
     let (_, code, data) = cast.events.last().expect("events");
     assert_eq!(code, "m");
-    assert!(data.starts_with("end: ") && data.contains("status 0"), "{data}");
+    assert!(
+        data.starts_with("end: ") && data.contains("status 0"),
+        "{data}"
+    );
     let times: Vec<f64> = cast.events.iter().map(|(t, _, _)| *t).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "times go back");
     Ok(cast)
@@ -246,8 +245,9 @@ async fn an_ssh_recording_holds_exactly_what_the_browser_got_and_sent() -> anyho
     let url = relay.ws_url("/ws/ssh/box");
     let open = move |query: String| {
         let (url, token) = (url.clone(), token.clone());
-        Box::pin(async move { WsClient::connect(&format!("{url}{query}"), Some(&token), None).await })
-            as futures_util::future::BoxFuture<'static, _>
+        Box::pin(
+            async move { WsClient::connect(&format!("{url}{query}"), Some(&token), None).await },
+        ) as futures_util::future::BoxFuture<'static, _>
     };
     let (received, typed) = recorded_session(open).await?;
     relay.relay().recordings_finished().await;
@@ -263,16 +263,17 @@ async fn an_ssh_recording_holds_exactly_what_the_browser_got_and_sent() -> anyho
 }
 
 #[tokio::test]
-async fn a_pod_exec_recording_holds_exactly_what_the_browser_got_and_sent() -> anyhow::Result<()>
-{
+async fn a_pod_exec_recording_holds_exactly_what_the_browser_got_and_sent() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cluster = fixture::Cluster::start_with(&recording_toml(dir.path(), "compress = true")).await?;
+    let cluster =
+        fixture::Cluster::start_with(&recording_toml(dir.path(), "compress = true")).await?;
     let token = cluster.relay.token("alice");
     let url = cluster.relay.ws_url("/ws/k8s/exec/main/dev/web-1/app");
     let open = move |query: String| {
         let (url, token) = (url.clone(), token.clone());
-        Box::pin(async move { WsClient::connect(&format!("{url}{query}"), Some(&token), None).await })
-            as futures_util::future::BoxFuture<'static, _>
+        Box::pin(
+            async move { WsClient::connect(&format!("{url}{query}"), Some(&token), None).await },
+        ) as futures_util::future::BoxFuture<'static, _>
     };
     let (received, typed) = recorded_session(open).await?;
     cluster.relay.relay().recordings_finished().await;
@@ -308,7 +309,11 @@ async fn a_recorder_that_cannot_write_follows_its_policy() -> anyhow::Result<()>
     assert_eq!(relay_closed.relay().terminal_sessions(), 0);
 
     // A target the config does not record opens, whatever the recorder's state.
-    let relay_off = relay(&recording_toml(&broken, "targets = { \"ssh:box\" = false }")).await?;
+    let relay_off = relay(&recording_toml(
+        &broken,
+        "targets = { \"ssh:box\" = false }",
+    ))
+    .await?;
     let mut client = open_box(&relay_off, "alice").await?;
     client.type_line("echo unrecorded-$((1+1))").await?;
     client.read_until("unrecorded-2").await?;
@@ -318,7 +323,10 @@ async fn a_recorder_that_cannot_write_follows_its_policy() -> anyhow::Result<()>
     let mut client = open_box(&relay_open, "alice").await?;
     client.type_line("echo open-$((1+1))").await?;
     client.read_until("open-2").await?;
-    let metrics = reqwest::get(relay_open.http_url("/metrics")).await?.text().await?;
+    let metrics = reqwest::get(relay_open.http_url("/metrics"))
+        .await?
+        .text()
+        .await?;
     assert!(
         metrics.contains("opsdeck_recording_failures_total 1"),
         "{metrics}"
@@ -356,7 +364,12 @@ async fn retention_removes_the_oldest_recordings_past_the_limits() -> anyhow::Re
     relay.relay().recordings_finished().await;
     let names: Vec<String> = recordings(dir.path())?
         .iter()
-        .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert!(!names.contains(&"1-ancient.cast".to_owned()), "{names:?}");
     assert!(!names.contains(&"2-oldest.cast".to_owned()), "{names:?}");
@@ -382,18 +395,28 @@ async fn a_watcher_sees_the_ring_then_live_output_and_cannot_type() -> anyhow::R
     owner.read_until("before-5").await?;
 
     // Bob (granted watch on box) gets what the ring holds, then live output.
-    let mut watcher = relay.connect("bob", &format!("/ws/watch/{session}")).await?;
+    let mut watcher = relay
+        .connect("bob", &format!("/ws/watch/{session}"))
+        .await?;
     assert_eq!(watcher.connected().await?.session, session);
     watcher.read_until("before-5").await?;
-    assert_eq!(next_watcher_notice(&mut owner).await?, ("bob".into(), true, 1));
+    assert_eq!(
+        next_watcher_notice(&mut owner).await?,
+        ("bob".into(), true, 1)
+    );
     owner.type_line("echo live-$((3+4))").await?;
     watcher.read_until("live-7").await?;
 
     // Any number of watchers: alice's audit grant lets her watch too.
-    let mut second = relay.connect("alice", &format!("/ws/watch/{session}")).await?;
+    let mut second = relay
+        .connect("alice", &format!("/ws/watch/{session}"))
+        .await?;
     second.connected().await?;
     second.read_until("live-7").await?;
-    assert_eq!(next_watcher_notice(&mut owner).await?, ("alice".into(), true, 2));
+    assert_eq!(
+        next_watcher_notice(&mut owner).await?,
+        ("alice".into(), true, 2)
+    );
 
     // A watcher's input is refused with an error frame and never reaches the shell.
     watcher.type_line("echo typed-by-$((0+1))-watcher").await?;
@@ -406,7 +429,9 @@ async fn a_watcher_sees_the_ring_then_live_output_and_cannot_type() -> anyhow::R
     }
 
     // Without a watch grant: 4403; a session that does not exist (or ended): 4410.
-    let mut carol = relay.connect("carol", &format!("/ws/watch/{session}")).await?;
+    let mut carol = relay
+        .connect("carol", &format!("/ws/watch/{session}"))
+        .await?;
     let (code, reason, _) = carol.read_until_closed().await?;
     assert_eq!(code, 4403, "{reason}");
     let mut nothing = relay.connect("bob", "/ws/watch/0123456789abcdef").await?;
@@ -414,7 +439,10 @@ async fn a_watcher_sees_the_ring_then_live_output_and_cannot_type() -> anyhow::R
     assert_eq!(code, 4410, "{reason}");
 
     watcher.close_normally().await?;
-    assert_eq!(next_watcher_notice(&mut owner).await?, ("bob".into(), false, 1));
+    assert_eq!(
+        next_watcher_notice(&mut owner).await?,
+        ("bob".into(), false, 1)
+    );
     owner.type_line("exit").await?;
     let (code, reason, _) = second.read_until_closed().await?;
     assert_eq!(code, 1000, "{reason}");
@@ -428,10 +456,18 @@ async fn a_watcher_sees_the_ring_then_live_output_and_cannot_type() -> anyhow::R
         .await?
         .json()
         .await?;
-    let watchers: Vec<&str> = page.events.iter().filter_map(|e| e.user.as_deref()).collect();
+    let watchers: Vec<&str> = page
+        .events
+        .iter()
+        .filter_map(|e| e.user.as_deref())
+        .collect();
     assert_eq!(watchers, ["bob", "alice"]);
-    assert!(page.events.iter().all(|e| e.session.as_deref() == Some(&*session)
-        && e.target.as_deref() == Some("ssh:box")));
+    assert!(
+        page.events
+            .iter()
+            .all(|e| e.session.as_deref() == Some(&*session)
+                && e.target.as_deref() == Some("ssh:box"))
+    );
     let page: AuditPage = get(&relay, "alice", "/api/audit?kind=watch_ended&user=bob", &[])
         .await?
         .json()
@@ -450,7 +486,11 @@ async fn login(relay: &TestRelay, user: &str, password: &str) -> anyhow::Result<
 }
 
 /// Every page of `/api/audit?{filters}` with pages of `limit`, following `next`.
-async fn all_pages(relay: &TestRelay, filters: &str, limit: usize) -> anyhow::Result<Vec<AuditEvent>> {
+async fn all_pages(
+    relay: &TestRelay,
+    filters: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<AuditEvent>> {
     let mut events = Vec::new();
     let mut after = String::new();
     loop {
@@ -486,7 +526,10 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
         AUDIT_AND_WATCH,
     )
     .await?;
-    assert_eq!(login(&relay, "alice", opsdeck_tests::relay::PASSWORD).await?, 200);
+    assert_eq!(
+        login(&relay, "alice", opsdeck_tests::relay::PASSWORD).await?,
+        200
+    );
     assert_eq!(login(&relay, "alice", "wrong").await?, 401);
     let mut client = open_box(&relay, "alice").await?;
     client.type_line("echo audited-$((1+1)); exit").await?;
@@ -531,7 +574,13 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
     assert_eq!(closed.target.as_deref(), Some("ssh:box"));
     assert_eq!(closed.backend.as_deref(), Some("ssh"));
     assert_eq!(closed.code, Some(1000));
-    assert!(closed.reason.as_deref().unwrap_or_default().contains("status 0"));
+    assert!(
+        closed
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("status 0")
+    );
     assert_eq!(closed.recording.as_deref(), Some(&*recording[0].id));
     assert!(closed.session.is_some());
     assert!(closed.duration_ms.is_some());
@@ -543,7 +592,10 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
     assert_eq!(refusal.code, Some(4403));
     assert_eq!(find(AuditKind::Logout).user.as_deref(), Some("bob"));
     // The file holds the same lines.
-    assert_eq!(std::fs::read_to_string(&audit)?.lines().count(), events.len());
+    assert_eq!(
+        std::fs::read_to_string(&audit)?.lines().count(),
+        events.len()
+    );
 
     // Pages of 2 hold the same events, each once, in order.
     let paged = all_pages(&relay, "", 2).await?;
@@ -557,7 +609,11 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
     assert!(logins.is_empty());
 
     // Bad queries and other users.
-    for (query, status) in [("limit=100000", 400), ("since=yesterday", 400), ("kind=x", 400)] {
+    for (query, status) in [
+        ("limit=100000", 400),
+        ("since=yesterday", 400),
+        ("kind=x", 400),
+    ] {
         let response = get(&relay, "alice", &format!("/api/audit?{query}"), &[]).await?;
         assert_eq!(response.status().as_u16(), status, "{query}");
         let body = response.text().await?;
@@ -584,7 +640,10 @@ async fn recordings_are_listed_and_served_with_ranges_to_auditors_only() -> anyh
         .await?;
     assert_eq!(list.len(), 1, "{list:?}");
     let info = &list[0];
-    assert_eq!((info.user.as_str(), info.target.as_str()), ("alice", "ssh:box"));
+    assert_eq!(
+        (info.user.as_str(), info.target.as_str()),
+        ("alice", "ssh:box")
+    );
     assert!(!info.live && !info.compressed);
     let file = std::fs::read(dir.path().join(format!("{}.cast", info.id)))?;
     assert_eq!(info.bytes, file.len() as u64);

@@ -211,8 +211,12 @@ impl AuditQuery {
         text(&self.user, &event.user)
             && text(&self.target, &event.target)
             && self.kind.is_none_or(|k| k == event.kind)
-            && self.since.is_none_or(|s| event.time >= s.saturating_mul(1000))
-            && self.until.is_none_or(|u| event.time < u.saturating_mul(1000))
+            && self
+                .since
+                .is_none_or(|s| event.time >= s.saturating_mul(1000))
+            && self
+                .until
+                .is_none_or(|u| event.time < u.saturating_mul(1000))
     }
 }
 
@@ -237,7 +241,9 @@ mod tests {
         assert_eq!(AuditQuery::parse("").unwrap().limit, DEFAULT_AUDIT_PAGE);
         let huge = AuditQuery::parse("limit=100000").unwrap_err().to_string();
         assert!(huge.contains("1 to 500"), "{huge}");
-        let time = AuditQuery::parse("since=yesterday").unwrap_err().to_string();
+        let time = AuditQuery::parse("since=yesterday")
+            .unwrap_err()
+            .to_string();
         assert!(time.contains("unix seconds"), "{time}");
         assert!(AuditQuery::parse("kind=nope").is_err());
         let mut event = AuditEvent::new(AuditKind::StreamClosed, 10_500);
@@ -252,10 +258,7 @@ mod tests {
         let mut event = AuditEvent::new(AuditKind::Login, 1);
         event.user = Some("alice".into());
         let text = serde_json::to_string(&event).unwrap();
-        assert_eq!(
-            text,
-            r#"{"id":"","time":1,"kind":"login","user":"alice"}"#
-        );
+        assert_eq!(text, r#"{"id":"","time":1,"kind":"login","user":"alice"}"#);
         assert_eq!(serde_json::from_str::<AuditEvent>(&text).unwrap(), event);
     }
 }

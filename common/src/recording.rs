@@ -135,7 +135,15 @@ mod tests {
     #[test]
     fn recording_ids_are_never_paths() {
         assert!(valid_id("1765000000-9f86d081884c7d65"));
-        for bad in ["", "../etc/passwd", "a/b", "..", "a.cast", "a\\b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/b",
+            "..",
+            "a.cast",
+            "a\\b",
+            &"x".repeat(65),
+        ] {
             assert!(!valid_id(bad), "{bad}");
         }
     }

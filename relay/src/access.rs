@@ -9,7 +9,10 @@ use crate::config::{Config, Grant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetRef {
     Ssh(String),
-    K8s { cluster: String, namespace: String },
+    K8s {
+        cluster: String,
+        namespace: String,
+    },
     File(String),
     Chat(String),
     Job,

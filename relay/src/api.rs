@@ -195,19 +195,20 @@ pub async fn audit(state: Arc<AppState>, headers: HeaderMap, raw_query: String) 
     }
 }
 
-/// The recordings folder, or the answer when recording is not configured (404).
-fn recordings_dir(state: &AppState) -> Result<std::path::PathBuf, Response> {
+/// The recordings folder, when recording is configured.
+fn recordings_dir(state: &AppState) -> Option<std::path::PathBuf> {
     state
         .config()
         .recording
         .as_ref()
         .map(|r| r.directory.clone())
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "sessions are not recorded on this relay: there is no [recording] in its config",
-            )
-        })
+}
+
+fn not_recorded() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "sessions are not recorded on this relay: there is no [recording] in its config",
+    )
 }
 
 /// `GET /api/recordings`: the recordings, newest first, for users granted `audit`.
@@ -219,9 +220,8 @@ pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: Str
         Ok(query) => query,
         Err(e) => return refusal(&e.into()),
     };
-    let dir = match recordings_dir(&state) {
-        Ok(dir) => dir,
-        Err(response) => return response,
+    let Some(dir) = recordings_dir(&state) else {
+        return not_recorded();
     };
     let list: Vec<_> = state
         .recorder
@@ -235,11 +235,7 @@ pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: Str
 
 /// `GET /api/recordings/{id}`: the `.cast` (or `.cast.gz`) file, with `Range` requests
 /// answered, for users granted `audit`.
-pub async fn recording(
-    id: String,
-    state: Arc<AppState>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn recording(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
     if let Err(response) = auditor(&state, &headers, "recordings").await {
         return response;
     }
@@ -249,9 +245,8 @@ pub async fn recording(
             "a recording id is 1 to 64 letters, digits, '-' or '_' (as GET /api/recordings lists them)",
         );
     }
-    let dir = match recordings_dir(&state) {
-        Ok(dir) => dir,
-        Err(response) => return response,
+    let Some(dir) = recordings_dir(&state) else {
+        return not_recorded();
     };
     let Some(path) = Recorder::file(&dir, &id) else {
         return error(StatusCode::NOT_FOUND, format!("there is no recording {id}"));
@@ -277,9 +272,10 @@ pub async fn recording(
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    if let Ok(disposition) =
-        HeaderValue::from_str(&format!("attachment; filename=\"{id}.cast{}\"", if compressed { ".gz" } else { "" }))
-    {
+    if let Ok(disposition) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{id}.cast{}\"",
+        if compressed { ".gz" } else { "" }
+    )) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, disposition);

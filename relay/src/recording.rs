@@ -78,7 +78,12 @@ impl Recorder {
     pub async fn all_finished(&self) {
         loop {
             let finished = self.finished.notified();
-            if self.active.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            if self
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
                 return;
             }
             finished.await;
@@ -601,11 +606,7 @@ impl Writer {
                 }
             }
             Event::Resize(time, size) => {
-                self.event(
-                    time,
-                    cast::RESIZE,
-                    &format!("{}x{}", size.cols, size.rows),
-                );
+                self.event(time, cast::RESIZE, &format!("{}x{}", size.cols, size.rows));
             }
             Event::Lost(time, bytes) => self.event(
                 time,

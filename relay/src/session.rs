@@ -931,8 +931,7 @@ impl Attachment for WatchAttachment {
     async fn input(&mut self, _: Inbound) -> Result<(), InputRefused> {
         Err(InputRefused {
             code: common::server::ErrorCode::NotAccepted,
-            message: "you are watching this session read-only: nothing you send reaches it"
-                .into(),
+            message: "you are watching this session read-only: nothing you send reaches it".into(),
             client_id: None,
         })
     }

@@ -88,8 +88,8 @@ pub async fn serve<O: StreamOpener>(
             event.user = Some(principal.username.clone());
             event.target = Some(target.id());
             event.backend = Some(backend.as_str().to_owned());
-            event.session = (opened.hello.stream == StreamKind::Terminal)
-                .then(|| opened.hello.session.clone());
+            event.session =
+                (opened.hello.stream == StreamKind::Terminal).then(|| opened.hello.session.clone());
             event.recording = opened.recording.clone();
             state.audit.record(event.clone());
             let started = Instant::now();
