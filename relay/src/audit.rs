@@ -297,6 +297,7 @@ async fn append(
             tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .await?,
         );

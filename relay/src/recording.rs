@@ -125,7 +125,11 @@ impl Recorder {
         let failed = |what: &str, e: std::io::Error| {
             RecordingFailed(format!("{what} {}: {e}", config.directory.display()))
         };
-        tokio::fs::create_dir_all(&config.directory)
+        // Recordings hold keystrokes (typed passwords too): for the relay's user only.
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.directory)
             .await
             .map_err(|e| failed("cannot create the folder", e))?;
         self.sweep(config).await;
@@ -140,6 +144,7 @@ impl Recorder {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .await
             .map_err(|e| failed("cannot create a file in", e))?;
