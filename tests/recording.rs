@@ -256,7 +256,10 @@ async fn an_ssh_recording_holds_exactly_what_the_browser_got_and_sent() -> anyho
     check_recording(&files[0], &received, &typed, "ssh:box")?;
     // Keystrokes are in it: for the relay's user only.
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&files[0])?.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&files[0])?.permissions().mode() & 0o777,
+        0o600
+    );
 
     // A third-party player reads it: asciinema prints the same output.
     let played = asciinema_cat(&files[0])?;
