@@ -690,3 +690,35 @@ async fn recordings_are_listed_and_served_with_ranges_to_auditors_only() -> anyh
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn two_relays_on_one_redis_share_one_audit_trail() -> anyhow::Result<()> {
+    let redis = opsdeck_tests::redis::TestRedis::start().await?;
+    let first = relay_with(&redis.config_toml(), AUDIT_AND_WATCH).await?;
+    let second = relay_with(&redis.config_toml(), AUDIT_AND_WATCH).await?;
+    assert_eq!(login(&first, "alice", opsdeck_tests::relay::PASSWORD).await?, 200);
+    assert_eq!(login(&second, "bob", "wrong").await?, 401);
+    first.relay().audit_written().await;
+    second.relay().audit_written().await;
+    for relay in [&first, &second] {
+        let events = all_pages(relay, "", 1).await?;
+        let kinds: Vec<(AuditKind, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind, e.user.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (AuditKind::Login, Some("alice")),
+                (AuditKind::LoginFailed, Some("bob"))
+            ]
+        );
+    }
+    let mut conn = redis.connection().await?;
+    let length: u64 = ::redis::cmd("XLEN")
+        .arg("opsdeck:audit")
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(length, 2);
+    Ok(())
+}
