@@ -41,14 +41,17 @@ fn carol_toml() -> String {
 
 /// As [`relay`], with `grants` (more `[[grants]]`) too and the user carol.
 async fn relay_with(extra: &str, grants: &str) -> anyhow::Result<TestRelay> {
+    TestRelay::start(&config_text(extra, grants)?).await
+}
+
+fn config_text(extra: &str, grants: &str) -> anyhow::Result<String> {
     let sshd = TestSshd::shared();
-    let config = format!(
+    Ok(format!(
         "{extra}\n{}\n{}\n{GRANTS}\n{grants}\n{}",
         users_toml(),
         carol_toml(),
         sshd.host_toml("box")?
-    );
-    TestRelay::start(&config).await
+    ))
 }
 
 /// Alice audits; bob may watch sessions on `box`; carol may do nothing.
@@ -523,15 +526,12 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
     let dir = tempfile::tempdir()?;
     let audit = dir.path().join("audit.jsonl");
     let recordings = dir.path().join("recordings");
-    let relay = relay_with(
-        &format!(
-            "[audit]\nfile = \"{}\"\n{}",
-            audit.display(),
-            recording_toml(&recordings, "")
-        ),
-        AUDIT_AND_WATCH,
-    )
-    .await?;
+    let extra = format!(
+        "[audit]\nfile = \"{}\"\n{}",
+        audit.display(),
+        recording_toml(&recordings, "")
+    );
+    let relay = relay_with(&extra, AUDIT_AND_WATCH).await?;
     assert_eq!(
         login(&relay, "alice", opsdeck_tests::relay::PASSWORD).await?,
         200
@@ -549,6 +549,8 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
         .send()
         .await?;
     assert_eq!(logout.status().as_u16(), 204);
+    let same = relay::Config::from_toml(&config_text(&extra, AUDIT_AND_WATCH)?, "reloaded")?;
+    relay.relay().reload(same)?;
     relay.relay().recordings_finished().await;
     relay.relay().audit_written().await;
 
@@ -562,6 +564,7 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
         AuditKind::StreamRefused,
         AuditKind::Logout,
         AuditKind::TokenRevoked,
+        AuditKind::ConfigReloaded,
     ] {
         assert_eq!(count(kind), 1, "{kind:?} in {events:#?}");
     }
@@ -696,16 +699,17 @@ async fn two_relays_on_one_redis_share_one_audit_trail() -> anyhow::Result<()> {
     let redis = opsdeck_tests::redis::TestRedis::start().await?;
     let first = relay_with(&redis.config_toml(), AUDIT_AND_WATCH).await?;
     let second = relay_with(&redis.config_toml(), AUDIT_AND_WATCH).await?;
-    assert_eq!(login(&first, "alice", opsdeck_tests::relay::PASSWORD).await?, 200);
+    assert_eq!(
+        login(&first, "alice", opsdeck_tests::relay::PASSWORD).await?,
+        200
+    );
     assert_eq!(login(&second, "bob", "wrong").await?, 401);
     first.relay().audit_written().await;
     second.relay().audit_written().await;
     for relay in [&first, &second] {
         let events = all_pages(relay, "", 1).await?;
-        let kinds: Vec<(AuditKind, Option<&str>)> = events
-            .iter()
-            .map(|e| (e.kind, e.user.as_deref()))
-            .collect();
+        let kinds: Vec<(AuditKind, Option<&str>)> =
+            events.iter().map(|e| (e.kind, e.user.as_deref())).collect();
         assert_eq!(
             kinds,
             [
