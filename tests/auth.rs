@@ -209,12 +209,23 @@ async fn tokens_also_work_as_bearer_header_and_subprotocol() -> anyhow::Result<(
         .send()
         .await?;
     assert_eq!(me.status(), 200);
+    let anonymous = reqwest::get(relay.http_url("/api/me")).await?;
+    assert_eq!(anonymous.status(), 401);
+
+    // `Authorization: Bearer` on the upgrade gets past auth to the (unreachable) host.
+    let mut request = relay.ws_url("/ws/ssh/web").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    assert_eq!(close_of(ws).await, Some(4502));
+
     let mut request = relay.ws_url("/ws/ssh/web").into_client_request()?;
     request.headers_mut().insert(
         "sec-websocket-protocol",
         format!("opsdeck, bearer.{token}").parse()?,
     );
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await?;
+    let (ws, response) = tokio_tungstenite::connect_async(request).await?;
     assert_eq!(
         response
             .headers()
@@ -222,6 +233,15 @@ async fn tokens_also_work_as_bearer_header_and_subprotocol() -> anyhow::Result<(
             .map(|v| v.to_str().ok()),
         Some(Some("opsdeck"))
     );
+    assert_eq!(close_of(ws).await, Some(4502));
+    Ok(())
+}
+
+/// Reads a raw WebSocket until it ends; the code of its close frame.
+async fn close_of<S>(mut ws: tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::StreamExt;
     let mut close = None;
     while let Some(Ok(message)) = ws.next().await {
@@ -229,7 +249,21 @@ async fn tokens_also_work_as_bearer_header_and_subprotocol() -> anyhow::Result<(
             close = frame.map(|f| u16::from(f.code));
         }
     }
-    assert_eq!(close, Some(4502));
+    close
+}
+
+#[tokio::test]
+async fn the_login_cookie_is_secure_by_default() -> anyhow::Result<()> {
+    // The harness turns `cookie_secure` off (its relays speak plain HTTP); the default is on.
+    let users = users_toml().replace("cookie_secure = false\n", "");
+    assert!(!users.contains("cookie_secure"));
+    let relay = TestRelay::start(&format!("{users}\n{HOSTS}")).await?;
+    let response = login(&relay, "alice", PASSWORD).await?;
+    assert_eq!(response.status(), 200);
+    let (_, cookie) = token_from_cookie(&response)?;
+    let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    assert!(attributes.contains(&"Secure"), "{cookie}");
+    assert!(attributes.contains(&"HttpOnly"), "{cookie}");
     Ok(())
 }
 
@@ -261,7 +295,8 @@ async fn health_readiness_and_metrics_are_served() -> anyhow::Result<()> {
         200
     );
     assert_eq!(reqwest::get(relay.http_url("/readyz")).await?.status(), 200);
-    let _ = close_code(&relay, None, "/ws/ssh/web").await?;
+    let (code, reason) = close_code(&relay, None, "/ws/ssh/web").await?;
+    assert_eq!(code, 4401, "{reason}");
     let metrics = reqwest::get(relay.http_url("/metrics"))
         .await?
         .text()

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{
     Chromedriver, PAGE_TIMEOUT, log_in, screenshot, type_in_terminal, wait_for_js, wait_for_state,
@@ -126,20 +127,33 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
         "{before:?} -> {after:?}"
     );
 
-    // Output produced while the connection is cut must arrive once the app reconnects.
+    // Output produced while the connection is cut must arrive once the app reconnects. The
+    // shell (on this machine) waits for a line on a FIFO that the test writes only after
+    // the cut; `waiting-6` shows that the command runs before the cut.
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("go");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    anyhow::ensure!(made.success(), "mkfifo {}", fifo.display());
     let resumed_before = stack.relay.relay().terminal_resumes();
-    type_in_terminal(&client, &format!("sleep 1; echo missed-$((5*5)){ENTER}")).await?;
+    let command = format!(
+        "echo waiting-$((2*3)); read -r go < {}; echo missed-$((5*5))",
+        fifo.display()
+    );
+    type_in_terminal(&client, &format!("{command}{ENTER}")).await?;
+    wait_for_terminal_text(&client, "waiting-6").await?;
     stack.proxy.cut_all();
-    let text = wait_for_terminal_text(&client, "missed-25").await?;
+    // Opening the FIFO waits for the shell's `read` to open it too.
+    tokio::time::timeout(PAGE_TIMEOUT, tokio::fs::write(&fifo, "now\n"))
+        .await
+        .context("the shell never read the FIFO")??;
+    wait_for_terminal_text(&client, "missed-25").await?;
     let resumed_after = stack.relay.relay().terminal_resumes();
     assert!(
         resumed_after > resumed_before,
         "the app did not resume the session"
     );
     type_in_terminal(&client, &format!("echo after-$((1+2)){ENTER}")).await?;
-    let text = wait_for_terminal_text(&client, "after-3")
-        .await
-        .unwrap_or(text);
+    let text = wait_for_terminal_text(&client, "after-3").await?;
     assert_eq!(
         text.matches("hello-42").count(),
         1,
@@ -221,10 +235,20 @@ async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
         &format!("{seen}.includes('hi alice')"),
     )
     .await?;
-    let at_alice = wait_for_js(&alice, "alice's view", seen).await?;
-    let text = at_alice.as_str().unwrap_or_default();
-    assert!(text.contains("bob") && text.contains("alice"), "{text}");
-    assert_eq!(text.matches("hello bob, 你好").count(), 1, "{text}");
+    // Each message as "<sender>: <text>", the sender read from its own element, so the
+    // names typed into the messages cannot stand in for it.
+    let messages = "[...document.querySelectorAll('#chat-messages .chat-message:not(.chat-pending)')]\
+        .map(m => (m.querySelector('.chat-user')||{innerText:'?'}).innerText + ': ' \
+        + (m.querySelector('.chat-text')||{innerText:''}).innerText)";
+    let at_alice = wait_for_js(&alice, "alice's view", &format!("{messages}.join('\\n')")).await?;
+    let lines: Vec<&str> = at_alice.as_str().unwrap_or_default().lines().collect();
+    for expected in ["alice: hello bob, 你好", "bob: hi alice"] {
+        assert_eq!(
+            lines.iter().filter(|l| **l == expected).count(),
+            1,
+            "{expected:?} in {lines:?}"
+        );
+    }
     screenshot(&alice, "chat").await?;
     alice.close().await?;
     bob.close().await?;

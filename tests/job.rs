@@ -475,6 +475,9 @@ async fn a_redis_restart_is_announced_and_the_output_goes_on() -> anyhow::Result
         ),
         "{status:?}"
     );
+    // A job stream opened while Redis is down is refused with 4502 (PROTOCOL.md).
+    let (code, reason) = refusal(&relay, &format!("/ws/exec/{ANY_JOB}")).await?;
+    assert_eq!(code, 4502, "{reason}");
     redis.restart().await?;
     let status = viewer.next_frame().await?;
     assert!(

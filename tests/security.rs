@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use anyhow::Context;
+
 use common::server::StreamEvent;
 use futures_util::{SinkExt, StreamExt};
 use opsdeck_tests::client::{Event, WsClient};
@@ -463,10 +465,12 @@ async fn half_sent_requests_are_closed_after_the_header_timeout() -> anyhow::Res
     Ok(())
 }
 
-// #22: a drain makes /readyz answer 503 while open streams keep working; the shutdown
-// after it closes every socket with 1001 before `stopped` returns.
+// #22: a drain makes /readyz answer 503 while open streams keep working; once accepting
+// stops, new connections are refused and open streams still go on; the shutdown after it
+// closes every socket with 1001 before `stopped` returns.
 #[tokio::test]
-async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> anyhow::Result<()> {
+async fn a_drain_answers_readyz_503_then_refuses_new_connections_and_open_streams_go_on()
+-> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("app.log");
     std::fs::write(&log, "")?;
@@ -492,6 +496,22 @@ async fn a_drain_answers_readyz_503_and_shutdown_closes_streams_with_1001() -> a
     loop {
         if let StreamEvent::Lines { lines, .. } = viewer.next_frame().await?
             && lines.iter().any(|l| l.contains("written during the drain"))
+        {
+            break;
+        }
+    }
+
+    // After `shutdown.drain_delay`: new connections are refused, open streams go on.
+    relay.relay().stop_accepting();
+    let refused = reqwest::get(relay.http_url("/healthz")).await;
+    assert!(
+        refused.is_err(),
+        "a request after stop_accepting: {refused:?}"
+    );
+    std::fs::write(&log, "written during the drain\nafter accepting stopped\n")?;
+    loop {
+        if let StreamEvent::Lines { lines, .. } = viewer.next_frame().await?
+            && lines.iter().any(|l| l.contains("after accepting stopped"))
         {
             break;
         }
@@ -631,6 +651,57 @@ path = "{path}"
     let (code, reason) = first_event(&mut again)
         .await?
         .expect_err("a revoked token opens nothing");
+    assert_eq!(code, 4431, "{reason}");
+    Ok(())
+}
+
+// Audit 5: a logout on one relay reaches the other relays through Redis: their open
+// sockets using the token close with 4431 at the next keepalive re-check, and the token
+// opens nothing there any more.
+#[tokio::test]
+async fn a_logout_is_shared_through_redis_with_the_other_relays() -> anyhow::Result<()> {
+    let redis = TestRedis::start().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "")?;
+    let config = format!(
+        "[keepalive]\nping_interval = \"1s\"\npeer_timeout = \"5s\"\n{users}\n{redis}\n\
+         [[grants]]\ngroups = [\"ops\"]\nfiles = [\"*\"]\n[[files]]\nid = \"app\"\npath = \"{path}\"\n",
+        users = users_toml(),
+        redis = redis.config_toml(),
+        path = log.display()
+    );
+    let (here, there) = (
+        TestRelay::start(&config).await?,
+        TestRelay::start(&config).await?,
+    );
+    let login = login_from(&here, "127.0.0.1", "alice", PASSWORD).await?;
+    assert_eq!(login.status(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .context("no login cookie")?
+        .to_owned();
+    let token = cookie.trim_start_matches("X-Token=").to_owned();
+    let mut viewer = WsClient::connect(&there.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    first_event(&mut viewer)
+        .await?
+        .map_err(|(code, reason)| anyhow::anyhow!("closed with {code}: {reason}"))?;
+
+    let logout = reqwest::Client::new()
+        .post(here.http_url("/api/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    assert_eq!(logout.status(), 204);
+    let (code, reason, _) = viewer.read_until_closed().await?;
+    assert_eq!(code, 4431, "{reason}");
+    let mut again = WsClient::connect(&there.ws_url("/ws/tail/app"), Some(&token), None).await?;
+    let (code, reason) = first_event(&mut again)
+        .await?
+        .expect_err("a token revoked on another relay opens nothing");
     assert_eq!(code, 4431, "{reason}");
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! The terminal contract (`opsdeck_tests::terminal_contract`, also run for pod exec) and
 //! what only SSH has: host keys, credentials, unreachable hosts.
 
+use common::server::{ServerFrame, StreamEvent};
 use futures_util::future::BoxFuture;
-use opsdeck_tests::client::WsClient;
+use opsdeck_tests::client::{Event, WsClient};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 use opsdeck_tests::sshd::TestSshd;
 use opsdeck_tests::terminal_contract as contract;
@@ -169,14 +170,66 @@ async fn a_flow_controlled_resume_with_a_window_in_flight_is_byte_exact() -> any
     contract::flow_controlled_resume_is_byte_exact(relay.relay(), terminal(&relay, "alice")).await
 }
 
+#[tokio::test]
+async fn a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues() -> anyhow::Result<()>
+{
+    let (_sshd, relay) = start(contract::SMALL_RING).await?;
+    contract::a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues(terminal(
+        &relay, "alice",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_session_left_alone_ends_after_the_grace_period() -> anyhow::Result<()> {
+    let (_sshd, relay) = start(contract::SHORT_GRACE).await?;
+    contract::a_session_left_alone_ends_after_the_grace_period(
+        relay.relay(),
+        terminal(&relay, "alice"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_session_whose_program_exited_cannot_be_resumed() -> anyhow::Result<()> {
+    let (_sshd, relay) = start("").await?;
+    contract::a_session_whose_program_exited_cannot_be_resumed(terminal(&relay, "alice")).await
+}
+
+#[tokio::test]
+async fn a_killed_shell_reports_the_signal() -> anyhow::Result<()> {
+    let (_sshd, relay) = start("").await?;
+    let killed = StreamEvent::Exit {
+        status: None,
+        signal: Some("KILL".into()),
+    };
+    contract::a_killed_shell_reports_how_it_ended(terminal(&relay, "alice"), killed).await
+}
+
+#[tokio::test]
+async fn binary_frames_are_keystrokes() -> anyhow::Result<()> {
+    let (_sshd, relay) = start("").await?;
+    contract::binary_frames_are_keystrokes(terminal(&relay, "alice")).await
+}
+
+#[tokio::test]
+async fn a_terminal_without_a_size_is_24_by_80() -> anyhow::Result<()> {
+    let (_sshd, relay) = start("").await?;
+    contract::a_terminal_without_a_size_is_24_by_80(terminal(&relay, "alice")).await
+}
+
 // SSH only.
 
 #[tokio::test]
 async fn failures_to_connect_close_with_clear_reasons() -> anyhow::Result<()> {
-    let (sshd, relay) = start("").await?;
+    let sshd = TestSshd::start().await?;
     let password = sshd.write_file("wrong-password", "not-the-password\n")?;
     let empty_known_hosts = sshd.write_file("empty_known_hosts", "")?;
-    let closed_port = opsdeck_tests::net::free_port()?;
+    // A port bound but not listening: connecting is refused, and while the socket is held
+    // no other service can take the port.
+    let closed = tokio::net::TcpSocket::new_v4()?;
+    closed.bind(([127, 0, 0, 1], 0).into())?;
+    let closed_port = closed.local_addr()?.port();
     let hosts = format!(
         r#"
 [[ssh_hosts]]
@@ -219,7 +272,6 @@ known_hosts_file = "{empty}"
         wrong = sshd.wrong_known_hosts()?.display(),
         empty = empty_known_hosts.display(),
     );
-    drop(relay);
     let config = format!("{}\n{GRANTS}\n{hosts}", users_toml());
     let relay = TestRelay::start(&config).await?;
     for (host, expected) in [
@@ -239,12 +291,26 @@ known_hosts_file = "{empty}"
 #[tokio::test]
 async fn a_token_that_expires_during_the_session_ends_it_with_4419() -> anyhow::Result<()> {
     let (_sshd, relay) = start("").await?;
-    let token = relay.token_for("alice", 2);
-    let mut client = WsClient::connect(&relay.ws_url("/ws/ssh/box"), Some(&token), None).await?;
-    client.connected().await?;
-    let (code, reason, _) = client.read_until_closed().await?;
-    assert_eq!(code, 4419, "{reason}");
-    Ok(())
+    // The token must outlive the SSH handshake and expire during the session. On a machine
+    // too slow for the first lifetime the token expires before `connected` (the open is
+    // refused), and a longer one is tried.
+    for ttl in [2, 4, 8, 16] {
+        let token = relay.token_for("alice", ttl);
+        let mut client =
+            WsClient::connect(&relay.ws_url("/ws/ssh/box"), Some(&token), None).await?;
+        match client.next_event().await? {
+            Event::Frame(ServerFrame::Event(StreamEvent::Connected { .. })) => {
+                let (code, reason, _) = client.read_until_closed().await?;
+                assert_eq!(code, 4419, "{reason}");
+                return Ok(());
+            }
+            Event::Closed {
+                code: 4401 | 4419, ..
+            } => {}
+            other => anyhow::bail!("expected connected, got {other:?}"),
+        }
+    }
+    anyhow::bail!("no token lived until `connected`")
 }
 
 #[tokio::test]

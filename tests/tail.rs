@@ -168,12 +168,14 @@ async fn starts_with_the_last_n_lines_then_follows_new_ones() -> anyhow::Result<
 }
 
 #[tokio::test]
-async fn lines_are_never_split_inside_a_character_and_long_lines_are_cut() -> anyhow::Result<()> {
+async fn a_line_written_in_pieces_arrives_whole_and_long_lines_are_cut() -> anyhow::Result<()> {
     let setup = Setup::start("max_line_bytes = 1024").await?;
     append(&setup.log(), "")?;
     let mut viewer = setup.view("").await?;
     let text = "多字节文本 — 😀\n".as_bytes();
-    // Written in pieces that end inside characters; each piece is its own write event.
+    // Written in pieces that end inside characters. The relay may read them merged (no
+    // probe shows a read that ended inside a character); the unit test of
+    // `relay/src/backend/tail/lines.rs` splits a line at every byte.
     for piece in text.chunks(5) {
         let mut file = std::fs::OpenOptions::new().append(true).open(setup.log())?;
         file.write_all(piece)?;

@@ -12,7 +12,7 @@ pub enum CloseCode {
     Normal,
     /// 1001: the relay is shutting down; reconnecting later will find it (or a sibling).
     GoingAway,
-    /// 1009: a frame was larger than the relay's hard limit.
+    /// 1009: a frame was larger than the relay's hard limit; the session stays resumable.
     MessageTooBig,
     /// 1011: the relay hit an unexpected error.
     InternalError,
@@ -83,11 +83,16 @@ impl CloseCode {
         Self::ALL.into_iter().find(|c| c.code() == code)
     }
 
-    /// Whether a client should try to reconnect (and resume) after this close.
+    /// Whether a client should try to reconnect (and resume) after this close. 1009 is one
+    /// of them: the relay refused one frame and kept the session for a resume.
     pub fn should_reconnect(self) -> bool {
         matches!(
             self,
-            Self::GoingAway | Self::IdleTimeout | Self::InternalError | Self::BackendUnavailable
+            Self::GoingAway
+                | Self::MessageTooBig
+                | Self::IdleTimeout
+                | Self::InternalError
+                | Self::BackendUnavailable
         )
     }
 

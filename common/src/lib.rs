@@ -2,7 +2,8 @@
 //!
 //! Both the relay and the frontend compile this crate, so a frame is defined once and
 //! (de)serialised by the same code on both ends. `docs/PROTOCOL.md` describes each frame
-//! with examples; the tests at the bottom of each module pin those examples.
+//! with examples; `tests/protocol_doc.rs` reads that document and checks every example and
+//! close code against these types.
 //!
 //! - [`client`]: what the browser sends (text JSON frames; binary frames are raw keystrokes).
 //! - [`server`]: what the relay sends back as text JSON (terminal output itself travels as

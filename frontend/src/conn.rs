@@ -159,8 +159,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
-    fn network_drops_and_relay_restarts_reconnect() {
-        for code in [1001, 1006, 1005, 1011, 1012, 1013, 1014, 4408, 4502] {
+    fn network_drops_relay_restarts_and_a_refused_frame_reconnect() {
+        // 1009: the relay refused one oversized frame and kept the session (PROTOCOL.md).
+        for code in [1001, 1006, 1005, 1009, 1011, 1012, 1013, 1014, 4408, 4502] {
             assert_eq!(on_close(code), CloseAction::Reconnect, "{code}");
         }
     }
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn final_closes_stop_and_say_why() {
-        for code in [1000, 1009, 4400, 4403, 4404, 4409, 4430, 4999, 3000] {
+        for code in [1000, 4400, 4403, 4404, 4409, 4430, 4999, 3000] {
             assert_eq!(on_close(code), CloseAction::Stop, "{code}");
         }
         let forbidden = closed(4403, "host db1");

@@ -87,6 +87,9 @@ impl Term {
             .unchecked_ref::<Unicode6>()
             .set_active_version("11");
         terminal.open(parent.clone());
+        // The page shows only the visible rows; the end-to-end tests read the whole buffer
+        // (scrollback included) through this property of the terminal's element.
+        let _ = Reflect::set(parent, &"__opsdeckTerminal".into(), &terminal);
         let term = Self {
             terminal,
             fit,

@@ -230,7 +230,9 @@ pub struct Limits {
     /// Largest WebSocket frame accepted from a browser; larger ones get an error frame.
     /// Default 1 MiB.
     pub max_frame_bytes: usize,
-    /// Terminal output kept per session for replay on reconnect. Default 1 MiB.
+    /// Terminal output kept per session for replay on reconnect. Default 2 MiB: twice the
+    /// flow window (`common::FLOW_WINDOW`), so a flow-controlled terminal has the next
+    /// window's output already read when an acknowledgement opens it.
     pub terminal_buffer_bytes: usize,
     /// Open terminal sessions per user (attached or in their grace period). Default 32.
     pub max_sessions_per_user: usize,
@@ -599,7 +601,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame_bytes: 1024 * 1024,
-            terminal_buffer_bytes: 1024 * 1024,
+            terminal_buffer_bytes: 2 * 1024 * 1024,
             max_sessions_per_user: 32,
             max_connections: 20_000,
             max_pending_connections: 1024,
@@ -753,6 +755,15 @@ impl Config {
             warnings.push(format!(
                 "auth.cookie_secure is on and the relay listens on {} over plain HTTP: browsers drop Secure cookies there, so logins seem to work and then fall back to the login page. Serve it over HTTPS (a TLS proxy, listed in public_origins as https://...) or set cookie_secure = false for plain-HTTP development",
                 self.listen
+            ));
+        }
+        let ring = self.limits.terminal_buffer_bytes as u64;
+        if ring <= common::FLOW_WINDOW {
+            warnings.push(format!(
+                "limits.terminal_buffer_bytes is {ring}, not more than the flow window ({} bytes): flow-controlled terminals (the browser app) wait for the remote program after each acknowledgement, and a browser acknowledging every quarter window stalls when it is below {}; use at least {} (the default)",
+                common::FLOW_WINDOW,
+                common::FLOW_WINDOW / 4 + 64 * 1024,
+                2 * common::FLOW_WINDOW
             ));
         }
         let dir = &self.static_dir;
@@ -978,5 +989,28 @@ mod tests {
         assert_eq!(config.tail.poll_interval, Duration::from_millis(250));
         let err = Config::from_toml("[tail]\npoll_interval = \"0s\"", "test").unwrap_err();
         assert!(err.to_string().contains("tail.poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn a_ring_not_larger_than_the_flow_window_is_warned_about() {
+        let default = Config::from_toml("", "test").unwrap();
+        assert!(
+            !default
+                .warnings()
+                .iter()
+                .any(|w| w.contains("terminal_buffer_bytes")),
+            "{:?}",
+            default.warnings()
+        );
+        let text = "[limits]\nterminal_buffer_bytes = 1048576";
+        let small = Config::from_toml(text, "test").unwrap();
+        assert!(
+            small
+                .warnings()
+                .iter()
+                .any(|w| w.contains("terminal_buffer_bytes is 1048576")),
+            "{:?}",
+            small.warnings()
+        );
     }
 }

@@ -57,14 +57,19 @@ pub async fn serve<S>(
     loop {
         // Waiting for a permit before accepting leaves the excess in the kernel's backlog,
         // where it costs the relay nothing.
+        // `biased`, the stop first: once accepting has stopped, nothing more is accepted,
+        // even when a connection is waiting at the same moment.
         let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
             permit = pending.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            () = shutdown.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -74,7 +79,6 @@ pub async fn serve<S>(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();

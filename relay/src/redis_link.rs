@@ -196,11 +196,18 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_a_cap_and_resets() {
         let mut backoff = Backoff::new();
-        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] <= MIN_BACKOFF.mul_f64(1.25));
-        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF.mul_f64(1.25)));
-        assert!(delays[11] >= MAX_BACKOFF.mul_f64(0.75));
+        let mut expected = MIN_BACKOFF;
+        for _ in 0..12 {
+            assert_eq!(backoff.next, expected);
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= expected.mul_f64(0.75) && delay <= expected.mul_f64(1.25),
+                "{delay:?} is not {expected:?} ± 25 %"
+            );
+            expected = (expected * 2).min(MAX_BACKOFF);
+        }
+        assert_eq!(backoff.next, MAX_BACKOFF, "the cap was never reached");
         backoff.reset();
-        assert!(backoff.next_delay() <= MIN_BACKOFF.mul_f64(1.25));
+        assert_eq!(backoff.next, MIN_BACKOFF);
     }
 }

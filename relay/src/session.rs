@@ -968,6 +968,19 @@ mod tests {
         assert_eq!(&ring.read(2, u64::MAX)[..], b"cdefghij");
         assert_eq!(&ring.read(8, u64::MAX)[..], b"ij");
         assert_eq!(&ring.read(2, 3)[..], b"cde");
+
+        // A writer that appends no more than `room()` (as `TerminalSession::push` does)
+        // never has unsent bytes trimmed, however the reader lags.
+        let mut ring = RingState::new(64);
+        for step in 0..200u64 {
+            let room = ring.room();
+            ring.append(&vec![b'x'; room.min(7)]);
+            assert!(
+                ring.start <= ring.sent,
+                "unsent bytes trimmed at step {step}"
+            );
+            ring.sent = (ring.sent + step % 5).min(ring.end());
+        }
     }
 
     /// Output that is all there from the start, then nothing more.

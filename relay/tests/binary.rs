@@ -1,19 +1,36 @@
 //! The `opsdeck-relay` binary itself: the embedded demo configuration, the CLI, SIGTERM.
 
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::api::{LoginRequest, Me};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsdeck-relay");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The address the relay (started with `--listen 127.0.0.1:0 --log-json`) bound, from its
+/// `relay listening` log line; its later log lines are read and dropped.
+async fn listening_addr(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("the relay's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("reading the relay's log") {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "relay listening" {
+                let addr = entry["fields"]["addr"].as_str().expect("an addr field");
+                return addr.parse().expect("a socket address");
+            }
+        }
+        panic!("the relay exited before it listened");
+    })
+    .await
+    .expect("the relay did not log `relay listening` within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
 }
 
 /// Waits for `/healthz` to answer; the relay has just been started.
@@ -35,16 +52,16 @@ async fn wait_until_healthy(url: &str, child: &mut tokio::process::Child) {
 
 #[tokio::test]
 async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0", "--log-json"])
         .env_remove("OPSDECK_CONFIG")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("starting opsdeck-relay");
+    let base = format!("http://{}", listening_addr(&mut child).await);
     wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
 
     let login = reqwest::Client::new()

@@ -71,7 +71,15 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let pid = std::process::id();
-        assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        let before = cpu_seconds(pid).unwrap();
+        // Work until the kernel has counted another clock tick of CPU time for us.
+        let mut sum = 0u64;
+        while cpu_seconds(pid).unwrap() <= before {
+            for i in 0..100_000u64 {
+                sum = sum.wrapping_add(std::hint::black_box(i));
+            }
+        }
+        std::hint::black_box(sum);
         assert!(rss_kib(pid).unwrap() > 0);
     }
 }

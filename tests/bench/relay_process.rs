@@ -73,34 +73,41 @@ impl RelayProcess {
 
     async fn spawn(binary: &Path, config: &str, app: Option<&Path>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = net::free_port()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let static_dir = match app {
             Some(app) => app.to_path_buf(),
             None => dir.path().join("no-app"),
         };
-        let config = format!(
-            "listen = \"{addr}\"\nstatic_dir = \"{}\"\n{config}",
-            static_dir.display()
-        );
         let config_path = dir.path().join("relay.toml");
-        std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("relay.log"))?;
-        let mut child = Command::new(binary)
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let log_path = dir.path().join("relay.log");
+        let spawned = net::spawn_listening("the relay", Duration::from_secs(30), |port| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let config = format!(
+                "listen = \"{addr}\"\nstatic_dir = \"{}\"\n{config}",
+                static_dir.display()
+            );
+            std::fs::write(&config_path, config)?;
+            let log = std::fs::File::create(&log_path)?;
+            Command::new(binary)
+                .arg("--config")
+                .arg(&config_path)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))
+        })
+        .await;
+        let (port, child) = match spawned {
+            Ok(started) => started,
+            Err(e) => {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("{e:#}; relay log:\n{log}");
+            }
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = child.id().context("the relay exited at once")?;
-        if let Err(e) = net::wait_for_listener(addr, &mut child, Duration::from_secs(30)).await {
-            let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default();
-            bail!("{e:#}; relay log:\n{log}");
-        }
         Ok(Self {
             child,
             pid,

@@ -1,6 +1,5 @@
 //! Real headless Chromium, driven through Debian's chromedriver (WebDriver).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,9 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::net;
 
 /// How long an expected page change may take before the test fails.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,17 +22,31 @@ pub struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver on a port it picks itself (`--port=0`) and reads it from the
+    /// line that announces it, so no other process can take the port in between.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = net::free_port()?;
         let mut child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("starting /usr/bin/chromedriver (install chromium-driver)")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        net::wait_for_listener(addr, &mut child, Duration::from_secs(20)).await?;
+        let stdout = child.stdout.take().context("chromedriver's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        const STARTED: &str = "was started successfully on port ";
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((_, port)) = line.split_once(STARTED) {
+                    return Ok(port.trim_end_matches('.').parse::<u16>()?);
+                }
+            }
+            bail!("chromedriver exited before it listened")
+        })
+        .await
+        .context("chromedriver did not say its port within 20 s")??;
+        // Its later output is not needed, but it must not fill the pipe and block it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             port,
             child,
@@ -109,21 +121,36 @@ pub async fn wait_for_js(
     }
 }
 
-/// The text of the terminal's rows (xterm.js DOM renderer).
+/// A JavaScript expression: the whole text of the terminal's buffer, scrollback included
+/// (the page itself holds only the visible rows), one line per line of output (rows that
+/// wrapped are joined again). The app puts the xterm.js `Terminal` on its element as
+/// `__opsdeckTerminal`.
+const TERMINAL_TEXT: &str = "(() => {
+    const host = document.querySelector('#terminal');
+    const terminal = host && host.__opsdeckTerminal;
+    if (!terminal) return '';
+    const buffer = terminal.buffer.active;
+    let text = '';
+    for (let i = 0; i < buffer.length; i++) {
+        const line = buffer.getLine(i);
+        if (!line) continue;
+        text += (i > 0 && !line.isWrapped ? '\\n' : '') + line.translateToString(true);
+    }
+    return text;
+})()";
+
+/// The whole text of the terminal's buffer (see [`TERMINAL_TEXT`]).
 pub async fn terminal_text(client: &Client) -> anyhow::Result<String> {
     let text = client
-        .execute(
-            "const rows = document.querySelector('#terminal .xterm-rows'); return rows ? rows.innerText : '';",
-            vec![],
-        )
+        .execute(&format!("return {TERMINAL_TEXT};"), vec![])
         .await?;
     Ok(text.as_str().unwrap_or_default().to_owned())
 }
 
-/// Waits until the terminal shows `needle`.
+/// Waits until the terminal's buffer holds `needle`; returns the buffer's text.
 pub async fn wait_for_terminal_text(client: &Client, needle: &str) -> anyhow::Result<String> {
     let script = format!(
-        "(document.querySelector('#terminal .xterm-rows')||{{innerText:''}}).innerText.includes({})",
+        "{TERMINAL_TEXT}.includes({})",
         serde_json::to_string(needle)?
     );
     wait_for_js(client, &format!("terminal text {needle:?}"), &script).await?;

@@ -3,6 +3,7 @@
 //!
 //! - [`sshd::TestSshd`]: Debian's openssh-server with a fresh host key and client key.
 //! - [`redis::TestRedis`]: redis-server, which can be killed and restarted on its port.
+//! - [`net`]: ports for the services that cannot pick their own, without a race.
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 //! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.

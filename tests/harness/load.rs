@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use common::chat::{ChatBody, ChatEvent, ChatRequest};
 use common::server::{ServerFrame, StreamEvent};
-use common::{ClientFrame, Position};
+use common::{ClientFrame, FLOW_WINDOW, Position};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -212,6 +212,15 @@ pub trait Terminal: Send {
 /// A terminal session through the relay (`/ws/ssh/...`, `/ws/k8s/exec/...`).
 pub struct RelayTerminal {
     socket: LoadSocket,
+    /// With `flow=1`: what has been received and what acknowledged so far.
+    flow: Option<FlowAcks>,
+}
+
+/// A flow-controlled terminal's acknowledgements, sent as the browser app sends them: once a
+/// quarter of the window more has arrived (the app acknowledges what xterm.js has shown).
+struct FlowAcks {
+    received: u64,
+    acked: u64,
 }
 
 impl RelayTerminal {
@@ -219,6 +228,27 @@ impl RelayTerminal {
     pub async fn open(endpoint: &Endpoint) -> anyhow::Result<Self> {
         Ok(Self {
             socket: LoadSocket::open(endpoint).await?,
+            flow: None,
+        })
+    }
+
+    /// Opens a flow-controlled terminal session (`flow=1` added to `endpoint`'s URL), which
+    /// acknowledges its output as it reads it.
+    pub async fn open_with_flow(endpoint: &Endpoint) -> anyhow::Result<Self> {
+        let separator = if endpoint.url.contains('?') { '&' } else { '?' };
+        let endpoint = endpoint.with_url(format!("{}{separator}flow=1", endpoint.url));
+        let mut socket = LoadSocket::connect(&endpoint).await?;
+        let position = socket
+            .connected()
+            .await?
+            .as_count()
+            .context("a terminal's position is a byte count")?;
+        Ok(Self {
+            socket,
+            flow: Some(FlowAcks {
+                received: position,
+                acked: position,
+            }),
         })
     }
 
@@ -241,7 +271,16 @@ impl Terminal for RelayTerminal {
     async fn output(&mut self) -> anyhow::Result<Bytes> {
         loop {
             match self.socket.recv().await? {
-                Incoming::Binary(bytes) => return Ok(bytes),
+                Incoming::Binary(bytes) => {
+                    if let Some(flow) = &mut self.flow {
+                        flow.received += bytes.len() as u64;
+                        if flow.received >= flow.acked + FLOW_WINDOW / 4 {
+                            flow.acked = flow.received;
+                            self.socket.send(&ClientFrame::Ack(flow.acked)).await?;
+                        }
+                    }
+                    return Ok(bytes);
+                }
                 Incoming::Text(text) => {
                     if let Ok(ServerFrame::Event(StreamEvent::Error { message, .. })) =
                         ServerFrame::parse(&text)

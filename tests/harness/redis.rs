@@ -1,6 +1,8 @@
 //! A real `redis-server` for tests: on a free loopback port, in a temporary folder, with no
 //! persistence (`--save "" --appendonly no`), killed when the guard drops. It can be stopped
-//! and started again on the same port, for tests of Redis faults.
+//! and started again on the same port, for tests of Redis faults (see `crate::net` for how
+//! the port is chosen; a restart fails, saying so, should another process have taken the
+//! port while Redis was down).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -11,7 +13,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::net::{free_port, wait_for_listener};
+use crate::net::{spawn_listening, wait_until_listening};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// How long redis-server may take to answer PING after it starts.
@@ -27,12 +29,15 @@ impl TestRedis {
     /// Starts redis-server and waits until it answers PING.
     pub async fn start() -> anyhow::Result<Self> {
         crate::init_logs();
-        let mut redis = Self {
-            port: free_port()?,
-            dir: tempfile::tempdir().context("making a folder for redis-server")?,
-            child: None,
+        let dir = tempfile::tempdir().context("making a folder for redis-server")?;
+        let (port, child) =
+            spawn_listening("redis-server", START_LIMIT, |port| spawn(port, &dir)).await?;
+        let redis = Self {
+            port,
+            dir,
+            child: Some(child),
         };
-        redis.launch().await?;
+        redis.wait_for_pong().await?;
         Ok(redis)
     }
 
@@ -67,19 +72,20 @@ impl TestRedis {
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let mut child = Command::new(REDIS_SERVER)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {REDIS_SERVER}; is redis-server installed?"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        wait_for_listener(addr, &mut child, START_LIMIT).await?;
+        let mut child = spawn(self.port, &self.dir)?;
+        if let Some(status) = wait_until_listening(self.port, &mut child, START_LIMIT).await? {
+            bail!(
+                "redis-server could not listen on port {} again ({status}): another process took it while Redis was down",
+                self.port
+            );
+        }
         self.child = Some(child);
+        self.wait_for_pong().await
+    }
+
+    /// Waits until the server (which listens) answers PING.
+    async fn wait_for_pong(&self) -> anyhow::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = tokio::time::Instant::now() + START_LIMIT;
         loop {
             if ping(addr).await {
@@ -92,6 +98,23 @@ impl TestRedis {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// redis-server on `port`, keeping its files in `dir`.
+fn spawn(port: u16, dir: &TempDir) -> anyhow::Result<Child> {
+    Command::new(REDIS_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        // Stream trimming with `MAXLEN ~` works in nodes of this many entries (tests/chat.rs
+        // counts on it); pinned, in case a distribution changes the default.
+        .args(["--stream-node-max-entries", "100"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {REDIS_SERVER}; is redis-server installed?"))
 }
 
 /// Whether Redis at `addr` answers `PING` with `+PONG`.

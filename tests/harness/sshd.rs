@@ -1,6 +1,5 @@
 //! A real OpenSSH server for tests: its own host key, client key, config and port.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -67,7 +66,6 @@ impl TestSshd {
 
     async fn launch(die_with_thread: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = net::free_port()?;
         let user = current_user()?;
         let host_key = dir.path().join("host_key");
         let client_key = dir.path().join("client_key");
@@ -77,41 +75,43 @@ impl TestSshd {
             dir.path().join("client_key.pub"),
             dir.path().join("authorized_keys"),
         )?;
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {dir}/sshd.pid\n\
-             AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin yes\n\
-             PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nLogLevel ERROR\nPrintMotd no\nPrintLastLog no\n",
-            host = host_key.display(),
-            dir = dir.path().display(),
-        );
-        let config_path = dir.path().join("sshd_config");
-        std::fs::write(&config_path, config)?;
         // sshd refuses to start without its privilege-separation folder.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let mut command = Command::new("/usr/sbin/sshd");
-        if die_with_thread {
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
+        let config_path = dir.path().join("sshd_config");
+        let log = dir.path().join("sshd.log");
+        let (port, child) = net::spawn_listening("sshd", Duration::from_secs(20), |port| {
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {dir}/sshd.pid\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin yes\n\
+                 PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\nLogLevel ERROR\nPrintMotd no\nPrintLastLog no\n",
+                host = host_key.display(),
+                dir = dir.path().display(),
+            );
+            std::fs::write(&config_path, config)?;
+            let mut command = Command::new("/usr/sbin/sshd");
+            if die_with_thread {
+                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    command.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
             }
-        }
-        let mut child = command
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("sshd.log"))?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting /usr/sbin/sshd (install openssh-server)")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        net::wait_for_listener(addr, &mut child, Duration::from_secs(20)).await?;
+            command
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting /usr/sbin/sshd (install openssh-server)")
+        })
+        .await?;
         Ok(Self {
             port,
             user,

@@ -16,12 +16,16 @@ use relay::Relay;
 
 use crate::client::{Connected, EVENT_TIMEOUT, Event, WsClient, contains, count};
 
-/// `[limits]` for [`a_browser_that_does_not_read_stalls_the_shell_and_loses_nothing`]: a
-/// ring small enough that 11 MB of output stalls the shell.
+/// `[limits]` for [`a_browser_that_does_not_read_stalls_the_shell_and_loses_nothing`] and
+/// [`a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues`]: a ring small
+/// enough that 11 MB of output stalls the shell (and 400 KB overflow it).
 pub const SMALL_RING: &str = r#"
 [limits]
 terminal_buffer_bytes = 131072
 "#;
+
+/// The ring size [`SMALL_RING`] sets.
+const SMALL_RING_BYTES: u64 = 131072;
 
 /// `[limits]` for [`a_frame_beyond_four_times_the_limit_closes_with_1009_and_the_session_survives`].
 pub const SMALL_FRAMES: &str = r#"
@@ -34,6 +38,12 @@ max_frame_bytes = 1024
 pub const BIG_RING: &str = r#"
 [limits]
 terminal_buffer_bytes = 4194304
+"#;
+
+/// `[sessions]` for [`a_session_left_alone_ends_after_the_grace_period`].
+pub const SHORT_GRACE: &str = r#"
+[sessions]
+grace_period = "1s"
 "#;
 
 /// `[keepalive]` for [`a_peer_that_stops_answering_pings_is_dropped_into_the_grace_period`].
@@ -222,6 +232,16 @@ where
     Fut: Future<Output = anyhow::Result<WsClient>>,
 {
     let (mut client, session) = open_new(&open, "").await?;
+    let pid = shell_pid(&mut client).await?;
+    client.close_normally().await?;
+    assert_eq!(relay.terminal_sessions(), 0);
+    wait_until_ended(pid, "the closed browser").await?;
+    assert_expired(&open, &session).await
+}
+
+/// The process id of the shell at the other end of `client` (a process of this machine
+/// for both test backends); checks that it runs.
+async fn shell_pid(client: &mut WsClient) -> anyhow::Result<u32> {
     // Quoted so that the echoed command line does not end like its output.
     client.type_line("echo pid-$$-en''d").await?;
     let output = client.read_until("-end\r\n").await?;
@@ -232,19 +252,177 @@ where
         .unwrap_or_default()
         .parse()?;
     assert!(!process_ended(pid), "the shell {pid} is not running");
-    client.close_normally().await?;
-    assert_eq!(relay.terminal_sessions(), 0);
+    Ok(pid)
+}
+
+/// Waits (bounded) until process `pid` has ended; the kernel offers no event for another
+/// process's exit, so this polls.
+async fn wait_until_ended(pid: u32, after: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
     while !process_ended(pid) {
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "the shell {pid} outlived the closed browser"
+            "the shell {pid} outlived {after}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
+}
+
+/// Resuming `session` is refused with 4410.
+async fn assert_expired<F, Fut>(open: &F, session: &str) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
     let mut client = open(format!("?session={session}&position=0")).await?;
-    let (code, reason, _) = client.read_until_closed().await?;
+    let (code, reason, frames) = client.read_until_closed().await?;
     assert_eq!(code, 4410, "{reason}");
+    assert!(
+        !frames
+            .iter()
+            .any(|f| matches!(f, StreamEvent::Connected { .. })),
+        "{frames:?}"
+    );
+    Ok(())
+}
+
+/// Needs [`SHORT_GRACE`] in the relay's config. A session nobody reconnects to ends when
+/// its grace period is over: the remote program is hung up, and a late resume gets 4410.
+pub async fn a_session_left_alone_ends_after_the_grace_period<F, Fut>(
+    relay: &Relay,
+    open: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, session) = open_new(&open, "").await?;
+    let pid = shell_pid(&mut client).await?;
+    client.drop_connection();
+    anyhow::ensure!(
+        relay.terminals_ended(EVENT_TIMEOUT).await,
+        "the session outlived its grace period by {EVENT_TIMEOUT:?}"
+    );
+    wait_until_ended(pid, "the grace period").await?;
+    assert_expired(&open, &session).await
+}
+
+/// A session whose program exited (`exit` frame, close 1000) cannot be resumed: 4410.
+pub async fn a_session_whose_program_exited_cannot_be_resumed<F, Fut>(open: F) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, session) = open_new(&open, "").await?;
+    client.type_line("exit 5").await?;
+    let (code, reason, frames) = client.read_until_closed().await?;
+    assert_eq!(code, 1000, "{reason}");
+    assert!(
+        frames.contains(&StreamEvent::Exit {
+            status: Some(5),
+            signal: None
+        }),
+        "{frames:?}"
+    );
+    assert_expired(&open, &session).await
+}
+
+/// A shell killed by a signal ends the stream with `killed`, its `exit` frame, and 1000.
+/// SSH reports the signal (`"signal":"KILL"`); Kubernetes reports none, only the exit code
+/// 128 + its number (137), as the kubelet does.
+pub async fn a_killed_shell_reports_how_it_ended<F, Fut>(
+    open: F,
+    killed: StreamEvent,
+) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, _) = open_new(&open, "").await?;
+    client.type_line("kill -KILL $$").await?;
+    let (code, reason, frames) = client.read_until_closed().await?;
+    assert!(frames.contains(&killed), "{frames:?}");
+    assert_eq!(code, 1000, "{reason}");
+    Ok(())
+}
+
+/// Binary frames from the browser are raw keystrokes (PROTOCOL.md, Browser → relay).
+pub async fn binary_frames_are_keystrokes<F, Fut>(open: F) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, _) = open_new(&open, "").await?;
+    client
+        .send_binary(b"echo binary-$((6*7)) \xe4\xbd\xa0\r".to_vec())
+        .await?;
+    client.read_until("binary-42 你\r\n").await?;
+    Ok(())
+}
+
+/// A terminal opened without `rows` and `cols` is 24×80.
+pub async fn a_terminal_without_a_size_is_24_by_80<F, Fut>(open: F) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, _) = open_new(&open, "").await?;
+    client.type_line("stty size; echo size-$((6*7))").await?;
+    let output = client.read_until("size-42\r\n").await?;
+    assert!(output.contains("24 80\r\nsize-42"), "{output:?}");
+    Ok(())
+}
+
+/// Needs [`SMALL_RING`] in the relay's config. A classic client (no `flow=1`) resuming at
+/// a position the ring no longer holds gets a `gap` frame saying where it continues, then
+/// exactly the output from there on, then the live stream.
+pub async fn a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues<F, Fut>(
+    open: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsClient>>,
+{
+    let (mut client, session) = open_new(&open, "").await?;
+    // About 400 KB of output, three times the ring, all received.
+    client
+        .type_line("head -c 300000 /dev/zero | base64 -w 1000; echo FILLED-$((1+1))")
+        .await?;
+    client.read_until("FILLED-2").await?;
+    let seen = client.output.clone();
+    client.drop_connection();
+
+    let mut client = open(format!("?session={session}&position=1000")).await?;
+    let connected = client.connected().await?;
+    assert!(connected.resumed);
+    // The ring keeps its last 128 KiB (the shell's prompt may have come after `seen`).
+    let kept_from = connected.position.as_count().unwrap_or_default();
+    assert!(
+        kept_from > 1000 && kept_from + SMALL_RING_BYTES >= seen.len() as u64,
+        "resumed at {kept_from} of {} bytes",
+        seen.len()
+    );
+    match client.next_frame().await? {
+        StreamEvent::Gap { message, position } => {
+            assert_eq!(position, Position::count(kept_from), "{message}");
+            assert!(
+                message.contains(&format!("{} bytes", kept_from - 1000)),
+                "{message}"
+            );
+        }
+        other => anyhow::bail!("expected a gap frame first, got {other:?}"),
+    }
+    client.type_line("echo after-$((2+1))").await?;
+    client.read_until("after-3").await?;
+    let kept = usize::try_from(kept_from)
+        .ok()
+        .and_then(|from| seen.get(from..))
+        .unwrap_or_default();
+    assert!(
+        !kept.is_empty() && client.output.starts_with(kept),
+        "the replay after the gap is not the output from its position"
+    );
     Ok(())
 }
 
@@ -362,11 +540,12 @@ where
 {
     let (mut client, _) = open_new(&open, "").await?;
     let oversized = format!("{{\"data\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let bad: [(&str, ErrorCode); 6] = [
+    let bad: [(&str, ErrorCode); 7] = [
         ("{not json", ErrorCode::BadFrame),
         (r#"{"launch": "missiles"}"#, ErrorCode::BadFrame),
         (r#"{"resize": [0, 80]}"#, ErrorCode::BadFrame),
         (r#"{"resize": [24, 1001]}"#, ErrorCode::BadFrame),
+        (r#"{"data": "x", "resize": [1, 1]}"#, ErrorCode::BadFrame),
         (
             r#"{"action": "message", "data": {"message": "hi"}}"#,
             ErrorCode::NotAccepted,

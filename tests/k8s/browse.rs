@@ -38,7 +38,7 @@ async fn targets_list_clusters_with_the_namespaces_granted() -> anyhow::Result<(
     let (_, alice) = get::<Targets>(&cluster, "alice", "/api/targets").await?;
     let alice = alice.map_err(|e| anyhow::anyhow!(e.error))?;
     let ids: Vec<&str> = alice.k8s.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["main", "imp", "certs", "badcreds"]);
+    assert_eq!(ids, ["main", "imp", "certs", "badcreds", "down"]);
     assert!(alice.k8s.iter().all(|c| c.namespaces == ["*"]));
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! The terminal contract (`opsdeck_tests::terminal_contract`, also run for SSH) and what
 //! only pods have: missing pods and containers, cluster credentials and RBAC.
 
+use common::server::StreamEvent;
 use futures_util::future::BoxFuture;
 use opsdeck_tests::client::WsClient;
 use opsdeck_tests::terminal_contract as contract;
@@ -162,6 +163,56 @@ async fn a_flow_controlled_resume_with_a_window_in_flight_is_byte_exact() -> any
         .await
 }
 
+#[tokio::test]
+async fn a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start_with(contract::SMALL_RING).await?;
+    contract::a_classic_resume_from_a_trimmed_position_gets_a_gap_then_continues(shell(
+        &cluster, "alice",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_session_left_alone_ends_after_the_grace_period() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(contract::SHORT_GRACE).await?;
+    contract::a_session_left_alone_ends_after_the_grace_period(
+        cluster.relay.relay(),
+        shell(&cluster, "alice"),
+    )
+    .await?;
+    cluster.wait_for_no_processes().await
+}
+
+#[tokio::test]
+async fn a_session_whose_program_exited_cannot_be_resumed() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::a_session_whose_program_exited_cannot_be_resumed(shell(&cluster, "alice")).await
+}
+
+/// The exec status has no signal: the kubelet (and the emulator) report 128 + its number.
+#[tokio::test]
+async fn a_killed_shell_reports_exit_code_137() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let killed = StreamEvent::Exit {
+        status: Some(137),
+        signal: None,
+    };
+    contract::a_killed_shell_reports_how_it_ended(shell(&cluster, "alice"), killed).await
+}
+
+#[tokio::test]
+async fn binary_frames_are_keystrokes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::binary_frames_are_keystrokes(shell(&cluster, "alice")).await
+}
+
+#[tokio::test]
+async fn a_terminal_without_a_size_is_24_by_80() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    contract::a_terminal_without_a_size_is_24_by_80(shell(&cluster, "alice")).await
+}
+
 // Pods only.
 
 #[tokio::test]
@@ -194,7 +245,8 @@ async fn missing_pods_containers_and_stopped_pods_are_refused_with_reasons() -> 
 }
 
 #[tokio::test]
-async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow::Result<()> {
+async fn cluster_credentials_refused_or_an_unreachable_api_server_is_4502_and_rbac_denial_is_4403()
+-> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/badcreds/dev/web-1/app").await?;
     assert_eq!(code, 4502, "{reason}");
@@ -202,6 +254,8 @@ async fn cluster_credentials_refused_is_4502_and_rbac_denial_is_4403() -> anyhow
         reason.contains("the relay's cluster credentials were refused"),
         "{reason}"
     );
+    let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/down/dev/web-1/app").await?;
+    assert_eq!(code, 4502, "an API server nobody answers for: {reason}");
     // Impersonating alice: the cluster lets her into dev only.
     let (code, reason) = refusal(&cluster, "alice", "/ws/k8s/exec/imp/prod/db-1/db").await?;
     assert_eq!(code, 4403, "{reason}");

@@ -11,8 +11,9 @@
 //! Relay clusters: `main` (a kubeconfig for `opsdeck-relay`, cluster admin), `imp` (a
 //! kubeconfig for `impersonator`, who may only impersonate; `impersonate = true`, so the
 //! cluster's RBAC decides per Opsdeck user: `alice` may do anything in `dev` only),
-//! `certs` (`api_url` + CA + client certificate files for `opsdeck-relay`) and `badcreds`
-//! (`api_url` + a token the cluster does not know).
+//! `certs` (`api_url` + CA + client certificate files for `opsdeck-relay`), `badcreds`
+//! (`api_url` + a token the cluster does not know) and `down` (an `api_url` where nothing
+//! listens).
 //!
 //! Opsdeck grants: group `ops` (alice) every namespace of every cluster; bob `main/dev`.
 
@@ -30,6 +31,9 @@ pub struct Cluster {
     pub emulator: Emulator,
     pub relay: TestRelay,
     pub dir: tempfile::TempDir,
+    /// Bound but not listening: the port of the `down` cluster, refused and kept from
+    /// any other service.
+    _down: tokio::net::TcpSocket,
 }
 
 fn pod(dir: &Path, ns: &str, name: &str, phase: PodPhase, containers: &[&str]) -> PodConfig {
@@ -94,6 +98,9 @@ impl Cluster {
         let key = write("relay.key", &relay_identity.key_pem)?;
         let bad_token = write("bad-token", "not-a-token-the-cluster-knows\n")?;
         let url = emulator.url();
+        let down = tokio::net::TcpSocket::new_v4()?;
+        down.bind(([127, 0, 0, 1], 0).into())?;
+        let down_url = format!("https://{}", down.local_addr()?);
         let clusters = format!(
             r#"
 [[k8s_clusters]]
@@ -118,6 +125,12 @@ id = "badcreds"
 api_url = "{url}"
 ca_file = "{ca}"
 token_file = "{bad}"
+
+[[k8s_clusters]]
+id = "down"
+api_url = "{down_url}"
+ca_file = "{ca}"
+token_file = "{bad}"
 "#,
             main = main.display(),
             imp = imp.display(),
@@ -126,9 +139,9 @@ token_file = "{bad}"
             key = key.display(),
             bad = bad_token.display(),
         );
-        // The harness's event timeout restarts at every ping: without pings, a missing
-        // event fails the test after that timeout instead of waiting forever (unless
-        // `extra` sets its own keepalive).
+        // Keepalive is out of the way here (unless `extra` sets its own): the contract's
+        // FAST_PINGS scenario tests it. Pings would not hide a missing event either way:
+        // the harness's `next_event` deadline does not restart at a ping.
         let quiet = if extra.contains("[keepalive]") {
             ""
         } else {
@@ -156,6 +169,7 @@ k8s = ["main/dev"]
             emulator,
             relay,
             dir,
+            _down: down,
         })
     }
 

@@ -299,8 +299,14 @@ async fn log_errors_are_statuses() {
     );
 
     let viewer: Api<Pod> = Api::namespaced(fixture::token_client(&cluster, "viewer-token"), "dev");
-    let _ = viewer
+    let seen = viewer
         .logs("web-1", &LogParams::default())
         .await
         .expect("viewer reads logs");
+    let all = pods
+        .logs("web-1", &LogParams::default())
+        .await
+        .expect("alice reads logs");
+    assert!(!all.is_empty());
+    assert_eq!(seen, all);
 }
