@@ -726,3 +726,58 @@ async fn two_relays_on_one_redis_share_one_audit_trail() -> anyhow::Result<()> {
     assert_eq!(length, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn with_owners_read_users_get_their_own_recordings_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bob_opens_box =
+        format!("{AUDIT_AND_WATCH}\n[[grants]]\nusers = [\"bob\"]\nssh = [\"box\"]\n");
+    let relay = relay_with(
+        &recording_toml(dir.path(), "owners_read = true"),
+        &bob_opens_box,
+    )
+    .await?;
+    for user in ["alice", "bob"] {
+        let mut client = open_box(&relay, user).await?;
+        client.type_line("exit").await?;
+        client.read_until_closed().await?;
+    }
+    relay.relay().recordings_finished().await;
+    let list = |user: &'static str| {
+        let relay = &relay;
+        async move {
+            let list: Vec<RecordingInfo> = get(relay, user, "/api/recordings", &[])
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(list)
+        }
+    };
+    assert_eq!(list("alice").await?.len(), 2, "the auditor sees all");
+    assert!(list("carol").await?.is_empty());
+    let bobs = list("bob").await?;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].user, "bob");
+    let alices = list("alice")
+        .await?
+        .into_iter()
+        .find(|r| r.user == "alice")
+        .unwrap();
+    let own = get(
+        &relay,
+        "bob",
+        &format!("/api/recordings/{}", bobs[0].id),
+        &[],
+    )
+    .await?;
+    assert_eq!(own.status().as_u16(), 200);
+    let other = get(
+        &relay,
+        "bob",
+        &format!("/api/recordings/{}", alices.id),
+        &[],
+    )
+    .await?;
+    assert_eq!(other.status().as_u16(), 404);
+    Ok(())
+}

@@ -6,8 +6,8 @@
 
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
 use common::audit::AuditPage;
-use common::recording::RecordingInfo;
 use common::chat::{ChatBody, ChatRequest};
+use common::recording::RecordingInfo;
 use common::server::{ServerFrame, StreamEvent};
 use common::{ClientFrame, CloseCode};
 use serde::Serialize;

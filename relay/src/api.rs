@@ -211,11 +211,49 @@ fn not_recorded() -> Response {
     )
 }
 
-/// `GET /api/recordings`: the recordings, newest first, for users granted `audit`.
-pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
-    if let Err(response) = auditor(&state, &headers, "recordings").await {
-        return response;
+/// Whose recordings a caller may read.
+enum Readable {
+    /// Every one (the `audit` grant).
+    All,
+    /// Those of their own sessions (`recording.owners_read`).
+    Own(String),
+}
+
+impl Readable {
+    fn permits(&self, owner: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Own(user) => user == owner,
+        }
     }
+}
+
+async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Readable, Response> {
+    let owners_read = state
+        .config()
+        .recording
+        .as_ref()
+        .is_some_and(|r| r.owners_read);
+    if !owners_read {
+        return auditor(state, headers, "recordings")
+            .await
+            .map(|_| Readable::All);
+    }
+    let principal = principal(state, headers).await?;
+    Ok(if access::audits(&state.config(), &principal) {
+        Readable::All
+    } else {
+        Readable::Own(principal.username)
+    })
+}
+
+/// `GET /api/recordings`: the recordings, newest first: all of them for users granted
+/// `audit`, their own for others when `recording.owners_read` is set (403 otherwise).
+pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: String) -> Response {
+    let readable = match reader(&state, &headers).await {
+        Ok(readable) => readable,
+        Err(response) => return response,
+    };
     let query = match RecordingQuery::parse(&raw_query) {
         Ok(query) => query,
         Err(e) => return refusal(&e.into()),
@@ -228,17 +266,18 @@ pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: Str
         .list(&dir)
         .await
         .into_iter()
-        .filter(|info| query.matches(info))
+        .filter(|info| query.matches(info) && readable.permits(&info.user))
         .collect();
     warp::reply::json(&list).into_response()
 }
 
 /// `GET /api/recordings/{id}`: the `.cast` (or `.cast.gz`) file, with `Range` requests
-/// answered, for users granted `audit`.
+/// answered, for users who may read it (see [`recordings`]).
 pub async fn recording(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
-    if let Err(response) = auditor(&state, &headers, "recordings").await {
-        return response;
-    }
+    let readable = match reader(&state, &headers).await {
+        Ok(readable) => readable,
+        Err(response) => return response,
+    };
     if !valid_id(&id) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -251,6 +290,15 @@ pub async fn recording(id: String, state: Arc<AppState>, headers: HeaderMap) -> 
     let Some(path) = Recorder::file(&dir, &id) else {
         return error(StatusCode::NOT_FOUND, format!("there is no recording {id}"));
     };
+    if let Readable::Own(user) = &readable
+        && Recorder::owner(&path).await.as_deref() != Some(user.as_str())
+    {
+        // 404 as for no recording: nobody learns which ids are others'.
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("there is no recording {id} of yours"),
+        );
+    }
     let compressed = path.extension().is_some_and(|e| e == "gz");
     let mut response = serve_file(path, &headers).await;
     if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {

@@ -149,6 +149,10 @@ pub struct RecordingConfig {
     /// Default 1024.
     #[serde(default = "defaults::recording_queue")]
     pub queue_events: usize,
+    /// Users may list and download the recordings of their own sessions
+    /// (`/api/recordings`), besides those granted `audit`, who see all. Default false.
+    #[serde(default)]
+    pub owners_read: bool,
 }
 
 impl RecordingConfig {

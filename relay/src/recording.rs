@@ -235,6 +235,17 @@ impl Recorder {
             .unwrap_or_default()
     }
 
+    /// Whose session the recording at `path` is (from its header).
+    pub async fn owner(path: &Path) -> Option<String> {
+        let path = path.to_owned();
+        let compressed = path.extension().is_some_and(|e| e == "gz");
+        tokio::task::spawn_blocking(move || read_header(&path, compressed))
+            .await
+            .ok()
+            .flatten()
+            .map(|header| header.opsdeck.user)
+    }
+
     /// The file of recording `id` in `directory`, if there is one (`id` must be valid).
     pub fn file(directory: &Path, id: &str) -> Option<PathBuf> {
         if !cast::valid_id(id) {
