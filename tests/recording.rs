@@ -624,6 +624,7 @@ async fn the_audit_trail_records_each_event_once_and_pages_through_it() -> anyho
         ("limit=100000", 400),
         ("since=yesterday", 400),
         ("kind=x", 400),
+        ("after=..%2Fx", 400),
     ] {
         let response = get(&relay, "alice", &format!("/api/audit?{query}"), &[]).await?;
         assert_eq!(response.status().as_u16(), status, "{query}");

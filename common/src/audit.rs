@@ -192,6 +192,20 @@ impl AuditQuery {
                 }
             },
         };
+        if let Some(after) = &q.after {
+            let numbers = after.split_once('-').is_some_and(|(ms, seq)| {
+                [ms, seq].iter().all(|n| {
+                    !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit())
+                })
+            });
+            if !numbers {
+                return Err(QueryError::bad_value(
+                    "after",
+                    after,
+                    "the next of the previous page, such as 1765000000000-0",
+                ));
+            }
+        }
         Ok(Self {
             user: q.user,
             target: q.target,
@@ -246,6 +260,10 @@ mod tests {
             .to_string();
         assert!(time.contains("unix seconds"), "{time}");
         assert!(AuditQuery::parse("kind=nope").is_err());
+        assert!(AuditQuery::parse("after=17-0").is_ok());
+        for bad in ["after=x", "after=1-", "after=-1", "after=1-2-3"] {
+            assert!(AuditQuery::parse(bad).is_err(), "{bad}");
+        }
         let mut event = AuditEvent::new(AuditKind::StreamClosed, 10_500);
         event.user = Some("alice".into());
         assert!(q.matches(&event));
