@@ -380,7 +380,7 @@ fn relay_layer(module: &str) -> (usize, &'static str) {
         "backend" | "session" | "recording" => {
             (2, "backends, the session registry and its recorder")
         }
-        "auth" | "access" => (1, "identity and grants"),
+        "auth" | "access" | "ldap" => (1, "identity and grants"),
         _ => (0, "config, close values, metrics and links"),
     }
 }

@@ -250,6 +250,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             claimed_groups: Vec::new(),
             minted_here: true,
+            idp: None,
             expires_at: 0,
             token_id: String::new(),
         }

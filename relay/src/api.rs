@@ -12,6 +12,7 @@ use warp::reply::{Reply, Response};
 use crate::access;
 use crate::auth::{self, AuthError, LoginRefused, Principal, TOKEN_COOKIE};
 use crate::close::Close;
+use crate::ldap::DirectoryError;
 use crate::recording::Recorder;
 use crate::state::AppState;
 
@@ -74,7 +75,8 @@ pub async fn login(
         Ok((token, principal)) => {
             let mut event = AuditEvent::new(AuditKind::Login, 0);
             event.user = Some(principal.username.clone());
-            event.provider = Some("password".into());
+            // `password` for a built-in user, else the directory that checked it (`ldap`).
+            event.provider = Some(principal.idp.clone().unwrap_or_else(|| "password".into()));
             event.source = Some(source.to_string());
             state.audit.record(event);
             let max_age = principal.expires_at.saturating_sub(auth::unix_now());
@@ -100,6 +102,24 @@ pub async fn login(
             StatusCode::SERVICE_UNAVAILABLE,
             LoginRefused::Busy.to_string(),
         ),
+        Err(LoginRefused::BadRequest(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(LoginRefused::Directory(e)) => {
+            let status = match e {
+                DirectoryError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                DirectoryError::BadCredentials => StatusCode::UNAUTHORIZED,
+                DirectoryError::Unavailable(_) | DirectoryError::Busy => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            login_failed(&state, &shown, source, &e.to_string());
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(user = ?shown, %source, "login failed: {e}");
+            } else {
+                state.metrics.auth_failures.inc();
+                tracing::info!(user = ?shown, %source, "login refused: {e}");
+            }
+            error(status, e.to_string())
+        }
         Err(LoginRefused::Auth(e)) => {
             state.metrics.auth_failures.inc();
             tracing::info!(user = ?shown, %source, "login refused");
@@ -112,7 +132,6 @@ pub async fn login(
 fn login_failed(state: &AppState, user: &str, source: IpAddr, reason: &str) {
     let mut event = AuditEvent::new(AuditKind::LoginFailed, 0);
     event.user = Some(user.to_owned());
-    event.provider = Some("password".into());
     event.source = Some(source.to_string());
     event.reason = Some(reason.to_owned());
     state.audit.record(event);

@@ -16,7 +16,8 @@ use tokio::sync::{Semaphore, broadcast};
 use common::CloseCode;
 
 use crate::close::CloseCause;
-use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits};
+use crate::config::{AuthConfig, Config, ExternalTokens, LoginLimits, User};
+use crate::ldap::{Directory, DirectoryError};
 use crate::redis_link::RedisLink;
 use crate::throttle::LoginThrottle;
 
@@ -24,6 +25,14 @@ use crate::throttle::LoginThrottle;
 pub const TOKEN_COOKIE: &str = "X-Token";
 /// Prefix of a token carried in `Sec-WebSocket-Protocol`.
 pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The longest user name and password a login may send (400 beyond): every name is
+/// also a throttle key and, for the directory, a search filter value.
+pub const MAX_USERNAME_BYTES: usize = 256;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The `idp` claim of tokens minted for a user the LDAP directory checked.
+const LDAP_IDP: &str = "ldap";
 
 /// Argon2 is deliberately slow (and single-threaded per check): at most half the cores
 /// check passwords at once, so a login flood cannot starve the terminals.
@@ -73,6 +82,9 @@ pub struct Principal {
     pub claimed_groups: Vec<String>,
     /// Minted by this relay (`iss` = opsdeck) for a configured user.
     pub minted_here: bool,
+    /// Who checked the password of a token minted here: `None` for a built-in user,
+    /// `Some("ldap")` for the LDAP directory (`[auth.ldap]`).
+    pub idp: Option<String>,
     /// Unix seconds.
     pub expires_at: u64,
     /// What a logout revokes: the token's `jti`, or for a token without one, a digest
@@ -97,6 +109,9 @@ struct Claims {
     token_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
+    /// In tokens minted here: who checked the password (`"ldap"`); absent for built-in users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     /// A string or a list of strings.
@@ -143,6 +158,10 @@ struct Settings {
     decoy_hash: String,
     limits: LoginLimits,
     external: ExternalTokens,
+    /// `auth.local_users`: whether the built-in users may log in (`users` is empty if not).
+    local_users: bool,
+    /// The LDAP directory logins are checked against, when `[auth.ldap]` is set.
+    directory: Option<Arc<Directory>>,
 }
 
 impl Settings {
@@ -188,7 +207,12 @@ impl Settings {
         };
         let mut users = HashMap::new();
         let mut costliest: Option<Params> = None;
-        for user in &auth.users {
+        let local_users = if auth.local_users {
+            auth.users.as_slice()
+        } else {
+            &[]
+        };
+        for user in local_users {
             let parsed = PasswordHash::new(&user.password_hash).map_err(|e| {
                 AuthSetupError(format!(
                     "user {:?}: password_hash is not an argon2 PHC string: {e}",
@@ -208,6 +232,12 @@ impl Settings {
             );
         }
         let decoy_hash = decoy_hash(costliest.unwrap_or_default())?;
+        let directory = match &auth.ldap {
+            Some(ldap) => Some(Arc::new(
+                Directory::new(ldap).map_err(|e| AuthSetupError(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             users,
             memberships: memberships(&config.groups, auth),
@@ -219,6 +249,8 @@ impl Settings {
             decoy_hash,
             limits: auth.login_limits.clone(),
             external: auth.external_tokens.clone(),
+            local_users: auth.local_users,
+            directory,
         })
     }
 
@@ -232,6 +264,27 @@ impl Settings {
         groups.sort();
         groups.dedup();
         groups
+    }
+
+    /// Whether the user of a token is still one that may use the relay: a built-in user
+    /// still configured (and built-in users on), or a directory user while the directory
+    /// is configured, admits the user's groups (`required_groups`), and the name is not
+    /// (now) a built-in user's.
+    fn in_standing(&self, principal: &Principal) -> bool {
+        if !principal.minted_here {
+            return true;
+        }
+        match principal.idp.as_deref() {
+            Some(LDAP_IDP) => {
+                self.directory
+                    .as_ref()
+                    .is_some_and(|d| d.admits(&principal.claimed_groups))
+                    && !self.users.contains_key(&principal.username)
+            }
+            // Another identity provider's tokens are its own to check.
+            Some(_) => true,
+            None => self.users.contains_key(&principal.username),
+        }
     }
 }
 
@@ -266,6 +319,22 @@ pub enum LoginRefused {
     Throttled { retry_after: Duration },
     #[error("the relay is checking too many logins at once; try again in a few seconds")]
     Busy,
+    /// Not even looked at: a user name or password beyond the limits.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The LDAP directory's answer other than a wrong password (those are `Auth`).
+    #[error(transparent)]
+    Directory(DirectoryError),
+}
+
+impl From<DirectoryError> for LoginRefused {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::BadCredentials => AuthError::BadCredentials.into(),
+            DirectoryError::Busy => Self::Busy,
+            other => Self::Directory(other),
+        }
+    }
 }
 
 impl Authenticator {
@@ -300,7 +369,8 @@ impl Authenticator {
     }
 
     /// Checks a user's password and mints a token for them. `source` is the caller's
-    /// address, for the throttle.
+    /// address, for the throttle. A built-in user's name is checked against its argon2
+    /// hash only; any other name, against the LDAP directory when one is configured.
     pub async fn login(
         &self,
         username: &str,
@@ -311,6 +381,31 @@ impl Authenticator {
         self.throttle
             .admit(&settings.limits, source, username)
             .map_err(|retry_after| LoginRefused::Throttled { retry_after })?;
+        if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+            return Err(LoginRefused::BadRequest(format!(
+                "the user name or password is too long: at most {MAX_USERNAME_BYTES} and {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        if let Some(directory) = &settings.directory
+            && !settings.users.contains_key(username)
+        {
+            let user = directory
+                .authenticate(username, password, settings.limits.queue_timeout)
+                .await?;
+            // "Alice" typed, the directory's "alice" a built-in user: not the same person.
+            if settings.users.contains_key(&user.username) {
+                return Err(AuthError::BadCredentials.into());
+            }
+            let token = self.mint_with(
+                &settings,
+                &user.username,
+                settings.ttl_secs,
+                Some(LDAP_IDP),
+                user.groups,
+            )?;
+            let principal = self.decode(&token)?;
+            return Ok((token, principal));
+        }
         let hash = settings
             .users
             .get(username)
@@ -328,21 +423,25 @@ impl Authenticator {
         if !(known && verified) {
             return Err(AuthError::BadCredentials.into());
         }
-        let token = self.mint_with(&settings, username, settings.ttl_secs)?;
+        let token = self.mint_with(&settings, username, settings.ttl_secs, None, Vec::new())?;
         let principal = self.decode(&token)?;
         Ok((token, principal))
     }
 
     /// Mints a token without a password, for tests and tools that act for a known user.
     pub fn mint(&self, username: &str, ttl_secs: u64) -> Result<String, AuthError> {
-        self.mint_with(&self.settings(), username, ttl_secs)
+        self.mint_with(&self.settings(), username, ttl_secs, None, Vec::new())
     }
 
+    /// A token minted here; `idp` and `groups` (the directory's, already mapped) for a
+    /// user checked elsewhere than `[[auth.users]]`.
     fn mint_with(
         &self,
         settings: &Settings,
         username: &str,
         ttl_secs: u64,
+        idp: Option<&str>,
+        groups: Vec<String>,
     ) -> Result<String, AuthError> {
         let now = unix_now();
         let claims = Claims {
@@ -353,7 +452,8 @@ impl Authenticator {
             iat: Some(now),
             jti: Some(hex::encode(rand::random::<[u8; 16]>())),
             token_type: Some("access".into()),
-            groups: Vec::new(),
+            groups,
+            idp: idp.map(str::to_owned),
             iss: Some(RELAY_ISSUER.into()),
             aud: Some(RELAY_ISSUER.into()),
         };
@@ -444,6 +544,12 @@ impl Authenticator {
                 "the token names no user (sub or user_id)".into(),
             ));
         }
+        if (principal.idp.is_some() || !settings.local_users) && !settings.in_standing(&principal) {
+            return Err(AuthError::Invalid(format!(
+                "the user {:?} may no longer log in here",
+                principal.username
+            )));
+        }
         Ok(principal)
     }
 
@@ -468,19 +574,26 @@ impl Authenticator {
     /// was minted here for a user who is no longer configured.
     pub fn current(&self, principal: &Principal) -> Option<Vec<String>> {
         let settings = self.settings();
-        if principal.minted_here && !settings.users.contains_key(&principal.username) {
+        if !settings.in_standing(principal) {
             return None;
         }
-        Some(settings.groups_of(
-            &principal.username,
-            &principal.uid,
-            &principal.claimed_groups,
-        ))
+        // A directory user keeps a group only while the config still maps onto it.
+        let claimed: Vec<String> = match (principal.idp.as_deref(), &settings.directory) {
+            (Some(LDAP_IDP), Some(directory)) => principal
+                .claimed_groups
+                .iter()
+                .filter(|g| directory.maps_to(g))
+                .cloned()
+                .collect(),
+            _ => principal.claimed_groups.clone(),
+        };
+        Some(settings.groups_of(&principal.username, &principal.uid, &claimed))
     }
 }
 
 fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let minted_here = claims.iss.as_deref() == Some(RELAY_ISSUER);
+    let idp = claims.idp.filter(|_| minted_here);
     let uid = claims
         .user_id
         .map(|v| match v {
@@ -495,7 +608,17 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
         .unwrap_or_else(|| uid.clone());
     // An empty uid is refused by the caller; it gets no prefix so that stays visible.
     let (uid, username, claimed_groups) = if minted_here || uid.is_empty() {
-        (uid, username, Vec::new())
+        // A directory user's groups, as mapped at login, while the config in force still
+        // maps some directory group onto each.
+        let groups = match (idp.as_deref(), &settings.directory) {
+            (Some(LDAP_IDP), Some(directory)) => claims
+                .groups
+                .into_iter()
+                .filter(|g| directory.maps_to(g))
+                .collect(),
+            _ => Vec::new(),
+        };
+        (uid, username, groups)
     } else {
         let trusted = &settings.external.trusted_group_claims;
         let claimed = claims
@@ -512,6 +635,7 @@ fn principal(settings: &Settings, claims: Claims, token: &str) -> Principal {
     let groups = settings.groups_of(&username, &uid, &claimed_groups);
     Principal {
         minted_here,
+        idp,
         uid,
         username,
         groups,
@@ -548,7 +672,10 @@ fn memberships(
             out.entry(member.clone()).or_default().push(group.clone());
         }
     }
-    for user in &auth.users {
+    // Switched-off built-in users lend their groups to nobody (a directory user of the
+    // same name included).
+    let users: &[User] = if auth.local_users { &auth.users } else { &[] };
+    for user in users {
         out.entry(user.username.clone())
             .or_default()
             .extend(user.groups.iter().cloned());
@@ -846,6 +973,95 @@ mod tests {
         assert_eq!(
             (decoy.m_cost(), decoy.t_cost(), decoy.p_cost()),
             (32768, 3, 2)
+        );
+    }
+
+    const DIRECTORY: &str = "[auth.ldap]\nurl = \"ldap://127.0.0.1:1\"\nstarttls = false\n\
+        user_dn_template = \"uid={username},dc=example\"\n\
+        [auth.ldap.group_map]\noperators = \"ops\"\nstaff = \"staff\"\n";
+
+    fn config(extra: &str) -> Config {
+        let hash = hash_password("pw").unwrap();
+        let text = format!(
+            "[auth]\njwt_secret = \"s3cret\"\n{extra}\n[[auth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"local-admins\"]\n{DIRECTORY}"
+        );
+        Config::from_toml(&text, "test").unwrap()
+    }
+
+    /// A token as a directory login mints it for `username` with mapped `groups`.
+    fn directory_token(auth: &Authenticator, username: &str, groups: &[&str]) -> String {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        auth.mint_with(&auth.settings(), username, 60, Some(LDAP_IDP), groups)
+            .unwrap()
+    }
+
+    // A directory user's groups are the token's, while the config in force maps onto
+    // them; without [auth.ldap] (or once the name is a built-in user's) the token is void.
+    #[tokio::test]
+    async fn directory_tokens_follow_the_mapping_and_the_directory_in_force() {
+        let auth = Authenticator::new(&config(""), None).unwrap();
+        let token = directory_token(&auth, "dave", &["ops", "staff", "forged"]);
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(principal.groups, ["ops", "staff"]);
+        assert_eq!(principal.idp.as_deref(), Some("ldap"));
+
+        let fewer = config("").auth.clone();
+        let mut next = config("");
+        next.auth.ldap = fewer.ldap.map(|mut l| {
+            l.group_map.remove("staff");
+            l
+        });
+        auth.reload(&next).unwrap();
+        assert_eq!(auth.current(&principal).unwrap(), ["ops"]);
+
+        auth.reload(&config("")).unwrap();
+        let erin = directory_token(&auth, "erin", &["staff"]);
+        let erin = auth.verify(&erin).await.unwrap();
+        let mut stricter = config("");
+        if let Some(ldap) = &mut stricter.auth.ldap {
+            ldap.required_groups = vec!["ops".into()];
+        }
+        auth.reload(&stricter).unwrap();
+        assert_eq!(auth.current(&erin), None, "in no required group any more");
+        assert_eq!(auth.current(&principal).unwrap(), ["ops", "staff"]);
+
+        let mut without = config("");
+        without.auth.ldap = None;
+        auth.reload(&without).unwrap();
+        assert_eq!(auth.current(&principal), None);
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+
+        auth.reload(&config("")).unwrap();
+        let posing = directory_token(&auth, "alice", &["ops"]);
+        assert!(matches!(
+            auth.verify(&posing).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn switching_local_users_off_voids_their_logins_and_tokens() {
+        let auth = Authenticator::new(&config(""), None).unwrap();
+        let (token, _) = auth.login("alice", "pw", LOCAL).await.unwrap();
+        auth.reload(&config("local_users = false")).unwrap();
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+        // A directory alice gets none of the switched-off built-in alice's groups.
+        let directory_alice = directory_token(&auth, "alice", &["ops"]);
+        assert_eq!(auth.verify(&directory_alice).await.unwrap().groups, ["ops"]);
+        // The name now goes to the directory, which is not there: 503, not 401.
+        let refused = auth.login("alice", "pw", LOCAL).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                LoginRefused::Directory(DirectoryError::Unavailable(_))
+            ),
+            "{refused}"
         );
     }
 

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use crate::origin::Origin;
 
 mod k8s;
+mod ldap;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
+pub use ldap::LdapConfig;
 
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -294,6 +296,12 @@ pub struct AuthConfig {
     pub cookie_same_site: String,
     /// Built-in users.
     pub users: Vec<User>,
+    /// Whether the built-in users may log in. Default true; false switches them off
+    /// entirely (their tokens stop working too), for a relay that logs in through the
+    /// directory (`[auth.ldap]`) only.
+    pub local_users: bool,
+    /// Logins checked against an LDAP directory (`config/ldap.rs`); off when absent.
+    pub ldap: Option<LdapConfig>,
     /// Login throttling (`POST /api/login`).
     pub login_limits: LoginLimits,
     /// Tokens minted by another system (an existing app, an IdP).
@@ -684,6 +692,8 @@ impl Default for AuthConfig {
             cookie_secure: true,
             cookie_same_site: "Strict".into(),
             users: Vec::new(),
+            local_users: true,
+            ldap: None,
             login_limits: LoginLimits::default(),
             external_tokens: ExternalTokens::default(),
         }
@@ -770,12 +780,45 @@ impl Config {
                 2 * common::FLOW_WINDOW
             ));
         }
+        warnings.extend(self.auth_warnings());
         let dir = &self.static_dir;
         if dir.is_dir() && !dir.join("csp.txt").is_file() {
             warnings.push(format!(
                 "{} has no csp.txt: the browser app is served without a Content-Security-Policy (build it with trunk, whose post-build hook writes it)",
                 dir.display()
             ));
+        }
+        warnings
+    }
+
+    /// Warnings about who can log in and how passwords travel to the directory.
+    fn auth_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let auth = &self.auth;
+        if !auth.local_users && !auth.users.is_empty() {
+            warnings
+                .push("auth.local_users is false: the [[auth.users]] entries cannot log in".into());
+        }
+        if !auth.local_users && auth.ldap.is_none() {
+            warnings.push(
+                "auth.local_users is false and [auth.ldap] is not set: nobody can log in with a password".into(),
+            );
+        }
+        if let Some(ldap) = &auth.ldap {
+            let loopback = url::Url::parse(&ldap.url)
+                .ok()
+                .is_some_and(|u| match u.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    None => false,
+                });
+            if !ldap.encrypted() && !loopback {
+                warnings.push(format!(
+                    "auth.ldap.starttls is false on {}: users' passwords and the service password travel in clear; use StartTLS or ldaps://",
+                    ldap.url
+                ));
+            }
         }
         warnings
     }
@@ -835,6 +878,9 @@ impl Config {
                     "recording.targets: {key:?} is not a target; write \"ssh:<host id>\" or \"k8s:<cluster id>\""
                 ));
             }
+        }
+        if let Some(ldap) = &self.auth.ldap {
+            ldap.validate()?;
         }
         for host in &self.ssh_hosts {
             let methods = [

@@ -3,7 +3,7 @@
 //!
 //! Layers, each importing only those below it (`relay/tests/layering.rs` holds them):
 //! `server` (routes) → `endpoints/`, `api` → `pump` → `state` → `session`, `backend/` →
-//! `auth`, `access` → `config`, `close`, `metrics`, `redis_link`, `websocket`.
+//! `auth`, `access`, `ldap` → `config`, `close`, `metrics`, `redis_link`, `websocket`.
 
 mod access;
 mod api;
@@ -17,6 +17,7 @@ pub mod decoders;
 pub mod demo;
 mod endpoints;
 mod http;
+mod ldap;
 mod metrics;
 mod origin;
 mod pump;
@@ -28,8 +29,14 @@ mod state;
 mod throttle;
 mod websocket;
 
-pub use auth::hash_password;
+pub use auth::{AuthSetupError, hash_password};
 pub use backend::k8s::exec::SHELL_SCRIPT;
 pub use config::{Config, ConfigError};
 pub use server::Relay;
 pub use state::StartError;
+
+/// What `check-config` checks beyond the file itself: that the users' hashes, the RSA key
+/// file, and the LDAP directory's secret and CA file (`[auth.ldap]`) load as at start.
+pub fn check_credentials(config: &Config) -> Result<(), AuthSetupError> {
+    auth::Authenticator::new(config, None).map(|_| ())
+}

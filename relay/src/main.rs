@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Print an argon2 hash of a password read from standard input, for `auth.users`.
     HashPassword,
-    /// Check the config and exit.
+    /// Check the config (and that the secrets and files it names load) and exit.
     CheckConfig,
 }
 
@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::CheckConfig) => {
             let config = load(cli.config.as_ref())?;
+            relay::check_credentials(&config)?;
             for warning in config.warnings() {
                 println!("warning: {warning}");
             }

@@ -153,3 +153,44 @@ async fn check_config_warns_about_weak_settings() {
         "the secret itself is echoed: {out}"
     );
 }
+
+// check-config loads the directory's secret as a start would: a missing one is named (its
+// variable, never a value), a present one passes, and plaintext LDAP to another host is
+// a warning.
+#[tokio::test]
+async fn check_config_checks_the_ldap_section_and_its_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ldap.toml");
+    std::fs::write(
+        &path,
+        "[auth.ldap]\nurl = \"ldap://ldap.example.com\"\nstarttls = false\n\
+         bind_dn = \"cn=opsdeck,dc=example,dc=com\"\nbind_password_env = \"OPSDECK_TEST_LDAP_PW\"\n\
+         user_search_base = \"ou=people,dc=example,dc=com\"\n",
+    )
+    .expect("write config");
+    let check = |secret: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env_remove("OPSDECK_TEST_LDAP_PW");
+        if let Some(secret) = secret {
+            command.env("OPSDECK_TEST_LDAP_PW", secret);
+        }
+        command.output()
+    };
+    let missing = check(None).await.expect("check-config");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        err.contains("OPSDECK_TEST_LDAP_PW, which is not set"),
+        "{err}"
+    );
+
+    let present = check(Some("hunter2-service")).await.expect("check-config");
+    let out = String::from_utf8_lossy(&present.stdout);
+    assert!(present.status.success(), "{out}");
+    assert!(out.contains("travel in clear"), "{out}");
+    let all = format!("{out}{}", String::from_utf8_lossy(&present.stderr));
+    assert!(!all.contains("hunter2"), "the secret is echoed: {all}");
+}

@@ -4,6 +4,8 @@
 //! - [`sshd::TestSshd`]: Debian's openssh-server with a fresh host key and client key.
 //! - [`redis::TestRedis`]: redis-server, which can be killed and restarted on its port.
 //! - [`net`]: ports for the services that cannot pick their own, without a race.
+//! - [`ldap::TestSlapd`]: Debian's OpenLDAP slapd, seeded with people and groups, with a
+//!   test CA for StartTLS and ldaps when asked.
 //! - [`relay::TestRelay`]: the relay, in this process, on 127.0.0.1:0.
 //! - [`client::WsClient`]: a WebSocket client that speaks the `common` wire.
 //! - [`load`]: the load client of the benchmarks (`tests/bench/`): workloads and timings.
@@ -14,6 +16,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod ldap;
 pub mod load;
 pub mod net;
 pub mod proxy;

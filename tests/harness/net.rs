@@ -21,7 +21,7 @@ use tokio::process::Child;
 const ATTEMPTS: usize = 5;
 
 /// A loopback port nobody listens on right now, below the ephemeral port range.
-pub fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
