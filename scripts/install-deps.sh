@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 TRUNK_VERSION=0.21.14
 WASM_BINDGEN_VERSION=0.2.130
 
-apt_packages=(redis-server openssh-server openssh-client chromium chromium-driver fonts-noto-cjk slapd ldap-utils)
+apt_packages=(redis-server openssh-server openssh-client chromium chromium-driver fonts-noto-cjk slapd ldap-utils asciinema)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

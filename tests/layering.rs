@@ -377,7 +377,9 @@ fn relay_layer(module: &str) -> (usize, &'static str) {
         "endpoints" | "api" => (5, "endpoints"),
         "pump" => (4, "the pump"),
         "state" => (3, "shared state"),
-        "backend" | "session" => (2, "backends and the session registry"),
+        "backend" | "session" | "recording" => {
+            (2, "backends, the session registry and its recorder")
+        }
         "auth" | "access" | "ldap" | "oidc" => (1, "identity and grants"),
         _ => (0, "config, close values, metrics and links"),
     }

@@ -16,13 +16,17 @@
 //! - [`api`]: the JSON bodies of the relay's small HTTP API.
 //! - [`sso`]: single sign-on: the login page's providers, the callback's parameters, the
 //!   refusal reasons.
+//! - [`audit`]: the audit trail's events and `GET /api/audit`.
+//! - [`recording`]: the asciicast header of session recordings and `GET /api/recordings`.
 
 pub mod api;
+pub mod audit;
 pub mod chat;
 pub mod client;
 pub mod close;
 pub mod error;
 pub mod query;
+pub mod recording;
 pub mod resume;
 pub mod server;
 pub mod sso;

@@ -80,6 +80,13 @@ pub enum StreamEvent {
     },
     /// One entry of job output; `position` is its id.
     Output { position: Position, data: String },
+    /// Sent to a terminal's owner: `user` started (`joined`) or stopped watching it
+    /// read-only through `/ws/watch/{session}`; `watchers` is how many watch now.
+    Watcher {
+        user: String,
+        joined: bool,
+        watchers: u32,
+    },
     /// The remote program ended. `status` is its exit status when it reported one.
     Exit {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +177,11 @@ mod tests {
             StreamEvent::Output {
                 position: "17-0".into(),
                 data: "building\n".into(),
+            },
+            StreamEvent::Watcher {
+                user: "bob".into(),
+                joined: true,
+                watchers: 1,
             },
             StreamEvent::Exit {
                 status: Some(3),

@@ -5,7 +5,9 @@
 //! drops, or an example nobody updated fails here.
 
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
+use common::audit::AuditPage;
 use common::chat::{ChatBody, ChatRequest};
+use common::recording::RecordingInfo;
 use common::server::{ServerFrame, StreamEvent};
 use common::sso::{AuthProviders, LogoutAnswer};
 use common::{ClientFrame, CloseCode};
@@ -142,6 +144,7 @@ fn server_kind(frame: &ServerFrame) -> &'static str {
             StreamEvent::Dropped { .. } => "dropped",
             StreamEvent::Lines { .. } => "lines",
             StreamEvent::Output { .. } => "output",
+            StreamEvent::Watcher { .. } => "watcher",
             StreamEvent::Exit { signal: None, .. } => "exit",
             StreamEvent::Exit {
                 signal: Some(_), ..
@@ -213,6 +216,7 @@ fn every_relay_frame_example_is_a_server_frame_and_reads_back_the_same() {
             "dropped",
             "lines",
             "output",
+            "watcher",
             "exit",
             "exit with a signal",
             "chat message",
@@ -259,6 +263,8 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             again::<AuthProviders>(&value).map(|(_, back)| ("providers", back)),
             again::<LogoutAnswer>(&value).map(|(_, back)| ("logout", back)),
             again::<Vec<TerminalSessionInfo>>(&value).map(|(_, back)| ("sessions", back)),
+            again::<AuditPage>(&value).map(|(_, back)| ("audit page", back)),
+            again::<Vec<RecordingInfo>>(&value).map(|(_, back)| ("recordings", back)),
         ];
         let Some((kind, back)) = read.into_iter().flatten().find(|(_, back)| *back == value) else {
             panic!("PROTOCOL.md:{line}: {value} is no API body (or loses fields on the way)");
@@ -279,6 +285,8 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             "providers",
             "logout",
             "sessions",
+            "audit page",
+            "recordings",
         ],
     );
 }

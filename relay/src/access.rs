@@ -10,10 +10,31 @@ use crate::config::{Config, Grant};
 pub enum TargetRef {
     Ssh(String),
     Local(String),
-    K8s { cluster: String, namespace: String },
+    K8s {
+        cluster: String,
+        namespace: String,
+    },
     File(String),
     Chat(String),
     Job,
+    /// A running terminal session on the inner target, watched read-only.
+    Watch(Box<TargetRef>),
+}
+
+impl TargetRef {
+    /// The target as the audit trail names it: `ssh:<id>`, `local:<id>`, `k8s:<cluster>/<namespace>`,
+    /// `file:<id>`, `chat:<id>`, `job` (a watch names the target watched).
+    pub fn id(&self) -> String {
+        match self {
+            Self::Ssh(id) => format!("ssh:{id}"),
+            Self::Local(id) => format!("local:{id}"),
+            Self::K8s { cluster, namespace } => format!("k8s:{cluster}/{namespace}"),
+            Self::File(id) => format!("file:{id}"),
+            Self::Chat(id) => format!("chat:{id}"),
+            Self::Job => "job".to_owned(),
+            Self::Watch(inner) => inner.id(),
+        }
+    }
 }
 
 /// What a target's entry says about where it leads (address, path, credentials), apart
@@ -47,6 +68,7 @@ fn destination(config: &Config, target: &TargetRef) -> Option<String> {
             .map(|f| without_label(f, |f| f.label = None)),
         // A room or the job feed is a name, not a place: it cannot be re-pointed.
         TargetRef::Chat(_) | TargetRef::Job => Some(String::new()),
+        TargetRef::Watch(inner) => destination(config, inner),
     }
 }
 
@@ -67,6 +89,7 @@ impl std::fmt::Display for TargetRef {
             Self::File(id) => write!(f, "file {id:?}"),
             Self::Chat(id) => write!(f, "chat room {id:?}"),
             Self::Job => write!(f, "job output"),
+            Self::Watch(inner) => write!(f, "a session on {inner}"),
         }
     }
 }
@@ -100,7 +123,42 @@ pub fn permits(config: &Config, who: &Principal, target: &TargetRef) -> bool {
             TargetRef::File(id) => matches(&g.files, id),
             TargetRef::Chat(id) => matches(&g.chat, id),
             TargetRef::Job => g.jobs,
+            TargetRef::Watch(inner) => g.audit || watches(&g.watch, inner),
         })
+}
+
+/// Whether a `watch` list names `target` (see `Grant::watch`).
+fn watches(list: &[String], target: &TargetRef) -> bool {
+    let wanted = target.id();
+    let Some((kind, id)) = wanted.split_once(':') else {
+        return false;
+    };
+    list.iter().any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let Some((entry_kind, entry_id)) = entry.split_once(':') else {
+            return false;
+        };
+        if entry_kind != kind {
+            return false;
+        }
+        match (entry_id.split_once('/'), id.split_once('/')) {
+            (Some((c, n)), Some((cluster, namespace))) => {
+                (c == "*" || c == cluster) && (n == "*" || n == namespace)
+            }
+            _ => entry_id == "*" || entry_id == id,
+        }
+    })
+}
+
+/// Whether `who` holds the `audit` grant (the trail, every recording, watching anything).
+pub fn audits(config: &Config, who: &Principal) -> bool {
+    config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who))
+        .any(|g| g.audit)
 }
 
 /// The namespaces of one cluster the grants give `who`.
@@ -239,6 +297,41 @@ mod tests {
             &Config::from_toml("", "test").unwrap(),
             &target
         ));
+    }
+
+    #[test]
+    fn watching_needs_a_watch_grant_on_the_target_or_audit() {
+        let config = Config::from_toml(
+            r#"
+            [[grants]]
+            users = ["w"]
+            watch = ["ssh:web", "k8s:prod/*"]
+            [[grants]]
+            users = ["auditor"]
+            audit = true
+            [[grants]]
+            users = ["owner"]
+            ssh = ["*"]
+            "#,
+            "test",
+        )
+        .unwrap();
+        let watch = |t: TargetRef| TargetRef::Watch(Box::new(t));
+        let ssh = |id: &str| TargetRef::Ssh(id.into());
+        let ns = |c: &str, n: &str| TargetRef::K8s {
+            cluster: c.into(),
+            namespace: n.into(),
+        };
+        assert!(permits(&config, &who("w", &[]), &watch(ssh("web"))));
+        assert!(!permits(&config, &who("w", &[]), &watch(ssh("db"))));
+        assert!(permits(&config, &who("w", &[]), &watch(ns("prod", "x"))));
+        assert!(!permits(&config, &who("w", &[]), &watch(ns("dev", "x"))));
+        assert!(!permits(&config, &who("w", &[]), &ssh("web")));
+        assert!(permits(&config, &who("auditor", &[]), &watch(ssh("db"))));
+        assert!(audits(&config, &who("auditor", &[])));
+        assert!(!audits(&config, &who("w", &[])));
+        // Opening a target is not watching others' sessions on it.
+        assert!(!permits(&config, &who("owner", &[]), &watch(ssh("web"))));
     }
 
     #[test]

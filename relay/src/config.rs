@@ -106,6 +106,100 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Session recording (asciicast v2 files); without this section nothing is recorded.
+    #[serde(default)]
+    pub recording: Option<RecordingConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// What a recorder that cannot write does (`recording.on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRecordingFailure {
+    /// Fail closed: a session that cannot be recorded is refused (4502 with the reason),
+    /// and one whose recording breaks is ended.
+    Refuse,
+    /// Fail open: the session goes on unrecorded, `opsdeck_recording_failures_total` counts
+    /// it (alert on it).
+    Continue,
+}
+
+/// Terminal sessions recorded as asciicast v2 files (`docs/ARCHITECTURE.md`, "Recording").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Record every terminal session unless `targets` says otherwise. Default true.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Folder of the recordings, one file per session, named by its recording id. Created
+    /// when missing.
+    pub directory: PathBuf,
+    /// Per target overrides of `enabled`: `"ssh:<host id>"` or `"k8s:<cluster id>"` (any
+    /// terminal kind: `"<kind>:<id>"`) → true or false. Default none.
+    #[serde(default)]
+    pub targets: BTreeMap<String, bool>,
+    /// Write `.cast.gz` files (gzip) instead of `.cast`. Default false.
+    #[serde(default)]
+    pub compress: bool,
+    /// Recordings older than this are deleted. Default: kept whatever their age.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// When the recordings take more than this many bytes, the oldest are deleted.
+    /// Default: no limit.
+    #[serde(default)]
+    pub max_total_bytes: Option<u64>,
+    /// What happens when a recording cannot be written. Default `refuse` (fail closed).
+    #[serde(default = "defaults::on_failure")]
+    pub on_failure: OnRecordingFailure,
+    /// Events (output reads, keystrokes, resizes) queued per session for its writer.
+    /// When the queue is full, `refuse` makes the session wait (the remote program is
+    /// slowed like a slow browser slows it; nothing goes unrecorded) and `continue` drops
+    /// the events, counts them and writes a marker saying how many bytes were lost.
+    /// Default 1024.
+    #[serde(default = "defaults::recording_queue")]
+    pub queue_events: usize,
+    /// Users may list and download the recordings of their own sessions
+    /// (`/api/recordings`), besides those granted `audit`, who see all. Default false.
+    #[serde(default)]
+    pub owners_read: bool,
+}
+
+impl RecordingConfig {
+    /// Whether a session on `target` (e.g. `ssh:web-1`, `k8s:prod/...`) is recorded: the
+    /// override of its `<kind>:<id>` (for pods, the cluster), else `enabled`.
+    pub fn records(&self, target: &str) -> bool {
+        let key = match target.split_once(':') {
+            Some(("k8s", rest)) => format!("k8s:{}", rest.split('/').next().unwrap_or("")),
+            _ => target.to_owned(),
+        };
+        self.targets.get(&key).copied().unwrap_or(self.enabled)
+    }
+}
+
+/// The audit trail: security events as JSON lines (`GET /api/audit` reads them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The JSON-lines file events are appended to (and `GET /api/audit` reads, without
+    /// Redis). Default none: events go to the relay's log only (target `opsdeck::audit`),
+    /// so no relay writes a trail into whatever folder it was started in.
+    pub file: Option<PathBuf>,
+    /// With `[redis]`, events are also added to this stream (capped at `redis_max_len`),
+    /// so several relays share one trail. Default `opsdeck:audit`; empty: not sent.
+    pub redis_stream: String,
+    /// Approximate length the Redis stream is capped at. Default 1000000.
+    pub redis_max_len: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            redis_stream: "opsdeck:audit".into(),
+            redis_max_len: 1_000_000,
+        }
+    }
 }
 
 /// Who may read `GET /metrics`.
@@ -313,6 +407,15 @@ pub struct Grant {
     /// Job output streams.
     #[serde(default)]
     pub jobs: bool,
+    /// Running terminal sessions these users may watch read-only (`/ws/watch/{session}`):
+    /// `"ssh:<host id>"`, `"k8s:<cluster>/<namespace>"` (`*` for any id or namespace, e.g.
+    /// `"ssh:*"`, `"k8s:prod/*"`), or `"*"` for every one.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// The audit trail (`GET /api/audit`), every recording (`/api/recordings`) and every
+    /// running session (watching).
+    #[serde(default)]
+    pub audit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -510,6 +613,15 @@ mod defaults {
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn on_failure() -> OnRecordingFailure {
+        OnRecordingFailure::Refuse
+    }
+    pub fn recording_queue() -> usize {
+        1024
     }
 }
 
@@ -797,6 +909,19 @@ impl Config {
             return invalid(format!(
                 "auth.users {user:?} is named like a user of the provider {provider:?} (\"{provider}:<name>\"); rename it"
             ));
+        }
+        if let Some(recording) = &self.recording {
+            if recording.directory.as_os_str().is_empty() || recording.queue_events == 0 {
+                return invalid(
+                    "recording.directory must be set and recording.queue_events be at least 1"
+                        .into(),
+                );
+            }
+            if let Some(key) = recording.targets.keys().find(|k| !k.contains(':')) {
+                return invalid(format!(
+                    "recording.targets: {key:?} is not a target; write \"ssh:<host id>\", \"local:<shell id>\" or \"k8s:<cluster id>\""
+                ));
+            }
         }
         if let Some(ldap) = &self.auth.ldap {
             ldap.validate()?;

@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+mod audit;
 mod auth;
 mod backend;
 mod close;
@@ -21,6 +22,7 @@ mod metrics;
 mod oidc;
 mod origin;
 mod pump;
+mod recording;
 mod redis_link;
 mod server;
 mod session;

@@ -14,6 +14,13 @@ pub struct Metrics {
     pub auth_failures: IntCounter,
     /// Sessions picked up again by a reconnecting browser, per backend.
     pub resumes: IntCounterVec,
+    /// Recordings that could not be started or broke while written (alert on it: with
+    /// `recording.on_failure = "continue"` those sessions went on unrecorded).
+    pub recording_failures: IntCounter,
+    /// Terminal bytes a full recording queue dropped (`on_failure = "continue"` only).
+    pub recording_lost_bytes: IntCounter,
+    /// Audit events that could not be written (full queue, file or Redis error).
+    pub audit_failures: IntCounter,
 }
 
 impl Metrics {
@@ -47,12 +54,30 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let recording_failures = IntCounter::new(
+            "opsdeck_recording_failures_total",
+            "Session recordings that could not be started or broke while written",
+        )
+        .expect("valid metric");
+        let recording_lost_bytes = IntCounter::new(
+            "opsdeck_recording_lost_bytes_total",
+            "Terminal bytes left out of recordings because their queue was full",
+        )
+        .expect("valid metric");
+        let audit_failures = IntCounter::new(
+            "opsdeck_audit_failures_total",
+            "Audit events that could not be written",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(websockets.clone()),
             Box::new(bytes.clone()),
             Box::new(auth_failures.clone()),
             Box::new(resumes.clone()),
+            Box::new(recording_failures.clone()),
+            Box::new(recording_lost_bytes.clone()),
+            Box::new(audit_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -65,6 +90,9 @@ impl Metrics {
             bytes,
             auth_failures,
             resumes,
+            recording_failures,
+            recording_lost_bytes,
+            audit_failures,
         }
     }
 

@@ -44,15 +44,24 @@ pub enum PumpEnd {
     PeerGone,
 }
 
+/// Bytes a pump run moved each way (WebSocket message payloads), for the audit trail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub to_browser: u64,
+    pub from_browser: u64,
+}
+
 fn closed(code: CloseCode, reason: impl Into<String>) -> PumpEnd {
     PumpEnd::Closed(Close::new(code, reason))
 }
 
 /// Sends the stream's `connected` frame, then pumps until the stream or the socket ends.
-pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> PumpEnd {
+pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (PumpEnd, Traffic) {
+    let mut traffic = Traffic::default();
     let Opened {
         hello,
         mut attachment,
+        ..
     } = opened;
     let state = ctx.state.clone();
     let config = ctx.config.clone();
@@ -143,6 +152,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
                         continue;
                     }
                     bytes_in.inc_by(message.len() as u64);
+                    traffic.from_browser += message.len() as u64;
                     if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
                         let frame = StreamEvent::Error { code: refused.code, message: refused.message, client_id: refused.client_id };
                         if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
@@ -154,9 +164,14 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
                     let message = match outgoing {
                         Outbound::Binary(bytes) => {
                             bytes_out.inc_by(bytes.len() as u64);
+                            traffic.to_browser += bytes.len() as u64;
                             Message::Binary(bytes)
                         }
-                        Outbound::Text(frame) => Message::text(frame.to_json()),
+                        Outbound::Text(frame) => {
+                            let text = frame.to_json();
+                            traffic.to_browser += text.len() as u64;
+                            Message::text(text)
+                        }
                         Outbound::Close(close) => break PumpEnd::Closed(close),
                     Outbound::InputReady => continue,
                     };
@@ -177,7 +192,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> Pum
             let _ = timeout(Duration::from_secs(5), ws.close(None)).await;
         }
     }
-    end
+    (end, traffic)
 }
 
 /// Sends a close frame with a reason and waits briefly for the browser to acknowledge.

@@ -6,11 +6,14 @@
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions` | see `api.rs` |
 //! | `GET /api/auth/providers`, `GET /api/auth/oidc/{id}/login`, `GET /api/auth/oidc/{id}/callback`, `POST /api/auth/oidc/{id}/backchannel-logout` | single sign-on (`api/sso.rs`) |
+//! | `GET /api/audit?user=&target=&kind=&since=&until=&after=&limit=` | the audit trail (`audit` grant) |
+//! | `GET /api/recordings?user=&target=&since=&until=`, `GET /api/recordings/{id}` | session recordings (`audit` grant; `Range` supported) |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
 //! | `GET /ws/local/{shell_id}` | terminal on the relay's own machine (`endpoints/local.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
 //! | `GET /ws/chat/{room}?since=<id>` | chat room, in memory or shared through Redis (`endpoints/chat.rs`) |
 //! | `GET /ws/exec/{token}?position=<id>` | job output written into Redis (`endpoints/job.rs`) |
+//! | `GET /ws/watch/{session}` | a running terminal session, read-only (`endpoints/watch.rs`) |
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
@@ -39,7 +42,7 @@ use crate::backend::k8s::ContainerPath;
 use crate::config::Config;
 use crate::endpoints::{
     self, ChatEndpoint, JobEndpoint, LocalShellEndpoint, PodExecEndpoint, PodLogsEndpoint,
-    SshEndpoint, StreamOpener, TailEndpoint,
+    SshEndpoint, StreamOpener, TailEndpoint, WatchEndpoint,
 };
 use crate::http::{self, ClientAddr, HttpLimits};
 use crate::origin;
@@ -171,6 +174,25 @@ impl Relay {
             .sum()
     }
 
+    /// Returns once every WebSocket has ended and every audit event recorded so far (those
+    /// of the streams that just closed included) has been written.
+    pub async fn audit_written(&self) {
+        if let Ok(all) = self
+            .state
+            .connections
+            .acquire_many(self.connection_limit)
+            .await
+        {
+            drop(all);
+        }
+        self.state.audit.written().await;
+    }
+
+    /// Returns once every session recording has been finished and closed.
+    pub async fn recordings_finished(&self) {
+        self.state.recorder.all_finished().await;
+    }
+
     /// How many file tails have a reader running.
     pub fn tail_readers(&self) -> usize {
         self.state.tails.len()
@@ -280,6 +302,27 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::sessions);
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let audit = warp::path!("api" / "audit")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(api::audit);
+    let recordings = warp::path!("api" / "recordings")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(api::recordings);
+    let recording = warp::path!("api" / "recordings" / String)
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::recording);
     // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
         .and(warp::method())
@@ -303,6 +346,12 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(targets)
         .unify()
         .or(sessions)
+        .unify()
+        .or(audit)
+        .unify()
+        .or(recordings)
+        .unify()
+        .or(recording)
         .unify()
         .or(k8s_api_routes(state.clone()))
         .unify()
@@ -476,6 +525,11 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let job = warp::path!("ws" / "exec" / String)
         .and(raw_query())
         .map(|token, query| JobEndpoint { token, query });
+    let terminals = state.terminals.clone();
+    let watch = warp::path!("ws" / "watch" / String).map(move |session| WatchEndpoint {
+        session,
+        terminals: terminals.clone(),
+    });
     upgrade(state.clone(), ssh)
         .or(upgrade(state.clone(), local))
         .unify()
@@ -484,6 +538,8 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(upgrade(state.clone(), chat))
         .unify()
         .or(upgrade(state.clone(), job))
+        .unify()
+        .or(upgrade(state.clone(), watch))
         .unify()
         .or(k8s_ws_routes(state))
         .unify()

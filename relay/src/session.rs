@@ -25,11 +25,14 @@ use crate::backend::{
 };
 use crate::close::{Close, CloseCause};
 use crate::metrics::Metrics;
+use crate::recording::{Recording, RecordingTag};
 
 /// Largest binary frame sent to a browser.
 const MAX_CHUNK: usize = 64 * 1024;
 /// Input frames queued for a backend before the browser is made to wait.
 const INPUT_QUEUE: usize = 16;
+/// Watcher notices kept for an owner who is not attached (the oldest go first).
+const MAX_NOTICES: usize = 64;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SessionError {
@@ -133,13 +136,15 @@ impl TerminalRegistry {
     }
 
     /// Registers a connected terminal of `size` in its reserved place and attaches the
-    /// caller to it.
-    pub fn start(
+    /// caller to it; with a `recording`, the session's output, keystrokes and resizes are
+    /// tapped into it (see `recording.rs`).
+    pub fn start_recorded(
         self: &Arc<Self>,
         label: SessionLabel,
         size: TermSize,
         streams: TerminalStreams,
         reservation: Reservation,
+        recording: Option<Recording>,
     ) -> TerminalAttachment {
         let (commands, command_rx) = mpsc::channel(INPUT_QUEUE);
         let mut ring = RingState::new(self.buffer_bytes);
@@ -152,6 +157,7 @@ impl TerminalRegistry {
             output_ready: Notify::new(),
             space_ready: Notify::new(),
             commands,
+            recording: recording.as_ref().map(Recording::tag),
         });
         self.metrics
             .sessions
@@ -159,8 +165,12 @@ impl TerminalRegistry {
             .inc();
         self.sessions().insert(session.id.clone(), session.clone());
         drop(reservation);
-        tokio::spawn(pump_output(session.clone(), streams.output));
-        tokio::spawn(pump_input(streams.input, command_rx));
+        tokio::spawn(pump_output(
+            session.clone(),
+            streams.output,
+            recording.clone(),
+        ));
+        tokio::spawn(pump_input(streams.input, command_rx, recording));
         let generation = session.state().attach();
         TerminalAttachment::new(self.clone(), session, generation, 0, false, None)
     }
@@ -225,6 +235,37 @@ impl TerminalRegistry {
         ))
     }
 
+    /// What the running session `id` is (for a watch's permission check).
+    pub fn label(&self, id: &str) -> Option<SessionLabel> {
+        self.sessions().get(id).map(|s| s.label.clone())
+    }
+
+    /// Attaches `viewer` read-only to the running session `id`: what its ring holds, then
+    /// its output as it comes; the owner is told who joined.
+    pub fn watch(&self, id: &str, viewer: &str) -> Result<WatchAttachment, SessionError> {
+        let session = self
+            .sessions()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SessionError::Gone(id.to_owned()))?;
+        let cursor = {
+            let mut state = session.state();
+            if state.ended.is_some() {
+                return Err(SessionError::Gone(id.to_owned()));
+            }
+            state.watchers += 1;
+            state.notice(viewer, true);
+            state.start
+        };
+        session.output_ready.notify_waiters();
+        Ok(WatchAttachment {
+            session,
+            viewer: viewer.to_owned(),
+            cursor,
+            exit_sent: false,
+        })
+    }
+
     /// Ends a session now: hangs up the remote program and forgets the session.
     pub fn end(&self, id: &str) {
         self.end_with(id, Close::new(CloseCode::Normal, "the session was closed"));
@@ -238,6 +279,9 @@ impl TerminalRegistry {
             .sessions
             .with_label_values(&[session.label.backend.as_str()])
             .dec();
+        if let Some(recording) = &session.recording {
+            recording.end(&close.reason);
+        }
         session.state().finish(close);
         // The input pump closes the backend when the command channel closes or says so.
         let _ = session.commands.try_send(Command::Close);
@@ -369,6 +413,8 @@ struct TerminalSession {
     /// The attached browser took output, so the backend reader may go on.
     space_ready: Notify,
     commands: mpsc::Sender<Command>,
+    /// The session's recording, when it is recorded.
+    recording: Option<RecordingTag>,
 }
 
 impl TerminalSession {
@@ -421,6 +467,10 @@ struct RingState {
     size: TermSize,
     /// Unix seconds of the last output or input.
     last_active: u64,
+    /// Read-only watchers attached now.
+    watchers: u32,
+    /// Join/leave notices for the owner's attachment, oldest first.
+    notices: VecDeque<StreamEvent>,
 }
 
 impl RingState {
@@ -437,7 +487,21 @@ impl RingState {
             ended: None,
             size: TermSize { rows: 24, cols: 80 },
             last_active: 0,
+            watchers: 0,
+            notices: VecDeque::new(),
         }
+    }
+
+    /// Tells the owner that `user` started or stopped watching.
+    fn notice(&mut self, user: &str, joined: bool) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(StreamEvent::Watcher {
+            user: user.to_owned(),
+            joined,
+            watchers: self.watchers,
+        });
     }
 
     fn end(&self) -> u64 {
@@ -501,7 +565,11 @@ impl RingState {
     }
 }
 
-async fn pump_output(session: Arc<TerminalSession>, mut output: Box<dyn TerminalOutput>) {
+async fn pump_output(
+    session: Arc<TerminalSession>,
+    mut output: Box<dyn TerminalOutput>,
+    mut recording: Option<Recording>,
+) {
     loop {
         let event = tokio::select! {
             event = output.next() => event,
@@ -509,18 +577,49 @@ async fn pump_output(session: Arc<TerminalSession>, mut output: Box<dyn Terminal
             () = ended(&session) => return,
         };
         match event {
-            TerminalEvent::Output(bytes) => session.push(bytes).await,
+            TerminalEvent::Output(bytes) => {
+                // The recording tap: before the ring, so it holds every byte a browser can get.
+                if let Some(tap) = &recording
+                    && let Err(e) = tap.output(&bytes).await
+                {
+                    if tap.required() {
+                        session.state().finish(Close::unavailable(format!(
+                            "{e}; sessions on {} are recorded, so this one was ended",
+                            session.label.target
+                        )));
+                        session.output_ready.notify_waiters();
+                        return;
+                    }
+                    recording = None;
+                }
+                session.push(bytes).await
+            }
             TerminalEvent::Exited(info) => {
+                if let Some(recording) = &session.recording {
+                    recording.end(&exit_reason(&info));
+                }
                 session.state().exit = Some(info);
                 session.output_ready.notify_waiters();
                 return;
             }
             TerminalEvent::Failed(reason) => {
+                if let Some(recording) = &session.recording {
+                    recording.end(&reason);
+                }
                 session.state().finish(Close::unavailable(reason));
                 session.output_ready.notify_waiters();
                 return;
             }
         }
+    }
+}
+
+/// How a remote program ended, in words (the close reason, the recording's end marker).
+fn exit_reason(exit: &ExitInfo) -> String {
+    match (&exit.status, &exit.signal) {
+        (Some(status), _) => format!("the remote program exited with status {status}"),
+        (None, Some(signal)) => format!("the remote program was killed by {signal}"),
+        (None, None) => "the remote program ended".to_owned(),
     }
 }
 
@@ -534,8 +633,27 @@ async fn ended(session: &TerminalSession) {
     }
 }
 
-async fn pump_input(mut input: Box<dyn TerminalInput>, mut commands: mpsc::Receiver<Command>) {
+async fn pump_input(
+    mut input: Box<dyn TerminalInput>,
+    mut commands: mpsc::Receiver<Command>,
+    mut recording: Option<Recording>,
+) {
     while let Some(command) = commands.recv().await {
+        // The recording tap: keystrokes and resizes as they go to the backend.
+        if let Some(tap) = &recording {
+            let recorded = match &command {
+                Command::Write(bytes) => tap.input(bytes).await,
+                Command::Resize(size) => tap.resize(*size).await,
+                Command::Close => Ok(()),
+            };
+            if recorded.is_err() {
+                if tap.required() {
+                    // Hanging up ends the session (its output task sees the program end).
+                    break;
+                }
+                recording = None;
+            }
+        }
         let result = match command {
             Command::Write(bytes) => input.write(bytes).await,
             Command::Resize(size) => input.resize(size).await,
@@ -599,6 +717,11 @@ impl TerminalAttachment {
         self
     }
 
+    /// The id of the session's recording, when it is recorded.
+    pub fn recording(&self) -> Option<String> {
+        self.session.recording.as_ref().map(|r| r.id().to_owned())
+    }
+
     /// What the `connected` frame says: the session and where this attachment starts.
     pub fn hello(&self) -> Hello {
         Hello {
@@ -633,6 +756,9 @@ impl TerminalAttachment {
                 "this session was resumed by another connection",
             )));
         }
+        if let Some(notice) = state.notices.pop_front() {
+            return Some(Outbound::Text(notice.into()));
+        }
         if self.cursor < state.end() {
             let room = self.window_room();
             if room == 0 {
@@ -654,12 +780,10 @@ impl TerminalAttachment {
                     signal: exit.signal.clone(),
                 })));
             }
-            let reason = match (&exit.status, &exit.signal) {
-                (Some(status), _) => format!("the remote program exited with status {status}"),
-                (None, Some(signal)) => format!("the remote program was killed by {signal}"),
-                (None, None) => "the remote program ended".to_owned(),
-            };
-            return Some(Outbound::Close(Close::new(CloseCode::Normal, reason)));
+            return Some(Outbound::Close(Close::new(
+                CloseCode::Normal,
+                exit_reason(exit),
+            )));
         }
         state.ended.clone().map(Outbound::Close)
     }
@@ -775,6 +899,99 @@ impl Drop for TerminalAttachment {
     }
 }
 
+/// A read-only watcher of a terminal session (`/ws/watch/{session}`). It reads the ring at
+/// its own cursor and never holds the session back: a watcher that falls behind what the
+/// ring keeps gets a `gap` frame and goes on from the oldest byte kept.
+pub struct WatchAttachment {
+    session: Arc<TerminalSession>,
+    viewer: String,
+    cursor: u64,
+    exit_sent: bool,
+}
+
+impl WatchAttachment {
+    pub fn hello(&self) -> Hello {
+        Hello {
+            stream: StreamKind::Terminal,
+            session: self.session.id.clone(),
+            position: Position::count(self.cursor),
+            resumed: false,
+        }
+    }
+
+    fn ready(&mut self) -> Option<Outbound> {
+        let state = self.session.state();
+        if self.cursor < state.start {
+            let gap = StreamEvent::Gap {
+                message: format!(
+                    "{} bytes of output went by faster than you read them and are no longer kept",
+                    state.start - self.cursor
+                ),
+                position: Position::count(state.start),
+            };
+            self.cursor = state.start;
+            return Some(Outbound::Text(gap.into()));
+        }
+        if self.cursor < state.end() {
+            let chunk = state.read(self.cursor, u64::MAX);
+            self.cursor += chunk.len() as u64;
+            return Some(Outbound::Binary(chunk));
+        }
+        if let Some(exit) = &state.exit {
+            if !self.exit_sent {
+                self.exit_sent = true;
+                return Some(Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
+                    status: exit.status,
+                    signal: exit.signal.clone(),
+                })));
+            }
+            return Some(Outbound::Close(Close::new(
+                CloseCode::Normal,
+                format!("the watched session ended: {}", exit_reason(exit)),
+            )));
+        }
+        state.ended.as_ref().map(|ended| {
+            Outbound::Close(Close::new(
+                ended.code,
+                format!("the watched session ended: {}", ended.reason),
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Attachment for WatchAttachment {
+    async fn next(&mut self) -> Outbound {
+        let session = self.session.clone();
+        loop {
+            let woken = session.output_ready.notified();
+            if let Some(out) = self.ready() {
+                return out;
+            }
+            woken.await;
+        }
+    }
+
+    async fn input(&mut self, _: Inbound) -> Result<(), InputRefused> {
+        Err(InputRefused {
+            code: common::server::ErrorCode::NotAccepted,
+            message: "you are watching this session read-only: nothing you send reaches it".into(),
+            client_id: None,
+        })
+    }
+}
+
+impl Drop for WatchAttachment {
+    fn drop(&mut self) {
+        {
+            let mut state = self.session.state();
+            state.watchers = state.watchers.saturating_sub(1);
+            state.notice(&self.viewer, false);
+        }
+        self.session.output_ready.notify_waiters();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,11 +1088,12 @@ mod tests {
         };
         let reservation = registry.reserve("1").unwrap();
         let mut attachment = registry
-            .start(
+            .start_recorded(
                 label.clone(),
                 TermSize { rows: 24, cols: 80 },
                 streams,
                 reservation,
+                None,
             )
             .with_flow_control();
         attachment.pending.clear();

@@ -8,9 +8,11 @@ use std::sync::{Arc, RwLock};
 
 use std::sync::atomic::AtomicBool;
 
+use common::audit::{AuditEvent, AuditKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::backend::chat::hub::ChatHub;
 use crate::backend::job::hub::JobHub;
@@ -19,6 +21,7 @@ use crate::backend::tail::reader::TailHub;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oidc::OidcHub;
+use crate::recording::Recorder;
 use crate::redis_link::RedisLink;
 use crate::session::TerminalRegistry;
 
@@ -29,6 +32,10 @@ pub struct AppState {
     /// OpenID Connect providers: sign-ins, RP-initiated and back-channel logouts.
     pub oidc: OidcHub,
     pub terminals: Arc<TerminalRegistry>,
+    /// The audit trail (`[audit]`).
+    pub audit: Arc<AuditLog>,
+    /// Session recordings (`[recording]`).
+    pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
     /// File tail readers, one per file.
     pub tails: Arc<TailHub>,
@@ -57,6 +64,7 @@ impl AppState {
             }
             None => None,
         };
+        let audit = AuditLog::new(&config.audit, redis.clone(), metrics.clone());
         let auth = Authenticator::new(&config, redis.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let oidc = OidcHub::new(&config, redis.clone()).map_err(StartError::Config)?;
@@ -66,6 +74,7 @@ impl AppState {
             config.limits.max_sessions_per_user,
             metrics.clone(),
         );
+        let recorder = Recorder::new(metrics.clone());
         let tails = TailHub::new(metrics.clone());
         let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
         let jobs = redis.map(|link| JobHub::new(link, &config.jobs, metrics.clone()));
@@ -75,6 +84,8 @@ impl AppState {
             auth,
             oidc,
             terminals,
+            audit,
+            recorder,
             metrics,
             tails,
             chat,
@@ -104,6 +115,8 @@ impl AppState {
             .map_err(|e| StartError::Config(e.to_string()))?;
         self.oidc.install(providers);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.audit
+            .record(AuditEvent::new(AuditKind::ConfigReloaded, 0));
         Ok(())
     }
 }

@@ -149,34 +149,53 @@ pub(crate) async fn alternate<A, B>(
     }
 }
 
-/// An sshd and a relay process with it as host `box`, or the external terminal URL.
+/// An sshd and a relay process with it as host `box`, or the external terminal URL; with
+/// `recorded`, a second relay process that records every session (into a temp folder).
 struct TerminalSetup {
     sshd: Option<(TestSshd, SshLogin)>,
     _relay: Option<RelayProcess>,
     endpoint: Endpoint,
+    recorded: Option<(RelayProcess, Endpoint, tempfile::TempDir)>,
 }
 
 impl TerminalSetup {
-    async fn start(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Self> {
+    async fn start(
+        settings: &Settings,
+        external: Option<&Endpoint>,
+        recorded: bool,
+    ) -> anyhow::Result<Self> {
         if let Some(endpoint) = external {
             return Ok(Self {
                 sshd: None,
                 _relay: None,
                 endpoint: endpoint.clone(),
+                recorded: None,
             });
         }
         let sshd = TestSshd::start().await?;
-        let relay = RelayProcess::start(
-            settings.relay_bin()?,
-            &relay_config(&sshd.host_toml("box")?),
-        )
-        .await?;
+        let host = sshd.host_toml("box")?;
+        let relay = RelayProcess::start(settings.relay_bin()?, &relay_config(&host)).await?;
         let token = relay.login("alice").await?;
         let login = SshLogin::of(&sshd)?;
+        let recorded = if recorded {
+            let dir = tempfile::tempdir()?;
+            let sections = format!(
+                "{host}\n[recording]\ndirectory = \"{}\"\n",
+                dir.path().display()
+            );
+            let relay =
+                RelayProcess::start(settings.relay_bin()?, &relay_config(&sections)).await?;
+            let token = relay.login("alice").await?;
+            let endpoint = relay.endpoint("/ws/ssh/box", &token);
+            Some((relay, endpoint, dir))
+        } else {
+            None
+        };
         Ok(Self {
             endpoint: relay.endpoint("/ws/ssh/box", &token),
             sshd: Some((sshd, login)),
             _relay: Some(relay),
+            recorded,
         })
     }
 
@@ -207,7 +226,7 @@ impl TerminalSetup {
 }
 
 async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
-    let setup = TerminalSetup::start(settings, external).await?;
+    let setup = TerminalSetup::start(settings, external, true).await?;
     let bytes = settings.bulk_bytes();
     let mut report = Report::new(Workload::SshBulk);
     if setup.sshd.is_some() {
@@ -285,6 +304,29 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
                 relay.mb_per_s(),
                 Some(raw.mb_per_s()),
                 None,
+            );
+        }
+        // Issue 14: recording costs at most 10% of the throughput.
+        if let Some((_, endpoint, _)) = &setup.recorded {
+            let mut term = RelayTerminal::open(endpoint).await?;
+            load::prepare(&mut term).await?;
+            let recorded = load::terminal_bulk(&mut term, bytes).await?;
+            term.close().await?;
+            progress(
+                Workload::SshBulk,
+                run,
+                settings,
+                format!(
+                    "relay recording the session {:.1} MB/s",
+                    recorded.mb_per_s()
+                ),
+            );
+            report.record(
+                "throughput with [recording] vs without",
+                "MB/s",
+                recorded.mb_per_s(),
+                Some(relay.mb_per_s()),
+                Some(Target::RatioAtLeast(0.9)),
             );
         }
         report.note(format!(
@@ -416,7 +458,7 @@ async fn cpu_percent_over<const N: usize>(
 }
 
 async fn ssh_echo(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
-    let setup = TerminalSetup::start(settings, external).await?;
+    let setup = TerminalSetup::start(settings, external, false).await?;
     let samples = settings.echo_samples();
     let mut report = Report::new(Workload::SshEcho);
     if setup.sshd.is_some() {

@@ -37,7 +37,34 @@ fn current_user() -> anyhow::Result<String> {
 }
 
 impl TestSshd {
+    /// One sshd for a whole test binary, started on first use. It runs under a thread of
+    /// its own that lives as long as the process, and is told to die with that thread
+    /// (`PR_SET_PDEATHSIG`), so it never outlives the tests.
+    pub fn shared() -> &'static TestSshd {
+        static SHARED: std::sync::OnceLock<TestSshd> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the shared sshd");
+                runtime.block_on(async move {
+                    let _ = tx.send(Self::launch(true).await);
+                    std::future::pending::<()>().await
+                })
+            });
+            rx.recv()
+                .expect("the shared sshd's thread answers")
+                .expect("the shared sshd starts")
+        })
+    }
+
     pub async fn start() -> anyhow::Result<Self> {
+        Self::launch(false).await
+    }
+
+    async fn launch(die_with_thread: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let user = current_user()?;
         let host_key = dir.path().join("host_key");
@@ -62,7 +89,17 @@ impl TestSshd {
                 dir = dir.path().display(),
             );
             std::fs::write(&config_path, config)?;
-            Command::new("/usr/sbin/sshd")
+            let mut command = Command::new("/usr/sbin/sshd");
+            if die_with_thread {
+                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    command.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+            }
+            command
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")

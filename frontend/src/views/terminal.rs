@@ -247,6 +247,15 @@ fn show(
         }
         Incoming::Event(StreamEvent::Error { message, .. }) => term.write_text(&note(&message)),
         Incoming::Event(StreamEvent::Status { message, .. }) => term.write_text(&note(&message)),
+        // Someone started or stopped watching this session read-only.
+        Incoming::Event(StreamEvent::Watcher {
+            user,
+            joined,
+            watchers,
+        }) => term.write_text(&note(&format!(
+            "{user} {} watching this session ({watchers} watching now)",
+            if joined { "started" } else { "stopped" }
+        ))),
         Incoming::Notice(notice) => term.write_text(&note(&notice.text)),
         Incoming::Event(_) => {}
     }

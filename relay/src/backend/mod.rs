@@ -36,6 +36,8 @@ pub enum BackendKind {
     Tail,
     Chat,
     Job,
+    /// A read-only watch of a running terminal session.
+    Watch,
 }
 
 impl BackendKind {
@@ -47,6 +49,7 @@ impl BackendKind {
             Self::Tail => "tail",
             Self::Chat => "chat",
             Self::Job => "job",
+            Self::Watch => "watch",
         }
     }
 }
@@ -84,6 +87,8 @@ impl Hello {
 pub struct Opened {
     pub hello: Hello,
     pub attachment: Box<dyn Attachment>,
+    /// The id of the session's recording, for the audit trail.
+    pub recording: Option<String>,
 }
 
 impl Opened {
@@ -91,6 +96,7 @@ impl Opened {
         Self {
             hello,
             attachment: Box::new(attachment),
+            recording: None,
         }
     }
 }

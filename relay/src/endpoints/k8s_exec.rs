@@ -81,7 +81,7 @@ impl StreamOpener for PodExecEndpoint {
         let api: Api<Pod> = Api::namespaced(client, &self.path.namespace);
         exec::check(&api, &self.path, limits).await?;
         let connect = exec::open(&api, &self.path, limits, request.size);
-        request.start(&p.state.terminals, connect).await
+        request.start(p, connect).await
     }
 }
 

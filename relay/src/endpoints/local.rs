@@ -37,6 +37,6 @@ impl StreamOpener for LocalShellEndpoint {
             return resumed;
         }
         let start = local::open(&shell, request.size);
-        request.start(&p.state.terminals, start).await
+        request.start(p, start).await
     }
 }

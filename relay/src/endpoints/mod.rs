@@ -17,6 +17,7 @@
 //! | `tail.rs` | `/ws/tail/{file}` | `backend::tail` |
 //! | `chat.rs` | `/ws/chat/{room}` | `backend::chat` |
 //! | `job.rs` | `/ws/exec/{token}` | `backend::job` |
+//! | `watch.rs` | `/ws/watch/{session}` | a read-only view of a session in `session.rs` |
 
 mod chat;
 mod job;
@@ -28,10 +29,13 @@ mod opener;
 mod ssh;
 mod tail;
 mod terminal;
+mod watch;
 
 use std::sync::Arc;
 
-use common::CloseCode;
+use common::audit::{AuditEvent, AuditKind};
+use common::{CloseCode, StreamKind};
+use tokio::time::Instant;
 use warp::http::HeaderMap;
 
 pub use self::chat::ChatEndpoint;
@@ -43,12 +47,13 @@ pub use self::local::LocalShellEndpoint;
 pub use self::opener::{Prelude, StreamOpener};
 pub use self::ssh::SshEndpoint;
 pub use self::tail::TailEndpoint;
+pub use self::watch::WatchEndpoint;
 use crate::access::{self, TargetRef};
 use crate::auth::{self, AuthError, Principal};
-use crate::backend::Opened;
+use crate::backend::{BackendKind, Opened};
 use crate::close::Close;
 use crate::config::Config;
-use crate::pump::{self, PumpContext};
+use crate::pump::{self, PumpContext, PumpEnd};
 use crate::state::AppState;
 use crate::websocket::WebSocket;
 
@@ -65,13 +70,32 @@ pub async fn serve<O: StreamOpener>(
         .websockets
         .with_label_values(&[backend.as_str()]);
     gauge.inc();
-    let prepared = prepare(&state, &headers, &opener).await;
+    // Who asked for what, as far as it was found out (for a refusal's audit event).
+    let mut known = (None, None);
+    let prepared = prepare(&state, &headers, &opener, &mut known).await;
     // Header values share hyper's 8 KiB read buffer: holding them for the socket's life
     // would keep that buffer too, the largest part of an idle connection.
     drop(headers);
+    let watching = backend == BackendKind::Watch;
     match prepared {
         Ok((principal, target, config, opened)) => {
             tracing::info!(user = %principal.username, %backend, %target, "stream opened");
+            let mut event = AuditEvent::new(
+                if watching {
+                    AuditKind::WatchStarted
+                } else {
+                    AuditKind::StreamOpened
+                },
+                0,
+            );
+            event.user = Some(principal.username.clone());
+            event.target = Some(target.id());
+            event.backend = Some(backend.as_str().to_owned());
+            event.session =
+                (opened.hello.stream == StreamKind::Terminal).then(|| opened.hello.session.clone());
+            event.recording = opened.recording.clone();
+            state.audit.record(event.clone());
+            let started = Instant::now();
             let ctx = PumpContext {
                 state: state.clone(),
                 config,
@@ -79,8 +103,22 @@ pub async fn serve<O: StreamOpener>(
                 target,
                 backend,
             };
-            let end = pump::run(ws, opened, ctx).await;
+            let (end, traffic) = pump::run(ws, opened, ctx).await;
             tracing::debug!(%backend, ?end, "websocket ended");
+            event.kind = if watching {
+                AuditKind::WatchEnded
+            } else {
+                AuditKind::StreamClosed
+            };
+            event.time = 0;
+            (event.code, event.reason) = match end {
+                PumpEnd::Closed(close) => (Some(close.code.code()), Some(close.reason)),
+                PumpEnd::PeerGone => (None, Some("the browser closed the connection".into())),
+            };
+            event.duration_ms = Some(started.elapsed().as_millis() as u64);
+            event.bytes_to_browser = Some(traffic.to_browser);
+            event.bytes_from_browser = Some(traffic.from_browser);
+            state.audit.record(event);
         }
         Err(refusal) => {
             if matches!(
@@ -90,6 +128,12 @@ pub async fn serve<O: StreamOpener>(
                 state.metrics.auth_failures.inc();
             }
             tracing::info!(%backend, code = refusal.code.code(), reason = %refusal.reason, "stream refused");
+            let mut event = AuditEvent::new(AuditKind::StreamRefused, 0);
+            event.backend = Some(backend.as_str().to_owned());
+            event.code = Some(refusal.code.code());
+            event.reason = Some(refusal.reason.clone());
+            (event.user, event.target) = known;
+            state.audit.record(event);
             pump::close(&mut ws, &refusal).await;
         }
     }
@@ -100,13 +144,16 @@ async fn prepare<O: StreamOpener>(
     state: &AppState,
     headers: &HeaderMap,
     opener: &O,
+    known: &mut (Option<String>, Option<String>),
 ) -> Result<(Principal, TargetRef, Arc<Config>, Opened), Close> {
     let token = auth::token_from_headers(headers).ok_or(AuthError::Missing)?;
     let principal = state.auth.verify(&token).await?;
+    known.0 = Some(principal.username.clone());
     // One snapshot for the lookup, the permission and the open: a reload meanwhile
     // cannot make them disagree.
     let config = state.config();
     let (target, resolved) = opener.target(&config)?;
+    known.1 = Some(target.id());
     if !access::permits(&config, &principal, &target) {
         return Err(Close::new(
             CloseCode::Forbidden,

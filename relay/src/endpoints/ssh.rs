@@ -35,6 +35,6 @@ impl StreamOpener for SshEndpoint {
             return resumed;
         }
         let connect = ssh::open(&host, request.size);
-        request.start(&p.state.terminals, connect).await
+        request.start(p, connect).await
     }
 }

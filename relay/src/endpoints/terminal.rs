@@ -8,10 +8,11 @@ use std::sync::Arc;
 use common::query::TerminalQuery;
 use common::{ResizeOrder, TermSize};
 
-use super::opener::parse_query;
+use super::opener::{Prelude, parse_query};
 use crate::auth::Principal;
 use crate::backend::{BackendKind, Opened, TerminalStreams};
 use crate::close::Close;
+use crate::recording::RecordingMeta;
 use crate::session::{SessionLabel, TerminalAttachment, TerminalRegistry};
 
 /// A terminal endpoint's request, read.
@@ -62,18 +63,33 @@ impl TerminalRequest {
     }
 
     /// Starts a new session on what `connect` opens; the user's session limit is checked
-    /// before connecting, so a refused user costs no handshake.
+    /// before connecting, so a refused user costs no handshake. When the config records
+    /// the target, the recording starts once connected (a recording that cannot start
+    /// under `on_failure = "refuse"` refuses the session).
     pub async fn start<E>(
         self,
-        registry: &Arc<TerminalRegistry>,
+        p: &Prelude<'_>,
         connect: impl Future<Output = Result<TerminalStreams, E>>,
     ) -> Result<Opened, Close>
     where
         Close: From<E>,
     {
+        let registry = &p.state.terminals;
         let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
-        let attachment = registry.start(self.label, self.size, streams, reservation);
+        let meta = RecordingMeta {
+            user: &p.who.username,
+            target: &self.label.target,
+            backend: self.label.backend,
+            size: self.size,
+        };
+        let recording = p
+            .state
+            .recorder
+            .start(p.config.recording.as_ref(), meta)
+            .await?;
+        let attachment =
+            registry.start_recorded(self.label, self.size, streams, reservation, recording);
         Ok(opened(attachment, self.flow_control, self.resize_order))
     }
 }
@@ -85,5 +101,8 @@ fn opened(attachment: TerminalAttachment, flow_control: bool, order: ResizeOrder
     } else {
         attachment
     };
-    Opened::new(attachment.hello(), attachment)
+    let recording = attachment.recording();
+    let mut opened = Opened::new(attachment.hello(), attachment);
+    opened.recording = recording;
+    opened
 }
