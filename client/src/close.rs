@@ -9,19 +9,7 @@
 
 use common::CloseCode;
 
-/// Standard codes a socket reports that are not in [`CloseCode`].
-pub mod standard {
-    /// The socket dropped without a close frame (network lost, relay killed).
-    pub const ABNORMAL: u16 = 1006;
-    /// A close frame without a code.
-    pub const NO_STATUS: u16 = 1005;
-    /// The server is restarting.
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// The server is overloaded; try later.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// A proxy in front of the relay could not reach it.
-    pub const BAD_GATEWAY: u16 = 1014;
-}
+pub use common::close::standard;
 
 /// Why the connection to the room ended: one variant per close code the relay sends, and
 /// the ways a socket ends without one.

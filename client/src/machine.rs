@@ -407,17 +407,9 @@ impl Machine {
 /// Whether message id `id` comes after `since` (Redis-stream ids `<ms>-<seq>`, or bare
 /// numbers, compared as numbers; an id of another shape is always taken).
 fn is_after(id: &Position, since: Option<&Position>) -> bool {
-    match (since.and_then(entry_id), entry_id(id)) {
+    match (since.and_then(Position::entry_id), id.entry_id()) {
         (Some(since), Some(id)) => id > since,
         _ => true,
-    }
-}
-
-fn entry_id(position: &Position) -> Option<(u64, u64)> {
-    let text = position.as_str();
-    match text.split_once('-') {
-        Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
-        None => Some((text.parse().ok()?, 0)),
     }
 }
 

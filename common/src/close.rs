@@ -139,6 +139,21 @@ pub fn truncate_reason(reason: &str) -> &str {
     &reason[..end]
 }
 
+/// Standard WebSocket close codes a client sees that are not in [`CloseCode`] (the relay
+/// never sends them; a socket, a browser or a proxy reports them).
+pub mod standard {
+    /// The socket dropped without a close frame (network lost, relay killed).
+    pub const ABNORMAL: u16 = 1006;
+    /// A close frame without a code.
+    pub const NO_STATUS: u16 = 1005;
+    /// The server is restarting.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// The server is overloaded; try later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// A proxy in front of the relay could not reach it.
+    pub const BAD_GATEWAY: u16 = 1014;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,6 +54,15 @@ impl Position {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The position as a Redis-stream style id `<millis>-<seq>` (or a bare number), for
+    /// ordering chat and job positions.
+    pub fn entry_id(&self) -> Option<(u64, u64)> {
+        match self.0.split_once('-') {
+            Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
+            None => Some((self.0.parse().ok()?, 0)),
+        }
+    }
 }
 
 impl fmt::Display for Position {
@@ -147,6 +156,15 @@ pub(crate) fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_ids_order_stream_positions() {
+        assert_eq!(Position::from("17-3").entry_id(), Some((17, 3)));
+        assert_eq!(Position::from("42").entry_id(), Some((42, 0)));
+        assert!(Position::from("9-10").entry_id() > Position::from("9-9").entry_id());
+        assert_eq!(Position::from("17-x").entry_id(), None);
+        assert_eq!(Position::from("").entry_id(), None);
+    }
 
     #[test]
     fn resume_query_spells_both_forms() {

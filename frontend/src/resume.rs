@@ -141,8 +141,10 @@ impl Progress {
     /// Takes in an entry with its own id (a chat message or a job output entry); returns
     /// whether it is new (false: it was already shown).
     pub fn on_entry(&mut self, id: &Position) -> bool {
-        if let (Some(ours), Some(new)) = (self.position.as_ref().and_then(entry_id), entry_id(id))
-            && new <= ours
+        if let (Some(ours), Some(new)) = (
+            self.position.as_ref().and_then(Position::entry_id),
+            id.entry_id(),
+        ) && new <= ours
         {
             return false;
         }
@@ -154,15 +156,6 @@ impl Progress {
     pub fn on_gap(&mut self, position: &Position) {
         self.position = Some(position.clone());
         self.skip = 0;
-    }
-}
-
-/// A Redis-stream style id `<millis>-<seq>` (or a bare number), ordered.
-fn entry_id(position: &Position) -> Option<(u64, u64)> {
-    let text = position.as_str();
-    match text.split_once('-') {
-        Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
-        None => Some((text.parse().ok()?, 0)),
     }
 }
 
