@@ -50,8 +50,9 @@ async fn wait_until_healthy(url: &str, child: &mut tokio::process::Child) {
     panic!("the relay never became healthy");
 }
 
-#[tokio::test]
-async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
+/// The binary on its embedded demo config (as `scripts/run.sh` starts it) on a port of its
+/// own choosing, once it answers `/healthz`.
+async fn start_on_the_demo_config() -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--log-json"])
         .env_remove("OPSDECK_CONFIG")
@@ -61,8 +62,15 @@ async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("starting opsdeck-relay");
-    let base = format!("http://{}", listening_addr(&mut child).await);
-    wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
+    let addr = listening_addr(&mut child).await;
+    wait_until_healthy(&format!("http://{addr}/healthz"), &mut child).await;
+    (child, addr)
+}
+
+#[tokio::test]
+async fn runs_on_the_embedded_demo_config_and_stops_cleanly_on_sigterm() {
+    let (mut child, addr) = start_on_the_demo_config().await;
+    let base = format!("http://{addr}");
 
     let login = reqwest::Client::new()
         .post(format!("{base}/api/login"))
@@ -113,18 +121,8 @@ async fn the_embedded_demo_config_opens_a_working_local_shell() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--log-json"])
-        .env_remove("OPSDECK_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting opsdeck-relay");
-    let addr = listening_addr(&mut child).await;
+    let (_child, addr) = start_on_the_demo_config().await;
     let base = format!("http://{addr}");
-    wait_until_healthy(&format!("{base}/healthz"), &mut child).await;
     let http = reqwest::Client::new();
     let login = http
         .post(format!("{base}/api/login"))
