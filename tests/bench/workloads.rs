@@ -206,14 +206,6 @@ impl TerminalSetup {
         Ok(term)
     }
 
-    /// A fresh flow-controlled terminal (`flow=1`, acknowledging as the browser app does)
-    /// through the relay, at a prompt.
-    async fn relay_terminal_with_flow(&self) -> anyhow::Result<RelayTerminal> {
-        let mut term = RelayTerminal::open_with_flow(&self.endpoint).await?;
-        load::prepare(&mut term).await?;
-        Ok(term)
-    }
-
     /// A fresh `ssh -tt` to our sshd, at a prompt; `None` for an external URL.
     async fn ssh_terminal(&self) -> anyhow::Result<Option<OpenSshTerminal>> {
         let Some((_, login)) = &self.sshd else {
@@ -223,6 +215,15 @@ impl TerminalSetup {
         load::prepare(&mut term).await?;
         Ok(Some(term))
     }
+}
+
+/// `bytes` of bulk output through a freshly opened relay terminal, timed from a prompt;
+/// then the session is ended.
+async fn bulk_then_close(mut term: RelayTerminal, bytes: u64) -> anyhow::Result<Bulk> {
+    load::prepare(&mut term).await?;
+    let bulk = load::terminal_bulk(&mut term, bytes).await?;
+    term.close().await?;
+    Ok(bulk)
 }
 
 async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
@@ -237,12 +238,8 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
         );
     }
     for run in 0..settings.runs {
-        let via_relay = async {
-            let mut term = setup.relay_terminal().await?;
-            let bulk = load::terminal_bulk(&mut term, bytes).await?;
-            term.close().await?;
-            Ok(bulk)
-        };
+        let via_relay =
+            async { bulk_then_close(RelayTerminal::open(&setup.endpoint).await?, bytes).await };
         let via_ssh = async {
             match setup.ssh_terminal().await? {
                 Some(mut term) => Ok(Some(load::terminal_bulk(&mut term, bytes).await?)),
@@ -253,10 +250,7 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
         // program when a window's worth is unacknowledged. Measured against the classic mode
         // in the same run, it is what exact resume costs.
         let via_flow = async {
-            let mut term = setup.relay_terminal_with_flow().await?;
-            let bulk = load::terminal_bulk(&mut term, bytes).await?;
-            term.close().await?;
-            Ok(bulk)
+            bulk_then_close(RelayTerminal::open_with_flow(&setup.endpoint).await?, bytes).await
         };
         let relay_modes = alternate(run / 2, via_relay, via_flow);
         let ((relay, flow), ssh): ((Bulk, Bulk), Option<Bulk>) =
@@ -308,10 +302,7 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
         }
         // Issue 14: recording costs at most 10% of the throughput.
         if let Some((_, endpoint, _)) = &setup.recorded {
-            let mut term = RelayTerminal::open(endpoint).await?;
-            load::prepare(&mut term).await?;
-            let recorded = load::terminal_bulk(&mut term, bytes).await?;
-            term.close().await?;
+            let recorded = bulk_then_close(RelayTerminal::open(endpoint).await?, bytes).await?;
             progress(
                 Workload::SshBulk,
                 run,
@@ -355,13 +346,8 @@ async fn k8s_exec(settings: &Settings) -> anyhow::Result<Report> {
             .into(),
     );
     for run in 0..settings.runs {
-        let via_relay = async {
-            let mut term = RelayTerminal::open(&endpoint).await?;
-            load::prepare(&mut term).await?;
-            let bulk = load::terminal_bulk(&mut term, bytes).await?;
-            term.close().await?;
-            Ok(bulk)
-        };
+        let via_relay =
+            async { bulk_then_close(RelayTerminal::open(&endpoint).await?, bytes).await };
         let direct = async {
             let mut term = KubeExecTerminal::open(&client).await?;
             load::prepare(&mut term).await?;
