@@ -146,16 +146,10 @@ impl Socket for NativeSocket {
                 // Pings are answered by tungstenite itself; binary frames are not chat.
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
-                    return SocketEvent::Closed {
-                        code: standard::ABNORMAL,
-                        reason: e.to_string(),
-                    };
+                    return SocketEvent::dropped(e.to_string());
                 }
                 None => {
-                    return SocketEvent::Closed {
-                        code: standard::ABNORMAL,
-                        reason: "the connection dropped".to_owned(),
-                    };
+                    return SocketEvent::dropped("the connection dropped");
                 }
             }
         }

@@ -19,6 +19,16 @@ pub enum SocketEvent {
     Closed { code: u16, reason: String },
 }
 
+impl SocketEvent {
+    /// The socket dropped without a close frame (1006), for `reason`.
+    pub fn dropped(reason: impl Into<String>) -> Self {
+        Self::Closed {
+            code: crate::close::standard::ABNORMAL,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// One open WebSocket.
 pub trait Socket {
     /// Sends a text frame; an error means the socket is gone (its close comes from

@@ -94,16 +94,10 @@ impl Socket for WebSocketConn {
                     };
                 }
                 Some(Err(e)) => {
-                    return SocketEvent::Closed {
-                        code: standard::ABNORMAL,
-                        reason: e.to_string(),
-                    };
+                    return SocketEvent::dropped(e.to_string());
                 }
                 None => {
-                    return SocketEvent::Closed {
-                        code: standard::ABNORMAL,
-                        reason: "the connection dropped".to_owned(),
-                    };
+                    return SocketEvent::dropped("the connection dropped");
                 }
             }
         }
