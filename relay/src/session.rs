@@ -623,6 +623,19 @@ fn exit_reason(exit: &ExitInfo) -> String {
     }
 }
 
+/// What an attachment sends once the program has exited: the `exit` frame, then a normal
+/// close with `reason`.
+fn after_exit(exit: &ExitInfo, exit_sent: &mut bool, reason: String) -> Outbound {
+    if std::mem::replace(exit_sent, true) {
+        Outbound::Close(Close::new(CloseCode::Normal, reason))
+    } else {
+        Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
+            status: exit.status,
+            signal: exit.signal.clone(),
+        }))
+    }
+}
+
 async fn ended(session: &TerminalSession) {
     loop {
         let woken = session.output_ready.notified();
@@ -773,17 +786,7 @@ impl TerminalAttachment {
             return Some(Outbound::Binary(chunk));
         }
         if let Some(exit) = &state.exit {
-            if !self.exit_sent {
-                self.exit_sent = true;
-                return Some(Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
-                    status: exit.status,
-                    signal: exit.signal.clone(),
-                })));
-            }
-            return Some(Outbound::Close(Close::new(
-                CloseCode::Normal,
-                exit_reason(exit),
-            )));
+            return Some(after_exit(exit, &mut self.exit_sent, exit_reason(exit)));
         }
         state.ended.clone().map(Outbound::Close)
     }
@@ -938,17 +941,8 @@ impl WatchAttachment {
             return Some(Outbound::Binary(chunk));
         }
         if let Some(exit) = &state.exit {
-            if !self.exit_sent {
-                self.exit_sent = true;
-                return Some(Outbound::Text(ServerFrame::Event(StreamEvent::Exit {
-                    status: exit.status,
-                    signal: exit.signal.clone(),
-                })));
-            }
-            return Some(Outbound::Close(Close::new(
-                CloseCode::Normal,
-                format!("the watched session ended: {}", exit_reason(exit)),
-            )));
+            let reason = format!("the watched session ended: {}", exit_reason(exit));
+            return Some(after_exit(exit, &mut self.exit_sent, reason));
         }
         state.ended.as_ref().map(|ended| {
             Outbound::Close(Close::new(
