@@ -8,6 +8,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("config.rs", include_str!("config.rs")),
     ("conn.rs", include_str!("conn.rs")),
     ("flow.rs", include_str!("flow.rs")),
+    ("layout.rs", include_str!("layout.rs")),
     ("logbuf.rs", include_str!("logbuf.rs")),
     ("nav.rs", include_str!("nav.rs")),
     ("resume.rs", include_str!("resume.rs")),

@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod conn;
 mod flow;
+mod layout;
 mod logbuf;
 mod nav;
 mod resume;
