@@ -430,3 +430,39 @@ async fn api_sessions_lists_the_users_live_terminals_with_their_state() -> anyho
     assert_eq!(waiting[0].session, session);
     Ok(())
 }
+
+/// `DELETE /api/sessions/{id}` as `user`: the status.
+async fn end_session(relay: &TestRelay, user: &str, id: &str) -> anyhow::Result<u16> {
+    let answer = reqwest::Client::new()
+        .delete(relay.http_url(&format!("/api/sessions/{id}")))
+        .header("cookie", format!("X-Token={}", relay.token(user)))
+        .send()
+        .await?;
+    Ok(answer.status().as_u16())
+}
+
+#[tokio::test]
+async fn a_session_is_ended_through_the_api_by_its_owner_only() -> anyhow::Result<()> {
+    let relay = start("").await?;
+    let open = terminal(&relay, "alice");
+    let (mut client, session) = contract::open_new(&open, "?rows=24&cols=80").await?;
+    client.type_line("echo up-$((6*7))").await?;
+    client.read_until("up-42").await?;
+
+    // Another user's session is not theirs to end, nor even to know of: 404, and it lives on.
+    assert_eq!(end_session(&relay, "bob", &session).await?, 404);
+    assert_eq!(end_session(&relay, "alice", "no-such-session").await?, 404);
+    client.type_line("echo still-$((6*7))").await?;
+    client.read_until("still-42").await?;
+
+    assert_eq!(end_session(&relay, "alice", &session).await?, 204);
+    let (code, reason, _) = client.read_until_closed().await?;
+    assert_eq!((code, reason.as_str()), (1000, "the session was closed"));
+    assert!(sessions_of(&relay, "alice").await?.is_empty());
+    // It cannot be resumed, and ending it again finds nothing.
+    let mut again = open(format!("?session={session}&position=0")).await?;
+    let (code, _, _) = again.read_until_closed().await?;
+    assert_eq!(code, 4410);
+    assert_eq!(end_session(&relay, "alice", &session).await?, 404);
+    Ok(())
+}

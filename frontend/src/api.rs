@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets};
+use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
 use common::sso::{AuthProviders, LogoutAnswer};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -117,6 +117,18 @@ pub async fn me() -> Result<Me, ApiFailure> {
 /// `GET /api/targets`.
 pub async fn targets() -> Result<Targets, ApiFailure> {
     get("/api/targets").await
+}
+
+/// `GET /api/sessions`: the user's live terminal sessions.
+pub async fn sessions() -> Result<Vec<TerminalSessionInfo>, ApiFailure> {
+    get("/api/sessions").await
+}
+
+/// `DELETE /api/sessions/{id}`: ends one of them now.
+pub async fn end_session(id: &str) -> Result<(), ApiFailure> {
+    let url = config::http_url(&format!("/api/sessions/{}", encode(id)));
+    send(with_cookie(Request::delete(&url)).build()).await?;
+    Ok(())
 }
 
 /// `GET /api/k8s/{cluster}/namespaces/{ns}/pods`.

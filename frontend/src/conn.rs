@@ -87,6 +87,12 @@ impl ConnState {
     /// reconnect loop would fix).
     pub fn retry_label(&self) -> &'static str {
         match self {
+            // The session was opened elsewhere (4409): connecting again takes it back.
+            Self::Closed { code, .. }
+                if CloseCode::from_code(*code) == Some(CloseCode::Replaced) =>
+            {
+                "Take it back"
+            }
             Self::Closed { .. } => "Retry",
             _ => "Reconnect now",
         }
@@ -208,6 +214,7 @@ mod tests {
         assert!(label.contains("Connection refused"), "{label}");
         assert!(!label.contains("reconnecting"), "{label}");
         assert_eq!(refused.retry_label(), "Retry");
+        assert_eq!(closed(4409, "").retry_label(), "Take it back");
     }
 
     #[test]

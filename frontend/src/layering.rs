@@ -21,7 +21,9 @@ const SOURCES: &[(&str, &str)] = &[
     ("views/login.rs", include_str!("views/login.rs")),
     ("views/logs.rs", include_str!("views/logs.rs")),
     ("views/picker.rs", include_str!("views/picker.rs")),
+    ("views/sessions.rs", include_str!("views/sessions.rs")),
     ("views/terminal.rs", include_str!("views/terminal.rs")),
+    ("views/workspace.rs", include_str!("views/workspace.rs")),
 ];
 
 /// The modules the root declares (`mod name;`).

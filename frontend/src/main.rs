@@ -103,6 +103,11 @@ fn App() -> impl IntoView {
                 view! { <views::logs::LogsPage route=r /> }.into_any()
             }
             Route::Chat { room } => view! { <views::chat::ChatPage room /> }.into_any(),
+            Route::Workspace {
+                open,
+                place,
+                session,
+            } => view! { <views::workspace::WorkspacePage open place session /> }.into_any(),
             Route::NotFound(_) => view! {
                 <section class="page">
                     <p id="not-found">"No such page. " <a href="#/">"Back to the targets"</a></p>

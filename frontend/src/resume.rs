@@ -37,6 +37,16 @@ impl Progress {
         Self::default()
     }
 
+    /// Progress that resumes `session` from its start (a view opened afresh, e.g. after a
+    /// page reload, asks for everything the relay still keeps: the scrollback).
+    pub fn resuming(session: String) -> Self {
+        Self {
+            session: Some(session),
+            position: Some(Position::count(0)),
+            skip: 0,
+        }
+    }
+
     #[cfg(test)]
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
@@ -188,6 +198,18 @@ mod tests {
         assert_eq!(p.on_bytes(10), 0);
         assert_eq!(p.on_bytes(5), 0);
         assert_eq!(p.query().as_deref(), Some("session=9f86&position=15"));
+    }
+
+    #[test]
+    fn a_view_opened_on_a_known_session_asks_for_all_of_it() {
+        let mut p = Progress::resuming("9f86".into());
+        assert_eq!(p.query().as_deref(), Some("session=9f86&position=0"));
+        assert_eq!(
+            p.on_connected("9f86", &Position::count(0), true),
+            Connected::Resumed { lost: 0 }
+        );
+        assert_eq!(p.on_bytes(5), 0);
+        assert_eq!(p.query().as_deref(), Some("session=9f86&position=5"));
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub enum Route {
     Chat { room: String },
     /// `#/job/{token}`: output of a job, read-only.
     Job { token: String },
+    /// `#/workspace?open=<fragment>&place=tab|right|below&session=<id>`: tabs and split
+    /// panes (`views::workspace`); the optional query opens a target there on arrival.
+    Workspace {
+        open: Option<String>,
+        place: Option<String>,
+        session: Option<String>,
+    },
     /// Anything else.
     NotFound(String),
 }
@@ -117,6 +124,11 @@ impl Route {
             ["job", token] => Self::Job {
                 token: (*token).to_owned(),
             },
+            ["workspace"] => Self::Workspace {
+                open: param("open").filter(|o| o.starts_with("#/")),
+                place: param("place"),
+                session: param("session"),
+            },
             _ => Self::NotFound(hash.to_owned()),
         }
     }
@@ -146,6 +158,21 @@ impl Route {
             Self::Tail { file, lines } => format!("#/tail/{}?{}", encode(file), tail_query(*lines)),
             Self::Chat { room } => format!("#/chat/{}", encode(room)),
             Self::Job { token } => format!("#/job/{}", encode(token)),
+            Self::Workspace {
+                open,
+                place,
+                session,
+            } => {
+                let query: Vec<String> = [("open", open), ("place", place), ("session", session)]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+                    .collect();
+                if query.is_empty() {
+                    "#/workspace".to_owned()
+                } else {
+                    format!("#/workspace?{}", query.join("&"))
+                }
+            }
             Self::NotFound(hash) => format!("#{hash}"),
         }
     }
@@ -163,7 +190,7 @@ impl Route {
             }
             Self::Chat { room } => Some(format!("/ws/chat/{}", encode(room))),
             Self::Job { token } => Some(format!("/ws/exec/{}", encode(token))),
-            Self::Login { .. } | Self::Picker | Self::NotFound(_) => None,
+            Self::Login { .. } | Self::Picker | Self::Workspace { .. } | Self::NotFound(_) => None,
         }
     }
 
@@ -179,6 +206,7 @@ impl Route {
             Self::Tail { file, .. } => format!("Tail · {file}"),
             Self::Chat { room } => format!("Chat · {room}"),
             Self::Job { token } => format!("Job · {}", token_prefix(token)),
+            Self::Workspace { .. } => "Workspace".to_owned(),
             Self::NotFound(_) => "Not found".to_owned(),
         }
     }
@@ -350,6 +378,16 @@ mod tests {
             Route::Chat { room: "ops".into() },
             Route::Job {
                 token: "abc".into(),
+            },
+            Route::Workspace {
+                open: None,
+                place: None,
+                session: None,
+            },
+            Route::Workspace {
+                open: Some("#/local/sh".into()),
+                place: Some("right".into()),
+                session: Some("9f86".into()),
             },
         ];
         for route in routes {

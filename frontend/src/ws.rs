@@ -111,10 +111,20 @@ impl Stream {
     /// Opens a stream to `path` (e.g. `/ws/ssh/web1?rows=24&cols=80`) and keeps it open until
     /// [`Stream::close`]. `on_incoming` gets everything the relay sends.
     pub fn open(path: String, on_incoming: impl FnMut(&Stream, Incoming) + 'static) -> Self {
+        Self::open_resuming(path, None, on_incoming)
+    }
+
+    /// Opens a stream that first resumes terminal session `session` from its start (a
+    /// workspace pane after a reload, or taking over a session opened elsewhere).
+    pub fn open_resuming(
+        path: String,
+        session: Option<String>,
+        on_incoming: impl FnMut(&Stream, Incoming) + 'static,
+    ) -> Self {
         let shared = Rc::new(Shared {
             inner: RefCell::new(Inner {
                 path,
-                progress: Progress::new(),
+                progress: session.map_or_else(Progress::new, Progress::resuming),
                 backoff: Backoff::new(),
                 live: None,
                 generation: 0,
@@ -204,7 +214,18 @@ impl Stream {
         }
     }
 
+    /// Closes the stream for good like [`Stream::close`], but leaves a terminal session
+    /// waiting for a resume in its grace period (a close code other than 1000).
+    pub fn leave(&self) {
+        self.shutdown_with(LEAVE, "the view was left; the session waits for a resume");
+        self.close();
+    }
+
     fn shutdown(&self) {
+        self.shutdown_with(1000, "closed by the user");
+    }
+
+    fn shutdown_with(&self, code: u16, reason: &str) {
         let live = {
             let mut inner = self.shared.inner.borrow_mut();
             inner.stopped = true;
@@ -213,10 +234,14 @@ impl Stream {
             inner.live.take()
         };
         if let Some(live) = live {
-            live.shut(1000, "closed by the user");
+            live.shut(code, reason);
         }
     }
 }
+
+/// The close code of [`Stream::leave`]: any code but 1000 leaves a terminal session for a
+/// resume (browsers may send only 1000 and 3000–4999).
+const LEAVE: u16 = 4000;
 
 impl Inner {
     fn cancel_timers(&mut self) {

@@ -201,6 +201,35 @@ pub async fn sessions(state: Arc<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
+/// `DELETE /api/sessions/{id}`: ends one of the user's terminal sessions now (its program
+/// is hung up; an attached browser gets 1000). 204; 404 for an id that is not one of the
+/// user's live sessions (another user's sessions are not revealed). Audited.
+pub async fn end_session(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
+    let principal = match principal(&state, &headers).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let Some(label) = state
+        .terminals
+        .label(&id)
+        .filter(|label| label.owner_uid == principal.uid)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "you have no live terminal session with this id",
+        );
+    };
+    state.terminals.end(&id);
+    let mut event = AuditEvent::new(AuditKind::StreamClosed, 0);
+    event.user = Some(principal.username.clone());
+    event.target = Some(label.target);
+    event.backend = Some(label.backend.as_str().to_owned());
+    event.session = Some(id);
+    event.reason = Some("ended by its owner".into());
+    state.audit.record(event);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// The caller, when they hold the `audit` grant; else the answer (401, 403).
 async fn auditor(state: &AppState, headers: &HeaderMap, what: &str) -> Result<Principal, Response> {
     let principal = principal(state, headers).await?;

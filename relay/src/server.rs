@@ -4,7 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
-//! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions` | see `api.rs` |
+//! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions`, `DELETE /api/sessions/{id}` | see `api.rs` |
 //! | `GET /api/auth/providers`, `GET /api/auth/oidc/{id}/login`, `GET /api/auth/oidc/{id}/callback`, `POST /api/auth/oidc/{id}/backchannel-logout` | single sign-on (`api/sso.rs`) |
 //! | `GET /api/audit?user=&target=&kind=&since=&until=&after=&limit=` | the audit trail (`audit` grant) |
 //! | `GET /api/recordings?user=&target=&since=&until=`, `GET /api/recordings/{id}` | session recordings (`audit` grant; `Range` supported) |
@@ -302,6 +302,12 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::sessions);
+    let end_session = warp::path!("api" / "sessions" / String)
+        .and(warp::delete())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::end_session);
     let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
@@ -346,6 +352,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(targets)
         .unify()
         .or(sessions)
+        .unify()
+        .or(end_session)
         .unify()
         .or(audit)
         .unify()
@@ -454,7 +462,7 @@ fn cors(mut response: Response, origin: Option<String>, state: Arc<AppState>) ->
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,

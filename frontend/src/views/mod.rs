@@ -5,7 +5,9 @@ pub mod chat;
 pub mod login;
 pub mod logs;
 pub mod picker;
+pub mod sessions;
 pub mod terminal;
+pub mod workspace;
 
 use leptos::prelude::*;
 use web_sys::Element;

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use crate::api::{self, ApiFailure};
 use crate::nav::{go_login, navigate};
 use crate::route::{Container, DEFAULT_LINES, PodLogOptions, Route};
+use crate::views::workspace::OpenInWorkspace;
 
 /// Pods of the namespace being looked at.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +110,8 @@ fn Section(title: &'static str, show: bool, children: Children) -> impl IntoView
 }
 
 fn link(target: Target, class: &'static str, route: fn(String) -> Route) -> impl IntoView {
-    let href = route(target.id.clone()).to_hash();
+    let page = route(target.id.clone());
+    let href = page.to_hash();
     let id = target.id.clone();
     view! {
         <li>
@@ -117,6 +119,7 @@ fn link(target: Target, class: &'static str, route: fn(String) -> Route) -> impl
                 <span class="target-label">{target.label}</span>
                 <span class="target-id">{target.id}</span>
             </a>
+            <OpenInWorkspace page />
         </li>
     }
 }
@@ -222,17 +225,21 @@ fn pod_row(cluster: &str, namespace: &str, pod: PodInfo) -> impl IntoView {
         .iter()
         .map(|container| {
             let target = Container::new(cluster, namespace, &pod.name, container);
-            let exec = Route::K8sExec(target.clone()).to_hash();
-            let logs = Route::K8sLogs(target, PodLogOptions::default()).to_hash();
+            let exec_page = Route::K8sExec(target.clone());
+            let logs_page = Route::K8sLogs(target, PodLogOptions::default());
+            let exec = exec_page.to_hash();
+            let logs = logs_page.to_hash();
             view! {
                 <li class="target-container" data-pod=pod.name.clone() data-container=container.clone()>
                     <span class="container-name">{container.clone()}</span>
                     <a class="target-exec" data-pod=pod.name.clone() data-container=container.clone() href=exec>
                         "Shell"
                     </a>
+                    <OpenInWorkspace page=exec_page />
                     <a class="target-logs" data-pod=pod.name.clone() data-container=container.clone() href=logs>
                         "Logs"
                     </a>
+                    <OpenInWorkspace page=logs_page />
                 </li>
             }
         })

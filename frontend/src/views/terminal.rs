@@ -29,7 +29,19 @@ type SizeWatch = (ResizeObserver, Closure<dyn FnMut(JsValue)>);
 type TermSlot = StoredValue<Option<Term>, LocalStorage>;
 
 #[component]
-pub fn TerminalPage(route: Route) -> impl IntoView {
+pub fn TerminalPage(
+    route: Route,
+    /// A relay session to resume from its start instead of starting one (a workspace pane).
+    #[prop(optional_no_strip)]
+    resume: Option<String>,
+    /// Told the relay session each time the terminal connects (a workspace pane keeps it).
+    #[prop(optional)]
+    on_session: Option<Callback<String>>,
+    /// Leaving the page leaves the session waiting for a resume (a workspace pane, whose
+    /// session ends when the pane is closed) instead of ending it.
+    #[prop(optional)]
+    keep_session: bool,
+) -> impl IntoView {
     let read_only = matches!(route, Route::Job { .. });
     let Some(base_path) = route.ws_path() else {
         return view! { <p class="error">"This page has no stream."</p> }.into_any();
@@ -57,7 +69,13 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
         } else {
             with_query(&base_path, &terminal_query(rows, cols))
         };
-        let stream = Stream::open(path, move |stream, incoming| {
+        let stream = Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
+            if let (Some(on_session), Incoming::Event(StreamEvent::Connected { session, .. })) =
+                (on_session, &incoming)
+                && !session.is_empty()
+            {
+                on_session.run(session.clone());
+            }
             on_incoming(term, stream, incoming, exit, acks);
         });
         if !read_only {
@@ -78,7 +96,11 @@ pub fn TerminalPage(route: Route) -> impl IntoView {
 
     on_cleanup(move || {
         if let Some(Some(stream)) = stream_slot.try_update_value(Option::take) {
-            stream.close();
+            if keep_session {
+                stream.leave();
+            } else {
+                stream.close();
+            }
         }
         if let Some(Some((observer, _callback))) = observer.try_update_value(Option::take) {
             observer.disconnect();
