@@ -1,0 +1,409 @@
+//! The workspace (tabs and split panes) in real headless Chromium, against a real relay
+//! whose terminals are local shells (no sshd needed). One browser, one relay, one walk
+//! through what the issue asks: two terminals side by side, each with its own input and
+//! size; a reload that brings back the layout and both sessions with their scrollback; a
+//! session taken over from a second window and taken back; a session ended in one click;
+//! a corrupt stored layout ignored with a notice. Screenshots go to `tests/artifacts/`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fantoccini::{Client, Locator};
+use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, log_in, screenshot, wait_for_js};
+use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
+
+const ENTER: &str = "\u{E007}";
+
+fn dist() -> anyhow::Result<PathBuf> {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    anyhow::ensure!(
+        dist.join("index.html").exists(),
+        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
+        dist.display()
+    );
+    Ok(dist.canonicalize()?)
+}
+
+/// A JavaScript expression: the whole buffer of the terminal in pane `pane`.
+fn pane_text_js(pane: u64) -> String {
+    format!(
+        "(() => {{
+    const host = document.querySelector('[data-pane=\"{pane}\"] .terminal-host');
+    const terminal = host && host.__opsdeckTerminal;
+    if (!terminal) return '';
+    const buffer = terminal.buffer.active;
+    let text = '';
+    for (let i = 0; i < buffer.length; i++) {{
+        const line = buffer.getLine(i);
+        if (!line) continue;
+        text += (i > 0 && !line.isWrapped ? '\\n' : '') + line.translateToString(true);
+    }}
+    return text;
+}})()"
+    )
+}
+
+async fn pane_text(client: &Client, pane: u64) -> anyhow::Result<String> {
+    let text = client
+        .execute(&format!("return {};", pane_text_js(pane)), vec![])
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+async fn wait_for_pane_text(client: &Client, pane: u64, needle: &str) -> anyhow::Result<String> {
+    let script = format!(
+        "{}.includes({})",
+        pane_text_js(pane),
+        serde_json::to_string(needle)?
+    );
+    wait_for_js(client, &format!("pane {pane} text {needle:?}"), &script).await?;
+    pane_text(client, pane).await
+}
+
+/// Types into a pane's terminal, after clicking the pane as a user would (which focuses it).
+async fn type_in_pane(client: &Client, pane: u64, text: &str) -> anyhow::Result<()> {
+    click(client, &format!("[data-pane=\"{pane}\"] .pane-title")).await?;
+    wait_for_js(
+        client,
+        &format!("pane {pane} focused"),
+        &format!(
+            "document.activeElement && document.activeElement.closest('[data-pane=\"{pane}\"]')"
+        ),
+    )
+    .await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(&format!(
+            "[data-pane=\"{pane}\"] textarea.xterm-helper-textarea"
+        )))
+        .await?
+        .send_keys(text)
+        .await?;
+    Ok(())
+}
+
+/// A JavaScript expression: pane `pane`'s `#conn-state` element.
+fn state_js(pane: u64) -> String {
+    format!("(document.querySelector('[data-pane=\"{pane}\"] #conn-state')||{{dataset:{{}}}})")
+}
+
+async fn wait_for_pane_state(client: &Client, pane: u64, state: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{}.dataset.state === {}",
+        state_js(pane),
+        serde_json::to_string(state)?
+    );
+    wait_for_js(client, &format!("pane {pane} {state}"), &script).await?;
+    Ok(())
+}
+
+async fn wait_for_pane_code(client: &Client, pane: u64, code: u16) -> anyhow::Result<()> {
+    let script = format!("{}.dataset.code === '{code}'", state_js(pane));
+    wait_for_js(client, &format!("pane {pane} closed with {code}"), &script).await?;
+    Ok(())
+}
+
+/// The ids of the panes on the page, in document order.
+async fn pane_ids(client: &Client) -> anyhow::Result<Vec<u64>> {
+    let ids = client
+        .execute(
+            "return Array.from(document.querySelectorAll('[data-pane]')).map(e => +e.dataset.pane);",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(ids)?)
+}
+
+/// Waits until the page has `n` panes; returns their ids.
+async fn wait_for_panes(client: &Client, n: usize) -> anyhow::Result<Vec<u64>> {
+    wait_for_js(
+        client,
+        &format!("{n} panes"),
+        &format!("document.querySelectorAll('[data-pane]').length === {n}"),
+    )
+    .await?;
+    pane_ids(client).await
+}
+
+async fn click(client: &Client, css: &str) -> anyhow::Result<()> {
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(css))
+        .await?
+        .click()
+        .await
+        .with_context(|| format!("clicking {css}"))?;
+    Ok(())
+}
+
+/// The last `rows cols` line `stty size` printed in a pane before `marker`.
+async fn stty_size(client: &Client, pane: u64, marker: &str) -> anyhow::Result<(u16, u16)> {
+    type_in_pane(
+        client,
+        pane,
+        &format!("stty size; echo {marker}-$((1+1)){ENTER}"),
+    )
+    .await?;
+    let text = match wait_for_pane_text(client, pane, &format!("{marker}-2")).await {
+        Ok(t) => t,
+        Err(e) => {
+            for p in pane_ids(client).await? {
+                eprintln!("PANE {p}: {:?}", pane_text(client, p).await?);
+            }
+            let f = client.execute("return document.activeElement.closest('[data-pane]').dataset.pane + ' ' + sessionStorage.getItem('opsdeck.workspace')", vec![]).await?;
+            eprintln!("ACTIVE {f}");
+            return Err(e);
+        }
+    };
+    let head = text
+        .rsplit_once(&format!("{marker}-2"))
+        .map(|(head, _)| head)
+        .unwrap_or_default();
+    head.lines()
+        .rev()
+        .find_map(|line| {
+            let mut parts = line.split_whitespace();
+            let rows = parts.next()?.parse().ok()?;
+            let cols = parts.next()?.parse().ok()?;
+            parts.next().is_none().then_some((rows, cols))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no stty size in {text:?}"))
+}
+
+/// The xterm.js size of a pane's terminal, (rows, cols).
+async fn xterm_size(client: &Client, pane: u64) -> anyhow::Result<(u16, u16)> {
+    let size = client
+        .execute(
+            &format!(
+                "const t = document.querySelector('[data-pane=\"{pane}\"] .terminal-host').__opsdeckTerminal; return [t.rows, t.cols];"
+            ),
+            vec![],
+        )
+        .await?;
+    let [rows, cols]: [u16; 2] = serde_json::from_value(size)?;
+    Ok((rows, cols))
+}
+
+async fn session_of(client: &Client, pane: u64) -> anyhow::Result<String> {
+    let session = wait_for_js(
+        client,
+        &format!("pane {pane}'s session"),
+        &format!("document.querySelector('[data-pane=\"{pane}\"]').dataset.session"),
+    )
+    .await?;
+    Ok(session.as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn panes_side_by_side_survive_a_reload_and_a_session_is_taken_over_and_ended()
+-> anyhow::Result<()> {
+    let config = format!(
+        r#"static_dir = "{}"
+{}
+[[grants]]
+groups = ["ops"]
+local = ["*"]
+
+[[local_shells]]
+id = "sh"
+label = "Test shell"
+command = "/bin/bash"
+args = ["--norc", "--noprofile"]
+"#,
+        dist()?.display(),
+        users_toml(),
+    );
+    let relay = TestRelay::start(&config).await?;
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1400, 900).await?;
+    log_in(&client, &base, "alice", PASSWORD).await?;
+
+    // From the list of targets: "New tab" opens the shell in the workspace.
+    click(
+        &client,
+        ".target-local[data-id='sh'] + .open-in-workspace .open-tab",
+    )
+    .await?;
+    let first = wait_for_panes(&client, 1).await?[0];
+    wait_for_pane_state(&client, first, "connected").await?;
+    // Beside it, a second shell.
+    click(
+        &client,
+        &format!("[data-pane=\"{first}\"] .pane-split-right"),
+    )
+    .await?;
+    let panes = wait_for_panes(&client, 2).await?;
+    let (left, right) = (panes[0], panes[1]);
+    assert_eq!(left, first);
+    wait_for_pane_state(&client, right, "connected").await?;
+
+    // Each echoes its own input, and only its own.
+    type_in_pane(&client, left, &format!("echo left-$((6*7)){ENTER}")).await?;
+    type_in_pane(&client, right, &format!("echo right-$((6*7)){ENTER}")).await?;
+    wait_for_pane_text(&client, left, "left-42").await?;
+    wait_for_pane_text(&client, right, "right-42").await?;
+    assert!(!pane_text(&client, left).await?.contains("right-42"));
+    assert!(!pane_text(&client, right).await?.contains("left-42"));
+
+    // Sizes are each pane's own: split the right pane below, and it has fewer rows than
+    // the left one; close the new pane, and it grows back while the left one stays.
+    let left_size = stty_size(&client, left, "size-a").await?;
+    click(
+        &client,
+        &format!("[data-pane=\"{right}\"] .pane-split-below"),
+    )
+    .await?;
+    let below = *wait_for_panes(&client, 3)
+        .await?
+        .iter()
+        .find(|id| ![left, right].contains(id))
+        .context("the new pane")?;
+    wait_for_pane_state(&client, below, "connected").await?;
+    wait_for_js(
+        &client,
+        "the right pane refitted to half height",
+        &format!(
+            "document.querySelector('[data-pane=\"{right}\"] .terminal-host').__opsdeckTerminal.rows < {}",
+            left_size.0 * 2 / 3
+        ),
+    )
+    .await?;
+    let half = stty_size(&client, right, "size-b").await?;
+    assert!(half.0 < left_size.0, "{half:?} vs {left_size:?}");
+    screenshot(&client, "workspace-three-panes").await?;
+    click(&client, &format!("[data-pane=\"{below}\"] .pane-close")).await?;
+    wait_for_panes(&client, 2).await?;
+    wait_for_js(
+        &client,
+        "the right pane refitted to full height",
+        &format!(
+            "document.querySelector('[data-pane=\"{right}\"] .terminal-host').__opsdeckTerminal.rows === {}",
+            xterm_size(&client, left).await?.0
+        ),
+    )
+    .await?;
+    let full = stty_size(&client, right, "size-c").await?;
+    assert!(full.0 > half.0, "{full:?} vs {half:?}");
+    assert_eq!(stty_size(&client, left, "size-d").await?, left_size);
+    screenshot(&client, "workspace-two-panes").await?;
+
+    // A reload brings back both panes, resumed, with their scrollback.
+    let left_session = session_of(&client, left).await?;
+    let right_session = session_of(&client, right).await?;
+    assert_ne!(left_session, right_session);
+    client.refresh().await?;
+    assert_eq!(wait_for_panes(&client, 2).await?, vec![left, right]);
+    for pane in [left, right] {
+        wait_for_pane_state(&client, pane, "connected").await?;
+    }
+    wait_for_pane_text(&client, left, "left-42").await?;
+    wait_for_pane_text(&client, right, "right-42").await?;
+    assert_eq!(session_of(&client, left).await?, left_session);
+    assert_eq!(session_of(&client, right).await?, right_session);
+    let resumed = client
+        .find(Locator::Css(&format!("[data-pane=\"{left}\"] #conn-state")))
+        .await?
+        .text()
+        .await?;
+    assert!(resumed.contains("resumed"), "{resumed}");
+    type_in_pane(&client, left, &format!("echo again-$((2*3)){ENTER}")).await?;
+    wait_for_pane_text(&client, left, "again-6").await?;
+    screenshot(&client, "workspace-after-reload").await?;
+
+    // A second window opens the left session from "My sessions": it takes it over, and
+    // the first window's pane says so and offers to take it back.
+    let first_window = client.window().await?;
+    let second_window = client.new_window(false).await?.handle;
+    client.switch_to_window(second_window.clone()).await?;
+    client.goto(&format!("{base}/#/workspace")).await?;
+    click(&client, "#sessions-toggle").await?;
+    click(
+        &client,
+        &format!(".session[data-session=\"{left_session}\"] .session-open"),
+    )
+    .await?;
+    let taken = wait_for_js(
+        &client,
+        "the pane of the taken session",
+        &format!("(document.querySelector('[data-session=\"{left_session}\"][data-pane]')||{{dataset:{{}}}}).dataset.pane"),
+    )
+    .await?;
+    let taken: u64 = taken.as_str().context("pane id")?.parse()?;
+    wait_for_pane_state(&client, taken, "connected").await?;
+    wait_for_pane_text(&client, taken, "again-6").await?;
+    screenshot(&client, "workspace-second-window").await?;
+
+    client.switch_to_window(first_window.clone()).await?;
+    wait_for_pane_code(&client, left, 4409).await?;
+    let state = client
+        .find(Locator::Css(&format!("[data-pane=\"{left}\"] #conn-state")))
+        .await?
+        .text()
+        .await?;
+    assert!(state.contains("opened elsewhere"), "{state}");
+    let take_back = client
+        .find(Locator::Css(&format!("[data-pane=\"{left}\"] #conn-retry")))
+        .await?;
+    assert_eq!(take_back.text().await?, "Take it back");
+    screenshot(&client, "workspace-taken-over").await?;
+    take_back.click().await?;
+    wait_for_pane_state(&client, left, "connected").await?;
+    client.switch_to_window(second_window).await?;
+    wait_for_pane_code(&client, taken, 4409).await?;
+    client.close_window().await?;
+    client.switch_to_window(first_window).await?;
+
+    // Ending the right session from "My sessions" is one click; its pane says it ended.
+    click(&client, "#sessions-toggle").await?;
+    click(
+        &client,
+        &format!(".session[data-session=\"{right_session}\"] .session-end"),
+    )
+    .await?;
+    wait_for_pane_code(&client, right, 1000).await?;
+    wait_for_js(
+        &client,
+        "the ended session gone from the list",
+        &format!("!document.querySelector('.session[data-session=\"{right_session}\"]')"),
+    )
+    .await?;
+
+    // A corrupt layout in storage: ignored with a notice, never a blank page.
+    client
+        .execute(
+            "sessionStorage.setItem('opsdeck.workspace', '{\"version\":1,'); localStorage.setItem('opsdeck.workspace', 'junk');",
+            vec![],
+        )
+        .await?;
+    client.refresh().await?;
+    let notice = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#workspace-notice"))
+        .await?
+        .text()
+        .await?;
+    assert!(notice.contains("could not be read"), "{notice}");
+    client.find(Locator::Css("#workspace-empty")).await?;
+    // From an older version: the same, naming the version.
+    client
+        .execute(
+            "sessionStorage.setItem('opsdeck.workspace', '{\"version\":0,\"panes\":[]}');",
+            vec![],
+        )
+        .await?;
+    client.refresh().await?;
+    let notice = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#workspace-notice"))
+        .await?
+        .text()
+        .await?;
+    assert!(notice.contains("another version"), "{notice}");
+    client.close().await?;
+    Ok(())
+}
