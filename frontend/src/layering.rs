@@ -8,11 +8,14 @@ const SOURCES: &[(&str, &str)] = &[
     ("config.rs", include_str!("config.rs")),
     ("conn.rs", include_str!("conn.rs")),
     ("flow.rs", include_str!("flow.rs")),
+    ("i18n.rs", include_str!("i18n.rs")),
+    ("locale.rs", include_str!("locale.rs")),
     ("logbuf.rs", include_str!("logbuf.rs")),
     ("nav.rs", include_str!("nav.rs")),
     ("resume.rs", include_str!("resume.rs")),
     ("route.rs", include_str!("route.rs")),
     ("session.rs", include_str!("session.rs")),
+    ("settings.rs", include_str!("settings.rs")),
     ("term.rs", include_str!("term.rs")),
     ("ws.rs", include_str!("ws.rs")),
     ("views/mod.rs", include_str!("views/mod.rs")),
@@ -20,6 +23,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("views/login.rs", include_str!("views/login.rs")),
     ("views/logs.rs", include_str!("views/logs.rs")),
     ("views/picker.rs", include_str!("views/picker.rs")),
+    ("views/settings.rs", include_str!("views/settings.rs")),
     ("views/terminal.rs", include_str!("views/terminal.rs")),
 ];
 
