@@ -394,7 +394,13 @@ async fn assert_speaks(client: &Client, lang: i18n::Lang, page: &str) -> anyhow:
                 .iter()
                 .filter(|key| key.get(i18n::Lang::En) != key.get(i18n::Lang::Zh))
                 .map(|key| key.get(i18n::Lang::En))
-                .chain(["lines received", "Here now", "reconnecting in", "Closed:", "Pods in"]);
+                .chain([
+                    "lines received",
+                    "Here now",
+                    "reconnecting in",
+                    "Closed:",
+                    "Pods in",
+                ]);
             for entry in english {
                 let found: Vec<&String> = texts.iter().filter(|t| t.contains(entry)).collect();
                 anyhow::ensure!(
@@ -566,11 +572,7 @@ async fn every_page_speaks_the_chosen_language_and_the_picker_searches() -> anyh
         wait_for_state(&client, "closed").await?;
         assert_speaks(&client, lang, "a refused target").await?;
 
-        client
-            .find(Locator::Css("#logout"))
-            .await?
-            .click()
-            .await?;
+        client.find(Locator::Css("#logout")).await?.click().await?;
         client
             .wait()
             .at_most(PAGE_TIMEOUT)

@@ -205,9 +205,15 @@ pub enum Msg<'a> {
     /// The `n`-th attempt to reconnect.
     Reconnecting(u32),
     /// `Connection lost (reason); reconnecting in N s`.
-    ReconnectingIn { reason: &'a str, secs: u32 },
+    ReconnectingIn {
+        reason: &'a str,
+        secs: u32,
+    },
     /// `Closed: summary — reason`.
-    Closed { summary: &'a str, reason: &'a str },
+    Closed {
+        summary: &'a str,
+        reason: &'a str,
+    },
     CouldNotLogIn(&'a str),
     CouldNotLoadTargets(&'a str),
     PodsIn(&'a str),
@@ -228,10 +234,16 @@ pub enum Msg<'a> {
     Joined(&'a str),
     Left(&'a str),
     /// `n` bytes, entries or lines of output could not be replayed.
-    Lost { count: u64, unit: Unit },
+    Lost {
+        count: u64,
+        unit: Unit,
+    },
     FellBehind(u64),
     /// The relay answered an HTTP call with an error.
-    RelaySaid { status: u16, message: &'a str },
+    RelaySaid {
+        status: u16,
+        message: &'a str,
+    },
     RelayUnreachable(&'a str),
     RelayBadAnswer(&'a str),
     PleaseLogIn,

@@ -135,9 +135,7 @@ impl Default for Settings {
 impl Settings {
     /// The same settings with every number in its range.
     pub fn bounded(mut self) -> Self {
-        self.font_size = self
-            .font_size
-            .clamp(*FONT_SIZES.start(), *FONT_SIZES.end());
+        self.font_size = self.font_size.clamp(*FONT_SIZES.start(), *FONT_SIZES.end());
         self.scrollback = self.scrollback.min(MAX_SCROLLBACK);
         self
     }

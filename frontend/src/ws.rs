@@ -28,9 +28,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use crate::config;
+use crate::conn::{self, CloseAction, ConnState};
 use crate::i18n::Unit;
 use crate::locale::{Msg, Text, lang_now};
-use crate::conn::{self, CloseAction, ConnState};
 use crate::resume::{Connected, Progress};
 use crate::route::with_query;
 

@@ -239,7 +239,9 @@ fn on_incoming(lines: LinesSlot, counters: Counters, incoming: Incoming) {
             None
         }
         Incoming::Event(StreamEvent::Status { message, .. }) => Some(message),
-        Incoming::Event(StreamEvent::Error { message, .. }) => Some(Msg::LogError(&message).text(lang)),
+        Incoming::Event(StreamEvent::Error { message, .. }) => {
+            Some(Msg::LogError(&message).text(lang))
+        }
         Incoming::Event(StreamEvent::Gap { message, .. }) => Some(message),
         Incoming::Event(StreamEvent::Dropped { count }) => {
             Some(Msg::LinesSkipped(count).text(lang))

@@ -134,7 +134,10 @@ fn Section(
         return ().into_any();
     }
     let heading = format!("section-{class}");
-    let labels: Vec<(String, String)> = items.iter().map(|t| (t.label.clone(), t.id.clone())).collect();
+    let labels: Vec<(String, String)> = items
+        .iter()
+        .map(|t| (t.label.clone(), t.id.clone()))
+        .collect();
     let any = move || query.with(|q| labels.iter().any(|(l, i)| matches(q, l, i)));
     view! {
         <div class="target-section" role="group" aria-labelledby=heading.clone() hidden=move || !any()>
@@ -147,7 +150,12 @@ fn Section(
     .into_any()
 }
 
-fn link(target: Target, class: &'static str, route: fn(String) -> Route, query: RwSignal<String>) -> impl IntoView {
+fn link(
+    target: Target,
+    class: &'static str,
+    route: fn(String) -> Route,
+    query: RwSignal<String>,
+) -> impl IntoView {
     let href = route(target.id.clone()).to_hash();
     let (label, id) = (target.label.clone(), target.id.clone());
     let data_id = target.id.clone();
@@ -167,7 +175,10 @@ fn KubeSection(clusters: Vec<ClusterTarget>, query: RwSignal<String>) -> impl In
     if clusters.is_empty() {
         return ().into_any();
     }
-    let labels: Vec<(String, String)> = clusters.iter().map(|c| (c.label.clone(), c.id.clone())).collect();
+    let labels: Vec<(String, String)> = clusters
+        .iter()
+        .map(|c| (c.label.clone(), c.id.clone()))
+        .collect();
     let any = move || query.with(|q| labels.iter().any(|(l, i)| matches(q, l, i)));
     view! {
         <div class="target-section" role="group" aria-labelledby="section-k8s" hidden=move || !any()>

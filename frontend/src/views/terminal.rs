@@ -14,8 +14,8 @@ use web_sys::ResizeObserver;
 
 use crate::flow::Acks;
 use crate::locale::{Msg, Text, lang_now, tr};
-use crate::settings;
 use crate::route::{Route, terminal_query, with_query};
+use crate::settings;
 use crate::term::Term;
 use crate::views::ConnStatus;
 use crate::ws::{Incoming, Stream};
