@@ -525,6 +525,13 @@ async fn every_page_speaks_the_chosen_language_and_the_picker_searches() -> anyh
             .at_most(PAGE_TIMEOUT)
             .for_element(Locator::Css(".target-local[data-id='sh']"))
             .await?;
+        // No cluster and no job output here: the picker says so instead of hiding it.
+        wait_for_js(
+            &client,
+            "the notes on what is not offered",
+            "document.querySelector('#targets-no-k8s') && document.querySelector('#targets-no-jobs')",
+        )
+        .await?;
         assert_speaks(&client, lang, "the picker").await?;
         screenshot(&client, &format!("picker-{tag}")).await?;
 

@@ -131,11 +131,13 @@ catalogue! {
     NoTargets => "You have no targets. Ask an administrator for access.", "你没有可用的目标。请向管理员申请权限。";
     SectionLocal => "Shells on the relay's machine", "中继主机上的终端";
     SectionSsh => "SSH hosts", "SSH 主机";
-    SectionKubernetes => "Kubernetes", "Kubernetes 集群";
+    SectionKubernetes => "Kubernetes clusters", "Kubernetes 集群";
     SectionFiles => "Log files", "日志文件";
     SectionChat => "Chat rooms", "聊天室";
     SectionJobs => "Job output", "任务输出";
     SearchTargets => "Search targets", "搜索目标";
+    NoKubernetes => "Kubernetes: no cluster is configured for you here.", "Kubernetes：此处没有为你配置的集群。";
+    NoJobOutput => "Job output: not configured for you here (it needs Redis).", "任务输出：此处未为你配置（需要 Redis）。";
     NoTargetMatches => "No target matches the search.", "没有与搜索匹配的目标。";
     Namespaces => "Namespaces", "命名空间";
     LoadingPods => "Loading pods…", "正在加载 Pod…";

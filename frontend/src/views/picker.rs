@@ -70,6 +70,11 @@ fn TargetList(targets: Targets) -> impl IntoView {
         && files.is_empty()
         && chat.is_empty()
         && !jobs;
+    // What this relay does not offer the user, said once instead of an empty section.
+    let missing = [
+        (k8s.is_empty(), "targets-no-k8s", Text::NoKubernetes),
+        (!jobs, "targets-no-jobs", Text::NoJobOutput),
+    ];
     let query = RwSignal::new(String::new());
     // Everything searchable, to say when nothing matches.
     let searchable: Vec<(String, String)> = ssh
@@ -110,6 +115,15 @@ fn TargetList(targets: Targets) -> impl IntoView {
             route=|id| Route::Tail { file: id, lines: DEFAULT_LINES }
         />
         <Section title=Text::SectionChat items=chat query class="target-chat" route=|id| Route::Chat { room: id } />
+        {(!nothing).then(|| view! {
+            <div id="targets-unavailable" class="muted">
+                {missing
+                    .into_iter()
+                    .filter(|(absent, _, _)| *absent)
+                    .map(|(_, id, text)| view! { <p id=id>{tr(text)}</p> })
+                    .collect_view()}
+            </div>
+        })}
         {jobs.then(|| view! {
             <Show when=move || query.with(|q| q.trim().is_empty())>
                 <div class="target-section" role="group" aria-labelledby="section-jobs">
