@@ -341,3 +341,381 @@ password_env = "OPSDECK_UNSET_FOR_TESTS"
     client.close().await?;
     Ok(())
 }
+
+// Issue 15, item 6: the app's strings come from one catalogue; the tests read the same table.
+#[allow(dead_code)]
+#[path = "../frontend/src/i18n.rs"]
+mod i18n;
+
+/// Every text a user can see or hear on the page: visible text nodes, the options of
+/// selects, and the placeholders, labels (`aria-label`) and tooltips of visible elements.
+/// Left out: what users and the configuration wrote (target labels and ids, user names,
+/// chat messages, log lines) and the terminal's own rows.
+const SHOWN_TEXTS: &str = r#"
+const skip = '.xterm, .target-label, .target-id, #user-name, #user-groups, .chat-text, .chat-user, .chat-presence-user, .chat-time, .log-line, .container-name, .pod-name, #set-language option';
+const out = [];
+const shown = el => el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0;
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    const text = node.textContent.trim();
+    if (!text || !el || el.closest(skip) || el.closest('script, style')) continue;
+    if (el.tagName === 'OPTION' ? shown(el.closest('select')) : shown(el)) out.push(text);
+}
+for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) {
+    if (el.closest(skip) || !shown(el)) continue;
+    for (const name of ['placeholder', 'aria-label', 'title']) {
+        const value = el.getAttribute(name);
+        if (value) out.push(value);
+    }
+}
+return out;
+"#;
+
+async fn shown_texts(client: &Client) -> anyhow::Result<Vec<String>> {
+    let value = client.execute(SHOWN_TEXTS, vec![]).await?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Fails if the page shows English from the catalogue while in Chinese, or Chinese while in
+/// English; `page` names the page in the failure.
+async fn assert_speaks(client: &Client, lang: i18n::Lang, page: &str) -> anyhow::Result<()> {
+    let texts = shown_texts(client).await?;
+    anyhow::ensure!(!texts.is_empty(), "{page}: nothing shown");
+    let cjk = |s: &str| s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    match lang {
+        i18n::Lang::En => {
+            let chinese: Vec<&String> = texts.iter().filter(|t| cjk(t)).collect();
+            anyhow::ensure!(chinese.is_empty(), "{page} in English shows {chinese:?}");
+        }
+        i18n::Lang::Zh => {
+            // Fixed English strings, and the fixed parts of the strings with values.
+            let english = i18n::Text::ALL
+                .iter()
+                .filter(|key| key.get(i18n::Lang::En) != key.get(i18n::Lang::Zh))
+                .map(|key| key.get(i18n::Lang::En))
+                .chain([
+                    "lines received",
+                    "Here now",
+                    "reconnecting in",
+                    "Closed:",
+                    "Pods in",
+                ]);
+            for entry in english {
+                let found: Vec<&String> = texts.iter().filter(|t| t.contains(entry)).collect();
+                anyhow::ensure!(
+                    found.is_empty(),
+                    "{page} in Chinese shows the English {entry:?} in {found:?}"
+                );
+            }
+            anyhow::ensure!(
+                texts.iter().any(|t| cjk(t)),
+                "{page} in Chinese shows no Chinese: {texts:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Chooses a language in the settings dialog (opened and closed by keyboard-reachable
+/// buttons).
+async fn choose_language(client: &Client, tag: &str) -> anyhow::Result<()> {
+    open_settings(client).await?;
+    client
+        .find(Locator::Css("#set-language"))
+        .await?
+        .select_by_value(tag)
+        .await?;
+    wait_for_js(
+        client,
+        "the page's language",
+        &format!("document.documentElement.lang === {tag:?}"),
+    )
+    .await?;
+    client
+        .find(Locator::Css("#settings-close"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+async fn open_settings(client: &Client) -> anyhow::Result<()> {
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#open-settings"))
+        .await?
+        .click()
+        .await?;
+    wait_for_js(
+        client,
+        "the settings dialog",
+        "document.querySelector('#settings').open",
+    )
+    .await?;
+    Ok(())
+}
+
+/// A relay with one of each kind of page: a local shell, a file tail and a chat room.
+async fn relay_with_every_page(dir: &std::path::Path) -> anyhow::Result<TestRelay> {
+    let log = dir.join("app.log");
+    std::fs::write(&log, "first line\nsecond line\n")?;
+    let config = format!(
+        r#"static_dir = "{}"
+{}
+[[grants]]
+groups = ["ops"]
+local = ["*"]
+files = ["*"]
+chat = ["ops"]
+
+[[local_shells]]
+id = "sh"
+label = "Test shell"
+command = "/bin/bash"
+args = ["--norc", "--noprofile"]
+
+[[local_shells]]
+id = "toolbox"
+label = "Toolbox"
+command = "/bin/bash"
+args = ["--norc", "--noprofile"]
+
+[[files]]
+id = "app"
+label = "App log"
+path = "{}"
+
+[[chat_rooms]]
+id = "ops"
+label = "Operations"
+"#,
+        dist()?.display(),
+        users_toml(),
+        log.display(),
+    );
+    TestRelay::start(&config).await
+}
+
+// Issue 15: every page in English, then the same pages in Chinese (chosen in the settings)
+// with no English string of the catalogue left on any of them; the picker's search filters
+// the targets.
+#[tokio::test]
+async fn every_page_speaks_the_chosen_language_and_the_picker_searches() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let relay = relay_with_every_page(dir.path()).await?;
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+
+    for (lang, tag) in [(i18n::Lang::En, "en"), (i18n::Lang::Zh, "zh-CN")] {
+        client.goto(&format!("{base}/#/login")).await?;
+        choose_language(&client, tag).await?;
+        client
+            .wait()
+            .at_most(PAGE_TIMEOUT)
+            .for_element(Locator::Css("#login-username"))
+            .await?;
+        assert_speaks(&client, lang, "the login page").await?;
+        log_in(&client, &base, "alice", PASSWORD).await?;
+
+        client
+            .wait()
+            .at_most(PAGE_TIMEOUT)
+            .for_element(Locator::Css(".target-local[data-id='sh']"))
+            .await?;
+        // No cluster and no job output here: the picker says so instead of hiding it.
+        wait_for_js(
+            &client,
+            "the notes on what is not offered",
+            "document.querySelector('#targets-no-k8s') && document.querySelector('#targets-no-jobs')",
+        )
+        .await?;
+        assert_speaks(&client, lang, "the picker").await?;
+        screenshot(&client, &format!("picker-{tag}")).await?;
+
+        open_settings(&client).await?;
+        assert_speaks(&client, lang, "the settings").await?;
+        screenshot(&client, &format!("settings-{tag}")).await?;
+        client
+            .find(Locator::Css("#settings-close"))
+            .await?
+            .click()
+            .await?;
+
+        client
+            .find(Locator::Css(".target-local[data-id='sh']"))
+            .await?
+            .click()
+            .await?;
+        wait_for_state(&client, "connected").await?;
+        assert_speaks(&client, lang, "a terminal").await?;
+        screenshot(&client, &format!("terminal-{tag}")).await?;
+
+        client.goto(&format!("{base}/#/tail/app")).await?;
+        wait_for_state(&client, "connected").await?;
+        wait_for_js(
+            &client,
+            "the log lines",
+            "document.querySelectorAll('.log-line').length >= 2",
+        )
+        .await?;
+        assert_speaks(&client, lang, "a log").await?;
+
+        client.goto(&format!("{base}/#/chat/ops")).await?;
+        wait_for_state(&client, "connected").await?;
+        wait_for_js(
+            &client,
+            "the presence list",
+            "document.querySelectorAll('.chat-presence-user').length >= 1",
+        )
+        .await?;
+        assert_speaks(&client, lang, "a chat room").await?;
+        screenshot(&client, &format!("chat-{tag}")).await?;
+
+        // A refusal: the close code's meaning in the language, the relay's reason as sent.
+        client.goto(&format!("{base}/#/local/nope")).await?;
+        wait_for_state(&client, "closed").await?;
+        assert_speaks(&client, lang, "a refused target").await?;
+
+        client.find(Locator::Css("#logout")).await?.click().await?;
+        client
+            .wait()
+            .at_most(PAGE_TIMEOUT)
+            .for_element(Locator::Css("#login-username"))
+            .await?;
+    }
+
+    // The picker's search, still in Chinese.
+    log_in(&client, &base, "alice", PASSWORD).await?;
+    let search = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#target-search"))
+        .await?;
+    let visible_ids = "[...document.querySelectorAll('.target')].filter(a => a.checkVisibility()).map(a => a.dataset.id).sort().join(',')";
+    assert_eq!(
+        wait_for_js(&client, "every target", visible_ids).await?,
+        "app,ops,sh,toolbox"
+    );
+    search.send_keys("TOOL").await?;
+    wait_for_js(
+        &client,
+        "the search to filter",
+        &format!("{visible_ids} === 'toolbox'"),
+    )
+    .await?;
+    search.send_keys("zzz").await?;
+    wait_for_js(
+        &client,
+        "no target left",
+        &format!(
+            "{visible_ids} === '' && document.querySelector('#targets-no-match').innerText === {:?}",
+            i18n::Text::NoTargetMatches.get(i18n::Lang::Zh)
+        ),
+    )
+    .await?;
+    // Backspace over "TOOLzzz" (WebDriver's clear() fires no input event).
+    search.send_keys(&"\u{E003}".repeat(7)).await?;
+    wait_for_js(
+        &client,
+        "every target again",
+        &format!("{visible_ids} === 'app,ops,sh,toolbox'"),
+    )
+    .await?;
+    client.close().await?;
+    Ok(())
+}
+
+const TERMINAL_OPTIONS: &str = "(() => { const t = document.querySelector('#terminal').__opsdeckTerminal; \
+     return t ? [t.options.fontSize, t.options.theme.background, document.documentElement.dataset.theme].join(' ') : ''; })()";
+
+// Issue 15, item 3: the settings change the open terminal at once, persist across a
+// reload, and saved settings that cannot be read give the defaults with a notice.
+#[tokio::test]
+async fn settings_change_the_terminal_and_persist_across_a_reload() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let relay = relay_with_every_page(dir.path()).await?;
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+    log_in(&client, &base, "alice", PASSWORD).await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css(".target-local[data-id='sh']"))
+        .await?
+        .click()
+        .await?;
+    wait_for_state(&client, "connected").await?;
+    assert_eq!(
+        wait_for_js(&client, "the terminal's options", TERMINAL_OPTIONS).await?,
+        "14 #0f1419 dark"
+    );
+
+    open_settings(&client).await?;
+    let size = client.find(Locator::Css("#set-font-size")).await?;
+    size.clear().await?;
+    // Tab moves on, which commits the number (keyboard only).
+    size.send_keys("20\u{E004}").await?;
+    client
+        .find(Locator::Css("#set-theme"))
+        .await?
+        .select_by_value("light")
+        .await?;
+    wait_for_js(
+        &client,
+        "the new font and theme in the terminal",
+        &format!("{TERMINAL_OPTIONS} === '20 #fbfbf8 light'"),
+    )
+    .await?;
+    client
+        .find(Locator::Css("#settings-close"))
+        .await?
+        .click()
+        .await?;
+    screenshot(&client, "terminal-light-20px").await?;
+
+    client.refresh().await?;
+    wait_for_state(&client, "connected").await?;
+    assert_eq!(
+        wait_for_js(&client, "the terminal's options", TERMINAL_OPTIONS).await?,
+        "20 #fbfbf8 light"
+    );
+    let stored = client
+        .execute("return localStorage.getItem('opsdeck.settings');", vec![])
+        .await?;
+    let stored: serde_json::Value = serde_json::from_str(stored.as_str().unwrap_or_default())?;
+    assert_eq!(stored["version"], 1, "{stored}");
+    assert_eq!(stored["settings"]["font_size"], 20, "{stored}");
+
+    // Bad input: what cannot be read is replaced by the defaults, and the page says so.
+    client
+        .execute(
+            "localStorage.setItem('opsdeck.settings', '{\"version\":1,\"settings\":[');",
+            vec![],
+        )
+        .await?;
+    client.refresh().await?;
+    wait_for_state(&client, "connected").await?;
+    assert_eq!(
+        wait_for_js(&client, "the terminal's options", TERMINAL_OPTIONS).await?,
+        "14 #0f1419 dark"
+    );
+    let notice = wait_for_js(
+        &client,
+        "the settings notice",
+        "(document.querySelector('#settings-notice')||{innerText:''}).innerText",
+    )
+    .await?;
+    assert!(
+        notice
+            .as_str()
+            .unwrap_or_default()
+            .contains(i18n::Text::SettingsCorrupt.get(i18n::Lang::En)),
+        "{notice}"
+    );
+    client.close().await?;
+    Ok(())
+}

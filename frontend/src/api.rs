@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use web_sys::{RequestCache, RequestCredentials};
 
 use crate::config::{self, Config};
+use crate::locale::{Msg, lang_now};
 use crate::route::encode;
 
 /// Why an API call did not give its answer.
@@ -28,15 +29,20 @@ pub enum ApiFailure {
     BadBody(String),
 }
 
+/// In the language in force; the relay's own message stays as it sent it.
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unauthorized(message) if message.is_empty() => f.write_str("please log in"),
-            Self::Unauthorized(message) => f.write_str(message),
-            Self::Status { status, message } => write!(f, "the relay said {status}: {message}"),
-            Self::Network(e) => write!(f, "could not reach the relay ({e})"),
-            Self::BadBody(e) => write!(f, "unexpected answer from the relay ({e})"),
-        }
+        let text = match self {
+            Self::Unauthorized(message) if message.is_empty() => Msg::PleaseLogIn,
+            Self::Unauthorized(message) => return f.write_str(message),
+            Self::Status { status, message } => Msg::RelaySaid {
+                status: *status,
+                message,
+            },
+            Self::Network(e) => Msg::RelayUnreachable(e),
+            Self::BadBody(e) => Msg::RelayBadAnswer(e),
+        };
+        f.write_str(&text.text(lang_now()))
     }
 }
 

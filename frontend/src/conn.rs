@@ -2,9 +2,12 @@
 //!
 //! [`ConnState`] is the one value every view shows (`#conn-state`: its text and its
 //! `data-state`). [`on_close`] turns a WebSocket close code (see `common::close`) into what the
-//! socket does next. Both are plain data so the rules are tested without a browser.
+//! socket does next. Both are plain data so the rules are tested without a browser; the
+//! words come from the catalogue (`i18n`), in the language in force.
 
 use common::CloseCode;
+
+use crate::locale::{Lang, Msg, Text, lang};
 
 pub use common::close::standard;
 
@@ -24,8 +27,10 @@ pub enum ConnState {
     /// The stream is over: no retry unless the user asks.
     Closed {
         code: u16,
-        summary: String,
+        /// The relay's reason, as sent (English): shown as detail.
         reason: String,
+        /// The user stopped the stream (not the relay).
+        by_user: bool,
     },
 }
 
@@ -48,31 +53,40 @@ impl ConnState {
         }
     }
 
-    /// The sentence the user reads.
+    /// The sentence the user reads, in the language in force.
     pub fn label(&self) -> String {
+        self.label_in(lang())
+    }
+
+    /// The sentence the user reads, in `lang`.
+    pub fn label_in(&self, lang: Lang) -> String {
         match self {
-            Self::Connecting { attempt: 0 } => "Connecting…".to_owned(),
-            Self::Connecting { attempt } => format!("Reconnecting… (attempt {attempt})"),
-            Self::Connected { resumed: false } => "Connected".to_owned(),
-            Self::Connected { resumed: true } => "Connected (resumed)".to_owned(),
+            Self::Connecting { attempt: 0 } => Text::Connecting.get(lang).to_owned(),
+            Self::Connecting { attempt } => Msg::Reconnecting(*attempt).text(lang),
+            Self::Connected { resumed: false } => Text::Connected.get(lang).to_owned(),
+            Self::Connected { resumed: true } => Text::ConnectedResumed.get(lang).to_owned(),
             Self::Reconnecting {
                 in_secs, reason, ..
-            } => {
-                let why = if reason.is_empty() {
-                    "Connection lost".to_owned()
-                } else {
-                    format!("Connection lost ({reason})")
-                };
-                format!("{why}; reconnecting in {in_secs} s")
+            } => Msg::ReconnectingIn {
+                reason,
+                secs: *in_secs,
             }
+            .text(lang),
             Self::Closed {
-                summary, reason, ..
+                code,
+                reason,
+                by_user,
             } => {
-                let mut text = format!("Closed: {summary}");
-                if !reason.is_empty() && reason != summary {
-                    text.push_str(&format!(" — {reason}"));
+                let summary = if *by_user {
+                    Text::Stopped.get(lang).to_owned()
+                } else {
+                    crate::i18n::close_summary(*code, lang)
+                };
+                Msg::Closed {
+                    summary: &summary,
+                    reason,
                 }
-                text
+                .text(lang)
             }
         }
     }
@@ -91,11 +105,12 @@ impl ConnState {
             Self::Closed { code, .. }
                 if CloseCode::from_code(*code) == Some(CloseCode::Replaced) =>
             {
-                "Take it back"
+                Text::TakeItBack
             }
-            Self::Closed { .. } => "Retry",
-            _ => "Reconnect now",
+            Self::Closed { .. } => Text::Retry,
+            _ => Text::ReconnectNow,
         }
+        .get(lang())
     }
 }
 
@@ -131,28 +146,12 @@ pub fn on_close(code: u16) -> CloseAction {
     }
 }
 
-/// What to tell the user about a close code, beside the relay's own reason.
-pub fn summary(code: u16) -> String {
-    match CloseCode::from_code(code) {
-        Some(CloseCode::Forbidden) => "not permitted: you may not open this".to_owned(),
-        Some(c) => c.summary().to_owned(),
-        None => match code {
-            standard::ABNORMAL => "the connection dropped".to_owned(),
-            standard::NO_STATUS => "the relay closed the connection".to_owned(),
-            standard::SERVICE_RESTART => "the relay is restarting".to_owned(),
-            standard::TRY_AGAIN_LATER => "the relay is busy".to_owned(),
-            standard::BAD_GATEWAY => "the relay could not be reached".to_owned(),
-            other => format!("closed with code {other}"),
-        },
-    }
-}
-
-/// The state to show when a stream stops for good after `code`.
+/// The state to show when a stream stops for good after `code`; `reason` is the relay's.
 pub fn closed(code: u16, reason: &str) -> ConnState {
     ConnState::Closed {
         code,
-        summary: summary(code),
         reason: reason.to_owned(),
+        by_user: false,
     }
 }
 
@@ -217,6 +216,10 @@ mod tests {
         assert_eq!(closed(4409, "").retry_label(), "Take it back");
     }
 
+    fn forbidden_in_chinese() -> String {
+        closed(4403, "host db1").label_in(Lang::Zh)
+    }
+
     #[test]
     fn every_state_has_a_key_and_a_label() {
         let states = [
@@ -247,6 +250,11 @@ mod tests {
             "Connection lost (the relay is restarting); reconnecting in 3 s"
         );
         assert_eq!(states[4].label(), "Closed: the session ended");
+        assert_eq!(states[4].label_in(Lang::Zh), "已关闭：会话已结束");
+        assert_eq!(
+            forbidden_in_chinese(),
+            "已关闭：无权限：你不能打开此目标 — host db1"
+        );
         assert!(states[3].can_retry() && states[4].can_retry() && !states[2].can_retry());
     }
 }

@@ -9,18 +9,23 @@
 //!   and log views (the chat view uses `opsdeck-client`, the embeddable chat client);
 //! - [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them (the backoff
 //!   is `opsdeck_client::backoff`);
-//! - [`term`]: xterm.js; [`views`]: one file per page.
+//! - [`term`]: xterm.js; [`views`]: one file per page;
+//! - [`i18n`]: every string of the app in English and Chinese; [`locale`]: the language in
+//!   force; [`settings`]: the user's settings, kept in this browser.
 
 mod api;
 mod config;
 mod conn;
 mod flow;
+mod i18n;
 mod layout;
+mod locale;
 mod logbuf;
 mod nav;
 mod resume;
 mod route;
 mod session;
+mod settings;
 mod term;
 mod views;
 mod ws;
@@ -28,12 +33,14 @@ mod ws;
 use common::api::Me;
 use leptos::prelude::*;
 
+use crate::locale::{Text, tr};
 use crate::nav::{current_route, go_login};
 use crate::route::Route;
 use crate::session::Session;
 
 fn main() {
     console_error_panic_hook::set_once();
+    settings::init();
     // Leptos starts its task executor in `mount_to_body`, so this first task uses
     // wasm-bindgen's directly.
     wasm_bindgen_futures::spawn_local(async {
@@ -82,13 +89,13 @@ fn App() -> impl IntoView {
 
     let page = move || {
         if !checked.get() {
-            return view! { <p class="loading">"Loading…"</p> }.into_any();
+            return view! { <p class="loading">{tr(Text::Loading)}</p> }.into_any();
         }
         let route = route.get();
         let logged_out = me.with(Option::is_none) && problem.with(Option::is_none);
         if logged_out && !matches!(route, Route::Login { .. }) {
             // The effect above is on its way to the login page.
-            return view! { <p class="loading">"Redirecting to the login page…"</p> }.into_any();
+            return view! { <p class="loading">{tr(Text::Redirecting)}</p> }.into_any();
         }
         match route {
             Route::Login { next, sso_error } => {
@@ -110,7 +117,7 @@ fn App() -> impl IntoView {
             } => view! { <views::workspace::WorkspacePage open place session /> }.into_any(),
             Route::NotFound(_) => view! {
                 <section class="page">
-                    <p id="not-found">"No such page. " <a href="#/">"Back to the targets"</a></p>
+                    <p id="not-found">{tr(Text::NoSuchPage)} " " <a href="#/">{tr(Text::BackToTargets)}</a></p>
                 </section>
             }
             .into_any(),
@@ -122,7 +129,9 @@ fn App() -> impl IntoView {
             <a id="brand" href="#/">"Opsdeck"</a>
             <span id="page-title">{move || route.get().title()}</span>
             <views::UserMenu />
+            <views::settings::SettingsButton />
         </header>
+        <views::settings::SettingsNotice />
         {move || problem.get().map(|p| view! { <p id="app-error" class="error">{p}</p> })}
         <main id="page">{page}</main>
     }

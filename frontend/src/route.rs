@@ -194,20 +194,33 @@ impl Route {
         }
     }
 
-    /// A short title for the page header.
+    /// A short title for the page header, in the language in force.
     pub fn title(&self) -> String {
+        use crate::locale::{Text, t};
         match self {
-            Self::Login { .. } => "Log in".to_owned(),
-            Self::Picker => "Targets".to_owned(),
+            Self::Login { .. } => t(Text::LogIn).to_owned(),
+            Self::Picker => t(Text::Targets).to_owned(),
             Self::Ssh { host } => format!("SSH · {host}"),
-            Self::Local { shell } => format!("Shell · {shell}"),
-            Self::K8sExec(c) => format!("Shell · {}/{}/{}", c.namespace, c.pod, c.container),
-            Self::K8sLogs(c, _) => format!("Logs · {}/{}/{}", c.namespace, c.pod, c.container),
-            Self::Tail { file, .. } => format!("Tail · {file}"),
-            Self::Chat { room } => format!("Chat · {room}"),
-            Self::Job { token } => format!("Job · {}", token_prefix(token)),
-            Self::Workspace { .. } => "Workspace".to_owned(),
-            Self::NotFound(_) => "Not found".to_owned(),
+            Self::Local { shell } => format!("{} · {shell}", t(Text::TitleShell)),
+            Self::K8sExec(c) => format!(
+                "{} · {}/{}/{}",
+                t(Text::TitleShell),
+                c.namespace,
+                c.pod,
+                c.container
+            ),
+            Self::K8sLogs(c, _) => format!(
+                "{} · {}/{}/{}",
+                t(Text::TitleLogs),
+                c.namespace,
+                c.pod,
+                c.container
+            ),
+            Self::Tail { file, .. } => format!("{} · {file}", t(Text::TitleTail)),
+            Self::Chat { room } => format!("{} · {room}", t(Text::TitleChat)),
+            Self::Job { token } => format!("{} · {}", t(Text::TitleJob), token_prefix(token)),
+            Self::Workspace { .. } => t(Text::TitleWorkspace).to_owned(),
+            Self::NotFound(_) => t(Text::TitleNotFound).to_owned(),
         }
     }
 }

@@ -6,6 +6,9 @@
 //! `unicode.activeVersion`. Those few calls are bound here. The modules themselves are
 //! resolved by the import map in `index.html` (`xterm`, `xterm-addon-fit`, ...).
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -15,6 +18,8 @@ use xterm_js_rs::addons::search::SearchAddon;
 use xterm_js_rs::addons::unicode11::Unicode11Addon;
 use xterm_js_rs::addons::web_links::WebLinksAddon;
 use xterm_js_rs::{Disposable, Terminal, TerminalOptions, Theme};
+
+use crate::settings::{self, Settings};
 
 #[wasm_bindgen]
 extern "C" {
@@ -57,21 +62,21 @@ pub struct Term {
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     _key_handler: Option<Closure<dyn FnMut(KeyboardEvent) -> bool>>,
     disposables: Vec<Disposable>,
+    /// The "copy on select" setting, read by the selection callback.
+    copy_on_select: Rc<Cell<bool>>,
 }
 
 impl Term {
-    /// Creates the terminal in `parent` and fits it to it. `read_only` terminals take no input.
-    pub fn open(parent: &HtmlElement, read_only: bool) -> Self {
+    /// Creates the terminal in `parent` with the user's `settings` and fits it to it.
+    /// `read_only` terminals take no input.
+    pub fn open(parent: &HtmlElement, read_only: bool, settings: &Settings) -> Self {
         let options = TerminalOptions::new();
         options.set_cursor_blink(!read_only);
         options.set_disable_stdin(read_only);
         options.set_font_family("ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace");
-        options.set_font_size(14);
-        options.set_scrollback(10_000);
-        let theme = Theme::new();
-        theme.set_background("#0f1419");
-        theme.set_foreground("#d8dee9");
-        options.set_theme(&theme);
+        options.set_font_size(u32::from(settings.font_size));
+        options.set_scrollback(settings.scrollback);
+        options.set_theme(&theme(settings.theme));
         // Unicode 11 widths (CJK, emoji) are a "proposed" API in xterm.js 6.
         let _ = Reflect::set(&options, &"allowProposedApi".into(), &true.into());
 
@@ -90,16 +95,39 @@ impl Term {
         // The page shows only the visible rows; the end-to-end tests read the whole buffer
         // (scrollback included) through this property of the terminal's element.
         let _ = Reflect::set(parent, &"__opsdeckTerminal".into(), &terminal);
-        let term = Self {
+        let copy_on_select = Rc::new(Cell::new(settings.copy_on_select));
+        let mut term = Self {
             terminal,
             fit,
             search,
             _callbacks: Vec::new(),
             _key_handler: None,
             disposables: Vec::new(),
+            copy_on_select: Rc::clone(&copy_on_select),
         };
+        let selected: Terminal = term.terminal.clone().unchecked_into();
+        let callback = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            if copy_on_select.get() && selected.has_selection() {
+                copy_text(&selected.get_selection());
+            }
+        });
+        let d = term
+            .terminal
+            .on_selection_change(callback.as_ref().unchecked_ref());
+        term.disposables.push(d);
+        term._callbacks.push(callback);
         term.fit();
         term
+    }
+
+    /// Applies changed settings: font size, theme, scrollback (refits, as the cell size
+    /// may have changed), copy on select.
+    pub fn apply(&self, settings: &Settings) {
+        self.set_option("fontSize", &JsValue::from(settings.font_size));
+        self.set_option("scrollback", &JsValue::from(settings.scrollback));
+        self.set_option("theme", &theme(settings.theme));
+        self.copy_on_select.set(settings.copy_on_select);
+        self.fit();
     }
 
     /// Fits the terminal to its element; returns the size as (rows, cols).
@@ -229,6 +257,18 @@ impl Drop for Term {
         }
         self.terminal.dispose();
     }
+}
+
+/// The xterm.js theme of one of the app's themes.
+fn theme(theme: settings::Theme) -> Theme {
+    let (background, foreground, cursor, selection) = theme.terminal_colours();
+    let colours = Theme::new();
+    colours.set_background(background);
+    colours.set_foreground(foreground);
+    colours.set_cursor(cursor);
+    // xterm.js 5+ names it `selectionBackground` (xterm-js-rs's setter is the 4.x name).
+    let _ = Reflect::set(&colours, &"selectionBackground".into(), &selection.into());
+    colours
 }
 
 /// Writes text to the system clipboard (needs a secure context: https or localhost).

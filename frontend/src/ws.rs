@@ -29,6 +29,8 @@ use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use crate::config;
 use crate::conn::{self, CloseAction, ConnState};
+use crate::i18n::Unit;
+use crate::locale::{Msg, Text, lang_now};
 use crate::resume::{Connected, Progress};
 use crate::route::with_query;
 
@@ -195,8 +197,8 @@ impl Stream {
         self.shutdown();
         self.shared.state.try_set(ConnState::Closed {
             code: 1000,
-            summary: "stopped".to_owned(),
             reason: String::new(),
+            by_user: true,
         });
     }
 
@@ -396,16 +398,19 @@ fn on_frame(shared: &Rc<Shared>, frame: ServerFrame) -> Vec<Incoming> {
             let notice = match outcome {
                 Connected::NewSession => Some(Notice {
                     kind: "new-session",
-                    text: "The earlier session could not be resumed: a new session was started."
-                        .to_owned(),
+                    text: Text::NewSessionNotResumed.get(lang_now()).to_owned(),
                 }),
                 Connected::First if expired => Some(Notice {
                     kind: "new-session",
-                    text: "The session had expired: a new session was started.".to_owned(),
+                    text: Text::NewSessionExpired.get(lang_now()).to_owned(),
                 }),
                 Connected::Resumed { lost } if lost > 0 => Some(Notice {
                     kind: "lost",
-                    text: format!("{lost} {} of output could not be replayed.", unit(stream)),
+                    text: Msg::Lost {
+                        count: lost,
+                        unit: unit(stream),
+                    }
+                    .text(lang_now()),
                 }),
                 _ => None,
             };
@@ -445,7 +450,7 @@ fn on_frame(shared: &Rc<Shared>, frame: ServerFrame) -> Vec<Incoming> {
         ServerFrame::Event(StreamEvent::Dropped { count }) => {
             let notice = Notice {
                 kind: "dropped",
-                text: format!("Fell behind: {count} lines were skipped to catch up."),
+                text: Msg::FellBehind(count).text(lang_now()),
             };
             shared.notice.try_set(Some(notice));
             out.push(Incoming::Event(StreamEvent::Dropped { count }));
@@ -457,11 +462,11 @@ fn on_frame(shared: &Rc<Shared>, frame: ServerFrame) -> Vec<Incoming> {
     out
 }
 
-fn unit(kind: StreamKind) -> &'static str {
+fn unit(kind: StreamKind) -> Unit {
     match kind {
-        StreamKind::Terminal => "bytes",
-        StreamKind::Chat | StreamKind::Job => "entries",
-        StreamKind::Tail | StreamKind::PodLogs => "lines",
+        StreamKind::Terminal => Unit::Bytes,
+        StreamKind::Chat | StreamKind::Job => Unit::Entries,
+        StreamKind::Tail | StreamKind::PodLogs => Unit::Lines,
     }
 }
 
@@ -478,9 +483,9 @@ fn on_close(shared: &Rc<Shared>, code: u16, reason: &str) {
         }
         (conn::on_close(code), opened_at.is_none())
     };
-    let summary = conn::summary(code);
+    // With no reason from the relay, a reconnect countdown says what the code means.
     let reason = if reason.is_empty() {
-        summary.clone()
+        crate::i18n::close_summary(code, lang_now())
     } else {
         reason.to_owned()
     };

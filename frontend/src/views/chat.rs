@@ -15,6 +15,7 @@ use opsdeck_client::{Auth, ChatClient, ClientConfig, Event};
 
 use crate::config;
 use crate::conn::{self, ConnState};
+use crate::locale::{Msg, Text, lang_now, msg, tr};
 use crate::route::Route;
 use crate::session::Session;
 use crate::views::{ConnBar, near_bottom, scroll_to_bottom};
@@ -202,7 +203,7 @@ pub fn ChatPage(room: String) -> impl IntoView {
                     </div>
                     <Show when=move || { unread.get() > 0 }>
                         <button id="chat-jump" type="button" on:click=jump>
-                            {move || format!("{} new ↓", unread.get())}
+                            {move || msg(&Msg::NewBelow(unread.get()))}
                         </button>
                     </Show>
                     <MessageComposer client state stick pending />
@@ -245,9 +246,7 @@ fn MessageComposer(
         if state.with_untracked(|s| matches!(s, ConnState::Connected { .. })) {
             send_error.set(None);
         } else {
-            send_error.set(Some(
-                "Not connected: the message will be sent when the room is back.".to_owned(),
-            ));
+            send_error.set(Some(Text::ChatNotConnected.get(lang_now()).to_owned()));
         }
         pending.update(|p| p.push(message));
         draft.set(String::new());
@@ -258,7 +257,8 @@ fn MessageComposer(
         <input
             id="chat-input"
             type="text"
-            placeholder="Message (Enter to send)"
+            placeholder=tr(Text::ChatPlaceholder)
+            aria-label=tr(Text::ChatMessage)
             autocomplete="off"
             maxlength="4000"
             bind:value=draft
@@ -273,7 +273,7 @@ fn MessageComposer(
 fn PresenceList(presence: ReadSignal<Vec<ChatUser>>) -> impl IntoView {
     view! {
         <aside id="chat-presence" class="chat-presence">
-            <h3>{move || format!("Here now ({})", presence.with(Vec::len))}</h3>
+            <h3>{move || msg(&Msg::HereNow(presence.with(Vec::len)))}</h3>
             <ul>
                 <For each=move || presence.get() key=|u| u.uid.clone() let:user>
                     <li class="chat-presence-user" data-uid=user.uid.clone()>{user.username}</li>
@@ -289,7 +289,7 @@ fn render_pending(message: Pending, client: ChatClient) -> impl IntoView {
     let (text, client_id) = (message.text.clone(), message.client_id.clone());
     let status = match &message.refused {
         Some(why) => why.clone(),
-        None => "sending…".to_owned(),
+        None => Text::Sending.get(lang_now()).to_owned(),
     };
     let refused = message.refused.is_some();
     view! {
@@ -310,7 +310,7 @@ fn render_pending(message: Pending, client: ChatClient) -> impl IntoView {
                                 drop(client.send_with_id(text.clone(), client_id.clone()));
                             }
                         >
-                            "Send again"
+                            {tr(Text::SendAgain)}
                         </button>
                     }
                 })}
@@ -377,8 +377,8 @@ fn event_line(
                 mine,
             })
         }
-        Event::Join(user) => note(format!("{} joined", user.username), now),
-        Event::Leave(user) => note(format!("{} left", user.username), now),
+        Event::Join(user) => note(Msg::Joined(&user.username).text(lang_now()), now),
+        Event::Leave(user) => note(Msg::Left(&user.username).text(lang_now()), now),
         Event::Presence(users) => Change::Presence(users),
         Event::Me(user) => Change::Me(user),
         _ => return None,

@@ -6,6 +6,8 @@ use common::sso::{AuthProviders, SsoRefusal};
 use leptos::prelude::*;
 
 use crate::api::{self, ApiFailure};
+use crate::i18n::sso_refusal;
+use crate::locale::{Msg, Text, lang, lang_now, tr};
 use crate::nav::navigate;
 use crate::route::Route;
 use crate::session::Session;
@@ -35,7 +37,7 @@ pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl In
         }
         let (user, pass) = (username.get_untracked(), password.get_untracked());
         if user.trim().is_empty() || pass.is_empty() {
-            error.set(Some("Enter your username and password.".to_owned()));
+            error.set(Some(Text::EnterCredentials.get(lang_now()).to_owned()));
             return;
         }
         pending.set(true);
@@ -52,9 +54,11 @@ pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl In
                     navigate(&target);
                 }
                 Err(ApiFailure::Unauthorized(_)) => {
-                    error.set(Some("Wrong username or password.".to_owned()));
+                    error.set(Some(Text::WrongPassword.get(lang_now()).to_owned()));
                 }
-                Err(other) => error.set(Some(format!("Could not log in: {other}."))),
+                Err(other) => error.set(Some(
+                    Msg::CouldNotLogIn(&other.to_string()).text(lang_now()),
+                )),
             }
             pending.set(false);
         });
@@ -81,19 +85,19 @@ pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl In
     view! {
         <section class="page login-page">
             <div class="card login-card">
-            <h1>"Log in to Opsdeck"</h1>
+            <h1>{tr(Text::LoginHeading)}</h1>
             {sso_error
                 .map(|refusal| {
                     view! {
                         <p id="sso-error" class="error" role="alert" data-code=refusal.code()>
-                            {refusal.message()}
+                            {move || sso_refusal(refusal, lang())}
                         </p>
                     }
                 })}
-            <div id="sso-providers" class="sso-providers">{buttons}</div>
+            <nav id="sso-providers" class="sso-providers" aria-label=tr(Text::SignInWith)>{buttons}</nav>
             <Show when=local_login>
             <form id="login-form" on:submit=submit.clone()>
-                <label for="login-username">"Username"</label>
+                <label for="login-username">{tr(Text::Username)}</label>
                 <input
                     id="login-username"
                     name="username"
@@ -102,7 +106,7 @@ pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl In
                     autofocus
                     bind:value=username
                 />
-                <label for="login-password">"Password"</label>
+                <label for="login-password">{tr(Text::Password)}</label>
                 <input
                     id="login-password"
                     name="password"
@@ -111,7 +115,7 @@ pub fn LoginPage(next: Option<String>, sso_error: Option<SsoRefusal>) -> impl In
                     bind:value=password
                 />
                 <button id="login-submit" type="submit" disabled=move || pending.get()>
-                    {move || if pending.get() { "Logging in…" } else { "Log in" }}
+                    {move || tr(if pending.get() { Text::LoggingIn } else { Text::LogIn })()}
                 </button>
                 <Show when=move || error.with(Option::is_some)>
                     <p id="login-error" class="error" role="alert">

@@ -11,6 +11,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, BlobPropertyBag, Element, HtmlAnchorElement, Url};
 
+use crate::locale::{Msg, Text, lang_now, msg, tr};
 use crate::logbuf::{Filter, LogBuffer, LogLine, SHOWN};
 use crate::nav::navigate;
 use crate::route::Route;
@@ -48,7 +49,7 @@ struct Counters {
 #[component]
 pub fn LogsPage(route: Route) -> impl IntoView {
     let Some(path) = route.ws_path() else {
-        return view! { <p class="error">"This page has no stream."</p> }.into_any();
+        return view! { <p class="error">{tr(Text::NoStream)}</p> }.into_any();
     };
     let lines: LinesSlot = StoredValue::new_local(Lines::default());
     let counters = Counters {
@@ -78,10 +79,10 @@ pub fn LogsPage(route: Route) -> impl IntoView {
         <section class="page logs-page">
             <LogToolbar stream lines counters paused route />
             <div class="log-meta muted">
-                <span id="log-count">{move || format!("{} lines received", counters.received.get())}</span>
+                <span id="log-count">{move || msg(&Msg::LinesReceived(counters.received.get()))}</span>
                 <Show when=move || { paused.get() && counters.waiting.get() > 0 }>
                     <span id="log-waiting">
-                        {move || format!(" · {} new while paused", counters.waiting.get())}
+                        {move || msg(&Msg::NewWhilePaused(counters.waiting.get()))}
                     </span>
                 </Show>
             </div>
@@ -162,28 +163,29 @@ fn LogToolbar(
     };
 
     view! {
-        <div class="toolbar">
+        <div class="toolbar" role="toolbar" aria-label=tr(Text::LogTools)>
             <ConnStatus stream />
             <span class="spacer"></span>
             <button id="log-stop" type="button" on:click=toggle_running>
-                {move || if running.get() { "Stop" } else { "Start" }}
+                {move || tr(if running.get() { Text::Stop } else { Text::Start })()}
             </button>
             <button id="log-pause" type="button" class:active=move || paused.get() on:click=toggle_pause>
-                {move || if paused.get() { "Resume" } else { "Pause" }}
+                {move || tr(if paused.get() { Text::Resume } else { Text::Pause })()}
             </button>
             <label class="check">
                 <input id="log-follow" type="checkbox" prop:checked=move || counters.follow.get() on:change=on_follow />
-                "Follow"
+                {tr(Text::Follow)}
             </label>
-            <button id="log-clear" type="button" on:click=clear>"Clear"</button>
+            <button id="log-clear" type="button" on:click=clear>{tr(Text::Clear)}</button>
             <input
                 id="log-filter"
                 type="search"
-                placeholder="Filter lines"
+                placeholder=tr(Text::FilterLines)
+                aria-label=tr(Text::FilterLines)
                 prop:value=move || filter_text.get()
                 on:input=on_filter
             />
-            <button id="log-download" type="button" on:click=download>"Download"</button>
+            <button id="log-download" type="button" on:click=download>{tr(Text::Download)}</button>
             {pod_log_options(&route)}
         </div>
     }
@@ -208,16 +210,17 @@ fn pod_log_options(route: &Route) -> Option<impl IntoView + use<>> {
     Some(view! {
         <label class="check">
             <input id="log-timestamps" type="checkbox" prop:checked=options.timestamps on:change=timestamps />
-            "Timestamps"
+            {tr(Text::Timestamps)}
         </label>
         <label class="check">
             <input id="log-previous" type="checkbox" prop:checked=options.previous on:change=previous />
-            "Previous container"
+            {tr(Text::PreviousContainer)}
         </label>
     })
 }
 
 fn on_incoming(lines: LinesSlot, counters: Counters, incoming: Incoming) {
+    let lang = lang_now();
     let marker = match incoming {
         Incoming::Event(StreamEvent::Lines { lines: batch, .. }) => {
             let n = batch.len();
@@ -236,14 +239,16 @@ fn on_incoming(lines: LinesSlot, counters: Counters, incoming: Incoming) {
             None
         }
         Incoming::Event(StreamEvent::Status { message, .. }) => Some(message),
-        Incoming::Event(StreamEvent::Error { message, .. }) => Some(format!("error: {message}")),
+        Incoming::Event(StreamEvent::Error { message, .. }) => {
+            Some(Msg::LogError(&message).text(lang))
+        }
         Incoming::Event(StreamEvent::Gap { message, .. }) => Some(message),
         Incoming::Event(StreamEvent::Dropped { count }) => {
-            Some(format!("{count} lines were skipped to catch up"))
+            Some(Msg::LinesSkipped(count).text(lang))
         }
         Incoming::Event(StreamEvent::Exit { status, .. }) => Some(match status {
-            Some(code) => format!("the stream ended (status {code})"),
-            None => "the stream ended".to_owned(),
+            Some(code) => Msg::StreamEndedStatus(code).text(lang),
+            None => Text::StreamEnded.get(lang).to_owned(),
         }),
         Incoming::Notice(notice) => Some(notice.text),
         Incoming::Event(_) | Incoming::Bytes(_) => None,

@@ -6,6 +6,7 @@ pub mod login;
 pub mod logs;
 pub mod picker;
 pub mod sessions;
+pub mod settings;
 pub mod terminal;
 pub mod workspace;
 
@@ -14,6 +15,7 @@ use web_sys::Element;
 
 use crate::api;
 use crate::conn::ConnState;
+use crate::locale::{Text, tr};
 use crate::nav::navigate;
 use crate::route::Route;
 use crate::session::Session;
@@ -45,16 +47,16 @@ pub fn UserMenu() -> impl IntoView {
     };
     view! {
         <Show when=move || me.with(Option::is_some)>
-            <nav id="user-menu">
-                <a id="nav-targets" href="#/">"Targets"</a>
+            <nav id="user-menu" aria-label=tr(Text::UserMenu)>
+                <a id="nav-targets" href="#/">{tr(Text::Targets)}</a>
                 <span id="user-name">
                     {move || me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
                 </span>
-                <span id="user-groups" class="user-groups" title="Your groups">
+                <span id="user-groups" class="user-groups" title=tr(Text::YourGroups)>
                     {move || me.with(|m| m.as_ref().map(|m| m.groups.join(", ")).unwrap_or_default())}
                 </span>
                 <button id="logout" type="button" on:click=logout>
-                    "Log out"
+                    {tr(Text::LogOut)}
                 </button>
             </nav>
         </Show>
@@ -89,6 +91,7 @@ pub fn ConnBar(
                 data-code=move || state.with(|s| s.code().map(|c| c.to_string()))
                 role="status"
                 aria-live="polite"
+                aria-label=tr(Text::ConnectionState)
             >
                 {move || state.with(|s| s.label())}
             </span>

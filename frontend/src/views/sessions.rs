@@ -8,25 +8,13 @@ use common::api::TerminalSessionInfo;
 use leptos::prelude::*;
 
 use crate::api;
+use crate::locale::{Text, t, tr};
 use crate::route::{Container, Route};
 
 /// How often the open panel asks again.
 const REFRESH: Duration = Duration::from_secs(5);
 
 /// The words of this panel, in one place (for the catalogue).
-mod text {
-    pub const TITLE: &str = "My sessions";
-    pub const NONE: &str = "No live terminal sessions.";
-    pub const REFRESH: &str = "Refresh";
-    pub const OPEN: &str = "Open here";
-    pub const SHOWN: &str = "Shown here";
-    pub const END: &str = "End";
-    pub const ATTACHED: &str = "attached";
-    pub const WAITING: &str = "waiting for a reconnect";
-    pub const STARTED: &str = "started";
-    pub const ACTIVE: &str = "last active";
-}
-
 /// The page of a session's target (`ssh:web1`, `local:sh`, `k8s:c/ns/pod/ctr`).
 pub fn route_of(target: &str) -> Option<Route> {
     let (kind, rest) = target.split_once(':')?;
@@ -107,9 +95,9 @@ pub fn SessionsPanel(
             move |_| end(id.clone())
         };
         let state = if info.attached {
-            text::ATTACHED
+            t(Text::SessionAttached)
         } else {
-            text::WAITING
+            t(Text::SessionWaiting)
         };
         view! {
             <li class="session" data-session=info.session.clone() data-attached=info.attached.to_string()>
@@ -119,32 +107,32 @@ pub fn SessionsPanel(
                         "{state} · {}×{} · {} {} · {} {}",
                         info.size.cols,
                         info.size.rows,
-                        text::STARTED,
+                        t(Text::SessionStarted),
                         clock(info.started),
-                        text::ACTIVE,
+                        t(Text::SessionActive),
                         clock(info.last_active),
                     )}
                 </span>
                 <span class="session-actions">
                     <button type="button" class="session-open" on:click=open disabled=shown_too>
-                        {move || if shown() { text::SHOWN } else { text::OPEN }}
+                        {move || if shown() { t(Text::ShownHere) } else { t(Text::OpenHere) }}
                     </button>
-                    <button type="button" class="session-end" on:click=end_it>{text::END}</button>
+                    <button type="button" class="session-end" on:click=end_it>{tr(Text::EndSession)}</button>
                 </span>
             </li>
         }
     };
 
     view! {
-        <aside id="sessions" class="sessions-panel" aria-label=text::TITLE>
+        <aside id="sessions" class="sessions-panel" aria-label=tr(Text::MySessions)>
             <div class="sessions-head">
-                <h2>{text::TITLE}</h2>
-                <button id="sessions-refresh" type="button" on:click=move |_| refresh()>{text::REFRESH}</button>
+                <h2>{tr(Text::MySessions)}</h2>
+                <button id="sessions-refresh" type="button" on:click=move |_| refresh()>{tr(Text::Refresh)}</button>
             </div>
             {move || match list.get() {
                 None => view! { <p class="loading">"…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p id="sessions-error" class="error">{e}</p> }.into_any(),
-                Some(Ok(l)) if l.is_empty() => view! { <p id="sessions-empty" class="muted">{text::NONE}</p> }.into_any(),
+                Some(Ok(l)) if l.is_empty() => view! { <p id="sessions-empty" class="muted">{tr(Text::SessionsNone)}</p> }.into_any(),
                 Some(Ok(l)) => view! { <ul class="session-list">{l.into_iter().map(row).collect_view()}</ul> }.into_any(),
             }}
         </aside>

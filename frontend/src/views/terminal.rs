@@ -13,7 +13,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::ResizeObserver;
 
 use crate::flow::Acks;
+use crate::locale::{Msg, Text, lang_now, tr};
 use crate::route::{Route, terminal_query, with_query};
+use crate::settings;
 use crate::term::Term;
 use crate::views::ConnStatus;
 use crate::ws::{Incoming, Stream};
@@ -44,7 +46,7 @@ pub fn TerminalPage(
 ) -> impl IntoView {
     let read_only = matches!(route, Route::Job { .. });
     let Some(base_path) = route.ws_path() else {
-        return view! { <p class="error">"This page has no stream."</p> }.into_any();
+        return view! { <p class="error">{tr(Text::NoStream)}</p> }.into_any();
     };
     let host = NodeRef::<Div>::new();
     let term: TermSlot = StoredValue::new_local(None);
@@ -59,7 +61,7 @@ pub fn TerminalPage(
     let observer = StoredValue::new_local(None::<SizeWatch>);
 
     host.on_load(move |el| {
-        let mut t = Term::open(&el, read_only);
+        let mut t = Term::open(&el, read_only, &settings::current().get_untracked());
         if read_only {
             t.set_option("convertEol", &JsValue::TRUE);
         }
@@ -94,6 +96,16 @@ pub fn TerminalPage(
         status.set(Some(stream));
     });
 
+    // Settings changed while the page is open: font, theme, scrollback, copy on select.
+    Effect::new(move |_| {
+        let now = settings::current().get();
+        term.try_with_value(|t| {
+            if let Some(t) = t {
+                t.apply(&now);
+            }
+        });
+    });
+
     on_cleanup(move || {
         if let Some(Some(stream)) = stream_slot.try_update_value(Option::take) {
             if keep_session {
@@ -113,7 +125,7 @@ pub fn TerminalPage(
         <section class="page terminal-page" data-kind=if read_only { "job" } else { "terminal" }>
             <TerminalToolbar term status=status.read_only() read_only />
             {move || exit.get().map(|text| view! { <p id="term-exit" class="exit">{text}</p> })}
-            <div id="terminal" class="terminal-host" node_ref=host></div>
+            <div id="terminal" class="terminal-host" role="group" aria-label=tr(Text::TerminalLabel) node_ref=host></div>
         </section>
     }
     .into_any()
@@ -172,35 +184,52 @@ fn TerminalToolbar(
     };
 
     view! {
-        <div class="toolbar">
+        <div class="toolbar" role="toolbar" aria-label=tr(Text::TerminalTools)>
             {move || match status.get() {
                 Some(stream) => view! { <ConnStatus stream /> }.into_any(),
                 None => view! {
                     <div class="conn-bar">
-                        <span id="conn-state" class="conn-state" data-state="connecting">"Connecting…"</span>
+                        <span id="conn-state" class="conn-state" data-state="connecting">{tr(Text::Connecting)}</span>
                     </div>
                 }
                 .into_any(),
             }}
             <span class="spacer"></span>
-            <button id="term-copy" type="button" title="Copy the selection (Ctrl+Shift+C)" on:click=copy>
-                {move || if copied.get() { "Copied" } else { "Copy" }}
+            <button id="term-copy" type="button" title=tr(Text::CopyHint) aria-keyshortcuts="Control+Shift+C" on:click=copy>
+                {move || tr(if copied.get() { Text::Copied } else { Text::Copy })()}
             </button>
-            <button id="term-paste" type="button" title="Paste (Ctrl+Shift+V)" on:click=paste disabled=read_only>
-                "Paste"
+            <button id="term-paste" type="button" title=tr(Text::PasteHint) aria-keyshortcuts="Control+Shift+V" on:click=paste disabled=read_only>
+                {tr(Text::Paste)}
             </button>
             <input
                 id="term-search"
                 type="search"
-                placeholder="Search scrollback"
+                placeholder=tr(Text::SearchScrollback)
+                aria-label=tr(Text::SearchScrollback)
                 bind:value=search
                 on:keydown=on_search_key
             />
-            <button id="term-search-prev" type="button" title="Previous match (Shift+Enter)" on:click=move |_| find(true)>"↑"</button>
-            <button id="term-search-next" type="button" title="Next match (Enter)" on:click=move |_| find(false)>"↓"</button>
-            <span id="term-search-status" class="muted">
+            <button
+                id="term-search-prev"
+                type="button"
+                title=tr(Text::PreviousMatch)
+                aria-label=tr(Text::PreviousMatch)
+                on:click=move |_| find(true)
+            >
+                "↑"
+            </button>
+            <button
+                id="term-search-next"
+                type="button"
+                title=tr(Text::NextMatch)
+                aria-label=tr(Text::NextMatch)
+                on:click=move |_| find(false)
+            >
+                "↓"
+            </button>
+            <span id="term-search-status" class="muted" role="status">
                 {move || match search_result.get() {
-                    Some(false) => "no match",
+                    Some(false) => tr(Text::NoMatch)(),
                     _ => "",
                 }}
             </span>
@@ -259,10 +288,11 @@ fn show(
         }
         Incoming::Event(StreamEvent::Output { data, .. }) => term.write_text(&data),
         Incoming::Event(StreamEvent::Exit { status, signal }) => {
+            let lang = lang_now();
             let text = match (status, signal) {
-                (Some(code), _) => format!("The program exited with status {code}."),
-                (None, Some(signal)) => format!("The program was ended by signal {signal}."),
-                (None, None) => "The program ended.".to_owned(),
+                (Some(code), _) => Msg::ExitStatus(code).text(lang),
+                (None, Some(signal)) => Msg::ExitSignal(&signal).text(lang),
+                (None, None) => Text::ProgramEnded.get(lang).to_owned(),
             };
             term.write_text(&note(&text));
             exit.set(Some(text));
@@ -274,10 +304,14 @@ fn show(
             user,
             joined,
             watchers,
-        }) => term.write_text(&note(&format!(
-            "{user} {} watching this session ({watchers} watching now)",
-            if joined { "started" } else { "stopped" }
-        ))),
+        }) => term.write_text(&note(
+            &Msg::Watcher {
+                user: &user,
+                joined,
+                watchers,
+            }
+            .text(lang_now()),
+        )),
         Incoming::Notice(notice) => term.write_text(&note(&notice.text)),
         Incoming::Event(_) => {}
     }

@@ -14,7 +14,7 @@
 //! is corrupt or of another version is ignored with a notice.
 //!
 //! Keys (Alt+Shift+…, caught before the terminal so they never reach the shell; no shell
-//! binding uses them by default): see [`text::KEYS`].
+//! binding uses them by default): see `Text::WorkspaceKeys` in `i18n.rs`.
 
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -24,6 +24,7 @@ use web_sys::{HtmlElement, KeyboardEvent, Storage};
 
 use crate::api;
 use crate::layout::{Dir, Layout, LayoutError, PaneId, Rect, Side};
+use crate::locale::{Text, t, tr};
 use crate::route::Route;
 use crate::views::chat::ChatPage;
 use crate::views::logs::LogsPage;
@@ -34,28 +35,6 @@ use crate::views::terminal::TerminalPage;
 const STORAGE_KEY: &str = "opsdeck.workspace";
 
 /// The words of this view, in one place (for the catalogue).
-pub mod text {
-    pub const EMPTY: &str =
-        "No panes yet. Open a target from the list of targets: \"New tab\" or \"Beside\".";
-    pub const OPEN_TARGET: &str = "Open a target…";
-    pub const MY_SESSIONS: &str = "My sessions";
-    pub const SPLIT_RIGHT: &str = "Split right (Alt+Shift+V)";
-    pub const SPLIT_BELOW: &str = "Split below (Alt+Shift+S)";
-    pub const CLOSE_PANE: &str = "Close the pane and end its session (Alt+Shift+X)";
-    pub const NOT_A_PANE: &str = "This page cannot be shown in a pane.";
-    pub const NEW_LAYOUT: &str = "a new workspace was started";
-    pub const DISMISS: &str = "Dismiss";
-    pub const TABS: &str = "Workspace tabs";
-    pub const DRAG: &str =
-        "Drag onto another pane to move it there (right half: beside it; left half: below it)";
-    pub const NEW_TAB: &str = "New tab";
-    pub const NEW_TAB_TITLE: &str = "Open in a new tab of the workspace";
-    pub const BESIDE: &str = "Beside";
-    pub const BESIDE_TITLE: &str = "Open beside the focused pane of the workspace";
-    /// The keyboard shortcuts, as shown under the tab bar's "?".
-    pub const KEYS: &str = "Alt+Shift+→/↓ next pane · Alt+Shift+←/↑ previous pane · Alt+Shift+] / [ next / previous tab · Alt+Shift+V split right · Alt+Shift+S split below · Alt+Shift+X close pane";
-}
-
 /// Where `#/workspace?open=` puts its target.
 fn side_of(place: Option<&str>) -> Option<Side> {
     match place {
@@ -187,7 +166,7 @@ pub fn WorkspacePage(
         }
     }
     let layout = RwSignal::new(initial);
-    let notice = RwSignal::new(problem.map(|e| format!("{e}; {}.", text::NEW_LAYOUT)));
+    let notice = RwSignal::new(problem.map(|e| format!("{e}; {}.", t(Text::NewLayout))));
     let show_sessions = RwSignal::new(false);
     let show_keys = RwSignal::new(false);
     let area = NodeRef::<Div>::new();
@@ -300,25 +279,25 @@ pub fn WorkspacePage(
             {move || notice.get().map(|n| view! {
                 <p id="workspace-notice" class="workspace-notice" role="alert">
                     {n} " "
-                    <button type="button" on:click=move |_| notice.set(None)>{text::DISMISS}</button>
+                    <button type="button" on:click=move |_| notice.set(None)>{tr(Text::Dismiss)}</button>
                 </p>
             })}
-            <nav class="workspace-tabs" aria-label=text::TABS>
+            <nav class="workspace-tabs" aria-label=tr(Text::WorkspaceTabs)>
                 <TabBar layout />
                 <span class="spacer"></span>
-                <a id="workspace-open" href="#/">{text::OPEN_TARGET}</a>
+                <a id="workspace-open" href="#/">{tr(Text::WsOpenTarget)}</a>
                 <button
                     id="sessions-toggle"
                     type="button"
                     aria-expanded=move || show_sessions.get().to_string()
                     on:click=move |_| show_sessions.update(|s| *s = !*s)
                 >
-                    {text::MY_SESSIONS}
+                    {tr(Text::MySessions)}
                 </button>
                 <button
                     id="workspace-keys"
                     type="button"
-                    title=text::KEYS
+                    title=tr(Text::WorkspaceKeys)
                     aria-expanded=move || show_keys.get().to_string()
                     on:click=move |_| show_keys.update(|s| *s = !*s)
                 >
@@ -326,12 +305,12 @@ pub fn WorkspacePage(
                 </button>
             </nav>
             <Show when=move || show_keys.get()>
-                <p class="workspace-keys muted">{text::KEYS}</p>
+                <p class="workspace-keys muted">{tr(Text::WorkspaceKeys)}</p>
             </Show>
             <div class="workspace-body">
                 <div class="workspace-area" node_ref=area>
                     <Show when=move || layout.with(|l| l.tabs.is_empty())>
-                        <p id="workspace-empty" class="muted workspace-empty">{text::EMPTY}</p>
+                        <p id="workspace-empty" class="muted workspace-empty">{tr(Text::WsEmpty)}</p>
                     </Show>
                     <For each=pane_ids key=|id| *id let:id>
                         <PaneView id layout dragged />
@@ -362,8 +341,8 @@ pub fn OpenInWorkspace(page: Route) -> impl IntoView {
     };
     view! {
         <span class="open-in-workspace">
-            <a class="open-tab" href=link("tab") title=text::NEW_TAB_TITLE>{text::NEW_TAB}</a>
-            <a class="open-beside" href=link("right") title=text::BESIDE_TITLE>{text::BESIDE}</a>
+            <a class="open-tab" href=link("tab") title=tr(Text::NewTabTitle)>{tr(Text::NewTab)}</a>
+            <a class="open-beside" href=link("right") title=tr(Text::BesideTitle)>{tr(Text::Beside)}</a>
         </span>
     }
 }
@@ -478,7 +457,7 @@ fn PaneView(
         }
         r @ (Route::Tail { .. } | Route::K8sLogs(..)) => view! { <LogsPage route=r /> }.into_any(),
         Route::Chat { room } => view! { <ChatPage room /> }.into_any(),
-        _ => view! { <p class="error">{text::NOT_A_PANE}</p> }.into_any(),
+        _ => view! { <p class="error">{tr(Text::NotAPane)}</p> }.into_any(),
     };
     view! {
         <div
@@ -515,15 +494,15 @@ fn PaneView(
             <div
                 class="pane-head"
                 draggable="true"
-                title=text::DRAG
+                title=tr(Text::DragPane)
                 on:dragstart=move |_| dragged.set(Some(id))
                 on:dragend=move |_| dragged.set(None)
             >
                 <span class="pane-title">{title}</span>
                 <span class="spacer"></span>
-                <button type="button" class="pane-split-right" title=text::SPLIT_RIGHT aria-label=text::SPLIT_RIGHT on:click=split(Side::Right)>"◫"</button>
-                <button type="button" class="pane-split-below" title=text::SPLIT_BELOW aria-label=text::SPLIT_BELOW on:click=split(Side::Below)>"⊟"</button>
-                <button type="button" class="pane-close" title=text::CLOSE_PANE aria-label=text::CLOSE_PANE on:click=move |_| close_pane(layout, id)>"✕"</button>
+                <button type="button" class="pane-split-right" title=tr(Text::SplitRight) aria-label=tr(Text::SplitRight) on:click=split(Side::Right)>"◫"</button>
+                <button type="button" class="pane-split-below" title=tr(Text::SplitBelow) aria-label=tr(Text::SplitBelow) on:click=split(Side::Below)>"⊟"</button>
+                <button type="button" class="pane-close" title=tr(Text::ClosePane) aria-label=tr(Text::ClosePane) on:click=move |_| close_pane(layout, id)>"✕"</button>
             </div>
             <div class="pane-body">{body}</div>
         </div>
