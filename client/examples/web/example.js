@@ -12,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 let chat = null;
 
 await init();
+$("connect").disabled = false;
 
 $("connect-form").addEventListener("submit", (event) => {
   event.preventDefault();
