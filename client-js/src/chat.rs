@@ -11,13 +11,35 @@ use wasm_bindgen::prelude::*;
 
 use crate::events::{self, ErrorDetail, EventName};
 
-/// `OpsdeckChat.connect`'s options (`OpsdeckChatOptions` in TypeScript); an unknown key is
-/// refused, so a misspelt `token` does not silently connect without one.
+/// `OpsdeckChat.connect`'s options (`OpsdeckChatOptions` in TypeScript). An unknown key is
+/// refused ([`OPTION_KEYS`]; serde-wasm-bindgen reads only the fields it knows), so a
+/// misspelt `token` does not silently connect without one.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ConnectOptions {
     token: Option<String>,
     since: Option<String>,
+}
+
+/// The keys of [`ConnectOptions`].
+const OPTION_KEYS: [&str; 2] = ["token", "since"];
+
+impl ConnectOptions {
+    fn read(options: Option<js_sys::Object>) -> Result<Self, JsError> {
+        let Some(options) = options else {
+            return Ok(Self::default());
+        };
+        for key in js_sys::Object::keys(&options).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !OPTION_KEYS.contains(&key.as_str()) {
+                return Err(JsError::new(&format!(
+                    "OpsdeckChat.connect: no option {key:?}; the options are {}",
+                    OPTION_KEYS.join(", ")
+                )));
+            }
+        }
+        serde_wasm_bindgen::from_value(options.into())
+            .map_err(|e| JsError::new(&format!("OpsdeckChat.connect: options: {e}")))
+    }
 }
 
 type Listeners = Rc<RefCell<Vec<(EventName, js_sys::Function)>>>;
@@ -41,11 +63,7 @@ impl OpsdeckChat {
             js_sys::Object,
         >,
     ) -> Result<OpsdeckChat, JsError> {
-        let options: ConnectOptions = match options {
-            None => ConnectOptions::default(),
-            Some(options) => serde_wasm_bindgen::from_value(options.into())
-                .map_err(|e| JsError::new(&format!("OpsdeckChat.connect: options: {e}")))?,
-        };
+        let options = ConnectOptions::read(options)?;
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err(JsError::new(
                 "OpsdeckChat.connect: the room URL must start with ws:// or wss://",
@@ -177,4 +195,29 @@ fn send_error(error: &SendError) -> JsValue {
         let _ = js_sys::Reflect::set(&js, &JsValue::from_str(key), &value);
     }
     js.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use super::*;
+
+    fn options(key: &str, value: &str) -> js_sys::Object {
+        let object = js_sys::Object::new();
+        js_sys::Reflect::set(&object, &key.into(), &value.into()).expect("an object");
+        object
+    }
+
+    #[wasm_bindgen_test]
+    fn a_misspelt_option_or_a_url_that_is_no_websocket_is_refused_before_connecting() {
+        let url = "ws://127.0.0.1:9/ws/chat/ops".to_owned();
+        assert!(OpsdeckChat::connect(url, Some(options("tokn", "jwt"))).is_err());
+        let http = "http://127.0.0.1:9/ws/chat/ops".to_owned();
+        assert!(OpsdeckChat::connect(http, Some(options("token", "jwt"))).is_err());
+        let not_a_string = js_sys::Object::new();
+        js_sys::Reflect::set(&not_a_string, &"token".into(), &42.into()).expect("an object");
+        let url = "ws://127.0.0.1:9/ws/chat/ops".to_owned();
+        assert!(OpsdeckChat::connect(url, Some(not_a_string)).is_err());
+    }
 }

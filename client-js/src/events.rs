@@ -353,3 +353,91 @@ fn error_kind(error: &ChatError) -> &'static str {
         ChatError::ClosedByClient => "ClosedByClient",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use common::chat::ChatMessage;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use super::*;
+
+    fn get(value: &JsValue, path: &str) -> JsValue {
+        path.split('.').fold(value.clone(), |at, key| {
+            js_sys::Reflect::get(&at, &JsValue::from_str(key)).expect("an object")
+        })
+    }
+
+    fn names(details: &[(EventName, JsValue)]) -> Vec<EventName> {
+        details.iter().map(|(name, _)| *name).collect()
+    }
+
+    #[wasm_bindgen_test]
+    fn a_reconnect_is_a_state_and_an_error_with_its_close_code() {
+        let error = ChatError::from_close(1001, "restarting");
+        let out = details(Event::State(ConnState::Reconnecting {
+            delay: Duration::from_millis(750),
+            attempt: 2,
+            error,
+        }));
+        assert_eq!(names(&out), [EventName::State, EventName::Error]);
+        let state = &out[0].1;
+        assert_eq!(get(state, "state"), "reconnecting");
+        assert_eq!(get(state, "delayMs"), 750);
+        assert_eq!(get(state, "attempt"), 2);
+        assert_eq!(get(state, "error.kind"), "GoingAway");
+        let error = &out[1].1;
+        assert_eq!(get(error, "code"), 1001);
+        assert_eq!(get(error, "stopped").as_bool(), Some(false));
+        assert_eq!(get(error, "needsLogin").as_bool(), Some(false));
+    }
+
+    #[wasm_bindgen_test]
+    fn an_expired_token_stops_the_client_and_asks_for_a_login() {
+        let out = details(Event::State(ConnState::Closed(ChatError::from_close(
+            4419, "expired",
+        ))));
+        assert_eq!(names(&out), [EventName::State, EventName::Error]);
+        assert_eq!(get(&out[0].1, "state"), "closed");
+        assert_eq!(get(&out[1].1, "kind"), "TokenExpired");
+        assert_eq!(get(&out[1].1, "stopped").as_bool(), Some(true));
+        assert_eq!(get(&out[1].1, "needsLogin").as_bool(), Some(true));
+    }
+
+    #[wasm_bindgen_test]
+    fn closing_by_hand_is_a_state_and_no_error() {
+        let out = details(Event::State(ConnState::Closed(ChatError::ClosedByClient)));
+        assert_eq!(names(&out), [EventName::State]);
+        assert_eq!(get(&out[0].1, "error.kind"), "ClosedByClient");
+    }
+
+    #[wasm_bindgen_test]
+    fn a_message_carries_its_id_and_text_and_a_missing_id_is_null() {
+        let message = ChatMessage {
+            uid: "7".into(),
+            username: "bob".into(),
+            message: "hi".into(),
+            time: 1_700_000_000,
+        };
+        let out = details(Event::Message {
+            id: Some("5-0".into()),
+            message: message.clone(),
+        });
+        assert_eq!(names(&out), [EventName::Message]);
+        assert_eq!(get(&out[0].1, "id"), "5-0");
+        assert_eq!(get(&out[0].1, "text"), "hi");
+        assert_eq!(get(&out[0].1, "username"), "bob");
+        assert_eq!(get(&out[0].1, "time"), 1_700_000_000u32);
+        let out = details(Event::Message { id: None, message });
+        assert!(get(&out[0].1, "id").is_null());
+    }
+
+    #[wasm_bindgen_test]
+    fn event_names_read_back_and_unknown_ones_do_not() {
+        for name in EventName::ALL {
+            assert_eq!(EventName::parse(name.as_str()), Some(name));
+        }
+        assert_eq!(EventName::parse("mesage"), None);
+    }
+}

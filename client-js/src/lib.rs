@@ -25,3 +25,7 @@
 pub mod chat;
 #[cfg(target_arch = "wasm32")]
 pub mod events;
+
+// `scripts/wasm-test.sh` runs the unit tests in headless Chromium.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
