@@ -22,6 +22,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32)"
 cargo clippy -p common -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 cargo clippy -p opsdeck-client --features web --target wasm32-unknown-unknown --all-targets -- -D warnings
+cargo clippy -p opsdeck-chat-js --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "building the browser app (dist/)"
 trunk build --release

@@ -11,3 +11,5 @@ export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/frontend/webdriver.json"
 cargo test -p frontend --target wasm32-unknown-unknown
 # The chat client's state machine, backoff and close codes, in the browser as well.
 cargo test -p opsdeck-client --features web --target wasm32-unknown-unknown
+# The JavaScript face of the chat client (client-js/): events as JS objects, option checks.
+cargo test -p opsdeck-chat-js --target wasm32-unknown-unknown

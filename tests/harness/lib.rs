@@ -13,6 +13,7 @@
 //!   in through it.
 //! - [`browser::Chromedriver`]: Debian's headless Chromium through chromedriver.
 //! - [`proxy::CuttableProxy`]: a TCP proxy that cuts connections like a network blip.
+//! - [`static_site::StaticSite`]: a static file server, the second origin of embedding pages.
 //! - [`terminal_contract`]: the scenarios every terminal backend passes, run by
 //!   `tests/ssh.rs` and `tests/k8s/exec.rs`.
 
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod redis;
 pub mod relay;
 pub mod sshd;
+pub mod static_site;
 pub mod terminal_contract;
 
 /// Logs for failing tests: `RUST_LOG=debug cargo test`.
