@@ -32,6 +32,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+pub mod replay;
+
 use crate::backend::BackendKind;
 use crate::close::Close;
 use crate::config::{OnRecordingFailure, RecordingConfig};
