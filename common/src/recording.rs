@@ -120,6 +120,20 @@ impl RecordingQuery {
         })
     }
 
+    /// `user=&target=&since=&until=`, absent filters left out.
+    pub fn to_query(&self) -> String {
+        let pairs: Vec<(&str, String)> = [
+            ("user", self.user.clone()),
+            ("target", self.target.clone()),
+            ("since", self.since.map(|s| s.to_string())),
+            ("until", self.until.map(|s| s.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+
     pub fn matches(&self, info: &RecordingInfo) -> bool {
         self.user.as_ref().is_none_or(|u| *u == info.user)
             && self.target.as_ref().is_none_or(|t| *t == info.target)
@@ -245,6 +259,21 @@ impl FindQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_queries_round_trip() {
+        for q in [
+            RecordingQuery::default(),
+            RecordingQuery {
+                user: Some("a b".into()),
+                target: Some("ssh:web-1".into()),
+                since: Some(1),
+                until: Some(2),
+            },
+        ] {
+            assert_eq!(RecordingQuery::parse(&q.to_query()), Ok(q));
+        }
+    }
 
     #[test]
     fn find_queries_round_trip_and_refuse_nonsense() {

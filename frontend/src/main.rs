@@ -102,6 +102,10 @@ fn App() -> impl IntoView {
                 view! { <views::logs::LogsPage route=r /> }.into_any()
             }
             Route::Chat { room } => view! { <views::chat::ChatPage room /> }.into_any(),
+            Route::Recordings(filter) => {
+                view! { <views::recordings::RecordingsPage filter /> }.into_any()
+            }
+            Route::Replay { id } => view! { <views::replay::ReplayPage id /> }.into_any(),
             Route::NotFound(_) => view! {
                 <section class="page">
                     <p id="not-found">"No such page. " <a href="#/">"Back to the targets"</a></p>

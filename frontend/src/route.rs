@@ -6,6 +6,7 @@
 //! strings are `common::query`'s typed structs, so the relay reads exactly what is sent.
 
 use common::query::{PodLogQuery, TailQuery, TerminalQuery};
+use common::recording::RecordingQuery;
 use common::sso::SsoRefusal;
 use common::{EndpointQuery, ResumeQuery, TermSize};
 
@@ -34,6 +35,10 @@ pub enum Route {
     Chat { room: String },
     /// `#/job/{token}`: output of a job, read-only.
     Job { token: String },
+    /// `#/recordings?user=&target=&since=&until=`: the recordings list.
+    Recordings(RecordingQuery),
+    /// `#/replay/{id}`: the player of one recording.
+    Replay { id: String },
     /// Anything else.
     NotFound(String),
 }
@@ -117,6 +122,10 @@ impl Route {
             ["job", token] => Self::Job {
                 token: (*token).to_owned(),
             },
+            ["recordings"] => Self::Recordings(RecordingQuery::parse(query).unwrap_or_default()),
+            ["replay", id] => Self::Replay {
+                id: (*id).to_owned(),
+            },
             _ => Self::NotFound(hash.to_owned()),
         }
     }
@@ -146,6 +155,8 @@ impl Route {
             Self::Tail { file, lines } => format!("#/tail/{}?{}", encode(file), tail_query(*lines)),
             Self::Chat { room } => format!("#/chat/{}", encode(room)),
             Self::Job { token } => format!("#/job/{}", encode(token)),
+            Self::Recordings(filter) => with_query("#/recordings", &filter.to_query()),
+            Self::Replay { id } => format!("#/replay/{}", encode(id)),
             Self::NotFound(hash) => format!("#{hash}"),
         }
     }
@@ -163,7 +174,11 @@ impl Route {
             }
             Self::Chat { room } => Some(format!("/ws/chat/{}", encode(room))),
             Self::Job { token } => Some(format!("/ws/exec/{}", encode(token))),
-            Self::Login { .. } | Self::Picker | Self::NotFound(_) => None,
+            Self::Login { .. }
+            | Self::Picker
+            | Self::Recordings(_)
+            | Self::Replay { .. }
+            | Self::NotFound(_) => None,
         }
     }
 
@@ -179,6 +194,8 @@ impl Route {
             Self::Tail { file, .. } => format!("Tail · {file}"),
             Self::Chat { room } => format!("Chat · {room}"),
             Self::Job { token } => format!("Job · {}", token_prefix(token)),
+            Self::Recordings(_) => "Recordings".to_owned(),
+            Self::Replay { id } => format!("Replay · {id}"),
             Self::NotFound(_) => "Not found".to_owned(),
         }
     }
@@ -350,6 +367,16 @@ mod tests {
             Route::Chat { room: "ops".into() },
             Route::Job {
                 token: "abc".into(),
+            },
+            Route::Recordings(RecordingQuery::default()),
+            Route::Recordings(RecordingQuery {
+                user: Some("alice".into()),
+                target: Some("ssh:web 1".into()),
+                since: Some(1_765_000_000),
+                until: Some(1_765_086_400),
+            }),
+            Route::Replay {
+                id: "1765000000-9f86d081884c7d65".into(),
             },
         ];
         for route in routes {
