@@ -760,6 +760,48 @@ async fn check_index_and_find(relay: &TestRelay, path: &str, file: &[u8]) -> any
 }
 
 #[tokio::test]
+async fn a_grant_says_whether_its_sessions_are_recorded_over_the_target() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // box is not recorded by its target override; bob's grant records his sessions, and of
+    // carol's two grants on box the one that records wins.
+    let grants = r#"
+[[grants]]
+users = ["bob"]
+ssh = ["box"]
+record = true
+
+[[grants]]
+users = ["carol"]
+ssh = ["box"]
+record = false
+
+[[grants]]
+users = ["carol"]
+ssh = ["*"]
+record = true
+"#;
+    let relay = relay_with(
+        &recording_toml(dir.path(), "targets = { \"ssh:box\" = false }"),
+        grants,
+    )
+    .await?;
+    for user in ["alice", "bob", "carol"] {
+        let mut client = open_box(&relay, user).await?;
+        client.type_line("exit").await?;
+        let (code, reason, _) = client.read_until_closed().await?;
+        assert_eq!(code, 1000, "{user}: {reason}");
+    }
+    relay.relay().recordings_finished().await;
+    let mut owners: Vec<String> = recordings(dir.path())?
+        .iter()
+        .map(|path| Cast::read(path).map(|cast| cast.header.opsdeck.user))
+        .collect::<anyhow::Result<_>>()?;
+    owners.sort();
+    assert_eq!(owners, ["bob", "carol"]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn two_relays_on_one_redis_share_one_audit_trail() -> anyhow::Result<()> {
     let redis = opsdeck_tests::redis::TestRedis::start().await?;
     let first = relay_with(&redis.config_toml(), AUDIT_AND_WATCH).await?;
