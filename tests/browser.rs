@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{
-    Chromedriver, PAGE_TIMEOUT, log_in, screenshot, type_in_terminal, wait_for_js, wait_for_state,
-    wait_for_terminal_text,
+    Chromedriver, PAGE_TIMEOUT, log_in, screenshot, terminal_text, type_in_terminal, wait_for_js,
+    wait_for_state, wait_for_terminal_text,
 };
 use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
@@ -716,6 +716,143 @@ async fn settings_change_the_terminal_and_persist_across_a_reload() -> anyhow::R
             .contains(i18n::Text::SettingsCorrupt.get(i18n::Lang::En)),
         "{notice}"
     );
+    client.close().await?;
+    Ok(())
+}
+
+/// The time of the first output event by which the output so far holds `needle`.
+fn time_of_output(cast: &str, needle: &str) -> anyhow::Result<f64> {
+    let mut output = String::new();
+    for line in cast.lines().skip(1) {
+        let (time, code, data): (f64, String, String) = serde_json::from_str(line)?;
+        if code == "o" {
+            output.push_str(&data);
+            if output.contains(needle) {
+                return Ok(time);
+            }
+        }
+    }
+    anyhow::bail!("the recording never shows {needle:?}")
+}
+
+/// The player's clock (`#replay-time`'s `data-time`) once it is within 0.02 s of `time`.
+async fn wait_for_clock(client: &Client, time: f64) -> anyhow::Result<f64> {
+    let script = format!(
+        "(() => {{ const t = parseFloat((document.querySelector('#replay-time')||{{dataset:{{}}}}).dataset.time); \
+         return Math.abs(t - {time}) < 0.02 ? String(t) : ''; }})()"
+    );
+    let value = wait_for_js(client, &format!("the player at {time}s"), &script).await?;
+    Ok(value.as_str().unwrap_or_default().parse()?)
+}
+
+// Issue 14: a recording opens from the recordings list in the player, plays to its end,
+// scrubs to the middle (the screen as it was then), and a search lands on a later word.
+#[tokio::test]
+async fn a_recording_plays_scrubs_to_the_middle_and_a_search_lands_on_its_word()
+-> anyhow::Result<()> {
+    let sshd = TestSshd::start().await?;
+    let recordings = tempfile::tempdir()?;
+    let config = format!(
+        "static_dir = \"{}\"\n[recording]\ndirectory = \"{}\"\n{}\n[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n[[grants]]\nusers = [\"alice\"]\naudit = true\n{}",
+        dist()?.display(),
+        recordings.path().display(),
+        users_toml(),
+        sshd.host_toml("box")?
+    );
+    let relay = TestRelay::start(&config).await?;
+    // The recording: a word, an idle stretch (the shell sleeps), another word, the end.
+    let mut session = relay.connect("alice", "/ws/ssh/box").await?;
+    session.connected().await?;
+    session.type_line("echo alpha-$((1+1))").await?;
+    session.read_until("alpha-2").await?;
+    session
+        .type_line("sleep 2; echo omega-$((3*3)); exit")
+        .await?;
+    session.read_until_closed().await?;
+    relay.relay().recordings_finished().await;
+    let file = std::fs::read_dir(recordings.path())?
+        .next()
+        .context("no recording")??
+        .path();
+    let cast = std::fs::read_to_string(&file)?;
+    let (alpha, omega) = (
+        time_of_output(&cast, "alpha-2")?,
+        time_of_output(&cast, "omega-9")?,
+    );
+    assert!(omega - alpha > 1.0, "{alpha} {omega}");
+
+    let base = format!("http://{}", relay.addr);
+    let mut driver = Chromedriver::start().await?;
+    let client = driver.browser(1200, 800).await?;
+    log_in(&client, &base, "alice", PASSWORD).await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#nav-recordings"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("tr.recording a.play"))
+        .await?
+        .click()
+        .await?;
+    let play = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#replay-play"))
+        .await?;
+    assert!(!terminal_text(&client).await?.contains("alpha-2"));
+
+    // Play: at 1x with idle stretches skipped, to the end.
+    play.click().await?;
+    wait_for_terminal_text(&client, "omega-9").await?;
+    wait_for_js(
+        &client,
+        "the end of the recording",
+        "document.querySelector('#replay-time').dataset.playing === 'false'",
+    )
+    .await?;
+    screenshot(&client, "replay-played").await?;
+
+    // Scrub to the middle: the screen then has the first word and not yet the second.
+    let middle = (alpha + omega) / 2.0;
+    client
+        .execute(
+            "const el = document.querySelector('#replay-timeline'); \
+             el.value = String(arguments[0]); el.dispatchEvent(new Event('change'));",
+            vec![serde_json::json!(middle)],
+        )
+        .await?;
+    wait_for_clock(&client, middle).await?;
+    let text = wait_for_terminal_text(&client, "alpha-2").await?;
+    assert!(!text.contains("omega-9"), "{text}");
+    screenshot(&client, "replay-middle").await?;
+
+    // Search a word: the player lands on the event that shows it.
+    client
+        .find(Locator::Css("#replay-search"))
+        .await?
+        .send_keys("OMEGA-9")
+        .await?;
+    client
+        .find(Locator::Css("#replay-find"))
+        .await?
+        .click()
+        .await?;
+    let landed = wait_for_clock(&client, omega).await?;
+    assert!(landed >= middle, "{landed}");
+    let text = wait_for_terminal_text(&client, "omega-9").await?;
+    assert!(text.contains("alpha-2"), "{text}");
+    let status = client
+        .find(Locator::Css("#replay-status"))
+        .await?
+        .text()
+        .await?;
+    assert!(status.starts_with("Found at"), "{status}");
+    screenshot(&client, "replay-found").await?;
     client.close().await?;
     Ok(())
 }

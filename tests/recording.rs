@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::audit::{AuditEvent, AuditKind, AuditPage};
-use common::recording::{CastHeader, RecordingInfo};
+use common::recording::{CastHeader, FindHit, RecordingIndex, RecordingInfo};
 use common::server::{ErrorCode, StreamEvent};
 use common::{ClientFrame, TermSize};
 use opsdeck_tests::client::WsClient;
@@ -684,8 +684,16 @@ async fn recordings_are_listed_and_served_with_ranges_to_auditors_only() -> anyh
     assert_eq!(beyond.status().as_u16(), 416);
     assert!(beyond.text().await?.contains("beyond the recording"));
 
+    check_index_and_find(&relay, &path, &file).await?;
+
+    let index_path = format!("{path}/index");
+    let bad_find = format!("{path}/find?text=a&input=1");
     for (user, path, status) in [
         ("bob", path.as_str(), 403),
+        ("bob", index_path.as_str(), 403),
+        ("alice", bad_find.as_str(), 400),
+        ("alice", "/api/recordings/..%2Fx/index", 400),
+        ("alice", "/api/recordings/0-nothing/find?input=1", 404),
         ("bob", "/api/recordings", 403),
         ("alice", "/api/recordings/..%2F..%2Fetc%2Fpasswd", 400),
         ("alice", "/api/recordings/a.cast", 400),
@@ -694,6 +702,102 @@ async fn recordings_are_listed_and_served_with_ranges_to_auditors_only() -> anyh
         let response = get(&relay, user, path, &[]).await?;
         assert_eq!(response.status().as_u16(), status, "{user} {path}");
     }
+    Ok(())
+}
+
+/// The event lines of a recording file with their byte offsets: (offset, code, data).
+fn lines_with_offsets(file: &[u8]) -> anyhow::Result<Vec<(u64, String, String)>> {
+    let mut offset = 0;
+    let mut lines = Vec::new();
+    for (n, line) in file.split_inclusive(|b| *b == b'\n').enumerate() {
+        if n > 0 {
+            let (_, code, data): (f64, String, String) = serde_json::from_slice(line)?;
+            lines.push((offset, code, data));
+        }
+        offset += line.len() as u64;
+    }
+    Ok(lines)
+}
+
+/// The seek index points at event lines, and find lands on the event that completes the
+/// text (the command's output, not its echo) and on the next keystroke.
+async fn check_index_and_find(relay: &TestRelay, path: &str, file: &[u8]) -> anyhow::Result<()> {
+    let lines = lines_with_offsets(file)?;
+    let index: RecordingIndex = get(relay, "alice", &format!("{path}/index"), &[])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(index.bytes, file.len() as u64);
+    assert_eq!(index.events, lines.len() as u64);
+    assert_eq!(index.points.first().map(|p| p.offset), Some(lines[0].0));
+    assert_eq!(index.header.opsdeck.user, "alice");
+
+    let hit: FindHit = get(relay, "alice", &format!("{path}/find?text=LISTED-2"), &[])
+        .await?
+        .json()
+        .await?;
+    let output = |upto: &dyn Fn(u64) -> bool| -> String {
+        lines
+            .iter()
+            .filter(|(offset, code, _)| code == "o" && upto(*offset))
+            .map(|(_, _, data)| data.as_str())
+            .collect()
+    };
+    assert!(output(&|o| o <= hit.offset).contains("listed-2"));
+    assert!(!output(&|o| o < hit.offset).contains("listed-2"));
+
+    let input: FindHit = get(relay, "alice", &format!("{path}/find?input=1"), &[])
+        .await?
+        .json()
+        .await?;
+    let first_input = lines.iter().find(|(_, code, _)| code == "i").map(|l| l.0);
+    assert_eq!(Some(input.offset), first_input);
+
+    let later = format!("{path}/find?text=listed-2&after={}", hit.time);
+    let none = get(relay, "alice", &later, &[]).await?;
+    assert_eq!(none.status().as_u16(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_grant_says_whether_its_sessions_are_recorded_over_the_target() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // box is not recorded by its target override; bob's grant records his sessions, and of
+    // carol's two grants on box the one that records wins.
+    let grants = r#"
+[[grants]]
+users = ["bob"]
+ssh = ["box"]
+record = true
+
+[[grants]]
+users = ["carol"]
+ssh = ["box"]
+record = false
+
+[[grants]]
+users = ["carol"]
+ssh = ["*"]
+record = true
+"#;
+    let relay = relay_with(
+        &recording_toml(dir.path(), "targets = { \"ssh:box\" = false }"),
+        grants,
+    )
+    .await?;
+    for user in ["alice", "bob", "carol"] {
+        let mut client = open_box(&relay, user).await?;
+        client.type_line("exit").await?;
+        let (code, reason, _) = client.read_until_closed().await?;
+        assert_eq!(code, 1000, "{user}: {reason}");
+    }
+    relay.relay().recordings_finished().await;
+    let mut owners: Vec<String> = recordings(dir.path())?
+        .iter()
+        .map(|path| Cast::read(path).map(|cast| cast.header.opsdeck.user))
+        .collect::<anyhow::Result<_>>()?;
+    owners.sort();
+    assert_eq!(owners, ["bob", "carol"]);
     Ok(())
 }
 

@@ -120,6 +120,20 @@ impl RecordingQuery {
         })
     }
 
+    /// `user=&target=&since=&until=`, absent filters left out.
+    pub fn to_query(&self) -> String {
+        let pairs: Vec<(&str, String)> = [
+            ("user", self.user.clone()),
+            ("target", self.target.clone()),
+            ("since", self.since.map(|s| s.to_string())),
+            ("until", self.until.map(|s| s.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+
     pub fn matches(&self, info: &RecordingInfo) -> bool {
         self.user.as_ref().is_none_or(|u| *u == info.user)
             && self.target.as_ref().is_none_or(|t| *t == info.target)
@@ -128,9 +142,166 @@ impl RecordingQuery {
     }
 }
 
+/// `GET /api/recordings/{id}/index`: where a player can start reading a recording without
+/// reading all of it (uncompressed recordings only). Each [`SeekPoint`] is the byte offset of
+/// an event line (`Range: bytes=OFFSET-` starts on a whole line); points are at least
+/// [`SEEK_STEP_BYTES`] apart and at most [`MAX_SEEK_POINTS`], the first at the first event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingIndex {
+    pub header: CastHeader,
+    /// Bytes indexed: up to the end of the last whole line (a live recording grows).
+    pub bytes: u64,
+    /// Time of the last event, in seconds.
+    pub duration: f64,
+    /// Event lines indexed.
+    pub events: u64,
+    pub points: Vec<SeekPoint>,
+}
+
+/// An event line of a recording: its time and where it starts in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeekPoint {
+    pub time: f64,
+    pub offset: u64,
+}
+
+/// Least distance in bytes between two seek points (more, in long recordings, so there are
+/// never more than [`MAX_SEEK_POINTS`]).
+pub const SEEK_STEP_BYTES: u64 = 64 * 1024;
+/// Most seek points of an index.
+pub const MAX_SEEK_POINTS: usize = 4096;
+/// Longest text `find` looks for, in characters.
+pub const MAX_FIND_TEXT: usize = 200;
+
+/// What `GET /api/recordings/{id}/find` looks for after `after` seconds: output holding
+/// `text` (escape sequences left out, ASCII case ignored; a match may span events), or,
+/// without `text`, the next keystroke (`input=1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindQuery {
+    /// Seconds; only events strictly after it count.
+    pub after: f64,
+    pub target: FindTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FindTarget {
+    /// Output holding this text.
+    Text(String),
+    /// The next `i` event.
+    Input,
+}
+
+/// The answer of `find`: the event where the match ends (seek there and the match is on
+/// screen), or 404 when nothing after `after` matches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FindHit {
+    pub time: f64,
+    pub offset: u64,
+}
+
+#[derive(Deserialize)]
+struct RawFindQuery {
+    after: Option<String>,
+    text: Option<String>,
+    input: Option<String>,
+}
+
+impl FindQuery {
+    pub fn parse(raw: &str) -> Result<Self, QueryError> {
+        let q: RawFindQuery =
+            serde_urlencoded::from_str(raw).map_err(|e| QueryError::Malformed(e.to_string()))?;
+        let after = match q.after {
+            None => -1.0,
+            Some(text) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| QueryError::bad_value("after", &text, "a time in seconds"))?,
+        };
+        let input = match q.input.as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => return Err(QueryError::bad_value("input", other, "1 or 0")),
+        };
+        let target = match (q.text, input) {
+            (Some(_), true) => {
+                return Err(QueryError::Malformed(
+                    "ask for text= or input=1, not both".into(),
+                ));
+            }
+            (Some(text), false) => {
+                let chars = text.chars().count();
+                if chars == 0 || chars > MAX_FIND_TEXT {
+                    return Err(QueryError::bad_value("text", &text, "1 to 200 characters"));
+                }
+                FindTarget::Text(text)
+            }
+            (None, true) => FindTarget::Input,
+            (None, false) => {
+                return Err(QueryError::Malformed(
+                    "say what to find: text=WORDS or input=1".into(),
+                ));
+            }
+        };
+        Ok(Self { after, target })
+    }
+
+    pub fn to_query(&self) -> String {
+        let after = ("after", self.after.to_string());
+        let pairs = match &self.target {
+            FindTarget::Text(text) => vec![after, ("text", text.clone())],
+            FindTarget::Input => vec![after, ("input", "1".to_owned())],
+        };
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_queries_round_trip() {
+        for q in [
+            RecordingQuery::default(),
+            RecordingQuery {
+                user: Some("a b".into()),
+                target: Some("ssh:web-1".into()),
+                since: Some(1),
+                until: Some(2),
+            },
+        ] {
+            assert_eq!(RecordingQuery::parse(&q.to_query()), Ok(q));
+        }
+    }
+
+    #[test]
+    fn find_queries_round_trip_and_refuse_nonsense() {
+        for q in [
+            FindQuery {
+                after: 1.5,
+                target: FindTarget::Text("a b&c".into()),
+            },
+            FindQuery {
+                after: 0.0,
+                target: FindTarget::Input,
+            },
+        ] {
+            assert_eq!(FindQuery::parse(&q.to_query()), Ok(q));
+        }
+        for bad in [
+            "",
+            "after=x&input=1",
+            "after=NaN&input=1",
+            "text=a&input=1",
+            "input=maybe",
+            "text=",
+        ] {
+            assert!(FindQuery::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("text={}", "x".repeat(MAX_FIND_TEXT + 1));
+        assert!(FindQuery::parse(&long).is_err());
+    }
 
     #[test]
     fn recording_ids_are_never_paths() {

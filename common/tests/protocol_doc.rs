@@ -7,7 +7,7 @@
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
 use common::audit::AuditPage;
 use common::chat::{ChatBody, ChatRequest};
-use common::recording::RecordingInfo;
+use common::recording::{FindHit, RecordingIndex, RecordingInfo};
 use common::server::{ServerFrame, StreamEvent};
 use common::sso::{AuthProviders, LogoutAnswer};
 use common::{ClientFrame, CloseCode};
@@ -265,6 +265,8 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             again::<Vec<TerminalSessionInfo>>(&value).map(|(_, back)| ("sessions", back)),
             again::<AuditPage>(&value).map(|(_, back)| ("audit page", back)),
             again::<Vec<RecordingInfo>>(&value).map(|(_, back)| ("recordings", back)),
+            again::<RecordingIndex>(&value).map(|(_, back)| ("recording index", back)),
+            again::<FindHit>(&value).map(|(_, back)| ("find hit", back)),
         ];
         let Some((kind, back)) = read.into_iter().flatten().find(|(_, back)| *back == value) else {
             panic!("PROTOCOL.md:{line}: {value} is no API body (or loses fields on the way)");
@@ -287,6 +289,8 @@ fn every_http_api_example_is_an_api_body_and_reads_back_the_same() {
             "sessions",
             "audit page",
             "recordings",
+            "recording index",
+            "find hit",
         ],
     );
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
+use common::recording::{FindHit, FindQuery, RecordingIndex, RecordingInfo, RecordingQuery};
 use common::sso::{AuthProviders, LogoutAnswer};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -145,6 +146,51 @@ pub async fn pods(cluster: &str, namespace: &str) -> Result<Vec<PodInfo>, ApiFai
         encode(namespace)
     ))
     .await
+}
+
+/// `GET /api/recordings?…`: the recordings the user may replay, newest first.
+pub async fn recordings(filter: &RecordingQuery) -> Result<Vec<RecordingInfo>, ApiFailure> {
+    let query = filter.to_query();
+    if query.is_empty() {
+        get("/api/recordings").await
+    } else {
+        get(&format!("/api/recordings?{query}")).await
+    }
+}
+
+/// The path of a recording's file (`GET /api/recordings/{id}`: the download).
+pub fn recording_path(id: &str) -> String {
+    format!("/api/recordings/{}", encode(id))
+}
+
+/// `GET /api/recordings/{id}/index`: the player's seek index.
+pub async fn recording_index(id: &str) -> Result<RecordingIndex, ApiFailure> {
+    get(&format!("{}/index", recording_path(id))).await
+}
+
+/// `GET /api/recordings/{id}/find?…`: the next event after `query.after` that matches;
+/// `None` when nothing does (404).
+pub async fn recording_find(id: &str, query: &FindQuery) -> Result<Option<FindHit>, ApiFailure> {
+    let path = format!("{}/find?{}", recording_path(id), query.to_query());
+    match get(&path).await {
+        Ok(hit) => Ok(Some(hit)),
+        Err(ApiFailure::Status { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes `start..end` of a recording (a `Range` request), as text: whole event lines when
+/// the bounds come from its index.
+pub async fn recording_slice(id: &str, start: u64, end: u64) -> Result<String, ApiFailure> {
+    let range = format!("bytes={start}-{}", end.saturating_sub(1));
+    let request = with_cookie(Request::get(&config::http_url(&recording_path(id))))
+        .header("Range", &range)
+        .build();
+    send(request)
+        .await?
+        .text()
+        .await
+        .map_err(|e| ApiFailure::BadBody(e.to_string()))
 }
 
 /// `config.json` next to `index.html`; missing or malformed means "same origin".

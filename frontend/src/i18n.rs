@@ -202,6 +202,8 @@ catalogue! {
 
     // The workspace (views/workspace.rs) and My sessions (views/sessions.rs).
     TitleWorkspace => "Workspace", "工作区";
+    Recordings => "Recordings", "录像";
+    TitleReplay => "Replay", "回放";
     TakeItBack => "Take it back", "收回会话";
     WsEmpty => "No panes yet. Open a target from the list of targets: \"New tab\" or \"Beside\".", "还没有窗格。从目标列表打开一个目标：“新标签页”或“并排”。";
     WsOpenTarget => "Open a target…", "打开目标…";

@@ -24,6 +24,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("views/login.rs", include_str!("views/login.rs")),
     ("views/logs.rs", include_str!("views/logs.rs")),
     ("views/picker.rs", include_str!("views/picker.rs")),
+    ("views/recordings.rs", include_str!("views/recordings.rs")),
+    ("views/replay.rs", include_str!("views/replay.rs")),
     ("views/sessions.rs", include_str!("views/sessions.rs")),
     ("views/settings.rs", include_str!("views/settings.rs")),
     ("views/terminal.rs", include_str!("views/terminal.rs")),

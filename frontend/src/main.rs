@@ -115,6 +115,10 @@ fn App() -> impl IntoView {
                 place,
                 session,
             } => view! { <views::workspace::WorkspacePage open place session /> }.into_any(),
+            Route::Recordings(filter) => {
+                view! { <views::recordings::RecordingsPage filter /> }.into_any()
+            }
+            Route::Replay { id } => view! { <views::replay::ReplayPage id /> }.into_any(),
             Route::NotFound(_) => view! {
                 <section class="page">
                     <p id="not-found">{tr(Text::NoSuchPage)} " " <a href="#/">{tr(Text::BackToTargets)}</a></p>

@@ -6,6 +6,7 @@
 //! strings are `common::query`'s typed structs, so the relay reads exactly what is sent.
 
 use common::query::{PodLogQuery, TailQuery, TerminalQuery};
+use common::recording::RecordingQuery;
 use common::sso::SsoRefusal;
 use common::{EndpointQuery, ResumeQuery, TermSize};
 
@@ -41,6 +42,10 @@ pub enum Route {
         place: Option<String>,
         session: Option<String>,
     },
+    /// `#/recordings?user=&target=&since=&until=`: the recordings list.
+    Recordings(RecordingQuery),
+    /// `#/replay/{id}`: the player of one recording.
+    Replay { id: String },
     /// Anything else.
     NotFound(String),
 }
@@ -129,6 +134,10 @@ impl Route {
                 place: param("place"),
                 session: param("session"),
             },
+            ["recordings"] => Self::Recordings(RecordingQuery::parse(query).unwrap_or_default()),
+            ["replay", id] => Self::Replay {
+                id: (*id).to_owned(),
+            },
             _ => Self::NotFound(hash.to_owned()),
         }
     }
@@ -173,6 +182,8 @@ impl Route {
                     format!("#/workspace?{}", query.join("&"))
                 }
             }
+            Self::Recordings(filter) => with_query("#/recordings", &filter.to_query()),
+            Self::Replay { id } => format!("#/replay/{}", encode(id)),
             Self::NotFound(hash) => format!("#{hash}"),
         }
     }
@@ -190,7 +201,12 @@ impl Route {
             }
             Self::Chat { room } => Some(format!("/ws/chat/{}", encode(room))),
             Self::Job { token } => Some(format!("/ws/exec/{}", encode(token))),
-            Self::Login { .. } | Self::Picker | Self::Workspace { .. } | Self::NotFound(_) => None,
+            Self::Login { .. }
+            | Self::Picker
+            | Self::Workspace { .. }
+            | Self::Recordings(_)
+            | Self::Replay { .. }
+            | Self::NotFound(_) => None,
         }
     }
 
@@ -220,6 +236,8 @@ impl Route {
             Self::Chat { room } => format!("{} · {room}", t(Text::TitleChat)),
             Self::Job { token } => format!("{} · {}", t(Text::TitleJob), token_prefix(token)),
             Self::Workspace { .. } => t(Text::TitleWorkspace).to_owned(),
+            Self::Recordings(_) => t(Text::Recordings).to_owned(),
+            Self::Replay { id } => format!("{} · {id}", t(Text::TitleReplay)),
             Self::NotFound(_) => t(Text::TitleNotFound).to_owned(),
         }
     }
@@ -401,6 +419,16 @@ mod tests {
                 open: Some("#/local/sh".into()),
                 place: Some("right".into()),
                 session: Some("9f86".into()),
+            },
+            Route::Recordings(RecordingQuery::default()),
+            Route::Recordings(RecordingQuery {
+                user: Some("alice".into()),
+                target: Some("ssh:web 1".into()),
+                since: Some(1_765_000_000),
+                until: Some(1_765_086_400),
+            }),
+            Route::Replay {
+                id: "1765000000-9f86d081884c7d65".into(),
             },
         ];
         for route in routes {

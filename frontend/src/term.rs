@@ -239,6 +239,16 @@ impl Term {
         }
     }
 
+    /// Clears the screen, the scrollback and every mode (a player rewinding).
+    pub fn reset(&self) {
+        self.terminal.reset();
+    }
+
+    /// Sets the size in cells (a player follows the recording's size, not its element).
+    pub fn resize(&self, rows: u16, cols: u16) {
+        self.terminal.resize(u32::from(cols), u32::from(rows));
+    }
+
     pub fn focus(&self) {
         self.terminal.focus();
     }

@@ -37,6 +37,24 @@ impl TargetRef {
     }
 }
 
+impl TargetRef {
+    /// The terminal target an id names (`ssh:<id>`, `local:<id>`, `k8s:<cluster>/<namespace>`).
+    pub fn terminal(id: &str) -> Option<Self> {
+        match id.split_once(':')? {
+            ("ssh", host) => Some(Self::Ssh(host.to_owned())),
+            ("local", shell) => Some(Self::Local(shell.to_owned())),
+            ("k8s", rest) => {
+                let (cluster, namespace) = rest.split_once('/')?;
+                Some(Self::K8s {
+                    cluster: cluster.to_owned(),
+                    namespace: namespace.to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What a target's entry says about where it leads (address, path, credentials), apart
 /// from its label: `None` when the config has no such entry.
 fn destination(config: &Config, target: &TargetRef) -> Option<String> {
@@ -110,21 +128,38 @@ fn matches_namespace(list: &[String], cluster: &str, namespace: &str) -> bool {
     })
 }
 
+/// Whether `grant` (whoever it applies to) opens `target`.
+fn opens(g: &Grant, target: &TargetRef) -> bool {
+    match target {
+        TargetRef::Ssh(id) => matches(&g.ssh, id),
+        TargetRef::Local(id) => matches(&g.local, id),
+        TargetRef::K8s { cluster, namespace } => matches_namespace(&g.k8s, cluster, namespace),
+        TargetRef::File(id) => matches(&g.files, id),
+        TargetRef::Chat(id) => matches(&g.chat, id),
+        TargetRef::Job => g.jobs,
+        TargetRef::Watch(inner) => g.audit || watches(&g.watch, inner),
+    }
+}
+
 /// Whether `who` may open `target`.
 pub fn permits(config: &Config, who: &Principal, target: &TargetRef) -> bool {
     config
         .grants
         .iter()
         .filter(|g| applies(g, who))
-        .any(|g| match target {
-            TargetRef::Ssh(id) => matches(&g.ssh, id),
-            TargetRef::Local(id) => matches(&g.local, id),
-            TargetRef::K8s { cluster, namespace } => matches_namespace(&g.k8s, cluster, namespace),
-            TargetRef::File(id) => matches(&g.files, id),
-            TargetRef::Chat(id) => matches(&g.chat, id),
-            TargetRef::Job => g.jobs,
-            TargetRef::Watch(inner) => g.audit || watches(&g.watch, inner),
-        })
+        .any(|g| opens(g, target))
+}
+
+/// What the grants that let `who` open `target` say about recording it (`record`): true
+/// when any says true (recording wins), false when those that say anything say false,
+/// `None` when none says (the `[recording]` section decides).
+pub fn record_override(config: &Config, who: &Principal, target: &TargetRef) -> Option<bool> {
+    config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who) && opens(g, target))
+        .filter_map(|g| g.record)
+        .reduce(|a, b| a || b)
 }
 
 /// Whether a `watch` list names `target` (see `Grant::watch`).

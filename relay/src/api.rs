@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::api::{ApiError, LoginRequest, Me};
 use common::audit::{AuditEvent, AuditKind, AuditQuery};
-use common::recording::{RecordingQuery, valid_id};
+use common::recording::{FindQuery, RecordingQuery, valid_id};
 use common::sso::LogoutAnswer;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
@@ -18,6 +18,7 @@ use crate::auth::{self, AuthError, LoginRefused, Principal, TOKEN_COOKIE};
 use crate::close::Close;
 use crate::ldap::DirectoryError;
 use crate::recording::Recorder;
+use crate::recording::replay::{self, ReplayError};
 use crate::state::AppState;
 
 /// A refusal as an HTTP answer: the status that mirrors its close code, and its reason.
@@ -337,34 +338,105 @@ pub async fn recordings(state: Arc<AppState>, headers: HeaderMap, raw_query: Str
     warp::reply::json(&list).into_response()
 }
 
-/// `GET /api/recordings/{id}`: the `.cast` (or `.cast.gz`) file, with `Range` requests
-/// answered, for users who may read it (see [`recordings`]).
-pub async fn recording(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
-    let readable = match reader(&state, &headers).await {
-        Ok(readable) => readable,
-        Err(response) => return response,
-    };
-    if !valid_id(&id) {
-        return error(
+/// The file of recording `id`, when the caller may read it; else the answer (400, 401,
+/// 403, 404).
+async fn readable_file(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<std::path::PathBuf, Response> {
+    let readable = reader(state, headers).await?;
+    if !valid_id(id) {
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "a recording id is 1 to 64 letters, digits, '-' or '_' (as GET /api/recordings lists them)",
-        );
+        ));
     }
-    let Some(dir) = recordings_dir(&state) else {
-        return not_recorded();
+    let Some(dir) = recordings_dir(state) else {
+        return Err(not_recorded());
     };
-    let Some(path) = Recorder::file(&dir, &id) else {
-        return error(StatusCode::NOT_FOUND, format!("there is no recording {id}"));
+    let Some(path) = Recorder::file(&dir, id) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("there is no recording {id}"),
+        ));
     };
     if let Readable::Own(user) = &readable
         && Recorder::owner(&path).await.as_deref() != Some(user.as_str())
     {
         // 404 as for no recording: nobody learns which ids are others'.
-        return error(
+        return Err(error(
             StatusCode::NOT_FOUND,
             format!("there is no recording {id} of yours"),
-        );
+        ));
     }
+    Ok(path)
+}
+
+/// The answer to a failed index or find.
+fn replay_refusal(e: &ReplayError) -> Response {
+    let status = match e {
+        ReplayError::Compressed => StatusCode::CONFLICT,
+        ReplayError::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ReplayError::Unreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// `GET /api/recordings/{id}/index`: the seek index of an uncompressed recording (read by
+/// streaming the file once), for the player's `Range` requests.
+pub async fn recording_index(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
+    let path = match readable_file(&state, &headers, &id).await {
+        Ok(path) => path,
+        Err(response) => return response,
+    };
+    match tokio::task::spawn_blocking(move || replay::index(&path)).await {
+        Ok(Ok(index)) => warp::reply::json(&index).into_response(),
+        Ok(Err(e)) => replay_refusal(&e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the recording could not be read",
+        ),
+    }
+}
+
+/// `GET /api/recordings/{id}/find?after=&text=` (or `&input=1`): the first event after
+/// `after` that holds the text (or is a keystroke); 404 when none does.
+pub async fn recording_find(
+    id: String,
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    raw_query: String,
+) -> Response {
+    let path = match readable_file(&state, &headers, &id).await {
+        Ok(path) => path,
+        Err(response) => return response,
+    };
+    let query = match FindQuery::parse(&raw_query) {
+        Ok(query) => query,
+        Err(e) => return refusal(&e.into()),
+    };
+    match tokio::task::spawn_blocking(move || replay::find(&path, &query)).await {
+        Ok(Ok(Some(hit))) => warp::reply::json(&hit).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "nothing after that time matches: search from an earlier time",
+        ),
+        Ok(Err(e)) => replay_refusal(&e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the recording could not be read",
+        ),
+    }
+}
+
+/// `GET /api/recordings/{id}`: the `.cast` (or `.cast.gz`) file, with `Range` requests
+/// answered, for users who may read it (see [`recordings`]).
+pub async fn recording(id: String, state: Arc<AppState>, headers: HeaderMap) -> Response {
+    let path = match readable_file(&state, &headers, &id).await {
+        Ok(path) => path,
+        Err(response) => return response,
+    };
     let compressed = path.extension().is_some_and(|e| e == "gz");
     let mut response = serve_file(path, &headers).await;
     if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {

@@ -167,8 +167,13 @@ pub struct RecordingConfig {
 
 impl RecordingConfig {
     /// Whether a session on `target` (e.g. `ssh:web-1`, `k8s:prod/...`) is recorded: the
-    /// override of its `<kind>:<id>` (for pods, the cluster), else `enabled`.
-    pub fn records(&self, target: &str) -> bool {
+    /// grants' say, else the override of its `<kind>:<id>` (for pods, the cluster), else
+    /// `enabled`.
+    /// `grant` is what the user's grants say (`Grant::record`), which comes first.
+    pub fn records(&self, target: &str, grant: Option<bool>) -> bool {
+        if let Some(grant) = grant {
+            return grant;
+        }
         let key = match target.split_once(':') {
             Some(("k8s", rest)) => format!("k8s:{}", rest.split('/').next().unwrap_or("")),
             _ => target.to_owned(),
@@ -416,6 +421,11 @@ pub struct Grant {
     /// running session (watching).
     #[serde(default)]
     pub audit: bool,
+    /// Whether the terminal sessions this grant opens are recorded, over
+    /// `recording.targets` and `recording.enabled` (with a `[recording]` section). When
+    /// several grants that open a session say, true wins. Default: unset.
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

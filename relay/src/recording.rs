@@ -32,6 +32,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+pub mod replay;
+
 use crate::backend::BackendKind;
 use crate::close::Close;
 use crate::config::{OnRecordingFailure, RecordingConfig};
@@ -57,6 +59,8 @@ pub struct Recorder {
 pub struct RecordingMeta<'a> {
     pub user: &'a str,
     pub target: &'a str,
+    /// What the user's grants say about recording the target (`Grant::record`).
+    pub grant_says: Option<bool>,
     pub backend: BackendKind,
     pub size: TermSize,
 }
@@ -98,7 +102,7 @@ impl Recorder {
         config: Option<&RecordingConfig>,
         meta: RecordingMeta<'_>,
     ) -> Result<Option<Recording>, Close> {
-        let Some(config) = config.filter(|c| c.records(meta.target)) else {
+        let Some(config) = config.filter(|c| c.records(meta.target, meta.grant_says)) else {
             return Ok(None);
         };
         match self.open(config, &meta).await {

@@ -7,7 +7,7 @@
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/me`, `GET /api/targets`, `GET /api/sessions`, `DELETE /api/sessions/{id}` | see `api.rs` |
 //! | `GET /api/auth/providers`, `GET /api/auth/oidc/{id}/login`, `GET /api/auth/oidc/{id}/callback`, `POST /api/auth/oidc/{id}/backchannel-logout` | single sign-on (`api/sso.rs`) |
 //! | `GET /api/audit?user=&target=&kind=&since=&until=&after=&limit=` | the audit trail (`audit` grant) |
-//! | `GET /api/recordings?user=&target=&since=&until=`, `GET /api/recordings/{id}` | session recordings (`audit` grant; `Range` supported) |
+//! | `GET /api/recordings?user=&target=&since=&until=`, `GET /api/recordings/{id}`, `…/{id}/index`, `…/{id}/find` | session recordings (`audit` grant; `Range` supported), the player's seek index and search |
 //! | `GET /ws/ssh/{host_id}` | SSH terminal (`endpoints/ssh.rs`) |
 //! | `GET /ws/local/{shell_id}` | terminal on the relay's own machine (`endpoints/local.rs`) |
 //! | `GET /ws/tail/{file_id}?lines=N` | live tail of a configured file (`endpoints/tail.rs`) |
@@ -329,6 +329,19 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .then(api::recording);
+    let recording_index = warp::path!("api" / "recordings" / String / "index")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .then(api::recording_index);
+    let recording_find = warp::path!("api" / "recordings" / String / "find")
+        .and(warp::get())
+        .and(origin_allowed(state.clone()))
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(api::recording_find);
     // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
         .and(warp::method())
@@ -360,6 +373,10 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(recordings)
         .unify()
         .or(recording)
+        .unify()
+        .or(recording_index)
+        .unify()
+        .or(recording_find)
         .unify()
         .or(k8s_api_routes(state.clone()))
         .unify()

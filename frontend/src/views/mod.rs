@@ -5,6 +5,8 @@ pub mod chat;
 pub mod login;
 pub mod logs;
 pub mod picker;
+pub mod recordings;
+pub mod replay;
 pub mod sessions;
 pub mod settings;
 pub mod terminal;
@@ -49,6 +51,7 @@ pub fn UserMenu() -> impl IntoView {
         <Show when=move || me.with(Option::is_some)>
             <nav id="user-menu" aria-label=tr(Text::UserMenu)>
                 <a id="nav-targets" href="#/">{tr(Text::Targets)}</a>
+                <a id="nav-recordings" href="#/recordings">{tr(Text::Recordings)}</a>
                 <span id="user-name">
                     {move || me.with(|m| m.as_ref().map(|m| m.username.clone()).unwrap_or_default())}
                 </span>

@@ -9,6 +9,7 @@ use common::query::TerminalQuery;
 use common::{ResizeOrder, TermSize};
 
 use super::opener::{Prelude, parse_query};
+use crate::access::{self, TargetRef};
 use crate::auth::Principal;
 use crate::backend::{BackendKind, Opened, TerminalStreams};
 use crate::close::Close;
@@ -77,9 +78,12 @@ impl TerminalRequest {
         let registry = &p.state.terminals;
         let reservation = registry.reserve(&self.label.owner_uid)?;
         let streams = connect.await?;
+        let grant_says = TargetRef::terminal(&self.label.target)
+            .and_then(|target| access::record_override(p.config, p.who, &target));
         let meta = RecordingMeta {
             user: &p.who.username,
             target: &self.label.target,
+            grant_says,
             backend: self.label.backend,
             size: self.size,
         };
