@@ -44,9 +44,20 @@ async fn start(auth: &str) -> anyhow::Result<Fixture> {
 
 /// As [`start`], with `top` level keys and the `rest` of the config (grants, targets).
 async fn start_with(top: &str, auth: &str, rest: &str) -> anyhow::Result<Fixture> {
+    start_misbehaving(top, auth, rest, serde_json::json!({})).await
+}
+
+/// As [`start_with`], the provider started with `variant`'s settings
+/// ([`TestOidcProvider::start_misbehaving`]).
+async fn start_misbehaving(
+    top: &str,
+    auth: &str,
+    rest: &str,
+    variant: serde_json::Value,
+) -> anyhow::Result<Fixture> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let provider = TestOidcProvider::start(addr).await?;
+    let provider = TestOidcProvider::start_misbehaving(addr, variant).await?;
     let config = format!(
         "{top}\n[auth]\njwt_secret = \"test-secret\"\ncookie_secure = false\n{auth}\n{}\n{rest}",
         provider.provider_toml(RULES)?
@@ -351,6 +362,136 @@ async fn tampered_replayed_foreign_and_malformed_callbacks_are_refused() -> anyh
 }
 
 #[tokio::test]
+async fn an_id_token_with_another_nonce_is_refused() -> anyhow::Result<()> {
+    let fixture = start("").await?;
+    // The browser follows the relay's authorization request with the nonce changed: the
+    // provider really issues an ID token carrying that other nonce.
+    let browser = SsoBrowser::new();
+    let callback = browser
+        .sign_in_at_provider_changing(&fixture.base, "alice", |url| {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "nonce" {
+                        "another-nonce".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(&pairs);
+        })
+        .await?;
+    let answer = browser.client().get(callback).send().await?;
+    assert_eq!(location(&answer), "/#/login?sso_error=token_invalid");
+    assert!(browser.cookie(&fixture.base, "X-Token").is_none());
+
+    // The same walk with the nonce untouched signs in (the change is what was refused).
+    let browser = SsoBrowser::new();
+    let callback = browser
+        .sign_in_at_provider_changing(&fixture.base, "alice", |_| {})
+        .await?;
+    let answer = browser.client().get(callback).send().await?;
+    assert_eq!(location(&answer), "/");
+    Ok(())
+}
+
+/// Signs alice in at a relay whose provider misbehaves as `variant` says; where the
+/// relay sent the browser.
+async fn sign_in_at_misbehaving(variant: serde_json::Value) -> anyhow::Result<String> {
+    let fixture = start_misbehaving("", "", REST, variant).await?;
+    let browser = SsoBrowser::new();
+    let answer = browser.sign_in(&fixture.base, "alice").await?;
+    let landed = location(&answer);
+    if landed == "/" {
+        anyhow::ensure!(
+            browser.cookie(&fixture.base, "X-Token").is_some(),
+            "sent into the app without a token"
+        );
+    } else {
+        anyhow::ensure!(
+            browser.cookie(&fixture.base, "X-Token").is_none(),
+            "refused ({landed}) but a token was set"
+        );
+    }
+    Ok(landed)
+}
+
+#[tokio::test]
+async fn id_tokens_for_another_audience_or_issuer_unsigned_or_signed_with_an_unpublished_key_or_expired_are_refused()
+-> anyhow::Result<()> {
+    let refused = "/#/login?sso_error=token_invalid";
+    let reissued = |claims: serde_json::Value, key: &str, kid: &str| serde_json::json!({"reissueIdToken": {"claims": claims, "key": key, "kid": kid}});
+    let unsigned_or_hmac =
+        |alg: &str| serde_json::json!({"reissueIdToken": {"alg": alg, "kid": SIGNING_KID}});
+    // The control: the provider's token signed again unchanged, with its own key, is
+    // taken, so each refusal below is the change's doing.
+    assert_eq!(
+        sign_in_at_misbehaving(reissued(serde_json::json!({}), "signing", SIGNING_KID)).await?,
+        "/"
+    );
+    // And a provider ten minutes slow whose tokens live an hour is fine.
+    assert_eq!(
+        sign_in_at_misbehaving(serde_json::json!({"clockOffsetSeconds": -600})).await?,
+        "/"
+    );
+    let cases = [
+        (
+            "another audience",
+            reissued(
+                serde_json::json!({"aud": "someone-else"}),
+                "signing",
+                SIGNING_KID,
+            ),
+        ),
+        (
+            "another audience beside ours",
+            reissued(
+                serde_json::json!({"aud": [CLIENT_ID, "someone-else"]}),
+                "signing",
+                SIGNING_KID,
+            ),
+        ),
+        (
+            "an unknown issuer",
+            reissued(
+                serde_json::json!({"iss": "http://127.0.0.1:1"}),
+                "signing",
+                SIGNING_KID,
+            ),
+        ),
+        (
+            "a rotated-out key the provider no longer publishes",
+            reissued(serde_json::json!({}), "stranger", "rotated-out"),
+        ),
+        (
+            "an unpublished key under the published kid",
+            reissued(serde_json::json!({}), "stranger", SIGNING_KID),
+        ),
+        ("no signature (alg none)", unsigned_or_hmac("none")),
+        (
+            "HS256 keyed with the client secret",
+            unsigned_or_hmac("HS256"),
+        ),
+        (
+            // A provider whose clock is ten minutes slow issues ID tokens valid for a
+            // minute: each is expired by the relay's clock when it arrives.
+            "an expired token",
+            serde_json::json!({"clockOffsetSeconds": -600, "idTokenTtl": 60}),
+        ),
+    ];
+    for (what, variant) in cases {
+        assert_eq!(
+            sign_in_at_misbehaving(variant).await?,
+            refused,
+            "an ID token with {what}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn logout_tokens_are_verified_like_id_tokens() -> anyhow::Result<()> {
     let fixture = start("").await?;
     let browser = SsoBrowser::new();
@@ -419,6 +560,38 @@ async fn logout_tokens_are_verified_like_id_tokens() -> anyhow::Result<()> {
                 serde_json::json!({}),
             ),
         ),
+        (
+            "neither a sub nor a sid",
+            fixture.logout_token(&key, SIGNING_KID, serde_json::json!({"sub": null})),
+        ),
+        (
+            "no jti",
+            fixture.logout_token(&key, SIGNING_KID, serde_json::json!({"jti": null})),
+        ),
+        (
+            "no iat",
+            fixture.logout_token(&key, SIGNING_KID, serde_json::json!({"iat": null})),
+        ),
+        (
+            "another audience beside ours",
+            fixture.logout_token(
+                &key,
+                SIGNING_KID,
+                serde_json::json!({"aud": [CLIENT_ID, "someone-else"]}),
+            ),
+        ),
+        (
+            "HS256 keyed with the client secret",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({
+                    "iss": fixture.provider.issuer, "aud": CLIENT_ID, "iat": relay_now(),
+                    "exp": relay_now() + 60, "jti": "hs", "sub": "alice",
+                    "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+                }),
+                &EncodingKey::from_secret(opsdeck_tests::oidc::CLIENT_SECRET.as_bytes()),
+            )?,
+        ),
         ("garbage", "not.a.jwt".to_owned()),
     ];
     for (what, logout_token) in &forged {
@@ -439,6 +612,46 @@ async fn logout_tokens_are_verified_like_id_tokens() -> anyhow::Result<()> {
     let (status, body) = fixture.post_logout_token(&genuine).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(me(&fixture, &token).await?.status().as_u16(), 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_logout_token_naming_only_the_provider_session_ends_that_session_and_is_taken_once()
+-> anyhow::Result<()> {
+    let fixture = start("").await?;
+    // alice signs in twice, in two browsers: two sessions at the provider.
+    let first = SsoBrowser::new();
+    let first_token = signed_in(&fixture, &first, "alice").await?;
+    let first_sid = fixture.provider.last_session_id()?;
+    let second = SsoBrowser::new();
+    let second_token = signed_in(&fixture, &second, "alice").await?;
+    assert_ne!(fixture.provider.last_session_id()?, first_sid);
+
+    // A logout token with the first session's sid and no sub (Back-Channel Logout 1.0
+    // §2.4 allows either).
+    let key = fixture.provider.signing_key()?;
+    let logout = fixture.logout_token(
+        &key,
+        SIGNING_KID,
+        serde_json::json!({"sub": null, "sid": first_sid}),
+    );
+    let (status, body) = fixture.post_logout_token(&logout).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(me(&fixture, &first_token).await?.status().as_u16(), 401);
+    assert_eq!(me(&fixture, &second_token).await?.status().as_u16(), 200);
+
+    // One naming the user ends her other session; sent again after she signed in anew,
+    // it is refused with the reason and her new session stays.
+    let logout = fixture.logout_token(&key, SIGNING_KID, serde_json::json!({}));
+    let (status, body) = fixture.post_logout_token(&logout).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(me(&fixture, &second_token).await?.status().as_u16(), 401);
+    let again = SsoBrowser::new();
+    let third_token = signed_in(&fixture, &again, "alice").await?;
+    let (status, body) = fixture.post_logout_token(&logout).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(me(&fixture, &third_token).await?.status().as_u16(), 200);
     Ok(())
 }
 

@@ -16,6 +16,8 @@
 
 mod admission;
 mod http;
+mod logout_token;
+mod replay;
 mod sessions;
 
 use std::collections::HashMap;
@@ -25,14 +27,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::sso::{CallbackQuery, SsoRefusal};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, IdToken, IssuerUrl, JsonWebTokenType, LogoutRequest, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl,
-    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,6 +44,8 @@ use crate::config::{Config, OidcProvider};
 use crate::redis_link::RedisLink;
 
 use self::http::IdpHttp;
+use self::logout_token::LogoutTokenError;
+use self::replay::{ReplayError, SeenTokens};
 use self::sessions::{MintedToken, SessionIndex};
 
 /// The cookie holding a sign-in in progress.
@@ -138,23 +142,6 @@ struct Flow {
     /// Redirect URL sent with the authorization request (the token request repeats it).
     r: String,
 }
-
-/// The claims of a logout token beyond an ID token's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LogoutClaims {
-    #[serde(default)]
-    events: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default)]
-    sid: Option<String>,
-}
-impl AdditionalClaims for LogoutClaims {}
-
-type LogoutToken = IdToken<
-    LogoutClaims,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
 
 /// What discovery found, and when.
 #[derive(Clone)]
@@ -326,6 +313,7 @@ pub struct Providers(Arc<HashMap<String, Arc<ProviderLink>>>);
 pub struct OidcHub {
     providers: RwLock<Arc<HashMap<String, Arc<ProviderLink>>>>,
     sessions: SessionIndex,
+    seen: SeenTokens,
 }
 
 /// Where to send the browser to sign in, and the flow cookie's value.
@@ -338,7 +326,8 @@ impl OidcHub {
     pub fn new(config: &Config, redis: Option<Arc<RedisLink>>) -> Result<Self, String> {
         let hub = Self {
             providers: RwLock::new(Arc::new(HashMap::new())),
-            sessions: SessionIndex::new(redis),
+            sessions: SessionIndex::new(redis.clone()),
+            seen: SeenTokens::new(redis),
         };
         hub.reload(config)?;
         Ok(hub)
@@ -549,8 +538,9 @@ impl OidcHub {
         Some(request.http_get_url().to_string())
     }
 
-    /// A back-channel logout from provider `id`: verifies the logout token and revokes
-    /// the console tokens of the session (or user) it names. The number revoked.
+    /// A back-channel logout from provider `id`: verifies the logout token
+    /// ([`logout_token`]), refuses one already used ([`replay`]) and revokes the console
+    /// tokens of the session (`sid`) or user (`sub`) it names. The number revoked.
     pub async fn backchannel_logout(
         &self,
         auth: &Authenticator,
@@ -558,35 +548,49 @@ impl OidcHub {
         logout_token: &str,
     ) -> Result<usize, SsoError> {
         let provider = self.provider(id)?;
-        let token: LogoutToken = logout_token
-            .parse()
-            .map_err(|e| SsoError::TokenInvalid(format!("not a logout token: {e}")))?;
         let found = provider.metadata().await?;
-        let keys = found.metadata.jwks().clone();
-        let no_nonce = |nonce: Option<&Nonce>| match nonce {
-            Some(_) => Err("a logout token must not carry a nonce".to_owned()),
-            None => Ok(()),
+        let verify = |keys: &CoreJsonWebKeySet| {
+            logout_token::verify(
+                logout_token,
+                keys,
+                &provider.config.issuer,
+                &provider.config.client_id,
+            )
         };
-        let claims = provider
-            .verified(keys, |verifier| {
-                let verifier = verifier.set_allowed_jose_types(logout_jose_types());
-                token.claims(&verifier, no_nonce).cloned()
-            })
-            .await?;
-        let extra = claims.additional_claims();
-        if !extra
-            .events
-            .as_ref()
-            .is_some_and(|events| events.contains_key(BACKCHANNEL_LOGOUT_EVENT))
-        {
-            return Err(SsoError::TokenInvalid(format!(
-                "the logout token's events claim lacks {BACKCHANNEL_LOGOUT_EVENT}"
-            )));
+        let claims = match verify(found.metadata.jwks()) {
+            Err(LogoutTokenError::NoMatchingKey) => match provider.refetch_keys().await {
+                Some(fresh) => verify(&fresh),
+                None => Err(LogoutTokenError::NoMatchingKey),
+            },
+            other => other,
         }
-        let subject = claims.subject().as_str();
+        .map_err(|e| SsoError::TokenInvalid(e.to_string()))?;
+        self.seen
+            .first_use(id, &claims.jti, claims.exp)
+            .await
+            .map_err(|e| match e {
+                ReplayError::Replayed => SsoError::TokenInvalid(e.to_string()),
+                ReplayError::Unavailable(why) => SsoError::Unreachable(why),
+            })?;
+        match self.revoke(auth, id, &claims).await {
+            Ok(revoked) => Ok(revoked),
+            Err(e) => {
+                // Not applied: the provider's retry of this token is to be taken.
+                self.seen.forget(id, &claims.jti).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn revoke(
+        &self,
+        auth: &Authenticator,
+        id: &str,
+        claims: &logout_token::LogoutClaims,
+    ) -> Result<usize, SsoError> {
         let tokens = self
             .sessions
-            .tokens(id, Some(subject), extra.sid.as_deref())
+            .tokens(id, claims.sub.as_deref(), claims.sid.as_deref())
             .await
             .map_err(SsoError::Unreachable)?;
         for token in &tokens {
@@ -596,14 +600,6 @@ impl OidcHub {
         }
         Ok(tokens.len())
     }
-}
-
-/// `typ` values a logout token may carry (its spec recommends `logout+jwt`).
-fn logout_jose_types() -> Vec<openidconnect::NormalizedJsonWebTokenType> {
-    ["logout+jwt", "application/jwt", "application/jose"]
-        .into_iter()
-        .filter_map(|t| JsonWebTokenType::new(t.to_owned()).normalize().ok())
-        .collect()
 }
 
 /// The payload of a JWT whose signature was verified, as a JSON object.

@@ -60,6 +60,16 @@ impl TestOidcProvider {
     /// Starts the provider with one client whose redirect, post-logout and back-channel
     /// logout URLs point at a relay on `relay`.
     pub async fn start(relay: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_misbehaving(relay, serde_json::json!({})).await
+    }
+
+    /// As [`TestOidcProvider::start`], with `variant`'s settings merged into the
+    /// provider's (`clockOffsetSeconds`, `idTokenTtl`, `reissueIdToken`: see
+    /// `tests/oidc/provider.mjs`).
+    pub async fn start_misbehaving(
+        relay: SocketAddr,
+        variant: serde_json::Value,
+    ) -> anyhow::Result<Self> {
         let scripts = script_dir();
         if !scripts.join("node_modules/oidc-provider").is_dir() {
             bail!(
@@ -69,7 +79,7 @@ impl TestOidcProvider {
         }
         let dir = tempfile::tempdir()?;
         let base = format!("http://{relay}");
-        let settings = serde_json::json!({
+        let mut settings = serde_json::json!({
             "dir": dir.path(),
             "clients": [{
                 "client_id": CLIENT_ID,
@@ -83,6 +93,9 @@ impl TestOidcProvider {
             }],
             "accounts": accounts(),
         });
+        if let (Some(settings), Some(variant)) = (settings.as_object_mut(), variant.as_object()) {
+            settings.extend(variant.clone());
+        }
         let settings_file = dir.path().join("settings.json");
         std::fs::write(&settings_file, settings.to_string())?;
         let log = std::fs::File::create(dir.path().join("provider.log"))?;
@@ -138,6 +151,18 @@ impl TestOidcProvider {
     /// The PEM of a key the provider never publishes.
     pub fn stranger_key(&self) -> anyhow::Result<Vec<u8>> {
         Ok(std::fs::read(self.dir.path().join("stranger-key.pem"))?)
+    }
+
+    /// The provider's session id (`sid`) in the last ID token it issued.
+    pub fn last_session_id(&self) -> anyhow::Result<String> {
+        let issued = std::fs::read_to_string(self.dir.path().join("issued.jsonl"))
+            .context("the provider issued no ID token yet")?;
+        let last: serde_json::Value =
+            serde_json::from_str(issued.lines().last().context("no ID token issued")?)?;
+        last["sid"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the last ID token has no sid")
     }
 
     /// What the provider logged (errors of its back-channel calls).
@@ -285,9 +310,29 @@ impl SsoBrowser {
     /// provider's page and consents; returns the callback URL the provider sent the browser
     /// to (not yet visited).
     pub async fn sign_in_at_provider(&self, relay: &str, login: &str) -> anyhow::Result<Url> {
+        self.sign_in_at_provider_changing(relay, login, |_| {})
+            .await
+    }
+
+    /// As [`SsoBrowser::sign_in_at_provider`], with the authorization request the relay
+    /// sent the browser to changed by `change` before the browser follows it.
+    pub async fn sign_in_at_provider_changing(
+        &self,
+        relay: &str,
+        login: &str,
+        change: impl FnOnce(&mut Url),
+    ) -> anyhow::Result<Url> {
         let callback = format!("{relay}/api/auth/oidc/{PROVIDER_ID}/callback");
-        let start = format!("{relay}/api/auth/oidc/{PROVIDER_ID}/login");
-        let mut page = self.walk(&start, Some(&callback)).await?;
+        let start = Url::parse(&format!("{relay}/api/auth/oidc/{PROVIDER_ID}/login"))?;
+        let response = self.client.get(start.clone()).send().await?;
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .with_context(|| format!("the relay did not redirect: {}", response.status()))?;
+        let mut authorize = start.join(location)?;
+        change(&mut authorize);
+        let mut page = self.walk(authorize.as_str(), Some(&callback)).await?;
         for _ in 0..4 {
             if page.url.as_str().starts_with(&callback) {
                 return Ok(page.url);
