@@ -194,6 +194,12 @@ impl Relay {
         self.state.recorder.all_finished().await;
     }
 
+    /// Returns once no file transfer runs (their temporary files removed and their audit
+    /// events recorded).
+    pub async fn transfers_finished(&self) {
+        self.state.transfers.idle().await;
+    }
+
     /// How many file tails have a reader running.
     pub fn tail_readers(&self) -> usize {
         self.state.tails.len()

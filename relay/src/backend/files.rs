@@ -87,6 +87,7 @@ impl FilesError {
 /// How many transfers run: at most `max` on the relay, and a per-user bound given at
 /// each [`TransferSlots::take`] (from the config in force).
 pub struct TransferSlots {
+    max: u32,
     all: Arc<Semaphore>,
     users: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -100,10 +101,19 @@ pub struct Slot {
 
 impl TransferSlots {
     pub fn new(max: usize) -> Arc<Self> {
+        let max = u32::try_from(max.max(1)).unwrap_or(u32::MAX);
         Arc::new(Self {
-            all: Arc::new(Semaphore::new(max.max(1))),
+            max,
+            all: Arc::new(Semaphore::new(max as usize)),
             users: Arc::default(),
         })
+    }
+
+    /// Returns once no transfer runs (every slot is free).
+    pub async fn idle(&self) {
+        if let Ok(all) = self.all.acquire_many(self.max).await {
+            drop(all);
+        }
     }
 
     /// A slot for one of `user`'s transfers, or why not (429 for the user's own bound,

@@ -279,6 +279,53 @@ impl Sftp {
             sftp: Some(self.clone()),
             path: temp.clone(),
         };
+        let written = match self
+            .write_all(&mut file, path, dir, &mut body, limit, &mut pace)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                drop(file);
+                cleanup.remove().await;
+                return Err(e);
+            }
+        };
+        let renamed = async {
+            if overwrite && self.exists(path).await? {
+                self.inner
+                    .session
+                    .remove_file(path)
+                    .await
+                    .map_err(|e| self.error("replace", path, e))?;
+            }
+            self.inner
+                .session
+                .rename(temp.as_str(), path)
+                .await
+                .map_err(|e| self.error("rename the upload to", path, e))
+        };
+        if let Err(e) = renamed.await {
+            cleanup.remove().await;
+            return Err(e);
+        }
+        cleanup.sftp = None;
+        Ok(written)
+    }
+
+    async fn write_all<S, B, E>(
+        &self,
+        file: &mut russh_sftp::client::fs::File,
+        path: &str,
+        dir: &str,
+        body: &mut S,
+        limit: u64,
+        pace: &mut Pace,
+    ) -> Result<u64, FilesError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: Buf,
+        E: std::fmt::Display,
+    {
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk
@@ -302,19 +349,6 @@ impl Sftp {
         if let Err(e) = file.shutdown().await {
             return Err(self.write_failed(path, dir, e).await);
         }
-        if overwrite && self.exists(path).await? {
-            self.inner
-                .session
-                .remove_file(path)
-                .await
-                .map_err(|e| self.error("replace", path, e))?;
-        }
-        self.inner
-            .session
-            .rename(temp.as_str(), path)
-            .await
-            .map_err(|e| self.error("rename the upload to", path, e))?;
-        cleanup.sftp = None;
         Ok(written)
     }
 
@@ -337,11 +371,22 @@ impl Sftp {
     }
 }
 
-/// Removes a temporary upload file unless disarmed (`sftp = None`), on a task of its own
-/// since a drop cannot wait.
+/// Removes a temporary upload file: [`RemoveOnDrop::remove`] on a failure, or on a task
+/// of its own when dropped armed (the upload's future was dropped midway); disarmed
+/// (`sftp = None`) once the file has its real name.
 struct RemoveOnDrop {
     sftp: Option<Sftp>,
     path: String,
+}
+
+impl RemoveOnDrop {
+    async fn remove(&mut self) {
+        if let Some(sftp) = self.sftp.take()
+            && let Err(e) = sftp.inner.session.remove_file(self.path.as_str()).await
+        {
+            tracing::warn!(host = %sftp.inner.host, "cannot remove the temporary upload {}: {e}", self.path);
+        }
+    }
 }
 
 impl Drop for RemoveOnDrop {

@@ -249,8 +249,8 @@ pub async fn upload<S, B>(
     body: S,
 ) -> Response
 where
-    S: Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
+    S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
+    B: Buf + Send + 'static,
 {
     let (who, host) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
         Ok(admitted) => admitted,
@@ -281,51 +281,56 @@ where
             ),
         );
     }
-    let _slot = match state
+    let slot = match state
         .transfers
         .take(&who.username, limits.max_transfers_per_user)
     {
         Ok(slot) => slot,
         Err(e) => return failed(&e),
     };
-    let result = match Sftp::open(&host).await {
-        Ok(sftp) => {
-            sftp.upload(
-                &path,
-                body,
-                limits.max_upload_bytes,
-                query.overwrite,
-                Pace::new(limits.bytes_per_second),
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    let what = format!("upload {path}");
-    match result {
-        Ok(bytes) => {
+    // On a task of its own: when the browser goes away the body ends in an error, and the
+    // task still removes the temporary file and records the event.
+    let (limit, overwrite, rate) = (
+        limits.max_upload_bytes,
+        query.overwrite,
+        limits.bytes_per_second,
+    );
+    let upload = {
+        let (path, host, state) = (path.clone(), host.clone(), state.clone());
+        tokio::spawn(async move {
+            let result = match Sftp::open(&host).await {
+                Ok(sftp) => {
+                    sftp.upload(&path, body, limit, overwrite, Pace::new(rate))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let (bytes, failure) = match &result {
+                Ok(bytes) => (Some(*bytes), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let what = format!("upload {path}");
             audit(
                 &state,
                 &who.username,
                 &host.id,
                 what,
-                (None, Some(bytes)),
-                None,
+                (None, bytes),
+                failure,
             );
+            drop(slot);
+            result
+        })
+    };
+    let result = upload
+        .await
+        .unwrap_or_else(|e| Err(FilesError::Failed(format!("the upload stopped: {e}"))));
+    match result {
+        Ok(bytes) => {
             let done = UploadDone { path, bytes };
             warp::reply::with_status(warp::reply::json(&done), StatusCode::CREATED).into_response()
         }
-        Err(e) => {
-            audit(
-                &state,
-                &who.username,
-                &host.id,
-                what,
-                (None, None),
-                Some(e.to_string()),
-            );
-            failed(&e)
-        }
+        Err(e) => failed(&e),
     }
 }
 
