@@ -60,13 +60,17 @@ async fn admit(
     Ok((who, host))
 }
 
-fn text(path: &[u8]) -> Result<String, Response> {
+fn text(path: &[u8]) -> Result<String, FilesError> {
     String::from_utf8(path.to_vec()).map_err(|_| {
-        api::error(
-            StatusCode::BAD_REQUEST,
-            "SFTP paths must be UTF-8 here: this relay's SFTP client cannot name other bytes",
+        FilesError::BadRequest(
+            "SFTP paths must be UTF-8 here: this relay's SFTP client cannot name other bytes"
+                .into(),
         )
     })
+}
+
+fn bad_query(e: common::QueryError) -> FilesError {
+    FilesError::BadRequest(e.to_string())
 }
 
 fn failed(e: &FilesError) -> Response {
@@ -116,7 +120,7 @@ pub async fn list(
     };
     let path = match text(&query.path) {
         Ok(path) => path,
-        Err(response) => return response,
+        Err(e) => return failed(&e),
     };
     match sftp::list(&host, &path, query.offset, query.limit).await {
         Ok(page) => warp::reply::json(&page).into_response(),
@@ -138,7 +142,7 @@ pub async fn download(
     let path = match PathQuery::parse(&query) {
         Ok(query) => match text(&query.path) {
             Ok(path) => path,
-            Err(response) => return response,
+            Err(e) => return failed(&e),
         },
         Err(e) => return api::error(StatusCode::BAD_REQUEST, e.to_string()),
     };
@@ -262,7 +266,7 @@ where
     };
     let path = match text(&query.path) {
         Ok(path) => path,
-        Err(response) => return response,
+        Err(e) => return failed(&e),
     };
     let config = state.config();
     let limits = &config.file_transfers;
@@ -345,7 +349,7 @@ async fn change(
     host_id: String,
     state: Arc<AppState>,
     headers: HeaderMap,
-    change: Result<Change, Response>,
+    change: Result<Change, FilesError>,
 ) -> Response {
     let (who, host) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
         Ok(admitted) => admitted,
@@ -353,7 +357,7 @@ async fn change(
     };
     let change = match change {
         Ok(change) => change,
-        Err(response) => return response,
+        Err(e) => return failed(&e),
     };
     let sftp = match Sftp::open(&host).await {
         Ok(sftp) => sftp,
@@ -372,9 +376,8 @@ async fn change(
     }
 }
 
-fn one_path(query: &str) -> Result<String, Response> {
-    let query =
-        PathQuery::parse(query).map_err(|e| api::error(StatusCode::BAD_REQUEST, e.to_string()))?;
+fn one_path(query: &str) -> Result<String, FilesError> {
+    let query = PathQuery::parse(query).map_err(bad_query)?;
     text(&query.path)
 }
 
@@ -408,7 +411,7 @@ pub async fn rename(
     query: String,
 ) -> Response {
     let parsed = RenameQuery::parse(&query)
-        .map_err(|e| api::error(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(bad_query)
         .and_then(|q| Ok(Change::Rename(text(&q.from)?, text(&q.to)?)));
     change(host_id, state, headers, parsed).await
 }
