@@ -20,10 +20,13 @@ pub enum AuditKind {
     WatchStarted,
     WatchEnded,
     ConfigReloaded,
+    /// A file operation: an upload, download, mkdir, rename or delete on an SSH host
+    /// or in a pod (`path`, bytes, `reason` when it failed).
+    FileTransfer,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Login,
         Self::LoginFailed,
         Self::Logout,
@@ -34,6 +37,7 @@ impl AuditKind {
         Self::WatchStarted,
         Self::WatchEnded,
         Self::ConfigReloaded,
+        Self::FileTransfer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl AuditKind {
             Self::WatchStarted => "watch_started",
             Self::WatchEnded => "watch_ended",
             Self::ConfigReloaded => "config_reloaded",
+            Self::FileTransfer => "file_transfer",
         }
     }
 }
@@ -96,6 +101,10 @@ pub struct AuditEvent {
     /// Bytes received from the browser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_from_browser: Option<u64>,
+    /// The file or folder of a file transfer, and what was done (`upload`, `download`,
+    /// `mkdir`, `rename`, `delete`) as `<operation> <path>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl AuditEvent {
@@ -117,6 +126,7 @@ impl AuditEvent {
             duration_ms: None,
             bytes_to_browser: None,
             bytes_from_browser: None,
+            path: None,
         }
     }
 }

@@ -18,6 +18,8 @@
 //!   refusal reasons.
 //! - [`audit`]: the audit trail's events and `GET /api/audit`.
 //! - [`recording`]: the asciicast header of session recordings and `GET /api/recordings`.
+//! - [`files`]: files on SSH hosts and in pods: listings, the `/api/files` query strings,
+//!   the path rules.
 
 pub mod api;
 pub mod audit;
@@ -25,6 +27,7 @@ pub mod chat;
 pub mod client;
 pub mod close;
 pub mod error;
+pub mod files;
 pub mod query;
 pub mod recording;
 pub mod resume;

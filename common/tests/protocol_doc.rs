@@ -7,6 +7,7 @@
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
 use common::audit::AuditPage;
 use common::chat::{ChatBody, ChatRequest};
+use common::files::{DirPage, UploadDone};
 use common::recording::{FindHit, RecordingIndex, RecordingInfo};
 use common::server::{ServerFrame, StreamEvent};
 use common::sso::{AuthProviders, LogoutAnswer};
@@ -246,6 +247,24 @@ fn the_relay_frame_table_names_each_example_by_its_type() {
         rows += 1;
     }
     assert!(rows >= 9, "only {rows} rows in the relay frame table");
+}
+
+#[test]
+fn every_files_example_is_a_files_body_and_reads_back_the_same() {
+    let mut seen = Vec::new();
+    for (line, value, first_of_row) in examples("Files (SFTP on SSH hosts)") {
+        let read = [
+            again::<DirPage>(&value).map(|(_, back)| ("page", back)),
+            again::<UploadDone>(&value).map(|(_, back)| ("upload", back)),
+            again::<ApiError>(&value).map(|(_, back)| ("error", back)),
+        ];
+        let Some((kind, back)) = read.into_iter().flatten().find(|(_, back)| *back == value) else {
+            panic!("PROTOCOL.md:{line}: {value} is no files body (or loses fields on the way)");
+        };
+        assert_same(line, &value, &back, &first_of_row);
+        seen.push(kind);
+    }
+    assert_all_seen("files bodies", &seen, &["page", "upload", "error"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use common::api::{ClusterTarget, Target, Targets};
 
 use crate::auth::Principal;
-use crate::config::{Config, Grant};
+use crate::config::{Config, FileAccess, Grant};
 
 /// Something a WebSocket can be opened to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +160,23 @@ pub fn record_override(config: &Config, who: &Principal, target: &TargetRef) -> 
         .filter(|g| applies(g, who) && opens(g, target))
         .filter_map(|g| g.record)
         .reduce(|a, b| a || b)
+}
+
+/// What `who` may do with files on `target` (an SSH host or a pod's namespace): the
+/// widest `file_access` of the grants that apply to them and open that target.
+pub fn file_access(config: &Config, who: &Principal, target: &TargetRef) -> FileAccess {
+    config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who))
+        .filter(|g| match target {
+            TargetRef::Ssh(id) => matches(&g.ssh, id),
+            TargetRef::K8s { cluster, namespace } => matches_namespace(&g.k8s, cluster, namespace),
+            _ => false,
+        })
+        .map(|g| g.file_access)
+        .max()
+        .unwrap_or_default()
 }
 
 /// Whether a `watch` list names `target` (see `Grant::watch`).
@@ -367,6 +384,43 @@ mod tests {
         assert!(!audits(&config, &who("w", &[])));
         // Opening a target is not watching others' sessions on it.
         assert!(!permits(&config, &who("owner", &[]), &watch(ssh("web"))));
+    }
+
+    #[test]
+    fn file_access_is_the_widest_of_the_grants_opening_the_target() {
+        let config = Config::from_toml(
+            r#"
+            [[grants]]
+            users = ["a"]
+            ssh = ["web", "db"]
+            file_access = "read"
+            [[grants]]
+            users = ["a"]
+            ssh = ["web"]
+            k8s = ["dev/*"]
+            file_access = "write"
+            [[grants]]
+            users = ["b"]
+            ssh = ["*"]
+            "#,
+            "test",
+        )
+        .unwrap();
+        let ssh = |id: &str| TargetRef::Ssh(id.into());
+        let a = who("a", &[]);
+        assert_eq!(file_access(&config, &a, &ssh("web")), FileAccess::Write);
+        assert_eq!(file_access(&config, &a, &ssh("db")), FileAccess::Read);
+        assert_eq!(file_access(&config, &a, &ssh("other")), FileAccess::None);
+        let dev = TargetRef::K8s {
+            cluster: "dev".into(),
+            namespace: "x".into(),
+        };
+        assert_eq!(file_access(&config, &a, &dev), FileAccess::Write);
+        assert_eq!(
+            file_access(&config, &who("b", &[]), &ssh("web")),
+            FileAccess::None,
+            "a terminal grant is no file grant"
+        );
     }
 
     #[test]

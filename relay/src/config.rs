@@ -17,10 +17,12 @@ mod k8s;
 mod ldap;
 mod local;
 mod oidc;
+mod transfers;
 pub use k8s::{ClusterSource, ExplicitCredentials, K8sCluster, K8sConfig};
 pub use ldap::LdapConfig;
 pub use local::{LocalShell, RunAs};
 pub use oidc::OidcProvider;
+pub use transfers::{FileAccess, TransfersConfig};
 
 /// The embedded demo configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -85,6 +87,9 @@ pub struct Config {
     pub local_shells: Vec<LocalShell>,
     #[serde(default)]
     pub files: Vec<FileEntry>,
+    /// Bounds on SFTP and pod file transfers (see `config/transfers.rs`).
+    #[serde(default)]
+    pub file_transfers: TransfersConfig,
     #[serde(default)]
     pub redis: Option<RedisConfig>,
     #[serde(default)]
@@ -403,9 +408,14 @@ pub struct Grant {
     /// Local shell ids (`[[local_shells]]`).
     #[serde(default)]
     pub local: Vec<String>,
-    /// File ids.
+    /// File ids (`[[files]]` tails).
     #[serde(default)]
     pub files: Vec<String>,
+    /// Files on this grant's `ssh` hosts (SFTP) and in the pods of its `k8s` namespaces:
+    /// `"none"` (default), `"read"` (list, download) or `"write"` (also upload, mkdir,
+    /// rename, delete). The widest of the grants that apply wins.
+    #[serde(default)]
+    pub file_access: FileAccess,
     /// Chat room ids.
     #[serde(default)]
     pub chat: Vec<String>,

@@ -16,6 +16,7 @@
 //! | `GET /ws/watch/{session}` | a running terminal session, read-only (`endpoints/watch.rs`) |
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
+//! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/ssh_files.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
@@ -191,6 +192,12 @@ impl Relay {
     /// Returns once every session recording has been finished and closed.
     pub async fn recordings_finished(&self) {
         self.state.recorder.all_finished().await;
+    }
+
+    /// Returns once no file transfer runs (their temporary files removed and their audit
+    /// events recorded).
+    pub async fn transfers_finished(&self) {
+        self.state.transfers.idle().await;
     }
 
     /// How many file tails have a reader running.
@@ -380,6 +387,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(k8s_api_routes(state.clone()))
         .unify()
+        .or(files_routes(state.clone()))
+        .unify()
         .or(preflight)
         .unify()
         .and(warp::header::optional::<String>("origin"))
@@ -479,7 +488,7 @@ fn cors(mut response: Response, origin: Option<String>, state: Arc<AppState>) ->
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -504,6 +513,72 @@ fn k8s_api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .then(endpoints::k8s_pods);
     namespaces.or(pods).unify().boxed()
+}
+
+/// Files on SSH hosts (`endpoints/ssh_files.rs`).
+fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let base = |what: &'static str| {
+        warp::path("api")
+            .and(warp::path("files"))
+            .and(warp::path("ssh"))
+            .and(warp::path::param::<String>())
+            .and(warp::path(what))
+            .and(warp::path::end())
+            .and(origin_allowed(state.clone()))
+    };
+    let s = || with_state(state.clone());
+    let headers = warp::header::headers_cloned;
+    let list = base("list")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(endpoints::ssh_files::list);
+    let download = base("file")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(endpoints::ssh_files::download);
+    let upload = base("file")
+        .and(warp::put())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .and(warp::body::stream())
+        .then(|host, state, headers, query, body| {
+            endpoints::ssh_files::upload(host, state, headers, query, Box::pin(body))
+        });
+    let delete = base("file")
+        .and(warp::delete())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(endpoints::ssh_files::delete);
+    let mkdir = base("mkdir")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(endpoints::ssh_files::mkdir);
+    let rename = base("rename")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(endpoints::ssh_files::rename);
+    list.or(download)
+        .unify()
+        .or(upload)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(mkdir)
+        .unify()
+        .or(rename)
+        .unify()
+        .boxed()
 }
 
 fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::backend::chat::hub::ChatHub;
+use crate::backend::files::TransferSlots;
 use crate::backend::job::hub::JobHub;
 use crate::backend::k8s::clusters::K8sClusters;
 use crate::backend::tail::reader::TailHub;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub jobs: Option<Arc<JobHub>>,
     /// kube clients of the configured clusters.
     pub k8s: Arc<K8sClusters>,
+    /// Running file transfers (`file_transfers.max_transfers`, fixed at start).
+    pub transfers: Arc<TransferSlots>,
     /// Cancelled when the relay shuts down; every pump watches it.
     pub shutdown: CancellationToken,
     /// One permit per open WebSocket (`limits.max_connections`).
@@ -79,6 +82,7 @@ impl AppState {
         let chat = ChatHub::new(&config.chat, redis.clone(), metrics.clone());
         let jobs = redis.map(|link| JobHub::new(link, &config.jobs, metrics.clone()));
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+        let transfers = TransferSlots::new(config.file_transfers.max_transfers);
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             auth,
@@ -91,6 +95,7 @@ impl AppState {
             chat,
             jobs,
             k8s: Arc::new(K8sClusters::new()),
+            transfers,
             shutdown: CancellationToken::new(),
             connections,
             draining: AtomicBool::new(false),

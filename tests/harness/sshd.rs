@@ -84,7 +84,8 @@ impl TestSshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin yes\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\nLogLevel ERROR\nPrintMotd no\nPrintLastLog no\n",
+                 StrictModes no\nLogLevel ERROR\nPrintMotd no\nPrintLastLog no\n\
+                 Subsystem sftp internal-sftp\n",
                 host = host_key.display(),
                 dir = dir.path().display(),
             );

@@ -10,10 +10,12 @@
 //! server: the endpoints (`crate::endpoints`) resolve a request to those and call it.
 
 pub mod chat;
+pub mod files;
 pub mod job;
 pub mod k8s;
 pub mod local;
 pub mod redis_stream;
+pub mod sftp;
 pub mod ssh;
 pub mod stream_id;
 pub mod tail;

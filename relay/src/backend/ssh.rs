@@ -43,6 +43,22 @@ pub async fn open(host: &SshHost, size: TermSize) -> Result<TerminalStreams, Bac
         })
 }
 
+/// An authenticated SSH connection to `host` (its host key checked as for a shell), for
+/// channels other than a terminal (the SFTP subsystem, `backend/sftp.rs`).
+pub(super) async fn login(host: &SshHost) -> Result<Handle<HostKeyCheck>, BackendError> {
+    let mut handle = connect(host).await?;
+    tokio::time::timeout(host.connect_timeout, authenticate(&mut handle, host))
+        .await
+        .unwrap_or_else(|_| {
+            Err(BackendError::Unreachable(format!(
+                "SSH host {} stopped answering while logging in (within {} s)",
+                host.id,
+                host.connect_timeout.as_secs()
+            )))
+        })?;
+    Ok(handle)
+}
+
 async fn connect(host: &SshHost) -> Result<Handle<HostKeyCheck>, BackendError> {
     let config = Arc::new(client::Config {
         channel_buffer_size: CHANNEL_BUFFER,
@@ -198,7 +214,7 @@ fn known_hosts_path(host: &SshHost) -> PathBuf {
 /// Why an SSH connection did not come up: the host key refused (with what to do), or
 /// anything russh says.
 #[derive(Debug, thiserror::Error)]
-enum ConnectError {
+pub(super) enum ConnectError {
     #[error("{0}")]
     HostKey(String),
     #[error(transparent)]
@@ -207,7 +223,7 @@ enum ConnectError {
 
 /// Verifies the server's host key against known_hosts; never accepts an unknown key. A
 /// refusal travels as [`ConnectError::HostKey`], through `connect`'s own result.
-struct HostKeyCheck {
+pub(super) struct HostKeyCheck {
     address: String,
     port: u16,
     known_hosts: PathBuf,

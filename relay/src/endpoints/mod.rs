@@ -13,6 +13,7 @@
 //! | `local.rs` | `/ws/local/{shell}` | `backend::local` via `terminal.rs` |
 //! | `k8s_exec.rs` | `/ws/k8s/exec/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::exec` via `terminal.rs` |
 //! | `k8s_logs.rs` | `/ws/k8s/logs/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::logs` |
+//! | `ssh_files.rs` | `/api/files/ssh/{host}/{list,file,mkdir,rename}` | `backend::sftp` |
 //! | `k8s_browse.rs` | `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` | `backend::k8s::browse` |
 //! | `tail.rs` | `/ws/tail/{file}` | `backend::tail` |
 //! | `chat.rs` | `/ws/chat/{room}` | `backend::chat` |
@@ -27,6 +28,7 @@ mod k8s_logs;
 mod local;
 mod opener;
 mod ssh;
+pub mod ssh_files;
 mod tail;
 mod terminal;
 mod watch;
