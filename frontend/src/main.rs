@@ -9,14 +9,17 @@
 //!   and log views (the chat view uses `opsdeck-client`, the embeddable chat client);
 //! - [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them (the backoff
 //!   is `opsdeck_client::backoff`);
-//! - [`term`]: xterm.js; [`views`]: one file per page.
+//! - [`term`]: xterm.js, drawn by the [`renderer`] chosen (WebGL or the DOM), fed by
+//!   [`feed`] (coalesced writes); [`views`]: one file per page.
 
 mod api;
 mod config;
 mod conn;
+mod feed;
 mod flow;
 mod logbuf;
 mod nav;
+mod renderer;
 mod resume;
 mod route;
 mod session;

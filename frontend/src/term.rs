@@ -16,6 +16,8 @@ use xterm_js_rs::addons::unicode11::Unicode11Addon;
 use xterm_js_rs::addons::web_links::WebLinksAddon;
 use xterm_js_rs::{Disposable, Terminal, TerminalOptions, Theme};
 
+use crate::renderer::{Drawing, Renderer};
+
 #[wasm_bindgen]
 extern "C" {
     /// The xterm.js 6 view of a `Terminal` (same object, cast with `unchecked_ref`).
@@ -57,6 +59,8 @@ pub struct Term {
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     _key_handler: Option<Closure<dyn FnMut(KeyboardEvent) -> bool>>,
     disposables: Vec<Disposable>,
+    /// The WebGL renderer when it draws (dropped before the terminal is disposed).
+    drawing: Option<Drawing>,
 }
 
 impl Term {
@@ -87,6 +91,7 @@ impl Term {
             .unchecked_ref::<Unicode6>()
             .set_active_version("11");
         terminal.open(parent.clone());
+        let drawing = Drawing::start(Renderer::stored(), &terminal, parent);
         // The page shows only the visible rows; the end-to-end tests read the whole buffer
         // (scrollback included) through this property of the terminal's element.
         let _ = Reflect::set(parent, &"__opsdeckTerminal".into(), &terminal);
@@ -97,6 +102,7 @@ impl Term {
             _callbacks: Vec::new(),
             _key_handler: None,
             disposables: Vec::new(),
+            drawing: Some(drawing),
         };
         term.fit();
         term
@@ -227,6 +233,7 @@ impl Drop for Term {
         for d in self.disposables.drain(..) {
             d.dispose();
         }
+        drop(self.drawing.take());
         self.terminal.dispose();
     }
 }
