@@ -167,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         runs,
         relay_bin,
         dist: workspace_root().join("dist"),
+        open_files,
     };
     let mode = match (cli.quick, cli.runs) {
         (true, None) => "quick mode".to_owned(),

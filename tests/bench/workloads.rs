@@ -32,6 +32,8 @@ pub struct Settings {
     /// The release `opsdeck-relay`; `None` when only an external `--url` is measured.
     pub relay_bin: Option<PathBuf>,
     pub dist: PathBuf,
+    /// This process's open-files limit (the relay inherits it).
+    pub open_files: u64,
 }
 
 impl Settings {
@@ -74,6 +76,15 @@ impl Settings {
             burst: (deliveries / subscribers).clamp(50, 5_000) as u32,
             drain: Duration::from_secs(30),
         }
+    }
+
+    /// The idle-socket counts this machine allows: the largest is cut to what the
+    /// open-files limit leaves room for (1,000 descriptors spare), in thousands.
+    fn idle_sockets(&self) -> Vec<usize> {
+        let room = (self.open_files.saturating_sub(1_000) / 1_000 * 1_000) as usize;
+        let mut counts: Vec<usize> = IDLE_SOCKETS.iter().map(|&n| n.min(room)).collect();
+        counts.dedup();
+        counts
     }
 
     fn tail_plan(&self) -> FanoutPlan {
@@ -614,15 +625,25 @@ async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
          and with the {} KiB read buffer the relay uses (what an idle WebSocket needs)",
         SMALL_READ_BUFFER / 1024
     ));
+    let counts = settings.idle_sockets();
+    if counts.last() != Some(&MAX_IDLE_SOCKETS) {
+        report.note(format!(
+            "{MAX_IDLE_SOCKETS} sockets were not measured: the open-files limit here is {} (a \
+             hard limit this process may not raise: it lacks CAP_SYS_RESOURCE), and the relay \
+             needs one descriptor per socket; the largest count is {}",
+            settings.open_files,
+            counts.last().copied().unwrap_or(0)
+        ));
+    }
     for run in 0..settings.runs {
-        for n in IDLE_SOCKETS {
+        for &n in &counts {
             let relay = RelayProcess::start(settings.relay_bin()?, &config).await?;
             let token = relay.login("alice").await?;
             let room = relay.endpoint("/ws/chat/bench", &token);
             let cpu_before = relay.cpu_seconds()?;
             let (relay_per, idle) = per_connection(&room, n, true, || relay.rss_kib()).await?;
             let accept_us = (relay.cpu_seconds()? - cpu_before) * 1e6 / n as f64;
-            let idle_cpu = if n == MAX_IDLE_SOCKETS {
+            let idle_cpu = if Some(&n) == counts.last() {
                 let window = settings
                     .idle_window()
                     .max(PING_INTERVAL + Duration::from_secs(5));
