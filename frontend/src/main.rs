@@ -9,19 +9,22 @@
 //!   and log views (the chat view uses `opsdeck-client`, the embeddable chat client);
 //! - [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them (the backoff
 //!   is `opsdeck_client::backoff`);
-//! - [`term`]: xterm.js; [`views`]: one file per page;
+//! - [`term`]: xterm.js, drawn by the [`renderer`] chosen (WebGL or the DOM), fed by
+//!   [`feed`] (coalesced writes); [`views`]: one file per page;
 //! - [`i18n`]: every string of the app in English and Chinese; [`locale`]: the language in
 //!   force; [`settings`]: the user's settings, kept in this browser.
 
 mod api;
 mod config;
 mod conn;
+mod feed;
 mod flow;
 mod i18n;
 mod layout;
 mod locale;
 mod logbuf;
 mod nav;
+mod renderer;
 mod resume;
 mod route;
 mod session;

@@ -19,6 +19,7 @@ use xterm_js_rs::addons::unicode11::Unicode11Addon;
 use xterm_js_rs::addons::web_links::WebLinksAddon;
 use xterm_js_rs::{Disposable, Terminal, TerminalOptions, Theme};
 
+use crate::renderer::{Drawing, Renderer};
 use crate::settings::{self, Settings};
 
 #[wasm_bindgen]
@@ -64,6 +65,8 @@ pub struct Term {
     disposables: Vec<Disposable>,
     /// The "copy on select" setting, read by the selection callback.
     copy_on_select: Rc<Cell<bool>>,
+    /// The WebGL renderer when it draws (dropped before the terminal is disposed).
+    drawing: Option<Drawing>,
 }
 
 impl Term {
@@ -92,6 +95,7 @@ impl Term {
             .unchecked_ref::<Unicode6>()
             .set_active_version("11");
         terminal.open(parent.clone());
+        let drawing = Drawing::start(Renderer::stored(), &terminal, parent);
         // The page shows only the visible rows; the end-to-end tests read the whole buffer
         // (scrollback included) through this property of the terminal's element.
         let _ = Reflect::set(parent, &"__opsdeckTerminal".into(), &terminal);
@@ -104,6 +108,7 @@ impl Term {
             _key_handler: None,
             disposables: Vec::new(),
             copy_on_select: Rc::clone(&copy_on_select),
+            drawing: Some(drawing),
         };
         let selected: Terminal = term.terminal.clone().unchecked_into();
         let callback = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
@@ -265,6 +270,7 @@ impl Drop for Term {
         for d in self.disposables.drain(..) {
             d.dispose();
         }
+        drop(self.drawing.take());
         self.terminal.dispose();
     }
 }

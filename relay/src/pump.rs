@@ -161,22 +161,11 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
                     }
                 }
                 outgoing = attachment.next() => {
-                    let message = match outgoing {
-                        Outbound::Binary(bytes) => {
-                            bytes_out.inc_by(bytes.len() as u64);
-                            traffic.to_browser += bytes.len() as u64;
-                            Message::Binary(bytes)
-                        }
-                        Outbound::Text(frame) => {
-                            let text = frame.to_json();
-                            traffic.to_browser += text.len() as u64;
-                            Message::text(text)
-                        }
-                        Outbound::Close(close) => break PumpEnd::Closed(close),
-                    Outbound::InputReady => continue,
-                    };
-                    if !send(&mut ws, message, send_timeout).await {
-                        break stopped_reading();
+                    let batch = Batch { bytes_out: &bytes_out, traffic: &mut traffic };
+                    match batch.send(&mut ws, outgoing, attachment.as_mut(), send_timeout).await {
+                        Sent::All => {}
+                        Sent::ThenClose(close) => break PumpEnd::Closed(close),
+                        Sent::Stalled => break stopped_reading(),
                     }
                 }
             }
@@ -212,6 +201,77 @@ pub async fn close(ws: &mut WebSocket, close: &Close) {
         }
     })
     .await;
+}
+
+/// Frames written to the socket before one flush, at most.
+const BATCH_FRAMES: usize = 256;
+/// Bytes written to the socket before one flush, at most (a frame may overshoot it).
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// How a batch of output went.
+enum Sent {
+    All,
+    /// Sent what came before a close; the stream is over.
+    ThenClose(Close),
+    /// The browser did not take it within the send timeout.
+    Stalled,
+}
+
+/// Output written as one batch: what [`Attachment::next`] returned, then whatever
+/// [`Attachment::ready`] has without waiting, then one flush.
+struct Batch<'a> {
+    bytes_out: &'a prometheus::IntCounter,
+    traffic: &'a mut Traffic,
+}
+
+impl Batch<'_> {
+    async fn send(
+        self,
+        ws: &mut WebSocket,
+        first: Outbound,
+        attachment: &mut dyn Attachment,
+        limit: Duration,
+    ) -> Sent {
+        let Self { bytes_out, traffic } = self;
+        let write = async {
+            let (mut frames, mut bytes) = (0, 0);
+            let mut next = Some(first);
+            let mut then_close = None;
+            while let Some(out) = next.take() {
+                let message = match out {
+                    Outbound::Binary(data) => {
+                        bytes_out.inc_by(data.len() as u64);
+                        Some(Message::Binary(data))
+                    }
+                    Outbound::Text(frame) => Some(Message::text(frame.to_json())),
+                    Outbound::Json(json) => Some(Message::Text(json)),
+                    Outbound::Close(close) => {
+                        then_close = Some(close);
+                        break;
+                    }
+                    Outbound::InputReady => None,
+                };
+                if let Some(message) = message {
+                    traffic.to_browser += message.len() as u64;
+                    bytes += message.len();
+                    frames += 1;
+                    ws.feed(message).await?;
+                }
+                if frames < BATCH_FRAMES && bytes < BATCH_BYTES {
+                    next = attachment.ready();
+                }
+            }
+            if frames > 0 {
+                ws.flush().await?;
+            }
+            Ok::<_, WsError>(then_close)
+        };
+        match timeout(limit, write).await {
+            Ok(Ok(None)) => Sent::All,
+            Ok(Ok(Some(close))) => Sent::ThenClose(close),
+            _ => Sent::Stalled,
+        }
+    }
 }
 
 async fn send(ws: &mut WebSocket, message: Message, limit: Duration) -> bool {

@@ -139,11 +139,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
              figures. Run it with --release."
         );
     }
-    let open_files = procfs::raise_open_files_limit()?;
-    if open_files < 10_500 && workloads.contains(&Workload::IdleRss) {
+    // Both ends of the largest idle-socket count in this process (the bare servers of the
+    // idle-rss limit are children too, and inherit it).
+    let wanted = 2 * workloads::MAX_IDLE_SOCKETS as u64 + 1_000;
+    let open_files = procfs::raise_open_files_limit(wanted)?;
+    if open_files < wanted && workloads.contains(&Workload::IdleRss) {
         eprintln!(
-            "warning: the open-files limit is {open_files}; 10,000 connections need about 10,100 \
-             in this process (and as many in the relay, which inherits the limit)"
+            "warning: the open-files limit is {open_files} (the hard limit, which this process \
+             may not raise); {} idle connections need about {wanted} in this process (and half \
+             as many in the relay, which inherits the limit): the largest count will fail",
+            workloads::MAX_IDLE_SOCKETS
         );
     }
 
@@ -162,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         runs,
         relay_bin,
         dist: workspace_root().join("dist"),
+        open_files,
     };
     let mode = match (cli.quick, cli.runs) {
         (true, None) => "quick mode".to_owned(),

@@ -45,9 +45,11 @@ fn clock_ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
-/// Raises this process's soft open-files limit to its hard limit (children started
-/// afterwards, such as the relay, inherit it) and returns the new limit.
-pub fn raise_open_files_limit() -> anyhow::Result<u64> {
+/// Raises this process's open-files limit to `wanted` (children started afterwards, such as
+/// the relay, inherit it): the hard limit too when the process may (root, or
+/// CAP_SYS_RESOURCE, up to `fs.nr_open`), else the soft limit up to the hard one. Returns
+/// the new limit.
+pub fn raise_open_files_limit(wanted: u64) -> anyhow::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -55,6 +57,20 @@ pub fn raise_open_files_limit() -> anyhow::Result<u64> {
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         bail!("getrlimit: {}", std::io::Error::last_os_error());
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(nr_open).max(limit.rlim_max),
+        rlim_max: wanted.min(nr_open).max(limit.rlim_max),
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if raised.rlim_max > limit.rlim_max
+        && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
+    {
+        return Ok(raised.rlim_cur);
     }
     limit.rlim_cur = limit.rlim_max;
     // SAFETY: setrlimit reads the struct we own.

@@ -72,6 +72,10 @@ pub enum Target {
     AboveLimitAtMost(f64),
     /// Opsdeck below this many units.
     Below(f64),
+    /// Opsdeck at least this many units.
+    AtLeast(f64),
+    /// Opsdeck at most this many units.
+    AtMost(f64),
 }
 
 /// One figure over the runs: Opsdeck's value and the limit's, measured in the same run.
@@ -117,6 +121,19 @@ impl Figure {
             Target::Below(x) => (
                 format!("< {} {unit}", number(x)),
                 median(&self.opsdeck).map(|m| m < x),
+            ),
+            Target::AtLeast(x) => (
+                format!("≥ {} {unit}", number(x)),
+                median(&self.opsdeck).map(|m| m >= x),
+            ),
+            // Every run, not the median: one lost message is a failure.
+            Target::AtMost(x) => (
+                format!("≤ {} {unit} in every run", number(x)),
+                self.opsdeck
+                    .iter()
+                    .copied()
+                    .reduce(f64::max)
+                    .map(|m| m <= x),
             ),
         })
     }

@@ -32,6 +32,8 @@ pub struct Settings {
     /// The release `opsdeck-relay`; `None` when only an external `--url` is measured.
     pub relay_bin: Option<PathBuf>,
     pub dist: PathBuf,
+    /// This process's open-files limit (the relay inherits it).
+    pub open_files: u64,
 }
 
 impl Settings {
@@ -55,6 +57,16 @@ impl Settings {
     /// One publisher, `subscribers` receivers: paced messages for latency, then a burst
     /// sized so each run makes about the same number of deliveries.
     fn chat_plan(&self, subscribers: usize) -> FanoutPlan {
+        if subscribers >= 1_000 {
+            // Latency at the target rate: 500 messages a second to 1,000 subscribers is
+            // 500,000 deliveries a second; then a burst that lasts a second or more at that rate.
+            return FanoutPlan {
+                paced: if self.quick { 500 } else { 2_000 },
+                interval: CHAT_TARGET_INTERVAL,
+                burst: if self.quick { 300 } else { 1_000 },
+                drain: Duration::from_secs(30),
+            };
+        }
         let deliveries = if self.quick { 20_000 } else { 100_000 };
         FanoutPlan {
             paced: if self.quick { 20 } else { 100 },
@@ -64,6 +76,15 @@ impl Settings {
             burst: (deliveries / subscribers).clamp(50, 5_000) as u32,
             drain: Duration::from_secs(30),
         }
+    }
+
+    /// The idle-socket counts this machine allows: the largest is cut to what the
+    /// open-files limit leaves room for (1,000 descriptors spare), in thousands.
+    fn idle_sockets(&self) -> Vec<usize> {
+        let room = (self.open_files.saturating_sub(1_000) / 1_000 * 1_000) as usize;
+        let mut counts: Vec<usize> = IDLE_SOCKETS.iter().map(|&n| n.min(room)).collect();
+        counts.dedup();
+        counts
     }
 
     fn tail_plan(&self) -> FanoutPlan {
@@ -79,9 +100,17 @@ impl Settings {
 /// Terminal sessions open in the idle-CPU workload.
 const IDLE_SESSIONS: usize = 100;
 /// Idle WebSockets in the memory workload.
-const IDLE_SOCKETS: [usize; 2] = [1_000, 10_000];
+const IDLE_SOCKETS: [usize; 3] = [1_000, 10_000, MAX_IDLE_SOCKETS];
+/// The largest count: the density target (issue 18), ≤ 10 KiB each on one relay process.
+pub const MAX_IDLE_SOCKETS: usize = 100_000;
+/// The relay's keepalive ping interval (its default): the CPU window at the largest count
+/// spans at least one round of pings.
+const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// The small read buffer of the second memory floor.
 const SMALL_READ_BUFFER: usize = 4 * 1024;
+/// The pace of messages into a room of 1,000 subscribers while latency is measured: 500
+/// a second, the 500,000 deliveries a second of the fan-out target.
+const CHAT_TARGET_INTERVAL: Duration = Duration::from_millis(2);
 /// Chat room sizes.
 const CHAT_SUBSCRIBERS: [usize; 3] = [10, 100, 1_000];
 /// File tail viewer counts.
@@ -596,18 +625,47 @@ async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
          and with the {} KiB read buffer the relay uses (what an idle WebSocket needs)",
         SMALL_READ_BUFFER / 1024
     ));
+    let counts = settings.idle_sockets();
+    if counts.last() != Some(&MAX_IDLE_SOCKETS) {
+        report.note(format!(
+            "{MAX_IDLE_SOCKETS} sockets were not measured: the open-files limit here is {} (a \
+             hard limit this process may not raise: it lacks CAP_SYS_RESOURCE), and the relay \
+             needs one descriptor per socket; the largest count is {}",
+            settings.open_files,
+            counts.last().copied().unwrap_or(0)
+        ));
+    }
     for run in 0..settings.runs {
-        for n in IDLE_SOCKETS {
+        for &n in &counts {
             let relay = RelayProcess::start(settings.relay_bin()?, &config).await?;
             let token = relay.login("alice").await?;
             let room = relay.endpoint("/ws/chat/bench", &token);
-            let relay_per = per_connection(&room, n, true, || relay.rss_kib()).await?;
+            let cpu_before = relay.cpu_seconds()?;
+            let (relay_per, idle) = per_connection(&room, n, true, || relay.rss_kib()).await?;
+            let accept_us = (relay.cpu_seconds()? - cpu_before) * 1e6 / n as f64;
+            let idle_cpu = if Some(&n) == counts.last() {
+                let window = settings
+                    .idle_window()
+                    .max(PING_INTERVAL + Duration::from_secs(5));
+                let [percent] = cpu_percent_over(window, || Ok([relay.cpu_seconds()?])).await?;
+                if idle.closed() > 0 {
+                    bail!("{} of {n} connections closed while idle", idle.closed());
+                }
+                Some((percent, window))
+            } else {
+                None
+            };
+            drop(idle);
             drop(relay);
             let mut floors = Vec::new();
             for read_buffer in [None, Some(SMALL_READ_BUFFER)] {
                 let floor = FloorServer::start(read_buffer).await?;
                 let endpoint = Endpoint::new(floor.url(), None);
-                floors.push(per_connection(&endpoint, n, false, || floor.rss_kib()).await?);
+                floors.push(
+                    per_connection(&endpoint, n, false, || floor.rss_kib())
+                        .await?
+                        .0,
+                );
             }
             progress(
                 Workload::IdleRss,
@@ -626,8 +684,34 @@ async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
                 "KiB each",
                 relay_per,
                 Some(floors[0]),
-                Some(Target::Below(16.0)),
+                Some(Target::Below(if n == MAX_IDLE_SOCKETS {
+                    10.0
+                } else {
+                    16.0
+                })),
             );
+            report.record(
+                &format!("{n} idle: relay CPU per accepted socket"),
+                "µs",
+                accept_us,
+                None,
+                None,
+            );
+            if let Some((percent, window)) = idle_cpu {
+                report.record(
+                    &format!("{n} idle: relay CPU while idle (pings, checks)"),
+                    "% of a core",
+                    percent,
+                    None,
+                    None,
+                );
+                report.note(format!(
+                    "CPU while idle over {} s with {n} sockets (keepalive pings every {} s, each \
+                     with its token and permission re-check)",
+                    window.as_secs(),
+                    PING_INTERVAL.as_secs()
+                ));
+            }
             report.record(
                 &format!(
                     "{n} idle, limit with a {} KiB read buffer",
@@ -645,18 +729,22 @@ async fn idle_rss(settings: &Settings) -> anyhow::Result<Report> {
         "each connection is an authenticated member of one in-memory chat room (/ws/chat/bench), \
          which stays open while idle and is answered with its connected and presence frames; a \
          fresh relay process per measurement; (VmRSS after − before) ÷ N, read 2 s after the \
-         last connection opened, one connection already open before",
+         last connection opened, one connection already open before; the client binds each \
+         connection to a source address spread over 127.1.0.0/16 (1,000 per address) so \
+         ephemeral ports never run out; CPU per accepted socket: the relay's CPU while the N \
+         were opened (handshake, token, join) ÷ N",
     );
     Ok(report)
 }
 
-/// Opens one connection, reads resident memory, opens `n` more, reads it again: KiB each.
+/// Opens one connection, reads resident memory, opens `n` more, reads it again: KiB each,
+/// and the `n` connections, still open.
 async fn per_connection(
     endpoint: &Endpoint,
     n: usize,
     until_connected: bool,
     rss_kib: impl Fn() -> anyhow::Result<u64>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, IdleConnections)> {
     let _first = load::open_idle(endpoint, 1, 1, until_connected).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib()?;
@@ -666,7 +754,7 @@ async fn per_connection(
     if idle.closed() > 0 {
         bail!("{} of {n} connections closed while idle", idle.closed());
     }
-    Ok(after.saturating_sub(before) as f64 / n as f64)
+    Ok((after.saturating_sub(before) as f64 / n as f64, idle))
 }
 
 async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Result<Report> {
@@ -675,8 +763,14 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
         for run in 0..settings.runs {
             for n in CHAT_SUBSCRIBERS {
                 let plan = settings.chat_plan(n);
-                let result = chat_fanout(endpoint, n, &plan, &mut report).await?;
-                record_fanout(&mut report, &format!("{n} subscribers"), &result, None);
+                let result = chat_fanout(endpoint, None, n, &plan, &mut report).await?;
+                record_fanout(
+                    &mut report,
+                    &format!("{n} subscribers"),
+                    &result,
+                    None,
+                    None,
+                );
                 progress(
                     Workload::Chat,
                     run,
@@ -712,8 +806,10 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                 let mut publisher = RedisPublisher::open(&url, "opsdeck-bench").await?;
                 load::fanout(&mut publisher, subscribers, &plan).await?
             };
-            let memory = chat_fanout(&memory_room, n, &plan, &mut report).await?;
-            let shared = chat_fanout(&redis_room, n, &plan, &mut report).await?;
+            let memory =
+                chat_fanout(&memory_room, Some(&memory_relay), n, &plan, &mut report).await?;
+            let shared =
+                chat_fanout(&redis_room, Some(&redis_relay), n, &plan, &mut report).await?;
             progress(
                 Workload::Chat,
                 run,
@@ -726,11 +822,17 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                 ),
             );
             for (label, result) in [("in-memory", &memory), ("Redis", &shared)] {
+                let targets = match (n, label) {
+                    (1_000, "in-memory") => FanoutTargets::IN_MEMORY_AT_1000,
+                    (1_000, _) => FanoutTargets::REDIS_AT_1000,
+                    _ => FanoutTargets::NONE,
+                };
                 record_fanout(
                     &mut report,
                     &format!("{n} subs, {label}"),
                     result,
                     Some(&raw),
+                    Some(targets),
                 );
             }
             if raw.lost() > 0 {
@@ -744,31 +846,49 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
         report.runs += 1;
     }
     let plan = settings.chat_plan(CHAT_SUBSCRIBERS[0]);
+    let big = settings.chat_plan(1_000);
     report.note(format!(
-        "per room size and run: {} messages one every {} ms ({} ms with 1,000 subscribers; \
-         latency: from publishing to each subscriber's receipt), then a burst of {} (10 \
-         subscribers), {} (100) or {} (1,000) messages back to back (throughput: deliveries ÷ \
-         time from the first burst message to the last delivery)",
+        "per room size and run: {} messages one every {} ms ({} every {} ms with 100 \
+         subscribers; latency: from publishing to each subscriber's receipt), then a burst of \
+         {} (10 subscribers) or {} (100) messages back to back (throughput: deliveries ÷ time \
+         from the first burst message to the last delivery); with 1,000 subscribers {} \
+         messages one every {} ms (500,000 deliveries a second: the latency target is met at \
+         the target rate), then a burst of {}",
         plan.paced,
         plan.interval.as_millis(),
-        settings.chat_plan(1_000).interval.as_millis(),
+        settings.chat_plan(100).paced,
+        settings.chat_plan(100).interval.as_millis(),
         plan.burst,
         settings.chat_plan(100).burst,
-        settings.chat_plan(1_000).burst
+        big.paced,
+        big.interval.as_millis(),
+        big.burst,
     ));
+    report.note(
+        "lost: deliveries that never arrived; relay CPU per delivery: the relay process's user \
+         + system CPU over the whole run (paced and burst) ÷ deliveries",
+    );
     Ok(report)
 }
 
 /// Subscribers and a publisher in a relay's chat room, then [`load::fanout`].
 async fn chat_fanout(
     room: &Endpoint,
+    relay: Option<&RelayProcess>,
     n: usize,
     plan: &FanoutPlan,
     report: &mut Report,
-) -> anyhow::Result<Fanout> {
+) -> anyhow::Result<ChatRun> {
     let subscribers = load::open_many(n, WS_HANDSHAKES, |_| ChatSubscriber::open(room)).await?;
     let mut publisher = ChatPublisher::open(room).await?;
+    let cpu_before = relay.map(RelayProcess::cpu_seconds).transpose()?;
     let result = load::fanout(&mut publisher, subscribers, plan).await?;
+    let cpu_per_delivery_us = match (relay, cpu_before) {
+        (Some(relay), Some(before)) if result.delivered > 0 => {
+            Some((relay.cpu_seconds()? - before) * 1e6 / result.delivered as f64)
+        }
+        _ => None,
+    };
     let (refused, reason) = publisher.refusals();
     if refused > 0 {
         report.note(format!(
@@ -789,10 +909,59 @@ async fn chat_fanout(
                 .unwrap_or_default()
         ));
     }
-    Ok(result)
+    Ok(ChatRun {
+        fanout: result,
+        cpu_per_delivery_us,
+    })
 }
 
-fn record_fanout(report: &mut Report, label: &str, result: &Fanout, limit: Option<&Fanout>) {
+/// A fan-out through a relay, and the relay's CPU per delivery (when it was measured).
+struct ChatRun {
+    fanout: Fanout,
+    cpu_per_delivery_us: Option<f64>,
+}
+
+impl std::ops::Deref for ChatRun {
+    type Target = Fanout;
+    fn deref(&self) -> &Fanout {
+        &self.fanout
+    }
+}
+
+/// The targets of a room size's figures (issue 18: one room × 1,000 subscribers).
+#[derive(Clone, Copy)]
+struct FanoutTargets {
+    delivered: Option<Target>,
+    p99_ms: Option<Target>,
+    lost: Option<Target>,
+}
+
+impl FanoutTargets {
+    const NONE: Self = Self {
+        delivered: None,
+        p99_ms: None,
+        lost: None,
+    };
+    const IN_MEMORY_AT_1000: Self = Self {
+        delivered: Some(Target::AtLeast(500_000.0)),
+        p99_ms: Some(Target::Below(50.0)),
+        lost: Some(Target::AtMost(0.0)),
+    };
+    const REDIS_AT_1000: Self = Self {
+        delivered: Some(Target::RatioAtLeast(1.5)),
+        p99_ms: None,
+        lost: Some(Target::AtMost(0.0)),
+    };
+}
+
+fn record_fanout(
+    report: &mut Report,
+    label: &str,
+    result: &ChatRun,
+    limit: Option<&Fanout>,
+    targets: Option<FanoutTargets>,
+) {
+    let targets = targets.unwrap_or(FanoutTargets::NONE);
     let ms = |r: &Fanout, q: f64| {
         load::percentile(&r.latencies, q)
             .map(|d| d.as_secs_f64() * 1e3)
@@ -803,8 +972,24 @@ fn record_fanout(report: &mut Report, label: &str, result: &Fanout, limit: Optio
         "msg/s",
         result.delivered_per_s(),
         limit.map(Fanout::delivered_per_s),
-        None,
+        targets.delivered,
     );
+    report.record(
+        &format!("{label}: lost"),
+        "msgs",
+        result.lost() as f64,
+        limit.map(|l| l.lost() as f64),
+        targets.lost,
+    );
+    if let Some(us) = result.cpu_per_delivery_us {
+        report.record(
+            &format!("{label}: relay CPU per delivery"),
+            "µs",
+            us,
+            None,
+            None,
+        );
+    }
     report.record(
         &format!("{label}: latency p50"),
         "ms",
@@ -817,7 +1002,7 @@ fn record_fanout(report: &mut Report, label: &str, result: &Fanout, limit: Optio
         "ms",
         ms(result, 0.99),
         limit.map(|l| ms(l, 0.99)),
-        None,
+        targets.p99_ms,
     );
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use common::server::{ServerFrame, StreamEvent};
 use common::{ClientFrame, FLOW_WINDOW, Position};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -81,8 +81,27 @@ pub struct LoadSocket {
     ws: Ws,
 }
 
+/// Connections opened from one loopback source address before the next one is used: far
+/// below the ~28,000 ephemeral ports an address has, so 100,000 sockets to one port fit.
+pub const PER_SOURCE_ADDRESS: usize = 1_000;
+
+/// The loopback source address of the `i`-th of many connections: 127.1.x.y, a new one
+/// every [`PER_SOURCE_ADDRESS`] connections (127.0.0.0/8 is all loopback on Linux).
+pub fn spread_source(i: usize) -> Ipv4Addr {
+    let k = i / PER_SOURCE_ADDRESS + 1;
+    Ipv4Addr::new(127, 1, (k >> 8) as u8, (k & 0xff) as u8)
+}
+
 impl LoadSocket {
     pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Self> {
+        Self::connect_from(endpoint, None).await
+    }
+
+    /// Connects from `source` (an IPv4 address of this machine) when given.
+    pub async fn connect_from(
+        endpoint: &Endpoint,
+        source: Option<Ipv4Addr>,
+    ) -> anyhow::Result<Self> {
         let mut request = endpoint.url.as_str().into_client_request()?;
         if request.uri().scheme_str() != Some("ws") {
             bail!(
@@ -103,9 +122,16 @@ impl LoadSocket {
                 HeaderValue::from_str(&format!("X-Token={token}"))?,
             );
         }
-        let tcp = match host.parse::<IpAddr>() {
-            Ok(ip) => TcpStream::connect((ip, port)).await,
-            Err(_) => TcpStream::connect((host.as_str(), port)).await,
+        let tcp = match (host.parse::<IpAddr>(), source) {
+            (Ok(ip @ IpAddr::V4(_)), Some(source)) => {
+                let socket = TcpSocket::new_v4()?;
+                socket
+                    .bind(SocketAddr::from((source, 0)))
+                    .with_context(|| format!("binding to {source}"))?;
+                socket.connect(SocketAddr::from((ip, port))).await
+            }
+            (Ok(ip), _) => TcpStream::connect((ip, port)).await,
+            (Err(_), _) => TcpStream::connect((host.as_str(), port)).await,
         }
         .with_context(|| format!("connecting to {}", endpoint.url))?;
         tcp.set_nodelay(true)?;
@@ -120,7 +146,12 @@ impl LoadSocket {
 
     /// Connects and waits for the stream's `connected` frame.
     pub async fn open(endpoint: &Endpoint) -> anyhow::Result<Self> {
-        let mut socket = Self::connect(endpoint).await?;
+        Self::open_from(endpoint, None).await
+    }
+
+    /// [`LoadSocket::open`] from `source`, as [`LoadSocket::connect_from`].
+    pub async fn open_from(endpoint: &Endpoint, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
+        let mut socket = Self::connect_from(endpoint, source).await?;
         socket.connected().await?;
         Ok(socket)
     }
@@ -454,11 +485,13 @@ pub async fn open_idle(
     concurrency: usize,
     until_connected: bool,
 ) -> anyhow::Result<IdleConnections> {
-    let sockets = open_many(n, concurrency, |_| async {
+    // Each from its spread source address, so ports never run out.
+    let sockets = open_many(n, concurrency, |i| async move {
+        let source = Some(spread_source(i));
         if until_connected {
-            LoadSocket::open(endpoint).await
+            LoadSocket::open_from(endpoint, source).await
         } else {
-            LoadSocket::connect(endpoint).await
+            LoadSocket::connect_from(endpoint, source).await
         }
     })
     .await?;

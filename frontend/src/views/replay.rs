@@ -336,7 +336,7 @@ fn Replayer(id: String, index: RecordingIndex, download: String) -> impl IntoVie
     let timer = StoredValue::new_local(None::<IntervalHandle>);
 
     host.on_load(move |el| {
-        let t = Term::open(&el, true);
+        let t = Term::open(&el, true, &crate::settings::current().get_untracked());
         t.resize(rows, cols);
         term.set_value(Some(t));
         let handle = set_interval_with_handle(move || tick(&player, term, c), TICK).ok();

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use common::server::StreamEvent;
 use common::{ClientFrame, TermSize};
+use js_sys::Uint8Array;
 use leptos::html::Div;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::ResizeObserver;
 
+use crate::feed::{Chunk, Feed};
 use crate::flow::Acks;
 use crate::locale::{Msg, Text, lang_now, tr};
 use crate::route::{Route, terminal_query, with_query};
@@ -52,7 +54,10 @@ pub fn TerminalPage(
     let term: TermSlot = StoredValue::new_local(None);
     let exit = RwSignal::new(None::<String>);
     // Job output (read-only) is not a terminal session and takes no acks.
-    let acks = (!read_only).then(|| StoredValue::new_local(Acks::default()));
+    let flow = (!read_only).then(|| Flow {
+        acks: StoredValue::new_local(Acks::default()),
+        feed: StoredValue::new_local(Feed::default()),
+    });
 
     // The stream opens with the fitted size in its query, so it is created on mount; the
     // status bar shows "connecting" until then.
@@ -78,7 +83,7 @@ pub fn TerminalPage(
             {
                 on_session.run(session.clone());
             }
-            on_incoming(term, stream, incoming, exit, acks);
+            on_incoming(term, stream, incoming, exit, flow);
         });
         if !read_only {
             let s = stream.clone();
@@ -237,22 +242,93 @@ fn TerminalToolbar(
     }
 }
 
-/// Handles what the relay sends to a terminal; `acks` when it is flow-controlled.
+/// A flow-controlled terminal's acknowledgements and the output waiting to be written.
+#[derive(Clone, Copy)]
+struct Flow {
+    acks: StoredValue<Acks, LocalStorage>,
+    feed: StoredValue<Feed<Uint8Array>, LocalStorage>,
+}
+
+/// Handles what the relay sends to a terminal; `flow` when it is flow-controlled.
 fn on_incoming(
     term: TermSlot,
     stream: &Stream,
     incoming: Incoming,
     exit: RwSignal<Option<String>>,
-    acks: Option<StoredValue<Acks, LocalStorage>>,
+    flow: Option<Flow>,
 ) {
+    if let Some(flow) = flow {
+        let chunk = match incoming {
+            Incoming::Bytes(bytes) => {
+                let (generation, end) = stream.received();
+                if let Some(chunk) = flow
+                    .feed
+                    .try_update_value(|f| f.received(bytes, generation, end))
+                    .flatten()
+                {
+                    write_chunk(term, stream, chunk, flow);
+                }
+                return;
+            }
+            // Anything else is shown after the output received before it.
+            _ => flow.feed.try_update_value(Feed::flush).flatten(),
+        };
+        if let Some(chunk) = chunk {
+            write_chunk(term, stream, chunk, flow);
+        }
+    }
     term.try_with_value(|t| {
         if let Some(t) = t {
-            show(t, stream, incoming, exit, acks);
+            show(t, stream, incoming, exit, flow.map(|f| f.acks));
         }
     });
 }
 
-/// Shows what the relay sent in the mounted terminal.
+/// Writes a chunk of output as one `write`; once xterm.js has processed it, acknowledges
+/// its end and writes what arrived meanwhile.
+fn write_chunk(term: TermSlot, stream: &Stream, chunk: Chunk<Uint8Array>, flow: Flow) {
+    let Chunk {
+        pieces,
+        generation,
+        end,
+    } = chunk;
+    let data = join(pieces);
+    let stream = stream.clone();
+    term.try_with_value(|t| {
+        if let Some(t) = t {
+            t.write_bytes_then(&data, move || {
+                if let Some(position) = flow
+                    .acks
+                    .try_update_value(|a| a.displayed(generation, end))
+                    .flatten()
+                {
+                    stream.send(&ClientFrame::Ack(position));
+                }
+                if let Some(next) = flow.feed.try_update_value(Feed::written).flatten() {
+                    write_chunk(term, &stream, next, flow);
+                }
+            });
+        }
+    });
+}
+
+/// The pieces as one array (the piece itself when there is one).
+fn join(mut pieces: Vec<Uint8Array>) -> Uint8Array {
+    if pieces.len() == 1 {
+        return pieces.remove(0);
+    }
+    let total: u32 = pieces.iter().map(Uint8Array::length).sum();
+    let joined = Uint8Array::new_with_length(total);
+    let mut at = 0;
+    for piece in &pieces {
+        joined.set(piece, at);
+        at += piece.length();
+    }
+    joined
+}
+
+/// Shows what the relay sent in the mounted terminal (flow-controlled output went through
+/// [`write_chunk`]).
 fn show(
     term: &Term,
     stream: &Stream,
@@ -261,21 +337,7 @@ fn show(
     acks: Option<StoredValue<Acks, LocalStorage>>,
 ) {
     match incoming {
-        Incoming::Bytes(bytes) => match acks {
-            Some(acks) => {
-                let (generation, end) = stream.received();
-                let stream = stream.clone();
-                term.write_bytes_then(&bytes, move || {
-                    if let Some(position) = acks
-                        .try_update_value(|a| a.displayed(generation, end))
-                        .flatten()
-                    {
-                        stream.send(&ClientFrame::Ack(position));
-                    }
-                });
-            }
-            None => term.write_bytes(&bytes),
-        },
+        Incoming::Bytes(bytes) => term.write_bytes(&bytes),
         Incoming::Event(StreamEvent::Connected { position, .. }) => {
             if let Some(acks) = acks {
                 let (generation, _) = stream.received();

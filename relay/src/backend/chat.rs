@@ -27,7 +27,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use self::hub::{ChatError, ChatHub, Membership};
-use self::room::{Entry, Notice, Read, Room};
+use self::room::{Entry, Notice, Read, Room, message_json};
 use super::stream_id::StreamId;
 use super::{Attachment, Hello, Inbound, InputRefused, Opened, Outbound};
 use crate::auth::unix_now;
@@ -113,14 +113,7 @@ fn chat_frame(id: Option<StreamId>, body: ChatBody) -> Outbound {
 }
 
 fn message_frame((id, message): Entry) -> Outbound {
-    Outbound::Text(
-        ChatEvent {
-            id: Some(id.to_string()),
-            time: message.time,
-            body: ChatBody::Message(message),
-        }
-        .into(),
-    )
+    Outbound::Json(message_json(id, message))
 }
 
 /// One connection to a room.
@@ -143,20 +136,30 @@ struct ChatAttachment {
 impl ChatAttachment {
     /// Queues what there is to send after the cursor; false when there is nothing.
     async fn fill(&mut self) -> bool {
-        self.latest.borrow_and_update();
-        match self.room.read_after(self.cursor, BATCH) {
-            Read::Entries(entries) if entries.is_empty() => false,
-            Read::Entries(entries) => {
-                if let Some((id, _)) = entries.last() {
-                    self.cursor = *id;
-                }
-                self.pending.extend(entries.into_iter().map(message_frame));
-                true
-            }
-            Read::Older { floor } => {
+        match self.fill_from_ring() {
+            Ok(filled) => filled,
+            Err(floor) => {
                 self.catch_up(floor).await;
                 true
             }
+        }
+    }
+
+    /// Queues the frames this relay's copy of the room holds after the cursor, without
+    /// waiting: whether there were any, or the copy's floor when the cursor is older.
+    fn fill_from_ring(&mut self) -> Result<bool, StreamId> {
+        self.latest.borrow_and_update();
+        match self.room.read_after(self.cursor, BATCH) {
+            Read::Entries(frames) => {
+                let Some((last, _)) = frames.last() else {
+                    return Ok(false);
+                };
+                self.cursor = *last;
+                self.pending
+                    .extend(frames.into_iter().map(|(_, json)| Outbound::Json(json)));
+                Ok(true)
+            }
+            Read::Older { floor } => Err(floor),
         }
     }
 
@@ -242,6 +245,13 @@ impl Attachment for ChatAttachment {
                 },
             }
         }
+    }
+
+    fn ready(&mut self) -> Option<Outbound> {
+        if self.pending.is_empty() && self.fill_from_ring() != Ok(true) {
+            return None;
+        }
+        self.pending.pop_front()
     }
 
     async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {

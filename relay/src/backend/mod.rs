@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::server::{ErrorCode, ServerFrame, StreamEvent};
 use common::{ClientFrame, CloseCode, Position, ResizeOrder, StreamKind, TermSize};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::close::{Close, CloseCause};
 
@@ -110,6 +111,9 @@ pub enum Outbound {
     Binary(Bytes),
     /// A JSON text frame.
     Text(ServerFrame),
+    /// A JSON text frame serialised already, shared by every socket that sends it (a chat
+    /// message reaches every viewer of its room as the same bytes).
+    Json(Utf8Bytes),
     /// Close the WebSocket; the stream is over for this socket.
     Close(Close),
     /// Nothing to send: input that was waiting went through, so the pump may read the
@@ -173,6 +177,13 @@ pub trait Attachment: Send {
     /// Waits for the next thing to send. Must be cancel-safe: the pump may drop the future
     /// and call again, and nothing may be lost.
     async fn next(&mut self) -> Outbound;
+
+    /// What there is to send right now without waiting, if anything: the pump writes it in
+    /// the same batch as what [`Attachment::next`] returned (one flush, one write to the
+    /// socket, for a burst of small frames). Nothing is lost by not calling it.
+    fn ready(&mut self) -> Option<Outbound> {
+        None
+    }
 
     /// Handles one frame from the browser; read-only streams keep this refusal.
     async fn input(&mut self, input: Inbound) -> Result<(), InputRefused> {

@@ -9,9 +9,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::chat::{ChatMessage, ChatUser, ClientId};
+use common::ServerFrame;
+use common::chat::{ChatBody, ChatEvent, ChatMessage, ChatUser, ClientId};
 use common::server::StatusKind;
 use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::backend::stream_id::StreamId;
 
@@ -21,6 +23,21 @@ const NOTICE_QUEUE: usize = 256;
 
 /// A message and its id.
 pub type Entry = (StreamId, ChatMessage);
+
+/// A message's id and its frame as every viewer gets it: serialised once when the message
+/// arrives, then shared (a reference count, no copy) by every socket that sends it.
+pub type Frame = (StreamId, Utf8Bytes);
+
+/// The JSON text of the chat frame that carries `message` as `id`.
+pub fn message_json(id: StreamId, message: ChatMessage) -> Utf8Bytes {
+    ServerFrame::from(ChatEvent {
+        id: Some(id.to_string()),
+        time: message.time,
+        body: ChatBody::Message(message),
+    })
+    .to_json()
+    .into()
+}
 
 /// Things about the room that are not messages; sent live, never replayed.
 #[derive(Debug, Clone)]
@@ -34,8 +51,9 @@ pub enum Notice {
 /// What a viewer at `cursor` can read here.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
-    /// Messages after the cursor, oldest first (empty when the viewer is up to date).
-    Entries(Vec<Entry>),
+    /// Frames of the messages after the cursor, oldest first (empty when the viewer is up
+    /// to date).
+    Entries(Vec<Frame>),
     /// The cursor is older than what is kept here: everything up to `floor` is not.
     Older { floor: StreamId },
 }
@@ -77,7 +95,7 @@ impl SentIds {
 }
 
 struct Ring {
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Frame>,
     /// Every message with an id up to this one is not in `entries`.
     floor: StreamId,
     capacity: usize,
@@ -150,7 +168,7 @@ impl Room {
         let mut ring = self.ring();
         let last = ring.entries.back().map_or(ring.floor, |(id, _)| *id);
         let id = last.next_after(now_ms);
-        ring.push(id, message);
+        ring.push(id, message_json(id, message));
         drop(ring);
         self.latest.send_replace(id);
         id
@@ -163,7 +181,7 @@ impl Room {
         if id <= last {
             return;
         }
-        ring.push(id, message);
+        ring.push(id, message_json(id, message));
         drop(ring);
         self.latest.send_replace(id);
     }
@@ -173,7 +191,7 @@ impl Room {
         *self.latest.borrow()
     }
 
-    /// Up to `max` messages after `cursor`.
+    /// The frames of up to `max` messages after `cursor`.
     pub fn read_after(&self, cursor: StreamId, max: usize) -> Read {
         let ring = self.ring();
         if cursor < ring.floor {
@@ -230,8 +248,8 @@ impl Room {
 }
 
 impl Ring {
-    fn push(&mut self, id: StreamId, message: ChatMessage) {
-        self.entries.push_back((id, message));
+    fn push(&mut self, id: StreamId, frame: Utf8Bytes) {
+        self.entries.push_back((id, frame));
         while self.entries.len() > self.capacity {
             if let Some((old, _)) = self.entries.pop_front() {
                 self.floor = old;
@@ -249,6 +267,23 @@ pub fn sort_users(users: &mut Vec<ChatUser>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The texts of the messages in `frames`, read back from their JSON.
+    fn texts(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|(id, frame)| {
+                let Ok(ServerFrame::Chat(event)) = ServerFrame::parse(frame.as_str()) else {
+                    panic!("not a chat frame: {frame}");
+                };
+                assert_eq!(event.id, Some(id.to_string()));
+                match event.body {
+                    ChatBody::Message(m) => m.message,
+                    other => panic!("not a message: {other:?}"),
+                }
+            })
+            .collect()
+    }
 
     fn message(text: &str) -> ChatMessage {
         ChatMessage {
@@ -275,8 +310,7 @@ mod tests {
         let Read::Entries(entries) = room.read_after(ids[1], 10) else {
             panic!("kept");
         };
-        let texts: Vec<&str> = entries.iter().map(|(_, m)| m.message.as_str()).collect();
-        assert_eq!(texts, ["2", "3", "4"]);
+        assert_eq!(texts(&entries), ["2", "3", "4"]);
         assert_eq!(room.read_after(ids[4], 10), Read::Entries(vec![]));
         let Read::Entries(two) = room.read_after(ids[1], 2) else {
             panic!("kept");
@@ -293,8 +327,7 @@ mod tests {
         let Read::Entries(entries) = room.read_after(StreamId { ms: 5, seq: 0 }, 10) else {
             panic!("kept");
         };
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].1.message, "new");
+        assert_eq!(texts(&entries), ["new"]);
     }
 
     #[test]
