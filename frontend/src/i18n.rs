@@ -190,6 +190,10 @@ catalogue! {
     ThemeDark => "Dark", "深色";
     ThemeLight => "Light", "浅色";
     ThemeHighContrast => "High contrast", "高对比度";
+    Renderer => "Renderer (terminals opened from now on)", "渲染器（对之后打开的终端生效）";
+    RendererAuto => "Automatic (WebGL when the browser has it)", "自动（浏览器支持时使用 WebGL）";
+    RendererWebgl => "WebGL", "WebGL";
+    RendererDom => "DOM", "DOM";
     Scrollback => "Scrollback lines", "回滚行数";
     CopyOnSelect => "Copy on select", "选中即复制";
     Language => "Language", "语言";

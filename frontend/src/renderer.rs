@@ -46,6 +46,23 @@ impl Renderer {
         Self::ALL.into_iter().find(|r| r.as_str() == name.trim())
     }
 
+    /// Its name in the settings dialog.
+    pub fn label(self) -> crate::i18n::Text {
+        use crate::i18n::Text;
+        match self {
+            Self::Auto => Text::RendererAuto,
+            Self::Webgl => Text::RendererWebgl,
+            Self::Dom => Text::RendererDom,
+        }
+    }
+
+    /// Keeps the choice for the terminals opened from now on.
+    pub fn store(self) {
+        if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+            let _ = storage.set_item(STORAGE_KEY, self.as_str());
+        }
+    }
+
     /// The stored choice; `Auto` when none (or an unknown one) is stored.
     pub fn stored() -> Self {
         web_sys::window()

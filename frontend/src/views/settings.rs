@@ -1,6 +1,6 @@
 //! The settings dialog, opened from the top bar of every page (the login page included):
-//! language, theme, font size, scrollback and copy on select. A change is kept and in force
-//! at once (`settings::update`); open terminals follow it. The dialog is a native modal
+//! language, theme, renderer, font size, scrollback and copy on select. A change is kept and in force
+//! at once (`settings::update`; the renderer from the next terminal on); open terminals follow it. The dialog is a native modal
 //! `<dialog>`: the browser keeps keyboard focus inside it and Escape closes it.
 
 use leptos::html::Dialog;
@@ -8,6 +8,7 @@ use leptos::prelude::*;
 
 use crate::i18n::Lang;
 use crate::locale::{Msg, Text, msg, t, tr};
+use crate::renderer::Renderer;
 use crate::settings::{self, FONT_SIZES, Language, MAX_SCROLLBACK, Theme};
 
 /// The top bar's button and the dialog it opens.
@@ -71,6 +72,22 @@ pub fn SettingsButton() -> impl IntoView {
                     {Theme::ALL
                         .into_iter()
                         .map(|theme| view! { <option value=theme.key()>{tr(theme.label())}</option> })
+                        .collect_view()}
+                </select>
+
+                <label for="set-renderer">{tr(Text::Renderer)}</label>
+                <select
+                    id="set-renderer"
+                    prop:value=Renderer::stored().as_str()
+                    on:change=move |ev| {
+                        if let Some(renderer) = Renderer::from_name(&event_target_value(&ev)) {
+                            renderer.store();
+                        }
+                    }
+                >
+                    {Renderer::ALL
+                        .into_iter()
+                        .map(|r| view! { <option value=r.as_str()>{tr(r.label())}</option> })
                         .collect_view()}
                 </select>
 
