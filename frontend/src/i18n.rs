@@ -192,8 +192,8 @@ catalogue! {
     ThemeHighContrast => "High contrast", "高对比度";
     Renderer => "Renderer (terminals opened from now on)", "渲染器（对之后打开的终端生效）";
     RendererAuto => "Automatic (WebGL when the browser has it)", "自动（浏览器支持时使用 WebGL）";
-    RendererWebgl => "WebGL", "WebGL";
-    RendererDom => "DOM", "DOM";
+    RendererWebgl => "WebGL (drawn by the graphics card)", "WebGL（由显卡绘制）";
+    RendererDom => "DOM (page elements)", "DOM（页面元素）";
     Scrollback => "Scrollback lines", "回滚行数";
     CopyOnSelect => "Copy on select", "选中即复制";
     Language => "Language", "语言";
