@@ -66,8 +66,6 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// this often (a flood of forged `kid`s cannot make it hammer the provider).
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The event a logout token must carry (Back-Channel Logout 1.0 §2.4).
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Signature algorithms accepted on ID and logout tokens: asymmetric ones only (no
 /// `none`, no HMAC with the client secret).

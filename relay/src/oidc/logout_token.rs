@@ -15,7 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use openidconnect::core::CoreJsonWebKeySet;
 use serde::Deserialize;
 
-use super::BACKCHANNEL_LOGOUT_EVENT;
+/// The event a logout token must carry (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Longest `jti`, `sub` or `sid` taken from a logout token.
 const MAX_CLAIM_BYTES: usize = 1024;
