@@ -66,7 +66,6 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// this often (a flood of forged `kid`s cannot make it hammer the provider).
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
-
 /// Signature algorithms accepted on ID and logout tokens: asymmetric ones only (no
 /// `none`, no HMAC with the client secret).
 const ALGORITHMS: [CoreJwsSigningAlgorithm; 10] = [
