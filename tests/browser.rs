@@ -6,24 +6,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{
-    Chromedriver, PAGE_TIMEOUT, log_in, screenshot, terminal_text, type_in_terminal, wait_for_js,
-    wait_for_state, wait_for_terminal_text,
+    Chromedriver, PAGE_TIMEOUT, built_app, log_in, screenshot, terminal_text, type_in_terminal,
+    wait_for_js, wait_for_state, wait_for_terminal_text,
 };
 use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
 use opsdeck_tests::sshd::TestSshd;
 
 const ENTER: &str = "\u{E007}";
-
-fn dist() -> anyhow::Result<PathBuf> {
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    anyhow::ensure!(
-        dist.join("index.html").exists(),
-        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
-        dist.display()
-    );
-    Ok(dist.canonicalize()?)
-}
 
 struct Stack {
     _sshd: TestSshd,
@@ -36,7 +26,7 @@ impl Stack {
         let sshd = TestSshd::start().await?;
         let config = format!(
             "static_dir = \"{}\"\n{}\n[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n{}",
-            dist()?.display(),
+            built_app()?.display(),
             users_toml(),
             sshd.host_toml("box")?
         );
@@ -193,7 +183,7 @@ async fn wait_for_size_change(client: &Client, before: (u16, u16)) -> anyhow::Re
 async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
     let config = format!(
         "static_dir = \"{}\"\n{}\n[[grants]]\nusers = [\"alice\", \"bob\"]\nchat = [\"ops\"]\n[[chat_rooms]]\nid = \"ops\"\nlabel = \"Operations\"\n",
-        dist()?.display(),
+        built_app()?.display(),
         users_toml(),
     );
     let relay = TestRelay::start(&config).await?;
@@ -287,7 +277,7 @@ port = {closed_port}
 username = "nobody"
 password_env = "OPSDECK_UNSET_FOR_TESTS"
 "#,
-        dist()?.display(),
+        built_app()?.display(),
         users_toml(),
     );
     let relay = TestRelay::start(&config).await?;
@@ -491,7 +481,7 @@ path = "{}"
 id = "ops"
 label = "Operations"
 "#,
-        dist()?.display(),
+        built_app()?.display(),
         users_toml(),
         log.display(),
     );
@@ -754,7 +744,7 @@ async fn a_recording_plays_scrubs_to_the_middle_and_a_search_lands_on_its_word()
     let recordings = tempfile::tempdir()?;
     let config = format!(
         "static_dir = \"{}\"\n[recording]\ndirectory = \"{}\"\n{}\n[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n[[grants]]\nusers = [\"alice\"]\naudit = true\n{}",
-        dist()?.display(),
+        built_app()?.display(),
         recordings.path().display(),
         users_toml(),
         sshd.host_toml("box")?

@@ -10,8 +10,8 @@ use common::sso::{AuthProviders, LogoutAnswer};
 use fantoccini::Locator;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use opsdeck_tests::browser::{
-    Chromedriver, PAGE_TIMEOUT, screenshot, type_in_terminal, wait_for_js, wait_for_state,
-    wait_for_terminal_text,
+    Chromedriver, PAGE_TIMEOUT, built_app, screenshot, type_in_terminal, wait_for_js,
+    wait_for_state, wait_for_terminal_text,
 };
 use opsdeck_tests::client::WsClient;
 use opsdeck_tests::oidc::{CLIENT_ID, PROVIDER_ID, SIGNING_KID, SsoBrowser, TestOidcProvider};
@@ -707,16 +707,6 @@ async fn password_logins_can_be_switched_off_and_an_unreachable_provider_is_said
     Ok(())
 }
 
-fn dist() -> anyhow::Result<std::path::PathBuf> {
-    let dist = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    anyhow::ensure!(
-        dist.join("index.html").exists(),
-        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
-        dist.display()
-    );
-    Ok(dist.canonicalize()?)
-}
-
 /// Presses the provider's button on the login page and signs in as `login` on the
 /// provider's own pages.
 async fn click_through_the_provider(
@@ -769,7 +759,7 @@ async fn in_chromium_the_provider_button_signs_in_to_a_terminal_and_a_refusal_sa
         "[[grants]]\ngroups = [\"ops\"]\nssh = [\"*\"]\n{}",
         sshd.host_toml("box")?
     );
-    let top = format!("static_dir = \"{}\"", dist()?.display());
+    let top = format!("static_dir = \"{}\"", built_app()?.display());
     let fixture = start_with(&top, "", &rest).await?;
     let mut driver = Chromedriver::start().await?;
 

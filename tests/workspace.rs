@@ -10,21 +10,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use fantoccini::{Client, Locator};
-use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, log_in, screenshot, wait_for_js};
+use opsdeck_tests::browser::{
+    Chromedriver, PAGE_TIMEOUT, built_app, log_in, screenshot, wait_for_js,
+};
 use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
 
 /// Enter, as a terminal receives it.
 const ENTER: &str = "\r";
-
-fn dist() -> anyhow::Result<PathBuf> {
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    anyhow::ensure!(
-        dist.join("index.html").exists(),
-        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
-        dist.display()
-    );
-    Ok(dist.canonicalize()?)
-}
 
 /// A JavaScript expression: the whole buffer of the terminal in pane `pane`.
 fn pane_text_js(pane: u64) -> String {
@@ -196,7 +188,7 @@ label = "Test shell"
 command = "/bin/bash"
 args = ["--norc", "--noprofile"]
 "#,
-        dist()?.display(),
+        built_app()?.display(),
         users_toml(),
     );
     let relay = TestRelay::start(&config).await?;

@@ -13,6 +13,17 @@ use tokio::process::{Child, Command};
 /// How long an expected page change may take before the test fails.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The browser app built by `trunk build --release` (`dist/`), for a relay's `static_dir`.
+pub fn built_app() -> anyhow::Result<PathBuf> {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    anyhow::ensure!(
+        dist.join("index.html").exists(),
+        "{} has no built app: run `trunk build --release` first (scripts/test.sh does)",
+        dist.display()
+    );
+    Ok(dist.canonicalize()?)
+}
+
 /// A chromedriver process; each [`Chromedriver::browser`] is a new Chromium with its own
 /// profile folder.
 pub struct Chromedriver {
