@@ -162,7 +162,9 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
                 }
                 outgoing = attachment.next() => {
                     let batch = Batch { bytes_out: &bytes_out, traffic: &mut traffic };
-                    match batch.send(&mut ws, outgoing, attachment.as_mut(), send_timeout).await {
+                    // Boxed: the batch's state is not carried in every idle socket's pump.
+                    let sending = Box::pin(batch.send(&mut ws, outgoing, attachment.as_mut(), send_timeout));
+                    match sending.await {
                         Sent::All => {}
                         Sent::ThenClose(close) => break PumpEnd::Closed(close),
                         Sent::Stalled => break stopped_reading(),

@@ -142,6 +142,18 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
             let mut row = |what: &str, ms: f64, limit: Option<f64>| {
                 report.record(&format!("{label}: {what}"), "ms", ms, limit, None);
             };
+            for (what, at) in [
+                ("DOMContentLoaded", visit.dom_content_loaded),
+                ("config.json in", visit.config_json),
+                ("xterm.mjs in", visit.xterm_js),
+                ("app wasm in", visit.wasm),
+                ("/api/me asked", visit.api_me_start),
+                ("/api/me answered", visit.api_me),
+            ] {
+                if let Some(at) = at {
+                    row(&format!("breakdown: {what}"), at, None);
+                }
+            }
             row("page loaded (load event)", visit.load, None);
             row("terminal WebSocket open", visit.opened, None);
             row("shell prompt on screen", visit.prompt, Some(session_ms));
@@ -200,6 +212,14 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
             None,
             None,
         );
+        report.note(format!(
+            "renderer drawing the terminal (the app's default, `auto`: WebGL when the browser \
+             has it, else the DOM): {}",
+            first
+                .renderer
+                .as_deref()
+                .unwrap_or("not marked (an app without renderer.rs)")
+        ));
         if (shown.bytes - plain.bytes as f64).abs() > 4096.0 {
             report.note(format!(
                 "in a run the page received {:.0} bytes and the plain client {} for the same \
@@ -326,6 +346,17 @@ struct Visit {
     /// The long tasks that started before the output was on screen.
     #[serde(default)]
     tasks: Vec<f64>,
+    /// Where the time before the terminal's socket went (Resource and Navigation Timing):
+    /// when each was in (ms since the navigation started), `None` when not seen (a cached
+    /// response may not be listed).
+    dom_content_loaded: Option<f64>,
+    config_json: Option<f64>,
+    wasm: Option<f64>,
+    xterm_js: Option<f64>,
+    api_me_start: Option<f64>,
+    api_me: Option<f64>,
+    /// The renderer drawing the terminal (`webgl` or `dom`, as the app marks it).
+    renderer: Option<String>,
 }
 
 impl Visit {
@@ -348,7 +379,23 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                const tasks = probe.longTasks
                  .filter((t) => t.start < milestones.ready)
                  .map((t) => t.duration);
-               return { ...milestones, tasks };
+               // Where the time before the socket went, from Resource Timing.
+               const resources = performance.getEntriesByType('resource');
+               const find = (re) => resources.find((e) => re.test(e.name));
+               const end = (re) => find(re)?.responseEnd ?? null;
+               const nav = performance.getEntriesByType('navigation')[0];
+               const term = document.getElementById('terminal');
+               return {
+                 ...milestones,
+                 tasks,
+                 domContentLoaded: nav ? nav.domContentLoadedEventEnd : null,
+                 configJson: end(/config[.]json/),
+                 wasm: end(/[.]wasm([?]|$)/),
+                 xtermJs: end(/xterm[.]mjs/),
+                 apiMeStart: find(/[/]api[/]me/)?.startTime ?? null,
+                 apiMe: end(/[/]api[/]me/),
+                 renderer: term?.__opsdeckRenderer ?? null,
+               };
              });",
             vec![],
         )
