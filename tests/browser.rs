@@ -1,8 +1,6 @@
 //! The browser app in real headless Chromium, against a real relay and sshd.
 //! Screenshots of each view are saved under `tests/artifacts/`.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{

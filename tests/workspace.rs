@@ -6,8 +6,6 @@
 //! session through the API is tested in `local.rs`; refusing a corrupt or older stored
 //! layout in `frontend/src/layout.rs`. Screenshots go to `tests/artifacts/`.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{

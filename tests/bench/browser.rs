@@ -34,6 +34,8 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WINDOW: (u32, u32) = (1200, 800);
 /// The SSH host's id in the relay's config.
 const HOST: &str = "box";
+/// The renderers measured, by the names the app's settings store.
+const RENDERERS: [&str; 2] = ["dom", "webgl"];
 /// The marker after the bulk output (the shell computes it, so the echoed command line
 /// never matches).
 const MARKER: &str = "SHOWN-42-DONE";
@@ -102,133 +104,148 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
          bulk output, the same command's output"
             .into(),
     );
-    for run in 0..settings.runs {
-        // A new Chromium with an empty profile each run: the first visit is a cold one.
-        let client = driver.browser(WINDOW.0, WINDOW.1).await?;
-        let result = browser_run(&client, &base, &token, &endpoint, &command, run).await;
-        let _ = client.close().await;
-        let BrowserRun {
-            first,
-            repeat,
-            shown,
-            plain,
-            session,
-        } = result?;
-        let seconds = (shown.done - shown.start) / 1e3;
-        let mb_per_s = shown.bytes / 1e6 / seconds.max(1e-9);
-        let longest = shown.longest();
-        let over = |ms: f64| shown.tasks.iter().filter(|t| **t > ms).count() as f64;
-        progress(
-            Workload::Browser,
-            run,
-            settings,
-            format!(
-                "first visit: prompt {:.0} ms, command output {:.0} ms; repeat visit: prompt \
+    for renderer in RENDERERS {
+        for run in 0..settings.runs {
+            // A new Chromium with an empty profile each run: the first visit is a cold one.
+            let client = driver.browser(WINDOW.0, WINDOW.1).await?;
+            let result =
+                browser_run(&client, &base, &token, &endpoint, &command, renderer, run).await;
+            let _ = client.close().await;
+            let BrowserRun {
+                first,
+                repeat,
+                shown,
+                plain,
+                session,
+            } = result?;
+            let seconds = (shown.done - shown.start) / 1e3;
+            let mb_per_s = shown.bytes / 1e6 / seconds.max(1e-9);
+            let longest = shown.longest();
+            let over = |ms: f64| shown.tasks.iter().filter(|t| **t > ms).count() as f64;
+            progress(
+                Workload::Browser,
+                run,
+                settings,
+                format!(
+                    "{renderer}: first visit: prompt {:.0} ms, command output {:.0} ms; repeat visit: prompt \
                  {:.0} ms, command output {:.0} ms; {:.1} MB shown in {seconds:.1} s ({mb_per_s:.1} \
                  MB/s; plain client {:.1} MB/s), longest task {longest:.0} ms, {} > 50 ms, {} > \
                  200 ms",
-                first.prompt,
-                first.ready,
-                repeat.prompt,
-                repeat.ready,
-                shown.bytes / 1e6,
-                plain.mb_per_s(),
-                over(LONG_TASK_MS),
-                over(LONGEST_TASK_MS),
-            ),
-        );
-        let session_ms = session.as_secs_f64() * 1e3;
-        for (label, visit) in [("first visit", &first), ("repeat visit", &repeat)] {
-            let mut row = |what: &str, ms: f64, limit: Option<f64>| {
-                report.record(&format!("{label}: {what}"), "ms", ms, limit, None);
-            };
-            for (what, at) in [
-                ("DOMContentLoaded", visit.dom_content_loaded),
-                ("config.json in", visit.config_json),
-                ("xterm.mjs in", visit.xterm_js),
-                ("app wasm in", visit.wasm),
-                ("/api/me asked", visit.api_me_start),
-                ("/api/me answered", visit.api_me),
-            ] {
-                if let Some(at) = at {
-                    row(&format!("breakdown: {what}"), at, None);
+                    first.prompt,
+                    first.ready,
+                    repeat.prompt,
+                    repeat.ready,
+                    shown.bytes / 1e6,
+                    plain.mb_per_s(),
+                    over(LONG_TASK_MS),
+                    over(LONGEST_TASK_MS),
+                ),
+            );
+            let session_ms = session.as_secs_f64() * 1e3;
+            for (label, visit) in [("first visit", &first), ("repeat visit", &repeat)] {
+                let mut row = |what: &str, ms: f64, limit: Option<f64>| {
+                    report.record(
+                        &format!("{renderer}: {label}: {what}"),
+                        "ms",
+                        ms,
+                        limit,
+                        None,
+                    );
+                };
+                for (what, at) in [
+                    ("DOMContentLoaded", visit.dom_content_loaded),
+                    ("config.json in", visit.config_json),
+                    ("xterm.mjs in", visit.xterm_js),
+                    ("app wasm in", visit.wasm),
+                    ("/api/me asked", visit.api_me_start),
+                    ("/api/me answered", visit.api_me),
+                ] {
+                    if let Some(at) = at {
+                        row(&format!("breakdown: {what}"), at, None);
+                    }
                 }
+                row("page loaded (load event)", visit.load, None);
+                row("terminal WebSocket open", visit.opened, None);
+                row("shell prompt on screen", visit.prompt, Some(session_ms));
+                row("typed command's output on screen", visit.ready, None);
+                row("longest task until then", visit.longest(), None);
             }
-            row("page loaded (load event)", visit.load, None);
-            row("terminal WebSocket open", visit.opened, None);
-            row("shell prompt on screen", visit.prompt, Some(session_ms));
-            row("typed command's output on screen", visit.ready, None);
-            row("longest task until then", visit.longest(), None);
-        }
-        report.record(
-            &format!("{mb}: all received by the page"),
-            "s",
-            (shown.last_message - shown.start) / 1e3,
-            Some(plain.elapsed.as_secs_f64()),
-            None,
-        );
-        report.record(
-            &format!("{mb}: all on screen"),
-            "s",
-            seconds,
-            Some(plain.elapsed.as_secs_f64()),
-            None,
-        );
-        report.record(
-            &format!("{mb}: on screen, throughput"),
-            "MB/s",
-            mb_per_s,
-            Some(plain.mb_per_s()),
-            None,
-        );
-        report.record(
-            &format!("{mb}: longest task while shown"),
-            "ms",
-            longest,
-            None,
-            Some(Target::Below(LONGEST_TASK_MS)),
-        );
-        report.record(
-            &format!("{mb}: tasks > 200 ms"),
-            "count",
-            over(LONGEST_TASK_MS),
-            None,
-            None,
-        );
-        report.record(
-            &format!("{mb}: tasks > 50 ms"),
-            "count",
-            over(LONG_TASK_MS),
-            None,
-            None,
-        );
-        report.record(
-            &format!("{mb}: total blocking time"),
-            "ms",
-            shown
-                .tasks
-                .iter()
-                .fold(0.0, |sum, t| sum + (t - LONG_TASK_MS)),
-            None,
-            None,
-        );
-        report.note(format!(
-            "renderer drawing the terminal (the app's default, `auto`: WebGL when the browser \
-             has it, else the DOM): {}",
-            first
-                .renderer
-                .as_deref()
-                .unwrap_or("not marked (an app without renderer.rs)")
-        ));
-        if (shown.bytes - plain.bytes as f64).abs() > 4096.0 {
-            report.note(format!(
-                "in a run the page received {:.0} bytes and the plain client {} for the same \
+            report.record(
+                &format!("{renderer}: {mb}: all received by the page"),
+                "s",
+                (shown.last_message - shown.start) / 1e3,
+                Some(plain.elapsed.as_secs_f64()),
+                None,
+            );
+            report.record(
+                &format!("{renderer}: {mb}: all on screen"),
+                "s",
+                seconds,
+                Some(plain.elapsed.as_secs_f64()),
+                None,
+            );
+            report.record(
+                &format!("{renderer}: {mb}: on screen, throughput"),
+                "MB/s",
+                mb_per_s,
+                Some(plain.mb_per_s()),
+                None,
+            );
+            report.record(
+                &format!("{renderer}: {mb}: longest task while shown"),
+                "ms",
+                longest,
+                None,
+                Some(Target::Below(LONGEST_TASK_MS)),
+            );
+            report.record(
+                &format!("{renderer}: {mb}: tasks > 200 ms"),
+                "count",
+                over(LONGEST_TASK_MS),
+                None,
+                None,
+            );
+            report.record(
+                &format!("{renderer}: {mb}: tasks > 50 ms"),
+                "count",
+                over(LONG_TASK_MS),
+                None,
+                None,
+            );
+            report.record(
+                &format!("{renderer}: {mb}: total blocking time"),
+                "ms",
+                shown
+                    .tasks
+                    .iter()
+                    .fold(0.0, |sum, t| sum + (t - LONG_TASK_MS)),
+                None,
+                None,
+            );
+            let drawn = first.renderer.as_deref().unwrap_or("not marked");
+            if drawn != renderer {
+                report.note(format!(
+                    "in a `{renderer}` run the app drew with `{drawn}` (it falls back to the DOM \
+                 when WebGL is missing or its context is lost)"
+                ));
+            }
+            if (shown.bytes - plain.bytes as f64).abs() > 4096.0 {
+                report.note(format!(
+                    "in a run the page received {:.0} bytes and the plain client {} for the same \
                  command",
-                shown.bytes, plain.bytes
-            ));
+                    shown.bytes, plain.bytes
+                ));
+            }
+            report.runs += 1;
         }
-        report.runs += 1;
     }
+    report.note(
+        "each renderer measured in its own runs, chosen as a user does in the settings \
+         (`localStorage[\"opsdeck.renderer\"]`): `dom` is xterm.js's DOM renderer, `webgl` its \
+         WebGL addon. This headless Chromium has no GPU: its WebGL is SwiftShader, drawn by \
+         the CPU, so the `webgl` rows say what a machine without a GPU gets, not a GPU's speed"
+            .to_owned(),
+    );
     report.note(format!(
         "headless Chromium ({}×{} window; the terminal's font is 14 px) through chromedriver, a \
          new browser with an empty profile per run; the page is `/#/ssh/{HOST}` with the login \
@@ -274,6 +291,7 @@ async fn browser_run(
     token: &str,
     endpoint: &Endpoint,
     command: &str,
+    renderer: &str,
     run: usize,
 ) -> anyhow::Result<BrowserRun> {
     client
@@ -283,12 +301,19 @@ async fn browser_run(
             None,
         ))
         .await?;
-    cdp(
-        client,
-        "Page.addScriptToEvaluateOnNewDocument",
-        json!({ "source": PROBE }),
-    )
-    .await?;
+    // The renderer, chosen before the app reads it (about:blank has no storage: skipped).
+    let choose = format!(
+        "try {{ localStorage.setItem('opsdeck.renderer', {}); }} catch (e) {{}}",
+        json!(renderer)
+    );
+    for source in [choose.as_str(), PROBE] {
+        cdp(
+            client,
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": source }),
+        )
+        .await?;
+    }
     // The cookie a login sets, set without loading any page of the relay first.
     cdp(
         client,
@@ -384,7 +409,7 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                const find = (re) => resources.find((e) => re.test(e.name));
                const end = (re) => find(re)?.responseEnd ?? null;
                const nav = performance.getEntriesByType('navigation')[0];
-               const term = document.getElementById('terminal');
+               const term = document.querySelector('.terminal-host');
                return {
                  ...milestones,
                  tasks,

@@ -12,8 +12,10 @@
 //   first socket opened and first heard from the relay;
 // - `type(keys)`: types into the terminal as a keystroke does (an `input` event at
 //   xterm.js's textarea, which xterm.js turns into `onData`), returning when;
-// - `when(test, ms)`: a promise of the time the terminal's rows first pass `test` (checked
-//   on every DOM mutation, so the time is when xterm.js rendered it);
+// - `when(test, ms)`: a promise of the time the terminal's screen first passes `test`.
+//   The screen is read from xterm.js's buffer (the rows in view), checked each time
+//   xterm.js reports it rendered rows (`onRender`), so the time is when it was drawn, by
+//   the DOM renderer or by WebGL alike (WebGL draws no text into the DOM).
 // - on a terminal page (`#/ssh/...`), `interactive`: a promise of the page-load milestones:
 //   the first output (the shell's prompt) on screen, then `echo READY-$((6*7))` typed at
 //   once and its output on screen.
@@ -48,35 +50,67 @@
     }
   };
 
+  // The terminal's host element (`.terminal-host`, carrying the xterm.js Terminal as
+  // `__opsdeckTerminal`) and the text of the rows in view.
+  const host = () => document.querySelector(".terminal-host");
+  const terminal = () => host()?.__opsdeckTerminal ?? null;
   const rowsText = () => {
-    const rows = document.querySelector("#terminal .xterm-rows");
-    return rows ? rows.textContent : "";
+    const t = terminal();
+    if (!t) return "";
+    const buffer = t.buffer.active;
+    let text = "";
+    for (let row = 0; row < t.rows; row++) {
+      const line = buffer.getLine(buffer.viewportY + row);
+      if (line) text += line.translateToString(true) + "\n";
+    }
+    return text;
   };
   probe.shows = (needle) => () => rowsText().includes(needle);
 
   probe.type = (keys) => {
-    const input = document.querySelector("#terminal textarea.xterm-helper-textarea");
+    const input = host()?.querySelector("textarea.xterm-helper-textarea");
     if (!input) throw new Error("the terminal has no input element");
     const at = performance.now();
     input.dispatchEvent(new InputEvent("input", { data: keys, inputType: "insertText" }));
     return at;
   };
 
+  // Until the app has made its terminal, DOM mutations say when to look again; from then
+  // on, each render does.
   probe.when = (test, ms) =>
     new Promise((resolve, reject) => {
       if (test()) return resolve(performance.now());
-      const observer = new MutationObserver(() => {
+      let observer = null;
+      let rendering = null;
+      const stop = () => {
+        observer?.disconnect();
+        rendering?.dispose();
+        clearTimeout(timer);
+      };
+      const check = () => {
         if (test()) {
-          observer.disconnect();
-          clearTimeout(timer);
-          resolve(performance.now());
+          const at = performance.now();
+          stop();
+          resolve(at);
         }
-      });
+      };
+      const follow = () => {
+        const t = terminal();
+        if (!t || rendering) return false;
+        observer?.disconnect();
+        rendering = t.onRender(check);
+        return true;
+      };
       const timer = setTimeout(() => {
-        observer.disconnect();
+        stop();
         reject(new Error(`not on screen within ${ms} ms; the terminal shows: ${rowsText().trim().slice(-300)}`));
       }, ms);
-      observer.observe(document, { childList: true, subtree: true, characterData: true });
+      if (!follow()) {
+        observer = new MutationObserver(() => {
+          if (follow()) check();
+        });
+        observer.observe(document, { childList: true, subtree: true });
+      }
     });
 
   if (location.hash.startsWith("#/ssh/")) {
