@@ -7,6 +7,7 @@
 use std::fmt;
 
 use common::api::{ApiError, LoginRequest, Me, PodInfo, Targets, TerminalSessionInfo};
+use common::files::{DirPage, ListQuery, PathQuery, RenameQuery};
 use common::recording::{FindHit, FindQuery, RecordingIndex, RecordingInfo, RecordingQuery};
 use common::sso::{AuthProviders, LogoutAnswer};
 use gloo_net::http::{Request, RequestBuilder, Response};
@@ -191,6 +192,39 @@ pub async fn recording_slice(id: &str, start: u64, end: u64) -> Result<String, A
         .text()
         .await
         .map_err(|e| ApiFailure::BadBody(e.to_string()))
+}
+
+/// The URL of a files endpoint of an SSH host: `/api/files/ssh/{host}/{what}?{query}`
+/// (`what` is `list`, `file`, `mkdir` or `rename`; the query is one of `common::files`'s).
+pub fn files_url(host: &str, what: &str, query: &str) -> String {
+    config::http_url(&format!("/api/files/ssh/{}/{what}?{query}", encode(host)))
+}
+
+/// `GET /api/files/ssh/{host}/list?…`: one page of a folder.
+pub async fn files_list(host: &str, query: &ListQuery) -> Result<DirPage, ApiFailure> {
+    let url = files_url(host, "list", &query.to_query());
+    json(send(with_cookie(Request::get(&url)).build()).await?).await
+}
+
+/// `POST /api/files/ssh/{host}/mkdir?path=`.
+pub async fn files_mkdir(host: &str, path: &PathQuery) -> Result<(), ApiFailure> {
+    let url = files_url(host, "mkdir", &path.to_query());
+    send(with_cookie(Request::post(&url)).build()).await?;
+    Ok(())
+}
+
+/// `POST /api/files/ssh/{host}/rename?from=&to=`.
+pub async fn files_rename(host: &str, query: &RenameQuery) -> Result<(), ApiFailure> {
+    let url = files_url(host, "rename", &query.to_query());
+    send(with_cookie(Request::post(&url)).build()).await?;
+    Ok(())
+}
+
+/// `DELETE /api/files/ssh/{host}/file?path=`: a file, a symlink or an empty folder.
+pub async fn files_delete(host: &str, path: &PathQuery) -> Result<(), ApiFailure> {
+    let url = files_url(host, "file", &path.to_query());
+    send(with_cookie(Request::delete(&url)).build()).await?;
+    Ok(())
 }
 
 /// `config.json` next to `index.html`; missing or malformed means "same origin".

@@ -233,6 +233,36 @@ catalogue! {
     SessionWaiting => "waiting for a reconnect", "等待重连";
     SessionStarted => "started", "开始于";
     SessionActive => "last active", "最近活动";
+
+    // The files pane (views/files.rs).
+    TitleFiles => "Files", "文件";
+    OpenFilesHere => "Open files here", "在此打开文件";
+    OpenFilesHereTitle => "Browse, upload and download files on this host", "浏览、上传和下载此主机上的文件";
+    FilesFolder => "Folder", "文件夹";
+    FilesUp => "Up", "上一级";
+    FilesName => "Name", "名称";
+    FilesSize => "Size", "大小";
+    FilesModified => "Modified", "修改时间";
+    FilesOwner => "Owner", "所有者";
+    FilesMode => "Permissions", "权限";
+    FilesActions => "Actions", "操作";
+    FilesLoading => "Loading the folder…", "正在加载文件夹…";
+    FilesEmpty => "This folder is empty.", "此文件夹为空。";
+    FilesLoadMore => "Load more", "加载更多";
+    FilesUpload => "Upload files…", "上传文件…";
+    FilesDropHere => "Drop files here to upload them into this folder.", "将文件拖放到此处即可上传到此文件夹。";
+    FilesOverwrite => "Replace files that exist", "覆盖已存在的文件";
+    FilesNewFolder => "New folder name", "新文件夹名称";
+    FilesCreateFolder => "Create folder", "新建文件夹";
+    FilesRename => "Rename", "重命名";
+    FilesRenamePrompt => "New name:", "新名称：";
+    FilesDelete => "Delete", "删除";
+    FilesTransfers => "Transfers", "传输";
+    FilesCancel => "Cancel", "取消";
+    TransferDone => "done", "已完成";
+    TransferCancelled => "cancelled", "已取消";
+    TransferInterrupted => "The transfer was interrupted (the connection to the relay failed).", "传输中断（与中继的连接失败）。";
+    FilesBadName => "A name may not be empty, \".\" or \"..\", nor contain \"/\".", "名称不能为空、不能是“.”或“..”，也不能包含“/”。";
 }
 
 /// A string with values in it.
@@ -285,6 +315,21 @@ pub enum Msg<'a> {
     PleaseLogIn,
     /// A font size in pixels.
     FontSizeValue(u16),
+    /// The relay refused a files call: its status in words, and the relay's reason.
+    FilesRefused {
+        status: u16,
+        detail: &'a str,
+    },
+    /// Asks before deleting `name`.
+    FilesDeleteConfirm(&'a str),
+    /// An upload under way: bytes sent of the total, rate and time left (text made by the
+    /// caller: sizes and durations).
+    TransferProgress {
+        sent: &'a str,
+        total: &'a str,
+        rate: &'a str,
+        left: &'a str,
+    },
 }
 
 /// What a stream counts its position in.
@@ -356,6 +401,30 @@ impl Msg<'_> {
             Self::RelayBadAnswer(e) => format!("unexpected answer from the relay ({e})"),
             Self::PleaseLogIn => "please log in".to_owned(),
             Self::FontSizeValue(px) => format!("{px} px"),
+            Self::FilesRefused { status, detail } => {
+                let summary = match status {
+                    400 => "The path was refused",
+                    401 => "Please log in again",
+                    403 => "Permission denied",
+                    404 => "Not found",
+                    409 => "It exists already (or the folder is not empty)",
+                    413 => "Too large: over the relay's upload limit",
+                    422 => "Not possible for a folder",
+                    429 => "Too many of your transfers at once; wait for one to finish",
+                    503 => "The relay is busy with other transfers; try again soon",
+                    507 => "No space left on the host",
+                    502 => "The host refused",
+                    _ => "Failed",
+                };
+                with_detail(format!("{summary} ({status})"), detail)
+            }
+            Self::FilesDeleteConfirm(name) => format!("Delete {name}? This cannot be undone."),
+            Self::TransferProgress {
+                sent,
+                total,
+                rate,
+                left,
+            } => format!("{sent} of {total} · {rate}/s · {left} left"),
         }
     }
 
@@ -412,7 +481,40 @@ impl Msg<'_> {
             Self::RelayBadAnswer(e) => format!("中继的应答无法识别（{e}）"),
             Self::PleaseLogIn => "请登录".to_owned(),
             Self::FontSizeValue(px) => format!("{px} 像素"),
+            Self::FilesRefused { status, detail } => {
+                let summary = match status {
+                    400 => "路径被拒绝",
+                    401 => "请重新登录",
+                    403 => "没有权限",
+                    404 => "未找到",
+                    409 => "已存在（或文件夹不为空）",
+                    413 => "文件过大：超过中继的上传上限",
+                    422 => "不能对文件夹执行此操作",
+                    429 => "你同时进行的传输过多，请等待其中一个完成",
+                    503 => "中继正忙于其他传输，请稍后再试",
+                    507 => "主机上没有剩余空间",
+                    502 => "主机拒绝了操作",
+                    _ => "失败",
+                };
+                with_detail(format!("{summary}（{status}）"), detail)
+            }
+            Self::FilesDeleteConfirm(name) => format!("删除 {name}？此操作无法撤销。"),
+            Self::TransferProgress {
+                sent,
+                total,
+                rate,
+                left,
+            } => format!("{sent} / {total} · {rate}/秒 · 剩余 {left}"),
         }
+    }
+}
+
+/// A summary and the relay's own words (kept as sent), when there are any.
+fn with_detail(summary: String, detail: &str) -> String {
+    if detail.is_empty() {
+        summary
+    } else {
+        format!("{summary}: {detail}")
     }
 }
 

@@ -23,6 +23,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("ws.rs", include_str!("ws.rs")),
     ("views/mod.rs", include_str!("views/mod.rs")),
     ("views/chat.rs", include_str!("views/chat.rs")),
+    ("views/files.rs", include_str!("views/files.rs")),
     ("views/login.rs", include_str!("views/login.rs")),
     ("views/logs.rs", include_str!("views/logs.rs")),
     ("views/picker.rs", include_str!("views/picker.rs")),

@@ -122,6 +122,9 @@ fn App() -> impl IntoView {
                 view! { <views::recordings::RecordingsPage filter /> }.into_any()
             }
             Route::Replay { id } => view! { <views::replay::ReplayPage id /> }.into_any(),
+            Route::Files { host, path } => {
+                view! { <views::files::FilesPage host path /> }.into_any()
+            }
             Route::NotFound(_) => view! {
                 <section class="page">
                     <p id="not-found">{tr(Text::NoSuchPage)} " " <a href="#/">{tr(Text::BackToTargets)}</a></p>

@@ -46,6 +46,9 @@ pub enum Route {
     Recordings(RecordingQuery),
     /// `#/replay/{id}`: the player of one recording.
     Replay { id: String },
+    /// `#/files/ssh/{host}?path=`: the files pane of an SSH host (`views::files`); no
+    /// `path` is the login's home folder.
+    Files { host: String, path: Option<String> },
     /// Anything else.
     NotFound(String),
 }
@@ -138,6 +141,10 @@ impl Route {
             ["replay", id] => Self::Replay {
                 id: (*id).to_owned(),
             },
+            ["files", "ssh", host] => Self::Files {
+                host: (*host).to_owned(),
+                path: param("path").filter(|p| !p.is_empty()),
+            },
             _ => Self::NotFound(hash.to_owned()),
         }
     }
@@ -184,6 +191,10 @@ impl Route {
             }
             Self::Recordings(filter) => with_query("#/recordings", &filter.to_query()),
             Self::Replay { id } => format!("#/replay/{}", encode(id)),
+            Self::Files { host, path } => match path {
+                Some(path) => format!("#/files/ssh/{}?path={}", encode(host), encode(path)),
+                None => format!("#/files/ssh/{}", encode(host)),
+            },
             Self::NotFound(hash) => format!("#{hash}"),
         }
     }
@@ -206,7 +217,20 @@ impl Route {
             | Self::Workspace { .. }
             | Self::Recordings(_)
             | Self::Replay { .. }
+            | Self::Files { .. }
             | Self::NotFound(_) => None,
+        }
+    }
+
+    /// "Open files here": the files page of the host behind a terminal page, when it has
+    /// one (SSH hosts; the home folder, as the shell's folder cannot be known).
+    pub fn files_here(&self) -> Option<Route> {
+        match self {
+            Self::Ssh { host } => Some(Self::Files {
+                host: host.clone(),
+                path: None,
+            }),
+            _ => None,
         }
     }
 
@@ -238,6 +262,7 @@ impl Route {
             Self::Workspace { .. } => t(Text::TitleWorkspace).to_owned(),
             Self::Recordings(_) => t(Text::Recordings).to_owned(),
             Self::Replay { id } => format!("{} · {id}", t(Text::TitleReplay)),
+            Self::Files { host, .. } => format!("{} · {host}", t(Text::TitleFiles)),
             Self::NotFound(_) => t(Text::TitleNotFound).to_owned(),
         }
     }
@@ -430,10 +455,37 @@ mod tests {
             Route::Replay {
                 id: "1765000000-9f86d081884c7d65".into(),
             },
+            Route::Files {
+                host: "web 1".into(),
+                path: None,
+            },
+            Route::Files {
+                host: "box".into(),
+                path: Some("/srv/app ü/日志".into()),
+            },
         ];
         for route in routes {
             assert_eq!(Route::parse(&route.to_hash()), route, "{}", route.to_hash());
         }
+    }
+
+    #[test]
+    fn files_open_beside_ssh_terminals_only() {
+        let ssh = Route::Ssh {
+            host: "web 1".into(),
+        };
+        assert_eq!(
+            ssh.files_here().map(|r| r.to_hash()).as_deref(),
+            Some("#/files/ssh/web%201")
+        );
+        assert_eq!(Route::parse("#/local/sh").files_here(), None);
+        assert_eq!(
+            Route::parse("#/files/ssh/box?path=%2Ftmp"),
+            Route::Files {
+                host: "box".into(),
+                path: Some("/tmp".into())
+            }
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! connection status bar.
 
 pub mod chat;
+pub mod files;
 pub mod login;
 pub mod logs;
 pub mod picker;

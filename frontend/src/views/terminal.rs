@@ -47,6 +47,11 @@ pub fn TerminalPage(
     keep_session: bool,
 ) -> impl IntoView {
     let read_only = matches!(route, Route::Job { .. });
+    // A workspace pane has its own "open files here" button in its header.
+    let files = (!keep_session)
+        .then(|| route.files_here())
+        .flatten()
+        .map(|r| r.to_hash());
     let Some(base_path) = route.ws_path() else {
         return view! { <p class="error">{tr(Text::NoStream)}</p> }.into_any();
     };
@@ -128,7 +133,7 @@ pub fn TerminalPage(
 
     view! {
         <section class="page terminal-page" data-kind=if read_only { "job" } else { "terminal" }>
-            <TerminalToolbar term status=status.read_only() read_only />
+            <TerminalToolbar term status=status.read_only() read_only files />
             {move || exit.get().map(|text| view! { <p id="term-exit" class="exit">{text}</p> })}
             <div id="terminal" class="terminal-host" role="group" aria-label=tr(Text::TerminalLabel) node_ref=host></div>
         </section>
@@ -143,6 +148,8 @@ fn TerminalToolbar(
     /// The stream, once the terminal is mounted and it is open.
     status: ReadSignal<Option<Stream>, LocalStorage>,
     read_only: bool,
+    /// The fragment of this host's files page ("Open files here"), if it has one.
+    files: Option<String>,
 ) -> impl IntoView {
     let search = RwSignal::new(String::new());
     let search_result = RwSignal::new(None::<bool>);
@@ -200,6 +207,11 @@ fn TerminalToolbar(
                 .into_any(),
             }}
             <span class="spacer"></span>
+            {files.map(|href| view! {
+                <a id="term-files" class="open-files" href=href title=tr(Text::OpenFilesHereTitle)>
+                    {tr(Text::OpenFilesHere)}
+                </a>
+            })}
             <button id="term-copy" type="button" title=tr(Text::CopyHint) aria-keyshortcuts="Control+Shift+C" on:click=copy>
                 {move || tr(if copied.get() { Text::Copied } else { Text::Copy })()}
             </button>

@@ -27,6 +27,7 @@ use crate::layout::{Dir, Layout, LayoutError, PaneId, Rect, Side};
 use crate::locale::{Text, t, tr};
 use crate::route::Route;
 use crate::views::chat::ChatPage;
+use crate::views::files::FilesPage;
 use crate::views::logs::LogsPage;
 use crate::views::sessions::SessionsPanel;
 use crate::views::terminal::TerminalPage;
@@ -450,6 +451,7 @@ fn PaneView(
             });
         }
     };
+    let files_here = route.files_here().map(|r| r.to_hash());
     let body = match route {
         r @ (Route::Ssh { .. } | Route::Local { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
             view! { <TerminalPage route=r resume=session on_session keep_session=true /> }
@@ -457,8 +459,25 @@ fn PaneView(
         }
         r @ (Route::Tail { .. } | Route::K8sLogs(..)) => view! { <LogsPage route=r /> }.into_any(),
         Route::Chat { room } => view! { <ChatPage room /> }.into_any(),
+        Route::Files { host, path } => view! { <FilesPage host path /> }.into_any(),
         _ => view! { <p class="error">{tr(Text::NotAPane)}</p> }.into_any(),
     };
+    // "Open files here": the host's files in a pane beside its terminal.
+    let files_here = files_here.map(|files| {
+        view! {
+            <button
+                type="button"
+                class="pane-files"
+                title=tr(Text::OpenFilesHereTitle)
+                aria-label=tr(Text::OpenFilesHere)
+                on:click=move |_| layout.update(|l| {
+                    l.split(id, Side::Right, &files, None);
+                })
+            >
+                "📁"
+            </button>
+        }
+    });
     view! {
         <div
             class="pane"
@@ -500,6 +519,7 @@ fn PaneView(
             >
                 <span class="pane-title">{title}</span>
                 <span class="spacer"></span>
+                {files_here}
                 <button type="button" class="pane-split-right" title=tr(Text::SplitRight) aria-label=tr(Text::SplitRight) on:click=split(Side::Right)>"◫"</button>
                 <button type="button" class="pane-split-below" title=tr(Text::SplitBelow) aria-label=tr(Text::SplitBelow) on:click=split(Side::Below)>"⊟"</button>
                 <button type="button" class="pane-close" title=tr(Text::ClosePane) aria-label=tr(Text::ClosePane) on:click=move |_| close_pane(layout, id)>"✕"</button>
