@@ -20,6 +20,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("session.rs", include_str!("session.rs")),
     ("settings.rs", include_str!("settings.rs")),
     ("term.rs", include_str!("term.rs")),
+    ("units.rs", include_str!("units.rs")),
     ("ws.rs", include_str!("ws.rs")),
     ("views/mod.rs", include_str!("views/mod.rs")),
     ("views/chat.rs", include_str!("views/chat.rs")),

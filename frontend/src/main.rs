@@ -30,6 +30,7 @@ mod route;
 mod session;
 mod settings;
 mod term;
+mod units;
 mod views;
 mod ws;
 

@@ -25,6 +25,7 @@ use web_sys::{DragEvent, Event, File, FileList, HtmlInputElement, ProgressEvent,
 
 use crate::api::{self, ApiFailure};
 use crate::locale::{Msg, Text, lang_now, msg, t, tr};
+use crate::units::{clock_text, minute_text, size_text};
 
 /// One upload in the transfer list.
 #[derive(Debug, Clone, PartialEq)]
@@ -440,14 +441,14 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
         let size = if entry.kind == EntryKind::Dir {
             String::new()
         } else {
-            human_size(entry.size)
+            size_text(entry.size)
         };
         let (for_rename, for_delete) = (entry.clone(), entry.clone());
         view! {
             <tr class="file-row" data-name=entry.name.clone() data-kind=kind>
                 <td class="file-cell-name">{name_cell}</td>
                 <td class="file-size" data-bytes=entry.size.to_string()>{size}</td>
-                <td class="file-modified">{entry.modified.map(utc_time).unwrap_or_default()}</td>
+                <td class="file-modified">{entry.modified.map(minute_text).unwrap_or_default()}</td>
                 <td class="file-mode">{mode_text(entry.mode)}</td>
                 <td class="file-owner">{entry.owner.clone().unwrap_or_default()}</td>
                 <td class="file-actions">
@@ -482,20 +483,20 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 let elapsed = ((tr_.updated - tr_.started) / 1000.0).max(0.001);
                 let rate = tr_.sent / elapsed;
                 let left = if rate > 0.0 {
-                    duration_text((tr_.total - tr_.sent).max(0.0) / rate)
+                    clock_text((tr_.total - tr_.sent).max(0.0) / rate)
                 } else {
                     "–".to_owned()
                 };
                 msg(&Msg::TransferProgress {
-                    sent: &human_size(tr_.sent as u64),
-                    total: &human_size(tr_.total as u64),
-                    rate: &human_size(rate as u64),
+                    sent: &size_text(tr_.sent as u64),
+                    total: &size_text(tr_.total as u64),
+                    rate: &size_text(rate as u64),
                     left: &left,
                 })
             }
             TransferState::Done => format!(
                 "{} · {}",
-                human_size(tr_.total as u64),
+                size_text(tr_.total as u64),
                 t(Text::TransferDone)
             ),
             TransferState::Cancelled => t(Text::TransferCancelled).to_owned(),
@@ -710,53 +711,6 @@ fn valid_name(name: &str) -> bool {
         && name.len() <= common::files::MAX_NAME_BYTES
 }
 
-/// `1.5 MiB`.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// Seconds as `m:ss` (or `h:mm:ss`).
-fn duration_text(secs: f64) -> String {
-    let secs = secs.ceil() as u64;
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
-fn utc_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Days to a civil date (Howard Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rest / 3600,
-        rest / 60 % 60
-    )
-}
-
 /// `drwxr-xr-x` from a Unix mode with its type bits.
 fn mode_text(mode: u32) -> String {
     let kind = match mode & 0o170_000 {
@@ -837,16 +791,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_times_and_modes_read_like_ls() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1023), "1023 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(100 * 1024 * 1024), "100.0 MiB");
-        assert_eq!(duration_text(5.2), "0:06");
-        assert_eq!(duration_text(3725.0), "1:02:05");
-        assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_time(1_765_000_000), "2025-12-06 05:46 UTC");
-        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00 UTC");
+    fn modes_read_like_ls() {
         assert_eq!(mode_text(0o100_644), "-rw-r--r--");
         assert_eq!(mode_text(0o040_755), "drwxr-xr-x");
         assert_eq!(mode_text(0o120_777), "lrwxrwxrwx");

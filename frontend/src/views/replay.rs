@@ -26,7 +26,7 @@ use leptos::prelude::*;
 use crate::api::{self, ApiFailure};
 use crate::nav::go_login;
 use crate::term::Term;
-use crate::views::recordings::duration_text;
+use crate::units::duration_text;
 
 /// How often the player takes a step.
 const TICK: Duration = Duration::from_millis(50);
