@@ -93,23 +93,12 @@ struct FilesPane {
 
 /// The status and the words of a failed files call.
 fn refusal(e: &ApiFailure) -> (u16, String) {
-    match e {
-        ApiFailure::Status { status, message } => (
-            *status,
-            msg(&Msg::FilesRefused {
-                status: *status,
-                detail: message,
-            }),
-        ),
-        ApiFailure::Unauthorized(message) => (
-            401,
-            msg(&Msg::FilesRefused {
-                status: 401,
-                detail: message,
-            }),
-        ),
-        other => (0, other.to_string()),
-    }
+    let (status, detail) = match e {
+        ApiFailure::Status { status, message } => (*status, message),
+        ApiFailure::Unauthorized(message) => (401, message),
+        other => return (0, other.to_string()),
+    };
+    (status, msg(&Msg::FilesRefused { status, detail }))
 }
 
 impl FilesPane {
