@@ -738,21 +738,52 @@ async fn click_through_the_provider(
         .await?
         .click()
         .await?;
+    // The provider asks for consent unless this browser gave it already.
+    let consent = "input[name='prompt'][value='consent']";
+    let asked = wait_for_js(
+        client,
+        "the provider's consent page or the app",
+        &format!(
+            "document.querySelector(\"{consent}\") ? 'consent' \
+             : (location.href.startsWith({}) ? 'app' : '')",
+            serde_json::to_string(base)?
+        ),
+    )
+    .await?;
+    if asked == "consent" {
+        client
+            .find(Locator::Css("button[type='submit']"))
+            .await?
+            .click()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Confirms "sign out" on the provider's end-session page (opened at `url` first unless
+/// it is empty) and waits for the provider to say it is done.
+async fn sign_out_at_the_provider(client: &fantoccini::Client, url: &str) -> anyhow::Result<()> {
+    if !url.is_empty() {
+        client.goto(url).await?;
+    }
     client
         .wait()
         .at_most(PAGE_TIMEOUT)
-        .for_element(Locator::Css("input[name='prompt'][value='consent']"))
-        .await?;
-    client
-        .find(Locator::Css("button[type='submit']"))
+        .for_element(Locator::Css("button[name='logout'][value='yes']"))
         .await?
         .click()
         .await?;
+    wait_for_js(
+        client,
+        "the provider's signed-out page",
+        "!document.querySelector(\"button[name='logout']\") && document.readyState === 'complete'",
+    )
+    .await?;
     Ok(())
 }
 
 #[tokio::test]
-async fn in_chromium_the_provider_button_signs_in_to_a_terminal_and_a_refusal_says_why()
+async fn in_chromium_the_provider_button_signs_in_to_a_terminal_logouts_follow_the_provider_and_a_refusal_says_why()
 -> anyhow::Result<()> {
     let sshd = TestSshd::start().await?;
     let rest = format!(
@@ -782,6 +813,51 @@ async fn in_chromium_the_provider_button_signs_in_to_a_terminal_and_a_refusal_sa
     wait_for_state(&client, "connected").await?;
     type_in_terminal(&client, "echo sso-$((6*7))\u{E007}").await?;
     wait_for_terminal_text(&client, "sso-42").await?;
+
+    // Back-channel logout: alice signs out at the provider in another tab of the same
+    // browser; the provider tells the relay, which closes her terminal (4431), and the
+    // app's tab asks for a login.
+    let app_tab = client.window().await?;
+    let provider_tab = client.new_window(true).await?.handle;
+    client.switch_to_window(provider_tab).await?;
+    sign_out_at_the_provider(
+        &client,
+        &format!(
+            "{}/session/end?client_id={CLIENT_ID}",
+            fixture.provider.issuer
+        ),
+    )
+    .await?;
+    client.close_window().await?;
+    client.switch_to_window(app_tab).await?;
+    wait_for_js(
+        &client,
+        "the login page after the back-channel logout",
+        "location.hash.startsWith('#/login')",
+    )
+    .await?;
+
+    // RP-initiated logout: signed in again, "Log out" ends at the provider's end-session
+    // page, which signs the browser out there too.
+    click_through_the_provider(&client, &fixture.base, "alice").await?;
+    let logout = client
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#logout"))
+        .await?;
+    logout.click().await?;
+    let end_session = format!("{}/session/end", fixture.provider.issuer);
+    wait_for_js(
+        &client,
+        "the provider's end-session page",
+        &format!(
+            "location.href.startsWith({}) && document.querySelector(\"button[name='logout']\")",
+            serde_json::to_string(&end_session)?
+        ),
+    )
+    .await?;
+    screenshot(&client, "sso-rp-logout").await?;
+    sign_out_at_the_provider(&client, "").await?;
     client.close().await?;
 
     let client = driver.browser(1200, 800).await?;

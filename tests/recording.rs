@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::audit::{AuditEvent, AuditKind, AuditPage};
 use common::recording::{CastHeader, FindHit, RecordingIndex, RecordingInfo};
-use common::server::{ErrorCode, StreamEvent};
+use common::server::{ErrorCode, StatusKind, StreamEvent};
 use common::{ClientFrame, TermSize};
 use opsdeck_tests::client::WsClient;
 use opsdeck_tests::relay::{TestRelay, users_toml};
@@ -329,9 +329,20 @@ async fn a_recorder_that_cannot_write_follows_its_policy() -> anyhow::Result<()>
     client.type_line("echo unrecorded-$((1+1))").await?;
     client.read_until("unrecorded-2").await?;
 
-    // Fail open: the session runs unrecorded and the alert metric counts it.
+    // Fail open: the session runs unrecorded, its user is told so right after
+    // `connected` (without the recorder's paths), and the alert metric counts it.
     let relay_open = relay(&recording_toml(&broken, "on_failure = \"continue\"")).await?;
     let mut client = open_box(&relay_open, "alice").await?;
+    match client.next_frame().await? {
+        StreamEvent::Status {
+            kind: StatusKind::NotRecorded,
+            message,
+        } => {
+            assert!(message.contains("NOT recorded"), "{message}");
+            assert!(!message.contains(&*dir.path().to_string_lossy()), "{message}");
+        }
+        other => anyhow::bail!("expected the not-recorded notice, got {other:?}"),
+    }
     client.type_line("echo open-$((1+1))").await?;
     client.read_until("open-2").await?;
     let metrics = reqwest::get(relay_open.http_url("/metrics"))

@@ -124,6 +124,9 @@ pub enum StatusKind {
     BackendRestored,
     ContainerRestarted,
     Refollowing,
+    /// The session is to be recorded but the recorder cannot write (`on_failure =
+    /// "continue"`): it runs unrecorded.
+    NotRecorded,
     #[serde(other)]
     Other,
 }

@@ -307,7 +307,14 @@ impl<'a> Session<'a> {
             }
             let entry = match (found.pop(), found.is_empty()) {
                 (Some(entry), true) => entry,
-                _ => return Err(DirectoryError::BadCredentials),
+                _ => {
+                    // An unknown name costs the same round trips as a wrong password, so
+                    // the answer's timing does not tell which names exist: bind to a name
+                    // no entry has, and refuse whatever the directory says.
+                    let decoy = format!("cn=opsdeck-no-such-user,{base}");
+                    let _ = self.user_bind(&decoy, password).await;
+                    return Err(DirectoryError::BadCredentials);
+                }
             };
             self.user_bind(&entry.dn, password).await?;
             entry

@@ -61,6 +61,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
     let Opened {
         hello,
         mut attachment,
+        notices,
         ..
     } = opened;
     let state = ctx.state.clone();
@@ -87,8 +88,14 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
     let send_timeout = keepalive.peer_timeout;
     let stopped_reading = || closed(CloseCode::IdleTimeout, "the browser stopped reading");
 
-    let hello = Message::text(hello.frame().to_json());
-    let end = if !send(&mut ws, hello, send_timeout).await {
+    let mut greeted = true;
+    for frame in std::iter::once(hello.frame()).chain(notices) {
+        if !send(&mut ws, Message::text(frame.to_json()), send_timeout).await {
+            greeted = false;
+            break;
+        }
+    }
+    let end = if !greeted {
         stopped_reading()
     } else {
         loop {

@@ -55,6 +55,16 @@ pub struct Recorder {
     finished: Arc<Notify>,
 }
 
+/// Whether a new session is recorded ([`Recorder::start`]).
+pub enum RecordingStart {
+    /// The config does not record this target.
+    NotRecorded,
+    Recording(Recording),
+    /// The config records this target but the recorder cannot write, and
+    /// `on_failure = "continue"`: the session runs unrecorded; the text tells its user.
+    Unrecorded(String),
+}
+
 /// What a new recording is of.
 pub struct RecordingMeta<'a> {
     pub user: &'a str,
@@ -94,24 +104,28 @@ impl Recorder {
         }
     }
 
-    /// Starts recording a session, when `config` says to record `meta.target`: `Ok(None)`
-    /// when it is not to be recorded (or cannot be, under `on_failure = "continue"`), a
-    /// refusal (4502) when it cannot be under `refuse`.
+    /// Starts recording a session, when `config` says to record `meta.target`; a refusal
+    /// (4502) when it cannot be under `on_failure = "refuse"`.
     pub async fn start(
         &self,
         config: Option<&RecordingConfig>,
         meta: RecordingMeta<'_>,
-    ) -> Result<Option<Recording>, Close> {
+    ) -> Result<RecordingStart, Close> {
         let Some(config) = config.filter(|c| c.records(meta.target, meta.grant_says)) else {
-            return Ok(None);
+            return Ok(RecordingStart::NotRecorded);
         };
         match self.open(config, &meta).await {
-            Ok(recording) => Ok(Some(recording)),
+            Ok(recording) => Ok(RecordingStart::Recording(recording)),
             Err(e) => {
                 self.metrics.recording_failures.inc();
                 tracing::warn!(target = meta.target, "session not recorded: {e}");
                 match config.on_failure {
-                    OnRecordingFailure::Continue => Ok(None),
+                    // The user is told without the recorder's details (paths are the
+                    // operator's business; the log and the metric have them).
+                    OnRecordingFailure::Continue => Ok(RecordingStart::Unrecorded(format!(
+                        "sessions on {} are recorded, but the recorder cannot write: this session is NOT recorded (the operator is alerted)",
+                        meta.target
+                    ))),
                     OnRecordingFailure::Refuse => Err(Close::unavailable(format!(
                         "sessions on {} are recorded and {e}; nothing was opened: tell your operator",
                         meta.target

@@ -92,6 +92,8 @@ pub struct Opened {
     pub attachment: Box<dyn Attachment>,
     /// The id of the session's recording, for the audit trail.
     pub recording: Option<String>,
+    /// Frames sent right after `connected` (e.g. that the session is not recorded).
+    pub notices: Vec<ServerFrame>,
 }
 
 impl Opened {
@@ -100,6 +102,7 @@ impl Opened {
             hello,
             attachment: Box::new(attachment),
             recording: None,
+            notices: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use common::query::TerminalQuery;
+use common::server::{ServerFrame, StatusKind, StreamEvent};
 use common::{ResizeOrder, TermSize};
 
 use super::opener::{Prelude, parse_query};
@@ -13,7 +14,7 @@ use crate::access::{self, TargetRef};
 use crate::auth::Principal;
 use crate::backend::{BackendKind, Opened, TerminalStreams};
 use crate::close::Close;
-use crate::recording::RecordingMeta;
+use crate::recording::{RecordingMeta, RecordingStart};
 use crate::session::{SessionLabel, TerminalAttachment, TerminalRegistry};
 
 /// A terminal endpoint's request, read.
@@ -87,14 +88,26 @@ impl TerminalRequest {
             backend: self.label.backend,
             size: self.size,
         };
-        let recording = p
+        let (recording, unrecorded) = match p
             .state
             .recorder
             .start(p.config.recording.as_ref(), meta)
-            .await?;
+            .await?
+        {
+            RecordingStart::NotRecorded => (None, None),
+            RecordingStart::Recording(recording) => (Some(recording), None),
+            RecordingStart::Unrecorded(why) => (None, Some(why)),
+        };
         let attachment =
             registry.start_recorded(self.label, self.size, streams, reservation, recording);
-        Ok(opened(attachment, self.flow_control, self.resize_order))
+        let mut opened = opened(attachment, self.flow_control, self.resize_order);
+        opened.notices.extend(unrecorded.map(|message| {
+            ServerFrame::Event(StreamEvent::Status {
+                kind: StatusKind::NotRecorded,
+                message,
+            })
+        }));
+        Ok(opened)
     }
 }
 
