@@ -5,7 +5,7 @@ use anyhow::Context;
 use fantoccini::{Client, Locator};
 use opsdeck_tests::browser::{
     Chromedriver, PAGE_TIMEOUT, built_app, log_in, screenshot, terminal_text, type_in_terminal,
-    wait_for_js, wait_for_state, wait_for_terminal_text,
+    type_with_ime, wait_for_js, wait_for_state, wait_for_terminal_text,
 };
 use opsdeck_tests::proxy::CuttableProxy;
 use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
@@ -106,6 +106,21 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     type_in_terminal(&client, &format!("echo hello-$((40+2)){ENTER}")).await?;
     wait_for_terminal_text(&client, "hello-42").await?;
     screenshot(&client, "terminal").await?;
+
+    // Chinese typed through the browser's input method reaches the shell once committed,
+    // the pinyin being composed never does.
+    type_in_terminal(
+        &client,
+        &format!("read -r typed; echo \"got:$typed:end\"{ENTER}"),
+    )
+    .await?;
+    type_with_ime(&client, &["n", "ni", "nih", "nihao"], "你好").await?;
+    type_in_terminal(&client, ENTER).await?;
+    let text = wait_for_terminal_text(&client, "got:你好:end").await?;
+    assert!(
+        !text.contains("got:n"),
+        "composition text reached the shell: {text}"
+    );
 
     let before = stty_size(&client, "size-a").await?;
     client.set_window_size(800, 500).await?;
@@ -208,6 +223,12 @@ async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
             anyhow::Ok(())
         }
     };
+    // Text composed through an input method lands in the message box once committed (the
+    // pinyin being composed does not stay there), and is sent by Enter like typed text.
+    let input = alice.find(Locator::Css("#chat-input")).await?;
+    input.click().await?;
+    type_with_ime(&alice, &["z", "zai", "zaima"], "在吗").await?;
+    input.send_keys(&format!(" ok{ENTER}")).await?;
     say(&alice, "hello bob, 你好").await?;
     let seen = "[...document.querySelectorAll('#chat-messages .chat-message')].map(m => m.innerText).join('\\n')";
     wait_for_js(
@@ -230,7 +251,7 @@ async fn two_browsers_chat_with_each_other() -> anyhow::Result<()> {
         + (m.querySelector('.chat-text')||{innerText:''}).innerText)";
     let at_alice = wait_for_js(&alice, "alice's view", &format!("{messages}.join('\\n')")).await?;
     let lines: Vec<&str> = at_alice.as_str().unwrap_or_default().lines().collect();
-    for expected in ["alice: hello bob, 你好", "bob: hi alice"] {
+    for expected in ["alice: 在吗 ok", "alice: hello bob, 你好", "bob: hi alice"] {
         assert_eq!(
             lines.iter().filter(|l| **l == expected).count(),
             1,

@@ -339,7 +339,10 @@ async fn a_recorder_that_cannot_write_follows_its_policy() -> anyhow::Result<()>
             message,
         } => {
             assert!(message.contains("NOT recorded"), "{message}");
-            assert!(!message.contains(&*dir.path().to_string_lossy()), "{message}");
+            assert!(
+                !message.contains(&*dir.path().to_string_lossy()),
+                "{message}"
+            );
         }
         other => anyhow::bail!("expected the not-recorded notice, got {other:?}"),
     }

@@ -330,6 +330,33 @@ args = ["--norc", "--noprofile"]
     client.close_window().await?;
     client.switch_to_window(first_window).await?;
 
+    // A stored layout that is corrupt or from another version is ignored with a notice
+    // saying so, and the workspace still works: never a blank page.
+    for (stored, says) in [
+        (r#"{"version":1,"tabs":[{"#, "could not be read"),
+        (r#"{"version":999,"tabs":[]}"#, "another version"),
+    ] {
+        client
+            .execute(
+                "sessionStorage.setItem('opsdeck.workspace', arguments[0]);                 localStorage.setItem('opsdeck.workspace', arguments[0]);",
+                vec![serde_json::json!(stored)],
+            )
+            .await?;
+        client.refresh().await?;
+        let notice = wait_for_js(
+            &client,
+            "the notice about the ignored layout",
+            "(document.querySelector('#workspace-notice')||{}).innerText",
+        )
+        .await?;
+        let notice = notice.as_str().unwrap_or_default();
+        assert!(notice.contains(says), "{notice}");
+        assert!(notice.contains("a new workspace was started"), "{notice}");
+        assert!(pane_ids(&client).await?.is_empty());
+        client.find(Locator::Css("#workspace-open")).await?;
+    }
+    screenshot(&client, "workspace-corrupt-layout").await?;
+
     client.close().await?;
     Ok(())
 }

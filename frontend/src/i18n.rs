@@ -217,6 +217,9 @@ catalogue! {
     ClosePane => "Close the pane and end its session (Alt+Shift+X)", "关闭窗格并结束其会话（Alt+Shift+X）";
     NotAPane => "This page cannot be shown in a pane.", "此页面不能在窗格中显示。";
     NewLayout => "a new workspace was started", "已新建工作区";
+    LayoutUnreadable => "the saved layout could not be read", "无法读取已保存的布局";
+    LayoutOtherVersion => "the saved layout is from another version of Opsdeck", "已保存的布局来自另一个版本的 Opsdeck";
+    LayoutInconsistent => "the saved layout is inconsistent", "已保存的布局前后不一致";
     WorkspaceTabs => "Workspace tabs", "工作区标签页";
     DragPane => "Drag onto another pane to move it there (right half: beside it; left half: below it)", "拖到另一个窗格上即可移动（右半边：放在旁边；左半边：放在下方）";
     NewTab => "New tab", "新标签页";

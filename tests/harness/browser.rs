@@ -219,3 +219,56 @@ pub async fn log_in(client: &Client, base: &str, user: &str, password: &str) -> 
         .await?;
     Ok(())
 }
+
+/// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct DevTools {
+    method: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.method, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Types into the focused element as an input method does: each of `composing` is shown
+/// as the text being composed (composition events, as for pinyin before a candidate is
+/// picked), then `committed` is committed.
+pub async fn type_with_ime(
+    client: &Client,
+    composing: &[&str],
+    committed: &str,
+) -> anyhow::Result<()> {
+    for text in composing {
+        let end = text.encode_utf16().count();
+        client
+            .issue_cmd(DevTools {
+                method: "Input.imeSetComposition",
+                params: serde_json::json!({
+                    "text": text, "selectionStart": end, "selectionEnd": end
+                }),
+            })
+            .await?;
+    }
+    client
+        .issue_cmd(DevTools {
+            method: "Input.insertText",
+            params: serde_json::json!({ "text": committed }),
+        })
+        .await?;
+    Ok(())
+}

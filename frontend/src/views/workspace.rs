@@ -76,6 +76,16 @@ fn load() -> (Layout, Option<LayoutError>) {
     }
 }
 
+/// Why the stored layout was ignored, in the user's language (the detail stays as read).
+fn ignored_layout(e: &LayoutError) -> String {
+    let (what, detail) = match e {
+        LayoutError::Corrupt(detail) => (Text::LayoutUnreadable, detail.clone()),
+        LayoutError::Version(version) => (Text::LayoutOtherVersion, version.to_string()),
+        LayoutError::Invalid(detail) => (Text::LayoutInconsistent, (*detail).to_owned()),
+    };
+    format!("{} ({detail}); {}.", t(what), t(Text::NewLayout))
+}
+
 fn store(layout: &Layout) {
     let text = layout.save();
     for storage in [session_storage(), local_storage()].into_iter().flatten() {
@@ -167,7 +177,7 @@ pub fn WorkspacePage(
         }
     }
     let layout = RwSignal::new(initial);
-    let notice = RwSignal::new(problem.map(|e| format!("{e}; {}.", t(Text::NewLayout))));
+    let notice = RwSignal::new(problem.as_ref().map(ignored_layout));
     let show_sessions = RwSignal::new(false);
     let show_keys = RwSignal::new(false);
     let area = NodeRef::<Div>::new();
