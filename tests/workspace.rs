@@ -15,6 +15,13 @@ use opsdeck_tests::relay::{PASSWORD, TestRelay, users_toml};
 
 /// Enter, as a terminal receives it.
 const ENTER: &str = "\r";
+// WebDriver's key codes, for real keystrokes (`send_keys`): modifiers stay down until
+// RELEASE.
+const ALT: &str = "\u{E00A}";
+const SHIFT: &str = "\u{E008}";
+const RIGHT: &str = "\u{E014}";
+const RELEASE: &str = "\u{E000}";
+const KEY_ENTER: &str = "\u{E007}";
 
 /// A JavaScript expression: the whole buffer of the terminal in pane `pane`.
 fn pane_text_js(pane: u64) -> String {
@@ -64,6 +71,19 @@ async fn type_in_pane(client: &Client, pane: u64, text: &str) -> anyhow::Result<
             vec![serde_json::Value::String(text.to_owned())],
         )
         .await?;
+    Ok(())
+}
+
+/// Waits until the keyboard focus is in pane `pane`.
+async fn wait_for_focus_in(client: &Client, pane: u64) -> anyhow::Result<()> {
+    wait_for_js(
+        client,
+        &format!("the keyboard focus in pane {pane}"),
+        &format!(
+            "((document.activeElement && document.activeElement.closest('[data-pane]'))||{{dataset:{{}}}}).dataset.pane === '{pane}'"
+        ),
+    )
+    .await?;
     Ok(())
 }
 
@@ -221,6 +241,24 @@ args = ["--norc", "--noprofile"]
     wait_for_pane_text(&client, right, "right-42").await?;
     assert!(!pane_text(&client, left).await?.contains("right-42"));
     assert!(!pane_text(&client, right).await?.contains("left-42"));
+
+    // Keyboard only, with real keystrokes: Alt+Shift+→ moves the keyboard focus from the
+    // left pane to the right one (the shell never sees the keys), and typing goes there.
+    click(&client, &format!("[data-pane=\"{left}\"] .terminal-host")).await?;
+    wait_for_focus_in(&client, left).await?;
+    client
+        .active_element()
+        .await?
+        .send_keys(&format!("{ALT}{SHIFT}{RIGHT}{RELEASE}"))
+        .await?;
+    wait_for_focus_in(&client, right).await?;
+    client
+        .active_element()
+        .await?
+        .send_keys(&format!("echo keys-$((3*3)){KEY_ENTER}"))
+        .await?;
+    wait_for_pane_text(&client, right, "keys-9").await?;
+    assert!(!pane_text(&client, left).await?.contains("keys-9"));
 
     // Sizes are each pane's own: split the right pane below, and it has fewer rows than
     // the left one; close the new pane, and it grows back while the left one stays.
