@@ -476,3 +476,233 @@ async fn a_folder_of_100000_entries_is_listed_in_pages() -> anyhow::Result<()> {
     assert_eq!(response.status(), 400);
     Ok(())
 }
+
+/// A JavaScript statement: drops a file named `arguments[0]` with the bytes of
+/// `arguments[1]` (base64) onto the files pane, as a drag from the desktop does: a
+/// `DataTransfer` holding a `File`, `dragover` then `drop`.
+const DROP_FILE: &str = "
+    const bytes = Uint8Array.from(atob(arguments[1]), c => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], arguments[0]));
+    const zone = document.querySelector('.files-drop');
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+        zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }";
+
+/// A JavaScript function body for `execute_async`: fetches the href of the download link
+/// of row `arguments[0]` as a click would (with the login cookie) and answers the sha256
+/// of what came, in hex, and the link's `download` name.
+const FETCH_DOWNLOAD: &str = "
+    const done = arguments[arguments.length - 1];
+    const link = document.querySelector(`.file-row[data-name=\"${arguments[0]}\"] .file-download`);
+    fetch(link.href, { credentials: 'include' })
+        .then(r => r.arrayBuffer())
+        .then(b => crypto.subtle.digest('SHA-256', b))
+        .then(h => done([Array.from(new Uint8Array(h)).map(x => x.toString(16).padStart(2, '0')).join(''), link.getAttribute('download')]))
+        .catch(e => done(['error: ' + e, '']));";
+
+fn row_js(name: &str) -> String {
+    format!("document.querySelector('.file-row[data-name=\"{name}\"]')")
+}
+
+fn transfer_js(name: &str) -> String {
+    format!("(document.querySelector('.transfer[data-name=\"{name}\"]')||{{dataset:{{}}}})")
+}
+
+#[tokio::test]
+async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_and_refuses()
+-> anyhow::Result<()> {
+    use fantoccini::Locator;
+    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+
+    let extra = format!(
+        "static_dir = \"{}\"\n[file_transfers]\nmax_upload_bytes = 1048576\n",
+        built_app()?.display()
+    );
+    let (relay, dir) = relay(&extra).await?;
+    let root = files(&dir);
+    std::fs::write(root.join("hello.txt"), "hello from sshd")?;
+    let sub = root.join("sub");
+    std::fs::create_dir(&sub)?;
+    std::fs::write(sub.join("inner.txt"), "inside")?;
+    let base = relay.http_url("");
+    let page = format!("{base}/#/files/ssh/box?path={}", root.display());
+
+    let mut driver = Chromedriver::start().await?;
+    let browser = driver.browser(1280, 900).await?;
+    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
+    wait_for_js(
+        &browser,
+        "logged in",
+        "document.querySelector('#user-name')",
+    )
+    .await?;
+    browser.goto(&page).await?;
+
+    // The listing shows the file made on the sshd side, with its size.
+    wait_for_js(&browser, "hello.txt listed", &row_js("hello.txt")).await?;
+    let size = browser
+        .execute(
+            &format!(
+                "return {}.querySelector('.file-size').dataset.bytes;",
+                row_js("hello.txt")
+            ),
+            vec![],
+        )
+        .await?;
+    assert_eq!(size, "15");
+
+    // Into the folder: its file, and breadcrumbs ending with it.
+    browser
+        .find(Locator::Css(".file-row[data-name=\"sub\"] .file-open"))
+        .await?
+        .click()
+        .await?;
+    wait_for_js(&browser, "inner.txt listed", &row_js("inner.txt")).await?;
+    let last_crumb = browser
+        .execute(
+            "const c = document.querySelectorAll('.files-crumb'); return c[c.length - 1].dataset.path;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(last_crumb, sub.display().to_string());
+
+    // A file dropped onto the pane arrives byte-exact, with its progress bar full.
+    let data = random_bytes(300_000, 7);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &data);
+    browser
+        .execute(DROP_FILE, vec!["dropped.bin".into(), encoded.into()])
+        .await?;
+    let state = wait_for_js(
+        &browser,
+        "the upload to end",
+        &format!(
+            "{}.dataset.state !== 'sending' && {0}.dataset.state",
+            transfer_js("dropped.bin")
+        ),
+    )
+    .await?;
+    assert_eq!(state, "done");
+    let bar = browser
+        .execute(
+            &format!(
+                "const p = {}.querySelector('progress'); return p.value === p.max && p.max === 300000;",
+                transfer_js("dropped.bin")
+            ),
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        bar,
+        serde_json::Value::Bool(true),
+        "the progress bar is full"
+    );
+    assert_eq!(
+        Sha256::digest(std::fs::read(sub.join("dropped.bin"))?),
+        Sha256::digest(&data)
+    );
+    wait_for_js(&browser, "dropped.bin listed", &row_js("dropped.bin")).await?;
+
+    // Over the relay's limit (1 MiB here): refused in words, nothing kept.
+    let big = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        random_bytes(2 * 1024 * 1024, 8),
+    );
+    browser
+        .execute(DROP_FILE, vec!["big.bin".into(), big.into()])
+        .await?;
+    wait_for_js(
+        &browser,
+        "the big upload refused",
+        &format!("{}.dataset.state === 'failed'", transfer_js("big.bin")),
+    )
+    .await?;
+    let why = browser
+        .execute(
+            &format!(
+                "return {}.querySelector('.transfer-status').textContent;",
+                transfer_js("big.bin")
+            ),
+            vec![],
+        )
+        .await?;
+    let why = why.as_str().unwrap_or_default();
+    assert!(
+        why.contains("Too large") && why.contains("(413)") && why.contains("max_upload_bytes"),
+        "{why}"
+    );
+    assert!(!sub.join("big.bin").exists());
+
+    // The download link gives the file's bytes, under its name.
+    let answer = browser
+        .execute_async(FETCH_DOWNLOAD, vec!["dropped.bin".into()])
+        .await?;
+    assert_eq!(
+        answer,
+        serde_json::json!([hex(&Sha256::digest(&data)), "dropped.bin"])
+    );
+
+    // Up again; and "open files here" from the host's terminal.
+    browser
+        .find(Locator::Css(".files-up"))
+        .await?
+        .click()
+        .await?;
+    wait_for_js(&browser, "back in the root", &row_js("hello.txt")).await?;
+    browser.goto(&format!("{base}/#/ssh/box")).await?;
+    let link = browser
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#term-files"))
+        .await?;
+    assert_eq!(link.attr("href").await?.as_deref(), Some("#/files/ssh/box"));
+    link.click().await?;
+    wait_for_js(
+        &browser,
+        "the home folder listed",
+        "document.querySelector('.files-page .files-crumb') && !document.querySelector('.files-error')",
+    )
+    .await?;
+
+    // Carol may open a terminal on the host but has no file grant: told so in words.
+    browser.find(Locator::Css("#logout")).await?.click().await?;
+    wait_for_js(
+        &browser,
+        "logged out",
+        "document.querySelector('#login-username')",
+    )
+    .await?;
+    log_in(&browser, &base, "carol", opsdeck_tests::relay::PASSWORD).await?;
+    wait_for_js(
+        &browser,
+        "carol logged in",
+        "document.querySelector('#user-name')",
+    )
+    .await?;
+    browser.goto(&page).await?;
+    let refusal = wait_for_js(
+        &browser,
+        "carol's refusal",
+        "(document.querySelector('.files-error[data-status=\"403\"]')||{}).textContent",
+    )
+    .await?;
+    let refusal = refusal.as_str().unwrap_or_default();
+    assert!(
+        refusal.contains("Permission denied")
+            && refusal.contains("may not read files on SSH host box"),
+        "{refusal}"
+    );
+    assert!(
+        browser
+            .find_all(Locator::Css(".file-row"))
+            .await?
+            .is_empty(),
+        "nothing listed for carol"
+    );
+    browser.close().await?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
