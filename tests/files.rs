@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use common::api::Targets;
 use common::audit::{AuditEvent, AuditKind};
-use common::files::{DirPage, EntryKind, UploadDone};
+use common::files::{DirPage, EntryKind, FileAccess, UploadDone};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 use opsdeck_tests::sshd::TestSshd;
 use rand::{Rng, SeedableRng};
@@ -286,6 +287,28 @@ async fn a_read_grant_downloads_but_cannot_change_and_no_grant_cannot_list() -> 
     let root = files(&dir);
     let existing = root.join("report.txt");
     std::fs::write(&existing, "quarterly numbers")?;
+
+    // The listing and the targets tell the app what each user may do, so it offers no
+    // change to bob and no files pane to carol.
+    for (user, access) in [("alice", FileAccess::Write), ("bob", FileAccess::Read)] {
+        let page: DirPage = list(&relay, user, &path_query(&root)).await?.json().await?;
+        assert_eq!(page.access, access, "{user}");
+    }
+    for (user, access) in [
+        ("alice", FileAccess::Write),
+        ("bob", FileAccess::Read),
+        ("carol", FileAccess::None),
+    ] {
+        let targets: Targets = client()
+            .get(relay.http_url("/api/targets"))
+            .bearer_auth(relay.token(user))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let host = targets.ssh.iter().find(|t| t.id == "box");
+        assert_eq!(host.map(|t| t.file_access), Some(access), "{user}");
+    }
 
     let response = download(&relay, "bob", &existing, None).await?;
     assert_eq!(response.status(), 200);

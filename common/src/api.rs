@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::TermSize;
+use crate::files::FileAccess;
 
 /// `POST /api/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +47,10 @@ pub struct Targets {
 pub struct Target {
     pub id: String,
     pub label: String,
+    /// For an SSH host: what the user may do with its files (absent: nothing, so no files
+    /// pane is offered).
+    #[serde(default, skip_serializing_if = "FileAccess::is_none")]
+    pub file_access: FileAccess,
 }
 
 /// A Kubernetes cluster and the namespaces the user may open in it.

@@ -30,6 +30,33 @@ pub const MAX_PAGE: usize = 1000;
 /// Entries in a page when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 200;
 
+/// What a user may do with files on a host or in a pod (`file_access` in a grant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileAccess {
+    /// Nothing (the default): no files pane.
+    #[default]
+    None,
+    /// List and download.
+    Read,
+    /// List, download, upload, mkdir, rename, delete.
+    Write,
+}
+
+impl FileAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,6 +100,9 @@ pub struct DirPage {
     /// The `offset` of the next page, absent on the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
+    /// What the asking user may do here (`read`: no upload, mkdir, rename or delete).
+    #[serde(default)]
+    pub access: FileAccess,
 }
 
 /// The answer to a finished upload (201).

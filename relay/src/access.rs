@@ -275,13 +275,19 @@ pub fn targets_for(config: &Config, who: &Principal) -> Targets {
     let label = |id: &str, label: &Option<String>| Target {
         id: id.to_owned(),
         label: label.clone().unwrap_or_else(|| id.to_owned()),
+        file_access: FileAccess::None,
     };
     Targets {
         ssh: config
             .ssh_hosts
             .iter()
-            .filter(|h| permits(config, who, &TargetRef::Ssh(h.id.clone())))
-            .map(|h| label(&h.id, &h.label))
+            .filter_map(|h| {
+                let target = TargetRef::Ssh(h.id.clone());
+                permits(config, who, &target).then(|| Target {
+                    file_access: file_access(config, who, &target),
+                    ..label(&h.id, &h.label)
+                })
+            })
             .collect(),
         local: config
             .local_shells

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use common::files::{DirEntry, DirPage, EntryKind, name_fields};
+use common::files::{DirEntry, DirPage, EntryKind, FileAccess, name_fields};
 use futures_util::{Stream, StreamExt};
 use russh::client::Handle;
 use russh_sftp::client::error::Error as SftpError;
@@ -487,6 +487,8 @@ pub async fn list(
         path: resolved,
         entries: page,
         next,
+        // The endpoint says what the user may do.
+        access: FileAccess::None,
     })
 }
 

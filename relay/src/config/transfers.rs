@@ -9,28 +9,8 @@
 use serde::Deserialize;
 
 /// What a grant lets its users do with files on its `ssh` hosts and in its `k8s`
-/// namespaces' pods.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileAccess {
-    /// Nothing (the default): no files pane.
-    #[default]
-    None,
-    /// List and download.
-    Read,
-    /// List, download, upload, mkdir, rename, delete.
-    Write,
-}
-
-impl FileAccess {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Read => "read",
-            Self::Write => "write",
-        }
-    }
-}
+/// namespaces' pods (the wire's type: the listing and the targets say it to the app).
+pub use common::files::FileAccess;
 
 /// Bounds on file transfers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use common::audit::{AuditEvent, AuditKind};
-use common::files::{ListQuery, PathQuery, RenameQuery, UploadDone};
+use common::files::{DirPage, ListQuery, PathQuery, RenameQuery, UploadDone};
 use futures_util::Stream;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
@@ -23,13 +23,13 @@ use crate::backend::sftp::{self, Sftp};
 use crate::config::{FileAccess, SshHost};
 use crate::state::AppState;
 
-/// Who asks, and the host entry, when they may `need` on it.
+/// Who asks, the host entry and what they may do there, when that is at least `need`.
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     host_id: &str,
     need: FileAccess,
-) -> Result<(Principal, SshHost), Response> {
+) -> Result<(Principal, SshHost, FileAccess), Response> {
     let who = api::principal(state, headers).await?;
     let config = state.config();
     let shown: String = host_id.chars().take(64).collect();
@@ -57,7 +57,7 @@ async fn admit(
             ),
         ));
     }
-    Ok((who, host))
+    Ok((who, host, granted))
 }
 
 fn text(path: &[u8]) -> Result<String, FilesError> {
@@ -110,7 +110,7 @@ pub async fn list(
     headers: HeaderMap,
     query: String,
 ) -> Response {
-    let (_, host) = match admit(&state, &headers, &host_id, FileAccess::Read).await {
+    let (_, host, granted) = match admit(&state, &headers, &host_id, FileAccess::Read).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -123,7 +123,11 @@ pub async fn list(
         Err(e) => return failed(&e),
     };
     match sftp::list(&host, &path, query.offset, query.limit).await {
-        Ok(page) => warp::reply::json(&page).into_response(),
+        Ok(page) => warp::reply::json(&DirPage {
+            access: granted,
+            ..page
+        })
+        .into_response(),
         Err(e) => failed(&e),
     }
 }
@@ -135,7 +139,7 @@ pub async fn download(
     headers: HeaderMap,
     query: String,
 ) -> Response {
-    let (who, host) = match admit(&state, &headers, &host_id, FileAccess::Read).await {
+    let (who, host, _) = match admit(&state, &headers, &host_id, FileAccess::Read).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -256,7 +260,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
     B: Buf + Send + 'static,
 {
-    let (who, host) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
+    let (who, host, _) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -351,7 +355,7 @@ async fn change(
     headers: HeaderMap,
     change: Result<Change, FilesError>,
 ) -> Response {
-    let (who, host) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
+    let (who, host, _) = match admit(&state, &headers, &host_id, FileAccess::Write).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
