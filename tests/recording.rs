@@ -306,13 +306,22 @@ async fn a_pod_exec_recording_holds_exactly_what_the_browser_got_and_sent() -> a
 #[tokio::test]
 async fn a_recorder_that_cannot_write_follows_its_policy() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    // A folder under a regular file cannot be made, whoever runs the tests (even root).
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, "not a folder")?;
-    let broken = file.join("recordings");
+    let folder = dir.path().join("recordings");
 
-    // Fail closed (the default): the session is refused, with the reason.
-    let relay_closed = relay(&recording_toml(&broken, "")).await?;
+    // Fail closed (the default): a session is recorded while the folder can be written...
+    let relay_closed = relay(&recording_toml(&folder, "")).await?;
+    let mut client = open_box(&relay_closed, "alice").await?;
+    client.type_line("echo recorded-$((1+1))").await?;
+    client.read_until("recorded-2").await?;
+    client.close_normally().await?;
+    relay_closed.relay().recordings_finished().await;
+    assert_eq!(recordings(&folder)?.len(), 1);
+    // ...then the folder becomes unwritable (a regular file in its place: no folder can be
+    // made under it, whoever runs the tests, even root), and the next session is refused,
+    // with the reason.
+    std::fs::remove_dir_all(&folder)?;
+    std::fs::write(&folder, "not a folder")?;
+    let broken = folder.join("sessions");
     let mut client = relay_closed.connect("alice", "/ws/ssh/box").await?;
     let (code, reason, _) = client.read_until_closed().await?;
     assert_eq!(code, 4502, "{reason}");
