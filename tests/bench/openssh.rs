@@ -124,3 +124,38 @@ impl Terminal for OpenSshTerminal {
         Ok(Bytes::copy_from_slice(&self.buffer[..n]))
     }
 }
+
+/// One `sftp` batch (e.g. `put a b`) to the same sshd as the terminal limit: the file
+/// transfer limit. Ends when the transfer has, failing with what sftp said otherwise.
+pub async fn sftp(login: &SshLogin, batch: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("sftp")
+        .args(["-F", "/dev/null", "-q", "-b", "-"])
+        .arg("-i")
+        .arg(&login.key)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            login.known_hosts.display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .args(["-o", "LogLevel=ERROR", "-P", &login.port.to_string()])
+        .arg(format!("{}@127.0.0.1", login.user))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting sftp (install openssh-client)")?;
+    let mut stdin = child.stdin.take().context("no stdin pipe")?;
+    stdin.write_all(batch.as_bytes()).await?;
+    drop(stdin);
+    let output = child.wait_with_output().await?;
+    if !output.status.success() {
+        bail!(
+            "sftp {batch:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -16,12 +16,13 @@ pub enum Workload {
     K8sExec,
     Chat,
     Tail,
+    Files,
     Frontend,
     Browser,
 }
 
 impl Workload {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::SshBulk,
         Self::SshEcho,
         Self::IdleCpu,
@@ -29,6 +30,7 @@ impl Workload {
         Self::K8sExec,
         Self::Chat,
         Self::Tail,
+        Self::Files,
         Self::Frontend,
         Self::Browser,
     ];
@@ -43,6 +45,7 @@ impl Workload {
             Self::K8sExec => "k8s-exec",
             Self::Chat => "chat",
             Self::Tail => "tail",
+            Self::Files => "files",
             Self::Frontend => "frontend",
             Self::Browser => "browser",
         }
@@ -57,6 +60,7 @@ impl Workload {
             Self::K8sExec => "Kubernetes exec bulk output",
             Self::Chat => "Chat fan-out",
             Self::Tail => "File tail latency",
+            Self::Files => "File transfers (SFTP) and relay memory during a large download",
             Self::Frontend => "Frontend shipped bytes",
             Self::Browser => "Browser: page load and 50 MB of terminal output",
         }

@@ -17,7 +17,7 @@ use opsdeck_tests::sshd::TestSshd;
 
 use crate::floor::FloorServer;
 use crate::kube_exec::{K8sCluster, KubeExecTerminal};
-use crate::openssh::{OpenSshTerminal, SshLogin};
+use crate::openssh::{self, OpenSshTerminal, SshLogin};
 use crate::redis_pubsub::{RedisPublisher, RedisSubscriber};
 use crate::relay_process::RelayProcess;
 use crate::report::{Report, Target, Workload};
@@ -87,6 +87,16 @@ impl Settings {
         counts
     }
 
+    /// Bytes of each upload and download timed in the files workload.
+    fn transfer_bytes(&self) -> u64 {
+        if self.quick { 64 << 20 } else { 256 << 20 }
+    }
+
+    /// Bytes of the download during which the relay's memory is watched.
+    fn large_download_bytes(&self) -> u64 {
+        if self.quick { 256 << 20 } else { 1 << 30 }
+    }
+
     fn tail_plan(&self) -> FanoutPlan {
         FanoutPlan {
             paced: if self.quick { 50 } else { 200 },
@@ -148,6 +158,7 @@ pub async fn run(
         Workload::K8sExec => k8s_exec(settings).await,
         Workload::Chat => chat(settings, external).await,
         Workload::Tail => tail(settings).await,
+        Workload::Files => files(settings).await,
         Workload::Frontend => frontend::measure(&settings.dist),
         Workload::Browser => browser::measure(settings).await,
     }
@@ -1112,4 +1123,198 @@ async fn tail(settings: &Settings) -> anyhow::Result<Report> {
         plan.interval.as_millis()
     ));
     Ok(report)
+}
+
+/// Files (issue 16): upload and download through the relay's SFTP endpoints beside
+/// OpenSSH's `sftp` to the same sshd, alternating which goes first; then the relay's
+/// memory while one large file streams through it.
+async fn files(settings: &Settings) -> anyhow::Result<Report> {
+    let sshd = TestSshd::start().await?;
+    let login = SshLogin::of(&sshd)?;
+    let sections = format!(
+        "{}
+[[grants]]
+groups = [\"ops\"]
+ssh = [\"box\"]
+file_access = \"write\"
+\
+         [file_transfers]
+max_upload_bytes = {}
+",
+        sshd.host_toml("box")?,
+        1u64 << 40
+    );
+    let relay = RelayProcess::start(settings.relay_bin()?, &relay_config(&sections)).await?;
+    let token = relay.login("alice").await?;
+    let base = format!("http://{}/api/files/ssh/box", relay.addr);
+    let http = reqwest::Client::new();
+    let url = |what: &str, path: &std::path::Path| {
+        let query = common::files::PathQuery::new(path.as_os_str().as_encoded_bytes().to_vec());
+        format!("{base}/{what}?{}", query.to_query())
+    };
+    let dir = tempfile::tempdir()?;
+    let bytes = settings.transfer_bytes();
+    let source = dir.path().join("source.bin");
+    // Incompressible bytes (SSH may compress), written once.
+    let block: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    {
+        let mut file = std::fs::File::create(&source)?;
+        for _ in 0..bytes >> 20 {
+            std::io::Write::write_all(&mut file, &block)?;
+        }
+    }
+    let mb_per_s = |elapsed: Duration| bytes as f64 / 1e6 / elapsed.as_secs_f64();
+    let received = |path: &std::path::Path| -> anyhow::Result<()> {
+        let got = std::fs::metadata(path)?.len();
+        anyhow::ensure!(
+            got == bytes,
+            "{} holds {got} bytes of {bytes}",
+            path.display()
+        );
+        Ok(())
+    };
+
+    let mut report = Report::new(Workload::Files);
+    report.limit = Some(
+        "OpenSSH's `sftp` client to the same sshd, the same file, one `put` or `get` per \
+         transfer (its login included, as the relay's request includes its own)"
+            .into(),
+    );
+    for run in 0..settings.runs {
+        let body = std::fs::read(&source)?;
+        let up_relay = dir.path().join(format!("up-relay-{run}.bin"));
+        let up_sftp = dir.path().join(format!("up-sftp-{run}.bin"));
+        let via_relay = async {
+            let start = Instant::now();
+            let answer = http
+                .put(url("file", &up_relay))
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(answer.status().is_success(), "upload: {}", answer.status());
+            let elapsed = start.elapsed();
+            received(&up_relay)?;
+            Ok(mb_per_s(elapsed))
+        };
+        let via_sftp = async {
+            let start = Instant::now();
+            openssh::sftp(
+                &login,
+                &format!("put {} {}\n", source.display(), up_sftp.display()),
+            )
+            .await?;
+            let elapsed = start.elapsed();
+            received(&up_sftp)?;
+            Ok(mb_per_s(elapsed))
+        };
+        let (up, up_limit) = alternate(run, via_relay, via_sftp).await?;
+        std::fs::remove_file(&up_relay)?;
+        std::fs::remove_file(&up_sftp)?;
+
+        let down_sftp = dir.path().join(format!("down-sftp-{run}.bin"));
+        let via_relay = async {
+            let start = Instant::now();
+            let got = download(&http, &url("file", &source), &token, || Ok(())).await?;
+            let elapsed = start.elapsed();
+            anyhow::ensure!(got == bytes, "downloaded {got} bytes of {bytes}");
+            Ok(mb_per_s(elapsed))
+        };
+        let via_sftp = async {
+            let start = Instant::now();
+            openssh::sftp(
+                &login,
+                &format!("get {} {}\n", source.display(), down_sftp.display()),
+            )
+            .await?;
+            let elapsed = start.elapsed();
+            received(&down_sftp)?;
+            Ok(mb_per_s(elapsed))
+        };
+        let (down, down_limit) = alternate(run, via_relay, via_sftp).await?;
+        std::fs::remove_file(&down_sftp)?;
+
+        // A large file through the relay while its memory is read every 50 ms.
+        let large = settings.large_download_bytes();
+        let large_path = dir.path().join("large.bin");
+        std::fs::File::create(&large_path)?.set_len(large)?;
+        let before = relay.rss_kib()?;
+        let mut peak = before;
+        let got = download(&http, &url("file", &large_path), &token, || {
+            peak = peak.max(relay.rss_kib()?);
+            Ok(())
+        })
+        .await?;
+        anyhow::ensure!(got == large, "downloaded {got} bytes of {large}");
+        std::fs::remove_file(&large_path)?;
+        let growth = (peak.saturating_sub(before)) as f64 / 1024.0;
+
+        progress(
+            Workload::Files,
+            run,
+            settings,
+            format!(
+                "upload relay {up:.0} MB/s, sftp {up_limit:.0} MB/s; download relay {down:.0} MB/s, \
+                 sftp {down_limit:.0} MB/s; relay RSS +{growth:.1} MiB during {} MiB",
+                large >> 20
+            ),
+        );
+        report.record(
+            "upload",
+            "MB/s",
+            up,
+            Some(up_limit),
+            Some(Target::RatioAtLeast(0.5)),
+        );
+        report.record(
+            "download",
+            "MB/s",
+            down,
+            Some(down_limit),
+            Some(Target::RatioAtLeast(0.5)),
+        );
+        report.record(
+            &format!("relay RSS growth during a {} MiB download", large >> 20),
+            "MiB",
+            growth,
+            None,
+            Some(Target::AtMost(64.0)),
+        );
+        report.runs += 1;
+    }
+    report.note(format!(
+        "uploads and downloads of {} MiB; the relay streams each in 32 KiB chunks with no \
+         rate bound (`file_transfers.bytes_per_second = 0`); the large download's file is \
+         sparse (zeros on the wire, as fast as the relay can move them)",
+        bytes >> 20
+    ));
+    Ok(report)
+}
+
+/// GETs `url`, counting the body's bytes; `each_chunk` runs after every chunk (the memory
+/// sampler). Returns the bytes received.
+async fn download(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    mut each_chunk: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut response = http.get(url).bearer_auth(token).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "download: {}",
+        response.status()
+    );
+    let mut got = 0u64;
+    let mut sampled = Instant::now();
+    while let Some(chunk) = response.chunk().await? {
+        got += chunk.len() as u64;
+        if sampled.elapsed() >= Duration::from_millis(50) {
+            each_chunk()?;
+            sampled = Instant::now();
+        }
+    }
+    Ok(got)
 }
