@@ -263,7 +263,10 @@ mod tests {
     #[test]
     fn refusals_carry_the_relays_own_words() {
         assert_eq!(
-            failure(403, r#"{"error":"bob may not write files on SSH host box"}"#),
+            failure(
+                403,
+                r#"{"error":"bob may not write files on SSH host box"}"#
+            ),
             ApiFailure::Status {
                 status: 403,
                 message: "bob may not write files on SSH host box".into()

@@ -713,9 +713,10 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 <nav class="files-crumbs" aria-label=tr(Text::FilesFolder)>{crumbs}</nav>
                 <span class="spacer"></span>
                 <button type="button" class="files-refresh" on:click=move |_| pane.reload()>{tr(Text::Refresh)}</button>
-                <Show when=writable fallback=move || view! {
+                <Show when=move || pane.access.get() == FileAccess::Read>
                     <span class="files-read-only muted" role="note">{tr(Text::FilesReadOnly)}</span>
-                }>
+                </Show>
+                <Show when=writable>
                     <button type="button" class="files-upload" on:click=move |_| {
                         if let Some(input) = picker.get_untracked() {
                             input.click();
