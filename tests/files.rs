@@ -532,6 +532,34 @@ fn transfer_js(name: &str) -> String {
     format!("(document.querySelector('.transfer[data-name=\"{name}\"]')||{{dataset:{{}}}})")
 }
 
+/// Logs out whoever is logged in and logs `user` in.
+async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> anyhow::Result<()> {
+    use opsdeck_tests::browser::{log_in, wait_for_js};
+    browser
+        .find(fantoccini::Locator::Css("#logout"))
+        .await?
+        .click()
+        .await?;
+    wait_for_js(
+        browser,
+        "logged out",
+        "document.querySelector('#login-username')",
+    )
+    .await?;
+    log_in(browser, base, user, opsdeck_tests::relay::PASSWORD).await?;
+    wait_for_js(
+        browser,
+        &format!("{user} logged in"),
+        "document.querySelector('#user-name')",
+    )
+    .await?;
+    Ok(())
+}
+
+/// The controls that change files, which a read grant does not give.
+const CHANGE_CONTROLS: &str = ".files-upload, .files-upload-folder, .files-picker, \
+    .files-folder-picker, .files-mkdir, .files-drop-hint, .file-rename, .file-delete";
+
 #[tokio::test]
 async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_and_refuses()
 -> anyhow::Result<()> {
@@ -665,12 +693,68 @@ async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_an
         serde_json::json!([hex(&Sha256::digest(&data)), "dropped.bin"])
     );
 
-    // Up again; and "open files here" from the host's terminal.
+    // A folder tree with multibyte names, chosen with the folder input (chromedriver sends a
+    // directory to a `webkitdirectory` input): its folders are made, then each file is
+    // sent to its place (more files than uploads at once, so some wait their turn).
+    let local = tempfile::tempdir()?;
+    let tree = local.path().join("ツリー");
+    let files_in_tree = [
+        ("ファイル.txt", random_bytes(1000, 9)),
+        ("子フォルダ ü/émoji 🙂.bin", random_bytes(70_000, 10)),
+        ("子フォルダ ü/深い/空", Vec::new()),
+        ("子フォルダ ü/深い/日志.log", random_bytes(5000, 11)),
+        ("a.txt", random_bytes(10, 12)),
+        ("b.txt", random_bytes(20, 13)),
+    ];
+    for (place, data) in &files_in_tree {
+        let path = tree.join(place);
+        std::fs::create_dir_all(path.parent().expect("a file has a folder"))?;
+        std::fs::write(&path, data)?;
+    }
     browser
-        .find(Locator::Css(".files-up"))
+        .find(Locator::Css(".files-folder-picker"))
+        .await?
+        .send_keys(&tree.display().to_string())
+        .await?;
+    for (place, _) in &files_in_tree {
+        let state = wait_for_js(
+            &browser,
+            &format!("the upload of {place} to end"),
+            &format!(
+                "!['queued', 'sending', undefined].includes({0}.dataset.state) && {0}.dataset.state",
+                transfer_js(&format!("ツリー/{place}"))
+            ),
+        )
+        .await?;
+        assert_eq!(state, "done", "{place}");
+    }
+    for (place, data) in &files_in_tree {
+        let on_disk = std::fs::read(sub.join("ツリー").join(place))?;
+        assert_eq!(Sha256::digest(&on_disk), Sha256::digest(data), "{place}");
+    }
+    wait_for_js(&browser, "the tree listed", &row_js("ツリー")).await?;
+    browser
+        .find(Locator::Css(".file-row[data-name=\"ツリー\"] .file-open"))
         .await?
         .click()
         .await?;
+    wait_for_js(&browser, "ファイル.txt listed", &row_js("ファイル.txt")).await?;
+    let kind = browser
+        .execute(
+            &format!("return {}.dataset.kind;", row_js("子フォルダ ü")),
+            vec![],
+        )
+        .await?;
+    assert_eq!(kind, "dir");
+
+    // Up again; and "open files here" from the host's terminal.
+    for _ in 0..2 {
+        browser
+            .find(Locator::Css(".files-up"))
+            .await?
+            .click()
+            .await?;
+    }
     wait_for_js(&browser, "back in the root", &row_js("hello.txt")).await?;
     browser.goto(&format!("{base}/#/ssh/box")).await?;
     let link = browser
@@ -687,21 +771,37 @@ async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_an
     )
     .await?;
 
+    // Bob may read the files: listed and downloadable, but no control that changes them.
+    switch_user(&browser, &base, "bob").await?;
+    browser.goto(&page).await?;
+    wait_for_js(
+        &browser,
+        "bob's listing",
+        &format!(
+            "document.querySelector('.files-page[data-access=\"read\"]') && {}",
+            row_js("hello.txt")
+        ),
+    )
+    .await?;
+    let shown = browser
+        .execute(
+            &format!(
+                "return [document.querySelectorAll('{CHANGE_CONTROLS}').length, \
+                 !!document.querySelector('.files-read-only'), \
+                 !!{}.querySelector('.file-download')];",
+                row_js("hello.txt")
+            ),
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        shown,
+        serde_json::json!([0, true, true]),
+        "bob: no change controls, a read-only note, a download link"
+    );
+
     // Carol may open a terminal on the host but has no file grant: told so in words.
-    browser.find(Locator::Css("#logout")).await?.click().await?;
-    wait_for_js(
-        &browser,
-        "logged out",
-        "document.querySelector('#login-username')",
-    )
-    .await?;
-    log_in(&browser, &base, "carol", opsdeck_tests::relay::PASSWORD).await?;
-    wait_for_js(
-        &browser,
-        "carol logged in",
-        "document.querySelector('#user-name')",
-    )
-    .await?;
+    switch_user(&browser, &base, "carol").await?;
     browser.goto(&page).await?;
     let refusal = wait_for_js(
         &browser,
@@ -721,6 +821,21 @@ async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_an
             .await?
             .is_empty(),
         "nothing listed for carol"
+    );
+    // And her terminal offers no files, once the relay has said so.
+    browser.goto(&format!("{base}/#/ssh/box")).await?;
+    wait_for_js(
+        &browser,
+        "carol's file access known",
+        "document.querySelector('.terminal-page[data-file-access=\"none\"]')",
+    )
+    .await?;
+    assert!(
+        browser
+            .find_all(Locator::Css("#term-files"))
+            .await?
+            .is_empty(),
+        "no files link for carol"
     );
     browser.close().await?;
     Ok(())

@@ -64,16 +64,29 @@ async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, Api
         return Ok(response);
     }
     let status = response.status();
-    // The relay's error body is `{"error": "..."}`; anything else falls back to the status text.
-    let message = match response.json::<ApiError>().await {
-        Ok(body) => body.error,
-        Err(_) => response.status_text(),
-    };
-    Err(if status == 401 {
+    let body = response.text().await.unwrap_or_default();
+    Err(match failure(status, &body) {
+        // Not the relay's JSON (a proxy in between): the status's own words.
+        ApiFailure::Status { status, message } if message.is_empty() => ApiFailure::Status {
+            status,
+            message: response.status_text(),
+        },
+        other => other,
+    })
+}
+
+/// The failure a refused call's status and body mean: the relay's error body is
+/// `{"error": "..."}`; any other body is no message. Shared by every call, the fetches here
+/// and the files pane's upload requests alike.
+pub fn failure(status: u16, body: &str) -> ApiFailure {
+    let message = serde_json::from_str::<ApiError>(body)
+        .map(|body| body.error)
+        .unwrap_or_default();
+    if status == 401 {
         ApiFailure::Unauthorized(message)
     } else {
         ApiFailure::Status { status, message }
-    })
+    }
 }
 
 async fn json<T: DeserializeOwned>(response: Response) -> Result<T, ApiFailure> {
@@ -238,5 +251,37 @@ pub async fn deploy_config() -> Config {
     match request.send().await {
         Ok(response) if response.ok() => response.json().await.unwrap_or_default(),
         _ => Config::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn refusals_carry_the_relays_own_words() {
+        assert_eq!(
+            failure(
+                403,
+                r#"{"error":"bob may not write files on SSH host box"}"#
+            ),
+            ApiFailure::Status {
+                status: 403,
+                message: "bob may not write files on SSH host box".into()
+            }
+        );
+        assert_eq!(
+            failure(401, r#"{"error":"your login expired"}"#),
+            ApiFailure::Unauthorized("your login expired".into())
+        );
+        assert_eq!(
+            failure(502, "<html>Bad Gateway</html>"),
+            ApiFailure::Status {
+                status: 502,
+                message: String::new()
+            }
+        );
     }
 }

@@ -253,7 +253,9 @@ catalogue! {
     FilesEmpty => "This folder is empty.", "此文件夹为空。";
     FilesLoadMore => "Load more", "加载更多";
     FilesUpload => "Upload files…", "上传文件…";
-    FilesDropHere => "Drop files here to upload them into this folder.", "将文件拖放到此处即可上传到此文件夹。";
+    FilesUploadFolder => "Upload a folder…", "上传文件夹…";
+    FilesDropHere => "Drop files or folders here to upload them into this folder.", "将文件或文件夹拖放到此处即可上传到此文件夹。";
+    FilesReadOnly => "Read only: you may list and download files here, not change them.", "只读：你可以在此列出和下载文件，但不能修改。";
     FilesOverwrite => "Replace files that exist", "覆盖已存在的文件";
     FilesNewFolder => "New folder name", "新文件夹名称";
     FilesCreateFolder => "Create folder", "新建文件夹";
@@ -262,6 +264,7 @@ catalogue! {
     FilesDelete => "Delete", "删除";
     FilesTransfers => "Transfers", "传输";
     FilesCancel => "Cancel", "取消";
+    TransferQueued => "queued", "排队中";
     TransferDone => "done", "已完成";
     TransferCancelled => "cancelled", "已取消";
     TransferInterrupted => "The transfer was interrupted (the connection to the relay failed).", "传输中断（与中继的连接失败）。";
@@ -325,6 +328,13 @@ pub enum Msg<'a> {
     },
     /// Asks before deleting `name`.
     FilesDeleteConfirm(&'a str),
+    /// A dropped folder could not be read: the browser's words.
+    FilesFolderUnreadable(&'a str),
+    /// A folder of an upload could not be made (its files are not sent): the refusal.
+    FilesFolderNotMade {
+        folder: &'a str,
+        why: &'a str,
+    },
     /// An upload under way: bytes sent of the total, rate and time left (text made by the
     /// caller: sizes and durations).
     TransferProgress {
@@ -422,6 +432,12 @@ impl Msg<'_> {
                 with_detail(format!("{summary} ({status})"), detail)
             }
             Self::FilesDeleteConfirm(name) => format!("Delete {name}? This cannot be undone."),
+            Self::FilesFolderUnreadable(e) => {
+                format!("The dropped folder could not be read ({e}).")
+            }
+            Self::FilesFolderNotMade { folder, why } => {
+                format!("The folder {folder} could not be made, so its files were not sent: {why}")
+            }
             Self::TransferProgress {
                 sent,
                 total,
@@ -502,6 +518,10 @@ impl Msg<'_> {
                 with_detail(format!("{summary}（{status}）"), detail)
             }
             Self::FilesDeleteConfirm(name) => format!("删除 {name}？此操作无法撤销。"),
+            Self::FilesFolderUnreadable(e) => format!("无法读取拖入的文件夹（{e}）。"),
+            Self::FilesFolderNotMade { folder, why } => {
+                format!("无法创建文件夹 {folder}，其中的文件未发送：{why}")
+            }
             Self::TransferProgress {
                 sent,
                 total,

@@ -9,6 +9,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("conn.rs", include_str!("conn.rs")),
     ("feed.rs", include_str!("feed.rs")),
     ("flow.rs", include_str!("flow.rs")),
+    ("folders.rs", include_str!("folders.rs")),
     ("layout.rs", include_str!("layout.rs")),
     ("i18n.rs", include_str!("i18n.rs")),
     ("locale.rs", include_str!("locale.rs")),

@@ -19,6 +19,7 @@ mod config;
 mod conn;
 mod feed;
 mod flow;
+mod folders;
 mod i18n;
 mod layout;
 mod locale;

@@ -5,6 +5,7 @@
 //! printing are plain string work, tested without a browser. The relay endpoints' query
 //! strings are `common::query`'s typed structs, so the relay reads exactly what is sent.
 
+use common::files::PathQuery;
 use common::query::{PodLogQuery, TailQuery, TerminalQuery};
 use common::recording::RecordingQuery;
 use common::sso::SsoRefusal;
@@ -143,7 +144,10 @@ impl Route {
             },
             ["files", "ssh", host] => Self::Files {
                 host: (*host).to_owned(),
-                path: param("path").filter(|p| !p.is_empty()),
+                // The endpoints' own query; a path it refuses opens the home folder.
+                path: PathQuery::parse(query)
+                    .ok()
+                    .and_then(|q| String::from_utf8(q.path).ok()),
             },
             _ => Self::NotFound(hash.to_owned()),
         }
@@ -191,10 +195,13 @@ impl Route {
             }
             Self::Recordings(filter) => with_query("#/recordings", &filter.to_query()),
             Self::Replay { id } => format!("#/replay/{}", encode(id)),
-            Self::Files { host, path } => match path {
-                Some(path) => format!("#/files/ssh/{}?path={}", encode(host), encode(path)),
-                None => format!("#/files/ssh/{}", encode(host)),
-            },
+            Self::Files { host, path } => {
+                let page = format!("#/files/ssh/{}", encode(host));
+                match path {
+                    Some(path) => with_query(&page, &PathQuery::new(path.as_bytes()).to_query()),
+                    None => page,
+                }
+            }
             Self::NotFound(hash) => format!("#{hash}"),
         }
     }

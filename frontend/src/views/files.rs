@@ -10,22 +10,77 @@
 //! - Uploads go one `XMLHttpRequest` per file (the one browser API that reports upload
 //!   progress), from a file picker or files dropped onto the pane, each with a progress
 //!   bar, rate, time left and a cancel button; the relay writes to a temporary name and
-//!   renames once complete, so a cancelled upload leaves nothing.
+//!   renames once complete, so a cancelled upload leaves nothing. At most
+//!   [`MAX_UPLOADS`] are sent at once, the others wait in the list as queued.
+//! - Whole folders too, dropped or chosen with "Upload a folder" (`crate::folders`): their
+//!   folders are made first (one that exists is fine), then each file is sent to its place.
+//! - The pane offers what the user's grant gives: the listing says it (`DirPage::access`);
+//!   with `read`, no upload, drop, new folder, rename or delete, and a note saying so.
+//!   [`FileGrants`] tells other pages (terminal, workspace) whether a host has files for
+//!   the user at all (`Target::file_access` in `GET /api/targets`).
 //! - Every refusal is shown in words: the status's meaning from the catalogue, then the
 //!   relay's own reason (`i18n::Msg::FilesRefused`).
 
-use common::api::ApiError;
+use std::collections::{HashMap, VecDeque};
+
 use common::files::{
-    DEFAULT_PAGE, DirEntry, EntryKind, ListQuery, PathQuery, RenameQuery, base64_decode,
+    DEFAULT_PAGE, DirEntry, EntryKind, FileAccess, ListQuery, PathQuery, RenameQuery, base64_decode,
 };
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-use web_sys::{DragEvent, Event, File, FileList, HtmlInputElement, ProgressEvent, XmlHttpRequest};
+use web_sys::{DragEvent, Event, File, HtmlInputElement, ProgressEvent, XmlHttpRequest};
 
 use crate::api::{self, ApiFailure};
-use crate::locale::{Msg, Text, lang_now, msg, t, tr};
+use crate::folders::{Dropped, Tree};
+use crate::locale::{Msg, Text, msg, t, tr};
 use crate::units::{clock_text, minute_text, size_text};
+
+/// Uploads sent at once by one pane; the rest wait, queued, in its transfer list (the
+/// relay bounds each user's transfers too, and answers 429 beyond them).
+pub const MAX_UPLOADS: usize = 3;
+
+/// What the user may do with the files of each SSH host, from `GET /api/targets`: asked
+/// once per page that offers a host's files, in the background. Nothing is offered until
+/// the answer has come.
+#[derive(Clone, Copy)]
+pub struct FileGrants(RwSignal<Option<HashMap<String, FileAccess>>>);
+
+impl FileGrants {
+    /// Not known yet; [`FileGrants::load`] asks.
+    pub fn unknown() -> Self {
+        Self(RwSignal::new(None))
+    }
+
+    /// Asks the relay (one `GET /api/targets`); a failure offers nothing.
+    pub fn load(self) {
+        leptos::task::spawn_local(async move {
+            let grants = match api::targets().await {
+                Ok(targets) => targets
+                    .ssh
+                    .into_iter()
+                    .map(|t| (t.id, t.file_access))
+                    .collect(),
+                Err(_) => HashMap::new(),
+            };
+            let _ = self.0.try_set(Some(grants));
+        });
+    }
+
+    /// What the user may do with `host`'s files (tracked); `None` until known.
+    pub fn of(self, host: &str) -> Option<FileAccess> {
+        self.0.with(|known| {
+            known
+                .as_ref()
+                .map(|g| g.get(host).copied().unwrap_or_default())
+        })
+    }
+
+    /// Whether `host`'s files may be opened at all (tracked; not while unknown).
+    pub fn allows(self, host: &str) -> bool {
+        self.of(host).is_some_and(|access| !access.is_none())
+    }
+}
 
 /// One upload in the transfer list.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +97,8 @@ struct Transfer {
 
 #[derive(Debug, Clone, PartialEq)]
 enum TransferState {
+    /// Waiting for one of the [`MAX_UPLOADS`] to end (or for its folders to be made).
+    Queued,
     Sending,
     Done,
     Cancelled,
@@ -51,6 +108,7 @@ enum TransferState {
 impl TransferState {
     fn key(&self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Sending => "sending",
             Self::Done => "done",
             Self::Cancelled => "cancelled",
@@ -68,6 +126,13 @@ struct Upload {
     _ended: Closure<dyn FnMut(Event)>,
 }
 
+/// An upload waiting for its turn: the file and where it goes.
+struct Waiting {
+    id: u32,
+    file: File,
+    query: PathQuery,
+}
+
 /// The pane's state; `Copy`, shared by every handler.
 #[derive(Clone, Copy)]
 struct FilesPane {
@@ -83,11 +148,15 @@ struct FilesPane {
     error: RwSignal<Option<(u16, String)>>,
     /// Why the last change (mkdir, rename, delete, a refused file) did not happen.
     notice: RwSignal<Option<String>>,
+    /// What the user may do here, as the listing said (nothing until it has).
+    access: RwSignal<FileAccess>,
     /// Answers to an older listing than this one are dropped.
     generation: StoredValue<u32>,
     overwrite: RwSignal<bool>,
     transfers: RwSignal<Vec<Transfer>>,
+    /// The uploads being sent (at most [`MAX_UPLOADS`]) and those waiting, in order.
     uploads: StoredValue<Vec<Upload>, LocalStorage>,
+    queue: StoredValue<VecDeque<Waiting>, LocalStorage>,
     next_id: StoredValue<u32>,
 }
 
@@ -131,6 +200,7 @@ impl FilesPane {
             match answer {
                 Ok(page) => {
                     if offset == 0 {
+                        self.access.set(page.access);
                         self.dir.set(page.path);
                         self.entries.set(page.entries);
                     } else {
@@ -140,6 +210,7 @@ impl FilesPane {
                 }
                 Err(e) => {
                     if offset == 0 {
+                        self.access.set(FileAccess::None);
                         self.entries.set(Vec::new());
                         self.next.set(None);
                     }
@@ -220,34 +291,84 @@ impl FilesPane {
         api::files_url(&self.host(), "file", &path.to_query())
     }
 
-    fn upload_all(self, files: &FileList) {
-        for i in 0..files.length() {
-            if let Some(file) = files.get(i) {
-                self.upload(file);
-            }
-        }
+    /// Whether the user may change files here (the listing said `write`).
+    fn writable(&self) -> bool {
+        self.access.get_untracked() == FileAccess::Write
     }
 
-    /// Starts one upload into the folder shown.
-    fn upload(self, file: File) {
-        let name = file.name();
-        if !valid_name(&name) {
+    /// Sends what was dropped onto the pane (files, folders or both).
+    fn upload_dropped(self, dropped: Dropped) {
+        leptos::task::spawn_local(async move {
+            match dropped.walk().await {
+                Ok(tree) => self.upload_tree(tree),
+                Err(e) => {
+                    let _ = self
+                        .notice
+                        .try_set(Some(msg(&Msg::FilesFolderUnreadable(&e))));
+                }
+            }
+        });
+    }
+
+    /// Sends files into their places under the folder shown: the folders they need are
+    /// made first (one that exists already is fine), then each file is queued.
+    fn upload_tree(self, tree: Tree) {
+        if tree.is_empty() || self.generation.try_get_value().is_none() {
+            return;
+        }
+        if !tree.places().all(|place| place.split('/').all(valid_name)) {
             self.notice.set(Some(t(Text::FilesBadName).to_owned()));
             return;
         }
-        let query = PathQuery {
-            path: join(&self.dir.get_untracked(), &name).into_bytes(),
-            overwrite: self.overwrite.get_untracked(),
-        };
-        let url = api::files_url(&self.host(), "file", &query.to_query());
-        let Ok(xhr) = XmlHttpRequest::new() else {
-            return;
-        };
-        if xhr.open_with_async("PUT", &url, true).is_err() {
-            return;
-        }
-        // The login cookie, also when the relay is on another origin.
-        xhr.set_with_credentials(true);
+        let base = self.dir.get_untracked();
+        let overwrite = self.overwrite.get_untracked();
+        let host = self.host();
+        let folders: Vec<String> = tree.folders().map(str::to_owned).collect();
+        // Listed at once, as queued, while their folders are made.
+        let waiting: Vec<Waiting> = tree
+            .into_files()
+            .into_iter()
+            .map(|(place, file)| {
+                let id = self.listed(place.clone(), file.size());
+                let query = PathQuery {
+                    path: join(&base, &place).into_bytes(),
+                    overwrite,
+                };
+                Waiting { id, file, query }
+            })
+            .collect();
+        leptos::task::spawn_local(async move {
+            for folder in &folders {
+                let path = PathQuery::new(join(&base, folder));
+                match api::files_mkdir(&host, &path).await {
+                    Ok(()) | Err(ApiFailure::Status { status: 409, .. }) => {}
+                    Err(e) => {
+                        let why = msg(&Msg::FilesFolderNotMade {
+                            folder,
+                            why: &refusal(&e).1,
+                        });
+                        let _ = self.notice.try_set(Some(why.clone()));
+                        for w in &waiting {
+                            self.set_state(w.id, TransferState::Failed(why.clone()));
+                        }
+                        return;
+                    }
+                }
+            }
+            if self.generation.try_get_value().is_none() {
+                return;
+            }
+            if !folders.is_empty() {
+                self.reload();
+            }
+            let waiting = waiting.into_iter().filter(|w| self.is_queued(w.id));
+            self.queue.update_value(|q| q.extend(waiting));
+            self.pump();
+        });
+    }
+
+    /// Adds an upload to the transfer list, queued; its id.
+    fn listed(self, name: String, total: f64) -> u32 {
         let id = self.next_id.get_value();
         self.next_id.set_value(id.wrapping_add(1));
         let now = js_sys::Date::now();
@@ -255,13 +376,58 @@ impl FilesPane {
             ts.push(Transfer {
                 id,
                 name,
-                total: file.size(),
+                total,
                 sent: 0.0,
                 started: now,
                 updated: now,
-                state: TransferState::Sending,
+                state: TransferState::Queued,
             })
         });
+        id
+    }
+
+    fn set_state(self, id: u32, state: TransferState) {
+        self.transfers.try_update(|ts| {
+            if let Some(t) = ts.iter_mut().find(|t| t.id == id) {
+                if state == TransferState::Done {
+                    t.sent = t.total;
+                }
+                if state == TransferState::Sending {
+                    t.started = js_sys::Date::now();
+                    t.updated = t.started;
+                }
+                t.state = state;
+            }
+        });
+    }
+
+    /// Starts queued uploads while fewer than [`MAX_UPLOADS`] are being sent.
+    fn pump(self) {
+        loop {
+            let busy = self.uploads.try_with_value(Vec::len).unwrap_or(MAX_UPLOADS);
+            if busy >= MAX_UPLOADS {
+                return;
+            }
+            let Some(Some(next)) = self.queue.try_update_value(VecDeque::pop_front) else {
+                return;
+            };
+            self.send(next);
+        }
+    }
+
+    /// Sends one upload.
+    fn send(self, Waiting { id, file, query }: Waiting) {
+        let failed = |why: Text| self.set_state(id, TransferState::Failed(t(why).to_owned()));
+        let url = api::files_url(&self.host(), "file", &query.to_query());
+        let Ok(xhr) = XmlHttpRequest::new() else {
+            return failed(Text::TransferInterrupted);
+        };
+        if xhr.open_with_async("PUT", &url, true).is_err() {
+            return failed(Text::TransferInterrupted);
+        }
+        // The login cookie, also when the relay is on another origin.
+        xhr.set_with_credentials(true);
+        self.set_state(id, TransferState::Sending);
         let transfers = self.transfers;
         let progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |e: ProgressEvent| {
             transfers.try_update(|ts| {
@@ -282,36 +448,21 @@ impl FilesPane {
                     201 => TransferState::Done,
                     status => {
                         let body = request.response_text().ok().flatten().unwrap_or_default();
-                        let detail = serde_json::from_str::<ApiError>(&body)
-                            .map(|e| e.error)
-                            .unwrap_or_default();
-                        TransferState::Failed(
-                            Msg::FilesRefused {
-                                status,
-                                detail: &detail,
-                            }
-                            .text(lang_now()),
-                        )
+                        TransferState::Failed(refusal(&api::failure(status, &body)).1)
                     }
                 },
             };
             let done = state == TransferState::Done;
-            transfers.try_update(|ts| {
-                if let Some(t) = ts.iter_mut().find(|t| t.id == id) {
-                    if done {
-                        t.sent = t.total;
-                    }
-                    t.state = state;
-                }
-            });
+            self.set_state(id, state);
             if done && self.generation.try_get_value().is_some() {
                 self.reload();
             }
-            // Its handlers are dropped once this one has returned.
-            let uploads = self.uploads;
+            // Its handlers are dropped once this one has returned; then the next waiting
+            // upload takes its place.
             set_timeout(
                 move || {
-                    uploads.try_update_value(|u| u.retain(|u| u.id != id));
+                    self.uploads.try_update_value(|u| u.retain(|u| u.id != id));
+                    self.pump();
                 },
                 std::time::Duration::ZERO,
             );
@@ -324,13 +475,7 @@ impl FilesPane {
         }
         let blob: &web_sys::Blob = &file;
         if xhr.send_with_opt_blob(Some(blob)).is_err() {
-            let why = t(Text::TransferInterrupted).to_owned();
-            self.transfers.update(|ts| {
-                if let Some(entry) = ts.iter_mut().find(|entry| entry.id == id) {
-                    entry.state = TransferState::Failed(why);
-                }
-            });
-            return;
+            return failed(Text::TransferInterrupted);
         }
         self.uploads.update_value(|u| {
             u.push(Upload {
@@ -342,13 +487,43 @@ impl FilesPane {
         });
     }
 
+    /// Cancels an upload: aborts it when it is being sent (the relay then removes its
+    /// temporary file), else takes it out of the queue.
     fn cancel(self, id: u32) {
-        self.uploads.with_value(|u| {
-            if let Some(upload) = u.iter().find(|u| u.id == id) {
-                let _ = upload.xhr.abort();
+        let sending = self
+            .uploads
+            .try_with_value(|u| u.iter().find(|u| u.id == id).map(|u| u.xhr.clone()))
+            .flatten();
+        match sending {
+            Some(xhr) => {
+                let _ = xhr.abort();
             }
-        });
+            None => {
+                self.queue.try_update_value(|q| q.retain(|w| w.id != id));
+                self.set_state(id, TransferState::Cancelled);
+            }
+        }
     }
+
+    /// Whether an upload is still waiting (not cancelled meanwhile).
+    fn is_queued(self, id: u32) -> bool {
+        self.transfers
+            .try_with_untracked(|ts| {
+                ts.iter()
+                    .any(|t| t.id == id && t.state == TransferState::Queued)
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Sends what a file input (files, or a folder) was given, then empties it (the same
+/// files can be chosen again).
+fn picked(ev: &Event, pane: FilesPane) {
+    let input = event_target::<HtmlInputElement>(ev);
+    if let Some(files) = input.files() {
+        pane.upload_tree(Tree::picked(&files));
+    }
+    input.set_value("");
 }
 
 /// Whether a drag carries files (not a pane being moved, not text).
@@ -367,16 +542,19 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
         loading: RwSignal::new(false),
         error: RwSignal::new(None),
         notice: RwSignal::new(None),
+        access: RwSignal::new(FileAccess::None),
         generation: StoredValue::new(0),
         overwrite: RwSignal::new(false),
         transfers: RwSignal::new(Vec::new()),
         uploads: StoredValue::new_local(Vec::new()),
+        queue: StoredValue::new_local(VecDeque::new()),
         next_id: StoredValue::new(1),
     };
     pane.load(path.unwrap_or_else(|| ".".to_owned()), 0);
     on_cleanup(move || {
         // Leaving the pane cancels its uploads (the relay then removes their temporary
-        // files).
+        // files); the waiting ones are never sent.
+        pane.queue.try_update_value(VecDeque::clear);
         if let Some(uploads) = pane.uploads.try_update_value(std::mem::take) {
             for upload in &uploads {
                 let _ = upload.xhr.abort();
@@ -387,6 +565,8 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
     let new_folder = RwSignal::new(String::new());
     let dragging = RwSignal::new(false);
     let picker = NodeRef::<leptos::html::Input>::new();
+    let folder_picker = NodeRef::<leptos::html::Input>::new();
+    let writable = move || pane.access.get() == FileAccess::Write;
 
     let sorted = move || {
         let mut entries = pane.entries.get();
@@ -433,6 +613,18 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
             size_text(entry.size)
         };
         let (for_rename, for_delete) = (entry.clone(), entry.clone());
+        // Only what the grant gives (`write`).
+        let changes = writable().then(|| {
+            view! {
+                " "
+                <button type="button" class="file-rename" on:click=move |_| pane.rename(&for_rename)>
+                    {tr(Text::FilesRename)}
+                </button> " "
+                <button type="button" class="file-delete" on:click=move |_| pane.delete(&for_delete)>
+                    {tr(Text::FilesDelete)}
+                </button>
+            }
+        });
         view! {
             <tr class="file-row" data-name=entry.name.clone() data-kind=kind>
                 <td class="file-cell-name">{name_cell}</td>
@@ -441,13 +633,8 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 <td class="file-mode">{mode_text(entry.mode)}</td>
                 <td class="file-owner">{entry.owner.clone().unwrap_or_default()}</td>
                 <td class="file-actions">
-                    {download} " "
-                    <button type="button" class="file-rename" on:click=move |_| pane.rename(&for_rename)>
-                        {tr(Text::FilesRename)}
-                    </button> " "
-                    <button type="button" class="file-delete" on:click=move |_| pane.delete(&for_delete)>
-                        {tr(Text::FilesDelete)}
-                    </button>
+                    {download}
+                    {changes}
                 </td>
             </tr>
         }
@@ -488,16 +675,18 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 size_text(tr_.total as u64),
                 t(Text::TransferDone)
             ),
+            TransferState::Queued => t(Text::TransferQueued).to_owned(),
             TransferState::Cancelled => t(Text::TransferCancelled).to_owned(),
             TransferState::Failed(why) => why.clone(),
         };
         let sending = tr_.state == TransferState::Sending;
+        let cancellable = sending || tr_.state == TransferState::Queued;
         view! {
             <li class="transfer" data-transfer=id data-name=tr_.name.clone() data-state=tr_.state.key()>
                 <span class="transfer-name">{tr_.name.clone()}</span>
                 <progress class="transfer-bar" max=tr_.total.max(1.0).to_string() value=tr_.sent.to_string()></progress>
-                <span class="transfer-status" role=if sending { "status" } else { "alert" }>{status}</span>
-                {sending.then(|| view! {
+                <span class="transfer-status" role=if cancellable { "status" } else { "alert" }>{status}</span>
+                {cancellable.then(|| view! {
                     <button type="button" class="transfer-cancel" on:click=move |_| pane.cancel(id)>
                         {tr(Text::FilesCancel)}
                     </button>
@@ -507,7 +696,7 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
     };
 
     view! {
-        <section class="page files-page" data-host=host>
+        <section class="page files-page" data-host=host data-access=move || pane.access.get().as_str()>
             <div class="toolbar files-toolbar" role="toolbar" aria-label=tr(Text::TitleFiles)>
                 <button
                     type="button"
@@ -524,51 +713,66 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 <nav class="files-crumbs" aria-label=tr(Text::FilesFolder)>{crumbs}</nav>
                 <span class="spacer"></span>
                 <button type="button" class="files-refresh" on:click=move |_| pane.reload()>{tr(Text::Refresh)}</button>
-                <button type="button" class="files-upload" on:click=move |_| {
-                    if let Some(input) = picker.get_untracked() {
-                        input.click();
-                    }
-                }>
-                    {tr(Text::FilesUpload)}
-                </button>
-                <input
-                    type="file"
-                    multiple=true
-                    class="files-picker"
-                    hidden=true
-                    node_ref=picker
-                    on:change=move |ev| {
-                        let input = event_target::<HtmlInputElement>(&ev);
-                        if let Some(files) = input.files() {
-                            pane.upload_all(&files);
+                <Show when=move || pane.access.get() == FileAccess::Read>
+                    <span class="files-read-only muted" role="note">{tr(Text::FilesReadOnly)}</span>
+                </Show>
+                <Show when=writable>
+                    <button type="button" class="files-upload" on:click=move |_| {
+                        if let Some(input) = picker.get_untracked() {
+                            input.click();
                         }
-                        // The same file can be picked again.
-                        input.set_value("");
-                    }
-                />
-                <label class="files-overwrite">
+                    }>
+                        {tr(Text::FilesUpload)}
+                    </button>
+                    <button type="button" class="files-upload-folder" on:click=move |_| {
+                        if let Some(input) = folder_picker.get_untracked() {
+                            input.click();
+                        }
+                    }>
+                        {tr(Text::FilesUploadFolder)}
+                    </button>
                     <input
-                        type="checkbox"
-                        prop:checked=move || pane.overwrite.get()
-                        on:change=move |ev| pane.overwrite.set(event_target_checked(&ev))
+                        type="file"
+                        multiple=true
+                        class="files-picker"
+                        hidden=true
+                        node_ref=picker
+                        on:change=move |ev| picked(&ev, pane)
                     />
-                    {tr(Text::FilesOverwrite)}
-                </label>
-                <form class="files-mkdir" on:submit=move |ev| {
-                    ev.prevent_default();
-                    let name = new_folder.get_untracked().trim().to_owned();
-                    new_folder.set(String::new());
-                    pane.mkdir(name);
-                }>
+                    // Each chosen file's `webkitRelativePath` is its place in the folder.
                     <input
-                        type="text"
-                        class="files-mkdir-name"
-                        placeholder=tr(Text::FilesNewFolder)
-                        aria-label=tr(Text::FilesNewFolder)
-                        bind:value=new_folder
+                        type="file"
+                        multiple=true
+                        prop:webkitdirectory=true
+                        class="files-folder-picker"
+                        hidden=true
+                        node_ref=folder_picker
+                        on:change=move |ev| picked(&ev, pane)
                     />
-                    <button type="submit" class="files-mkdir-submit">{tr(Text::FilesCreateFolder)}</button>
-                </form>
+                    <label class="files-overwrite">
+                        <input
+                            type="checkbox"
+                            prop:checked=move || pane.overwrite.get()
+                            on:change=move |ev| pane.overwrite.set(event_target_checked(&ev))
+                        />
+                        {tr(Text::FilesOverwrite)}
+                    </label>
+                    <form class="files-mkdir" on:submit=move |ev| {
+                        ev.prevent_default();
+                        let name = new_folder.get_untracked().trim().to_owned();
+                        new_folder.set(String::new());
+                        pane.mkdir(name);
+                    }>
+                        <input
+                            type="text"
+                            class="files-mkdir-name"
+                            placeholder=tr(Text::FilesNewFolder)
+                            aria-label=tr(Text::FilesNewFolder)
+                            bind:value=new_folder
+                        />
+                        <button type="submit" class="files-mkdir-submit">{tr(Text::FilesCreateFolder)}</button>
+                    </form>
+                </Show>
             </div>
             {move || pane.notice.get().map(|n| view! {
                 <p class="files-notice error" role="alert">
@@ -580,7 +784,7 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 class="files-drop"
                 class:dragging=move || dragging.get()
                 on:dragover=move |ev: DragEvent| {
-                    if carries_files(&ev) {
+                    if carries_files(&ev) && pane.writable() {
                         ev.prevent_default();
                         dragging.set(true);
                     }
@@ -588,17 +792,22 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
                 on:dragleave=move |_| dragging.set(false)
                 on:drop=move |ev: DragEvent| {
                     dragging.set(false);
-                    let Some(files) = ev.data_transfer().and_then(|d| d.files()) else { return };
-                    if files.length() == 0 {
+                    // Read now: a drop's items are gone once its handler has returned.
+                    let Some(dropped) = ev.data_transfer().map(|d| Dropped::take(&d)) else { return };
+                    if dropped.is_empty() {
                         // Not files (a pane being moved): the workspace handles it.
                         return;
                     }
                     ev.prevent_default();
                     ev.stop_propagation();
-                    pane.upload_all(&files);
+                    if pane.writable() {
+                        pane.upload_dropped(dropped);
+                    }
                 }
             >
-                <p class="files-drop-hint muted">{tr(Text::FilesDropHere)}</p>
+                <Show when=writable>
+                    <p class="files-drop-hint muted">{tr(Text::FilesDropHere)}</p>
+                </Show>
                 {move || pane.error.get().map(|(status, text)| view! {
                     <p class="files-error error" role="alert" data-status=status.to_string()>{text}</p>
                 })}

@@ -173,6 +173,17 @@ fn link(
 ) -> impl IntoView {
     let page = route(target.id.clone());
     let href = page.to_hash();
+    // An SSH host whose files the user's grant opens: a link to its files pane too.
+    let files = (!target.file_access.is_none())
+        .then(|| page.files_here())
+        .flatten()
+        .map(|files| {
+            view! {
+                <a class="target-files" href=files.to_hash() title=tr(Text::OpenFilesHereTitle)>
+                    {tr(Text::TitleFiles)}
+                </a>
+            }
+        });
     let (label, id) = (target.label.clone(), target.id.clone());
     let data_id = target.id.clone();
     let shown = move || query.with(|q| matches(q, &label, &id));
@@ -182,6 +193,7 @@ fn link(
                 <span class="target-label">{target.label}</span>
                 <span class="target-id">{target.id}</span>
             </a>
+            {files}
             <OpenInWorkspace page />
         </li>
     }

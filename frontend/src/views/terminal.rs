@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use common::files::FileAccess;
 use common::server::StreamEvent;
 use common::{ClientFrame, TermSize};
 use js_sys::Uint8Array;
@@ -20,6 +21,7 @@ use crate::route::{Route, terminal_query, with_query};
 use crate::settings;
 use crate::term::Term;
 use crate::views::ConnStatus;
+use crate::views::files::FileGrants;
 use crate::ws::{Incoming, Stream};
 
 /// How long the size must stay still before the terminal is refitted and the relay told.
@@ -47,11 +49,28 @@ pub fn TerminalPage(
     keep_session: bool,
 ) -> impl IntoView {
     let read_only = matches!(route, Route::Job { .. });
-    // A workspace pane has its own "open files here" button in its header.
-    let files = (!keep_session)
-        .then(|| route.files_here())
-        .flatten()
-        .map(|r| r.to_hash());
+    // "Open files here" (a workspace pane has its own button in its header), offered once
+    // the relay has said the user may see this host's files. Asked after the terminal's
+    // socket is opened, so it never delays it.
+    let files_here = match (&route, keep_session) {
+        (Route::Ssh { host }, false) => route.files_here().map(|r| (host.clone(), r.to_hash())),
+        _ => None,
+    };
+    let grants = FileGrants::unknown();
+    // What the relay said of this host's files (`unknown` until it has; tests wait on it).
+    let ssh_host = files_here.as_ref().map(|(host, _)| host.clone());
+    let file_access = move || {
+        ssh_host
+            .as_ref()
+            .map(|host| grants.of(host).map_or("unknown", FileAccess::as_str))
+    };
+    let wants_grants = files_here.is_some();
+    let files = Signal::derive(move || {
+        files_here
+            .as_ref()
+            .filter(|(host, _)| grants.allows(host))
+            .map(|(_, href)| href.clone())
+    });
     let Some(base_path) = route.ws_path() else {
         return view! { <p class="error">{tr(Text::NoStream)}</p> }.into_any();
     };
@@ -104,6 +123,9 @@ pub fn TerminalPage(
         observer.set_value(watch_size(&el, term));
         stream_slot.set_value(Some(stream.clone()));
         status.set(Some(stream));
+        if wants_grants {
+            grants.load();
+        }
     });
 
     // Settings changed while the page is open: font, theme, scrollback, copy on select.
@@ -132,7 +154,11 @@ pub fn TerminalPage(
     });
 
     view! {
-        <section class="page terminal-page" data-kind=if read_only { "job" } else { "terminal" }>
+        <section
+            class="page terminal-page"
+            data-kind=if read_only { "job" } else { "terminal" }
+            data-file-access=file_access
+        >
             <TerminalToolbar term status=status.read_only() read_only files />
             {move || exit.get().map(|text| view! { <p id="term-exit" class="exit">{text}</p> })}
             <div id="terminal" class="terminal-host" role="group" aria-label=tr(Text::TerminalLabel) node_ref=host></div>
@@ -148,8 +174,8 @@ fn TerminalToolbar(
     /// The stream, once the terminal is mounted and it is open.
     status: ReadSignal<Option<Stream>, LocalStorage>,
     read_only: bool,
-    /// The fragment of this host's files page ("Open files here"), if it has one.
-    files: Option<String>,
+    /// The fragment of this host's files page ("Open files here"), when it is offered.
+    files: Signal<Option<String>>,
 ) -> impl IntoView {
     let search = RwSignal::new(String::new());
     let search_result = RwSignal::new(None::<bool>);
@@ -207,7 +233,7 @@ fn TerminalToolbar(
                 .into_any(),
             }}
             <span class="spacer"></span>
-            {files.map(|href| view! {
+            {move || files.get().map(|href| view! {
                 <a id="term-files" class="open-files" href=href title=tr(Text::OpenFilesHereTitle)>
                     {tr(Text::OpenFilesHere)}
                 </a>

@@ -27,7 +27,7 @@ use crate::layout::{Dir, Layout, LayoutError, PaneId, Rect, Side};
 use crate::locale::{Text, t, tr};
 use crate::route::Route;
 use crate::views::chat::ChatPage;
-use crate::views::files::FilesPage;
+use crate::views::files::{FileGrants, FilesPage};
 use crate::views::logs::LogsPage;
 use crate::views::sessions::SessionsPanel;
 use crate::views::terminal::TerminalPage;
@@ -183,6 +183,9 @@ pub fn WorkspacePage(
     let area = NodeRef::<Div>::new();
     // The pane whose header is being dragged onto another pane (to move it there).
     let dragged = RwSignal::new(None::<PaneId>);
+    // Which hosts' files the user may open: one question for every pane, in the background.
+    let grants = FileGrants::unknown();
+    grants.load();
 
     Effect::new(move |_| layout.with(store));
 
@@ -324,7 +327,7 @@ pub fn WorkspacePage(
                         <p id="workspace-empty" class="muted workspace-empty">{tr(Text::WsEmpty)}</p>
                     </Show>
                     <For each=pane_ids key=|id| *id let:id>
-                        <PaneView id layout dragged />
+                        <PaneView id layout dragged grants />
                     </For>
                     <For each=split_ids key=|id| *id let:split>
                         <SplitHandle split layout area />
@@ -416,6 +419,7 @@ fn PaneView(
     id: PaneId,
     layout: RwSignal<Layout>,
     dragged: RwSignal<Option<PaneId>>,
+    grants: FileGrants,
 ) -> impl IntoView {
     let Some((target, session)) = layout.with_untracked(|l| {
         l.panes()
@@ -461,7 +465,10 @@ fn PaneView(
             });
         }
     };
-    let files_here = route.files_here().map(|r| r.to_hash());
+    let files_here = match &route {
+        Route::Ssh { host } => route.files_here().map(|r| (host.clone(), r.to_hash())),
+        _ => None,
+    };
     let body = match route {
         r @ (Route::Ssh { .. } | Route::Local { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
             view! { <TerminalPage route=r resume=session on_session keep_session=true /> }
@@ -472,20 +479,25 @@ fn PaneView(
         Route::Files { host, path } => view! { <FilesPage host path /> }.into_any(),
         _ => view! { <p class="error">{tr(Text::NotAPane)}</p> }.into_any(),
     };
-    // "Open files here": the host's files in a pane beside its terminal.
-    let files_here = files_here.map(|files| {
+    // "Open files here": the host's files in a pane beside its terminal, when the user's
+    // grant has any for this host.
+    let files_here = files_here.map(|(host, files)| {
+        let files = StoredValue::new(files);
+        let offered = move || grants.allows(&host);
         view! {
-            <button
-                type="button"
-                class="pane-files"
-                title=tr(Text::OpenFilesHereTitle)
-                aria-label=tr(Text::OpenFilesHere)
-                on:click=move |_| layout.update(|l| {
-                    l.split(id, Side::Right, &files, None);
-                })
-            >
-                "📁"
-            </button>
+            <Show when=offered>
+                <button
+                    type="button"
+                    class="pane-files"
+                    title=tr(Text::OpenFilesHereTitle)
+                    aria-label=tr(Text::OpenFilesHere)
+                    on:click=move |_| layout.update(|l| {
+                        l.split(id, Side::Right, &files.get_value(), None);
+                    })
+                >
+                    "📁"
+                </button>
+            </Show>
         }
     });
     view! {
