@@ -12,6 +12,9 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "files/pods.rs"]
+mod pods;
+
 /// Alice (group `ops`) may change files on `box`; bob may read them; carol may open a
 /// terminal there but has no file grant.
 const GRANTS: &str = r#"

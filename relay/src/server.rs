@@ -17,6 +17,7 @@
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
 //! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/ssh_files.rs`) |
+//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/pod_files.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
@@ -389,6 +390,8 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(files_routes(state.clone()))
         .unify()
+        .or(pod_files_routes(state.clone()))
+        .unify()
         .or(preflight)
         .unify()
         .and(warp::header::optional::<String>("origin"))
@@ -569,6 +572,90 @@ fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(raw_query())
         .then(endpoints::ssh_files::rename);
     list.or(download)
+        .unify()
+        .or(upload)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(mkdir)
+        .unify()
+        .or(rename)
+        .unify()
+        .boxed()
+}
+
+/// Files in pods' containers (`endpoints/pod_files.rs`).
+fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    use endpoints::pod_files;
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let base = |what: &'static str| {
+        warp::path("api")
+            .and(warp::path("files"))
+            .and(warp::path("k8s"))
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path(what))
+            .and(warp::path::end())
+            .map(|cluster, namespace, pod, container| ContainerPath {
+                cluster,
+                namespace,
+                pod,
+                container,
+            })
+            .and(origin_allowed(state.clone()))
+    };
+    let s = || with_state(state.clone());
+    let headers = warp::header::headers_cloned;
+    let list = base("list")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::list);
+    let download = base("file")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::download_file);
+    let archive = base("archive")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::download_archive);
+    let upload = base("file")
+        .and(warp::put())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .and(warp::body::stream())
+        .then(|path, state, headers, query, body| {
+            pod_files::upload(path, state, headers, query, Box::pin(body))
+        });
+    let delete = base("file")
+        .and(warp::delete())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::delete);
+    let mkdir = base("mkdir")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::mkdir);
+    let rename = base("rename")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::rename);
+    list.or(download)
+        .unify()
+        .or(archive)
         .unify()
         .or(upload)
         .unify()
