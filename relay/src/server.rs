@@ -222,7 +222,8 @@ fn with_state(
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
-        .map(|| "ok".into_response());
+        .map(|| "ok".into_response())
+        .boxed();
     let ready = warp::path!("readyz")
         .and(warp::get())
         .and(with_state(state.clone()))
@@ -235,7 +236,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             } else {
                 "ready".into_response()
             }
-        });
+        })
+        .boxed();
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state.clone()))
@@ -252,22 +254,17 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                     )
                 }
             },
-        );
+        )
+        .boxed();
 
     let api = api_routes(state.clone());
     let ws = ws_routes(state.clone());
     let app = static_routes(state.config().static_dir.clone());
     // Everything but the probes (which load balancers and kubelets call by address) is
     // for the relay's own names only.
-    let for_this_relay = host_allowed(state).and(api.or(ws).unify().or(app).unify());
+    let for_this_relay = host_allowed(state).and(first_of([api, ws, app])).boxed();
 
-    health
-        .or(ready)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(for_this_relay)
-        .unify()
+    first_of([health, ready, metrics, for_this_relay])
         .recover(recover)
         .unify()
         .with(warp::trace::trace(request_span))
@@ -285,37 +282,43 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(warp::body::content_length_limit(MAX_API_BODY))
         .and(warp::body::json::<LoginRequest>())
-        .then(api::login);
+        .then(api::login)
+        .boxed();
     let logout = warp::path!("api" / "logout")
         .and(warp::post())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::logout);
+        .then(api::logout)
+        .boxed();
     let me = warp::path!("api" / "me")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::whoami);
+        .then(api::whoami)
+        .boxed();
     let targets = warp::path!("api" / "targets")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::targets);
+        .then(api::targets)
+        .boxed();
     let sessions = warp::path!("api" / "sessions")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::sessions);
+        .then(api::sessions)
+        .boxed();
     let end_session = warp::path!("api" / "sessions" / String)
         .and(warp::delete())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::end_session);
+        .then(api::end_session)
+        .boxed();
     let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
@@ -323,33 +326,38 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(api::audit);
+        .then(api::audit)
+        .boxed();
     let recordings = warp::path!("api" / "recordings")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(api::recordings);
+        .then(api::recordings)
+        .boxed();
     let recording = warp::path!("api" / "recordings" / String)
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::recording);
+        .then(api::recording)
+        .boxed();
     let recording_index = warp::path!("api" / "recordings" / String / "index")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
-        .then(api::recording_index);
+        .then(api::recording_index)
+        .boxed();
     let recording_find = warp::path!("api" / "recordings" / String / "find")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(api::recording_find);
+        .then(api::recording_find)
+        .boxed();
     // Matched by hand: a method filter would turn every unknown /api path into a 405.
     let preflight = warp::path("api")
         .and(warp::method())
@@ -362,49 +370,37 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         })
         .untuple_one()
         .and(origin_allowed(state.clone()))
-        .map(|| StatusCode::NO_CONTENT.into_response());
-    login
-        .or(logout)
-        .unify()
-        .or(sso_routes(state.clone()))
-        .unify()
-        .or(me)
-        .unify()
-        .or(targets)
-        .unify()
-        .or(sessions)
-        .unify()
-        .or(end_session)
-        .unify()
-        .or(audit)
-        .unify()
-        .or(recordings)
-        .unify()
-        .or(recording)
-        .unify()
-        .or(recording_index)
-        .unify()
-        .or(recording_find)
-        .unify()
-        .or(k8s_api_routes(state.clone()))
-        .unify()
-        .or(files_routes(state.clone()))
-        .unify()
-        .or(pod_files_routes(state.clone()))
-        .unify()
-        .or(preflight)
-        .unify()
-        .and(warp::header::optional::<String>("origin"))
-        .and(s())
-        .map(cors)
-        .map(|mut response: Response| {
-            // Per-user answers: never kept by a proxy or the browser's cache.
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        })
-        .boxed()
+        .map(|| StatusCode::NO_CONTENT.into_response())
+        .boxed();
+    first_of([
+        login,
+        logout,
+        sso_routes(state.clone()),
+        me,
+        targets,
+        sessions,
+        end_session,
+        audit,
+        recordings,
+        recording,
+        recording_index,
+        recording_find,
+        k8s_api_routes(state.clone()),
+        files_routes(state.clone()),
+        pod_files_routes(state.clone()),
+        preflight,
+    ])
+    .and(warp::header::optional::<String>("origin"))
+    .and(s())
+    .map(cors)
+    .map(|mut response: Response| {
+        // Per-user answers: never kept by a proxy or the browser's cache.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    })
+    .boxed()
 }
 
 /// Single sign-on. The login and callback are top-level navigations (the provider sends
@@ -417,32 +413,46 @@ fn sso_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let providers = warp::path!("api" / "auth" / "providers")
         .and(warp::get())
         .and(s())
-        .then(api::sso::providers);
+        .then(api::sso::providers)
+        .boxed();
     let login = warp::path!("api" / "auth" / "oidc" / String / "login")
         .and(warp::get())
         .and(warp::header::optional::<String>("host"))
         .and(s())
-        .then(api::sso::login);
+        .then(api::sso::login)
+        .boxed();
     let callback = warp::path!("api" / "auth" / "oidc" / String / "callback")
         .and(warp::get())
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(s())
-        .then(api::sso::callback);
+        .then(api::sso::callback)
+        .boxed();
     let backchannel = warp::path!("api" / "auth" / "oidc" / String / "backchannel-logout")
         .and(warp::post())
         .and(warp::body::content_length_limit(MAX_API_BODY))
         .and(warp::body::bytes())
         .and(s())
-        .then(api::sso::backchannel_logout);
-    providers
-        .or(login)
-        .unify()
-        .or(callback)
-        .unify()
-        .or(backchannel)
-        .unify()
-        .boxed()
+        .then(api::sso::backchannel_logout)
+        .boxed();
+    first_of([providers, login, callback, backchannel])
+}
+
+/// The first of `routes` that matches. Each route is boxed before they are chained:
+/// chaining warp filters unboxed nests their types, and type-checking that nesting took
+/// rustc eleven minutes for this crate (`-Z time-passes`: `type_check_crate` 654 s, 3 s
+/// once boxed).
+fn first_of(
+    routes: impl IntoIterator<Item = BoxedFilter<(Response,)>>,
+) -> BoxedFilter<(Response,)> {
+    routes
+        .into_iter()
+        .reduce(|first, then| first.or(then).unify().boxed())
+        .unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+                .boxed()
+        })
 }
 
 /// The request's log span: its path, except a job token's (a bearer capability).
@@ -515,7 +525,7 @@ fn k8s_api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .and(warp::header::headers_cloned())
         .then(endpoints::k8s_pods);
-    namespaces.or(pods).unify().boxed()
+    first_of([namespaces.boxed(), pods.boxed()])
 }
 
 /// Files on SSH hosts (`endpoints/ssh_files.rs`).
@@ -537,13 +547,15 @@ fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(endpoints::ssh_files::list);
+        .then(endpoints::ssh_files::list)
+        .boxed();
     let download = base("file")
         .and(warp::get())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(endpoints::ssh_files::download);
+        .then(endpoints::ssh_files::download)
+        .boxed();
     let upload = base("file")
         .and(warp::put())
         .and(s())
@@ -552,36 +564,30 @@ fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::body::stream())
         .then(|host, state, headers, query, body| {
             endpoints::ssh_files::upload(host, state, headers, query, Box::pin(body))
-        });
+        })
+        .boxed();
     let delete = base("file")
         .and(warp::delete())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(endpoints::ssh_files::delete);
+        .then(endpoints::ssh_files::delete)
+        .boxed();
     let mkdir = base("mkdir")
         .and(warp::post())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(endpoints::ssh_files::mkdir);
+        .then(endpoints::ssh_files::mkdir)
+        .boxed();
     let rename = base("rename")
         .and(warp::post())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(endpoints::ssh_files::rename);
-    list.or(download)
-        .unify()
-        .or(upload)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(mkdir)
-        .unify()
-        .or(rename)
-        .unify()
-        .boxed()
+        .then(endpoints::ssh_files::rename)
+        .boxed();
+    first_of([list, download, upload, delete, mkdir, rename])
 }
 
 /// Files in pods' containers (`endpoints/pod_files.rs`).
@@ -613,19 +619,22 @@ fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::list);
+        .then(pod_files::list)
+        .boxed();
     let download = base("file")
         .and(warp::get())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::download_file);
+        .then(pod_files::download_file)
+        .boxed();
     let archive = base("archive")
         .and(warp::get())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::download_archive);
+        .then(pod_files::download_archive)
+        .boxed();
     let upload = base("file")
         .and(warp::put())
         .and(s())
@@ -634,38 +643,30 @@ fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::body::stream())
         .then(|path, state, headers, query, body| {
             pod_files::upload(path, state, headers, query, Box::pin(body))
-        });
+        })
+        .boxed();
     let delete = base("file")
         .and(warp::delete())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::delete);
+        .then(pod_files::delete)
+        .boxed();
     let mkdir = base("mkdir")
         .and(warp::post())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::mkdir);
+        .then(pod_files::mkdir)
+        .boxed();
     let rename = base("rename")
         .and(warp::post())
         .and(s())
         .and(headers())
         .and(raw_query())
-        .then(pod_files::rename);
-    list.or(download)
-        .unify()
-        .or(archive)
-        .unify()
-        .or(upload)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(mkdir)
-        .unify()
-        .or(rename)
-        .unify()
-        .boxed()
+        .then(pod_files::rename)
+        .boxed();
+    first_of([list, download, archive, upload, delete, mkdir, rename])
 }
 
 fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -689,10 +690,7 @@ fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     };
     let exec = container("exec").map(|path, query| PodExecEndpoint { path, query });
     let logs = container("logs").map(|path, query| PodLogsEndpoint { path, query });
-    upgrade(state.clone(), exec)
-        .or(upgrade(state, logs))
-        .unify()
-        .boxed()
+    first_of([upgrade(state.clone(), exec), upgrade(state, logs)])
 }
 
 fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -717,20 +715,15 @@ fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         session,
         terminals: terminals.clone(),
     });
-    upgrade(state.clone(), ssh)
-        .or(upgrade(state.clone(), local))
-        .unify()
-        .or(upgrade(state.clone(), tail))
-        .unify()
-        .or(upgrade(state.clone(), chat))
-        .unify()
-        .or(upgrade(state.clone(), job))
-        .unify()
-        .or(upgrade(state.clone(), watch))
-        .unify()
-        .or(k8s_ws_routes(state))
-        .unify()
-        .boxed()
+    first_of([
+        upgrade(state.clone(), ssh),
+        upgrade(state.clone(), local),
+        upgrade(state.clone(), tail),
+        upgrade(state.clone(), chat),
+        upgrade(state.clone(), job),
+        upgrade(state.clone(), watch),
+        k8s_ws_routes(state),
+    ])
 }
 
 /// Origin check, WebSocket upgrade, then the endpoint's own work.
