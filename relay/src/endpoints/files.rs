@@ -31,12 +31,7 @@ pub(super) struct Transfer<'a> {
 }
 
 impl Transfer<'_> {
-    pub fn record(
-        &self,
-        what: String,
-        bytes: (Option<u64>, Option<u64>),
-        failure: Option<String>,
-    ) {
+    pub fn record(&self, what: String, bytes: (Option<u64>, Option<u64>), failure: Option<String>) {
         let mut event = AuditEvent::new(AuditKind::FileTransfer, 0);
         event.user = Some(self.user.to_owned());
         event.target = Some(self.target.clone());

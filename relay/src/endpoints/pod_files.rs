@@ -189,16 +189,13 @@ async fn download(
                     download_response(body, &name, "application/octet-stream", Some(range))
                 })
         }
-        Download::Archive => files.archive(&file, pace, done).await.map(|body| {
-            download_response(body, &format!("{name}.tar"), "application/x-tar", None)
-        }),
+        Download::Archive => files
+            .archive(&file, pace, done)
+            .await
+            .map(|body| download_response(body, &format!("{name}.tar"), "application/x-tar", None)),
     };
     started.unwrap_or_else(|e| {
-        transfer(&state, &who.username, &path).record(
-            what,
-            (Some(0), None),
-            Some(e.to_string()),
-        );
+        transfer(&state, &who.username, &path).record(what, (Some(0), None), Some(e.to_string()));
         failed(&e)
     })
 }

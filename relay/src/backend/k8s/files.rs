@@ -34,9 +34,9 @@ use kube::api::{AttachParams, AttachedProcess};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
 use tokio::task::JoinHandle;
 
+use super::ContainerPath;
 use super::error::{K8sError, timed};
 use super::exec::backend_error;
-use super::ContainerPath;
 use crate::backend::files::{BodyStream, ByteRange, CHUNK, FilesError, Pace};
 
 /// Bytes of a program's stderr kept for its error message.
@@ -72,16 +72,17 @@ impl Run {
     /// Waits for the program's end: its stderr and its status.
     async fn finish(mut self, limit: Duration) -> (Option<Status>, String) {
         drop(self.stdin.take());
+        let status = self.status.take();
         // What is left on stdout must be read or kube cannot deliver the status.
-        let mut sink = [0u8; CHUNK];
-        let drain = async {
-            while let Ok(n) = self.stdout.read(&mut sink).await {
+        let stdout = &mut self.stdout;
+        let drain = async move {
+            let mut sink = [0u8; CHUNK];
+            while let Ok(n) = stdout.read(&mut sink).await {
                 if n == 0 {
                     break;
                 }
             }
         };
-        let status = self.status.take();
         let ended = tokio::time::timeout(limit, async {
             drain.await;
             match status {
@@ -212,10 +213,9 @@ impl PodFiles {
         match e {
             K8sError::NotFound(m) | K8sError::UnknownCluster(m) => FilesError::NotFound(m),
             K8sError::Forbidden(m) => FilesError::PermissionDenied(m),
-            K8sError::Invalid(m) => FilesError::BadRequest(format!(
-                "cannot run a program in {}: {m}",
-                self.container()
-            )),
+            K8sError::Invalid(m) => {
+                FilesError::BadRequest(format!("cannot run a program in {}: {m}", self.container()))
+            }
             other => FilesError::Backend(backend_error(other)),
         }
     }
@@ -262,8 +262,7 @@ impl PodFiles {
         let lower = said.to_lowercase();
         Err(if lower.contains("no such file or directory") {
             FilesError::NotFound(text)
-        } else if lower.contains("permission denied") || lower.contains("read-only file system")
-        {
+        } else if lower.contains("permission denied") || lower.contains("read-only file system") {
             FilesError::PermissionDenied(text)
         } else if lower.contains("no space left") || lower.contains("disk quota exceeded") {
             FilesError::NoSpace(text)
@@ -395,7 +394,10 @@ impl PodFiles {
     ) -> Result<(ByteRange, BodyStream), FilesError> {
         let (dir, name) = split(path);
         let mut run = self
-            .start(&["tar", "-c", "-h", "-f", "-", "-C", &dir, "--", &name], false)
+            .start(
+                &["tar", "-c", "-h", "-f", "-", "-C", &dir, "--", &name],
+                false,
+            )
             .await?;
         let size = match read_entry_header(&mut run.stdout).await {
             Ok(Entry::File(size)) => size,
@@ -541,10 +543,11 @@ impl PodFiles {
                     Ok(0) => {
                         let program = run.program.clone();
                         let ended = run.finish(timeout).await;
-                        break judge.of(&program, ended).err().map(|e| {
-                            let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
-                            e.to_string()
-                        });
+                        let Err(e) = judge.of(&program, ended) else {
+                            break None;
+                        };
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        break Some(e.to_string());
                     }
                     Ok(n) => chunk = Bytes::copy_from_slice(&buffer[..n]),
                     Err(e) => {
@@ -606,7 +609,10 @@ impl PodFiles {
             .start(&["tar", "-x", "-m", "-f", "-", "-C", &dir], true)
             .await?;
         let mut stdin = run.stdin.take().ok_or_else(|| {
-            FilesError::Failed(format!("the exec session in {} has no stdin", self.container()))
+            FilesError::Failed(format!(
+                "the exec session in {} has no stdin",
+                self.container()
+            ))
         })?;
         // From here on the temporary file goes unless it is renamed, whatever ends this
         // future (an error, or the browser leaving, which drops it).
@@ -643,7 +649,11 @@ impl PodFiles {
             )));
         }
         if let Err(e) = self
-            .run("rename the upload to", path, &["mv", "-f", "-T", "--", &temp, path])
+            .run(
+                "rename the upload to",
+                path,
+                &["mv", "-f", "-T", "--", &temp, path],
+            )
             .await
         {
             cleanup.remove().await;
@@ -663,7 +673,8 @@ impl PodFiles {
 
     /// Makes the folder `path` (its parent must exist).
     pub async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
-        self.run("make the folder", path, &["mkdir", "--", path]).await
+        self.run("make the folder", path, &["mkdir", "--", path])
+            .await
     }
 
     /// Renames `from` to `to`, refused when `to` exists.
@@ -674,7 +685,8 @@ impl PodFiles {
                 self.container()
             )));
         }
-        self.run("rename", from, &["mv", "-T", "--", from, to]).await
+        self.run("rename", from, &["mv", "-T", "--", from, to])
+            .await
     }
 
     /// Deletes a file, a symlink or an empty folder.
@@ -697,7 +709,11 @@ struct Judge {
 }
 
 impl Judge {
-    fn of(&self, program: &str, (status, stderr): (Option<Status>, String)) -> Result<(), FilesError> {
+    fn of(
+        &self,
+        program: &str,
+        (status, stderr): (Option<Status>, String),
+    ) -> Result<(), FilesError> {
         match status {
             Some(status) if status.status.as_deref() == Some("Success") => Ok(()),
             Some(status) => Err(FilesError::Failed(format!(
@@ -762,7 +778,10 @@ where
         while chunk.has_remaining() {
             let piece = chunk.chunk();
             let n = piece.len().min(CHUNK);
-            stdin.write_all(&piece[..n]).await.map_err(FeedError::Pipe)?;
+            stdin
+                .write_all(&piece[..n])
+                .await
+                .map_err(FeedError::Pipe)?;
             chunk.advance(n);
             pace.moved(n).await;
         }
@@ -788,7 +807,8 @@ fn file_header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
     h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
     let octal = |field: &mut [u8], value: u64| {
         let text = format!("{value:0width$o}", width = field.len() - 1);
-        field[..field.len() - 1].copy_from_slice(&text.as_bytes()[text.len() - (field.len() - 1)..]);
+        field[..field.len() - 1]
+            .copy_from_slice(&text.as_bytes()[text.len() - (field.len() - 1)..]);
     };
     octal(&mut h[100..108], 0o644);
     octal(&mut h[108..116], 0);
@@ -851,9 +871,10 @@ async fn read_entry_header(reader: &mut (impl AsyncRead + Unpin)) -> Result<Entr
     let mut block = [0u8; BLOCK];
     let mut size_override = None;
     loop {
-        reader.read_exact(&mut block).await.map_err(|_| {
-            FilesError::Failed("tar's stream ended before an entry".into())
-        })?;
+        reader
+            .read_exact(&mut block)
+            .await
+            .map_err(|_| FilesError::Failed("tar's stream ended before an entry".into()))?;
         if block.iter().all(|b| *b == 0) {
             return Err(FilesError::Failed("tar's archive holds no entry".into()));
         }
@@ -862,7 +883,9 @@ async fn read_entry_header(reader: &mut (impl AsyncRead + Unpin)) -> Result<Entr
         match block[156] {
             b'x' | b'g' | b'L' | b'K' => {
                 if size > MAX_META {
-                    return Err(FilesError::Failed("tar sent an oversized extended header".into()));
+                    return Err(FilesError::Failed(
+                        "tar sent an oversized extended header".into(),
+                    ));
                 }
                 let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
                 let mut data = vec![0u8; padded as usize];
@@ -954,7 +977,11 @@ impl RemoveOnDrop {
     async fn remove(&mut self) {
         if let Some(files) = self.files.take()
             && let Err(e) = files
-                .run("remove the temporary upload", &self.path, &["rm", "-f", "--", &self.path])
+                .run(
+                    "remove the temporary upload",
+                    &self.path,
+                    &["rm", "-f", "--", &self.path],
+                )
                 .await
         {
             tracing::warn!(container = %files.path, "cannot remove the temporary upload {}: {e}", self.path);
@@ -998,11 +1025,20 @@ mod tests {
         let sum: u32 = header
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(*b)
+                }
+            })
             .sum();
         assert_eq!(number(&header[148..156]), Some(u64::from(sum)));
         let mut stream = &header[..];
-        assert_eq!(read_entry_header(&mut stream).await.unwrap(), Entry::File(1234));
+        assert_eq!(
+            read_entry_header(&mut stream).await.unwrap(),
+            Entry::File(1234)
+        );
         let big = file_header("x", 10 << 30, 0);
         assert_eq!(number(&big[124..136]), Some(10 << 30));
     }
@@ -1010,14 +1046,18 @@ mod tests {
     #[test]
     fn find_records_survive_odd_names_split_across_reads() {
         let mut records = Records::default();
-        let mut buffer = BytesMut::from(&b"f\x00644\x0012\x00root\x001700000000.5\x00\x00a\nb\xff"[..]);
+        let mut buffer =
+            BytesMut::from(&b"f\x00644\x0012\x00root\x001700000000.5\x00\x00a\nb\xff"[..]);
         assert!(records.next(&mut buffer).unwrap().is_none());
         buffer.extend_from_slice(b"\x00");
         let record = records.next(&mut buffer).unwrap().unwrap();
         let e = entry(&record);
         assert_eq!(e.name, "a\nb\u{fffd}");
         assert!(e.raw.is_some());
-        assert_eq!((e.size, e.mode, e.modified), (12, 0o100_644, Some(1_700_000_000)));
+        assert_eq!(
+            (e.size, e.mode, e.modified),
+            (12, 0o100_644, Some(1_700_000_000))
+        );
         assert_eq!(e.kind, EntryKind::File);
     }
 }
