@@ -806,9 +806,9 @@ fn file_header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
     let name = name.as_bytes();
     h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
     let octal = |field: &mut [u8], value: u64| {
-        let text = format!("{value:0width$o}", width = field.len() - 1);
-        field[..field.len() - 1]
-            .copy_from_slice(&text.as_bytes()[text.len() - (field.len() - 1)..]);
+        let width = field.len() - 1;
+        let text = format!("{value:0width$o}");
+        field[..width].copy_from_slice(&text.as_bytes()[text.len() - width..]);
     };
     octal(&mut h[100..108], 0o644);
     octal(&mut h[108..116], 0);
