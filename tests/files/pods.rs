@@ -187,7 +187,11 @@ async fn pod_upload_and_download_are_byte_exact_and_a_folder_comes_as_a_tar() ->
     let leftovers: Vec<_> = std::fs::read_dir(&folder)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(leftovers.len(), 1, "only the file, no temporary: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the file, no temporary: {leftovers:?}"
+    );
 
     let response = get(&relay, "alice", "app", "file", &path_query(&target)).await?;
     assert_eq!(response.status(), 200);
@@ -271,7 +275,14 @@ async fn a_container_without_tar_is_refused_with_the_reason() -> anyhow::Result<
     let said = reason(response).await?;
     assert!(said.contains("container bare of pod files"), "{said}");
     assert!(said.contains("has no tar"), "{said}");
-    let response = upload(&relay, "alice", "bare", &root.join("new.txt"), b"x".to_vec()).await?;
+    let response = upload(
+        &relay,
+        "alice",
+        "bare",
+        &root.join("new.txt"),
+        b"x".to_vec(),
+    )
+    .await?;
     assert_eq!(response.status(), 422, "{}", reason(response).await?);
     assert!(!root.join("new.txt").exists());
     std::fs::remove_dir_all(&root)?;
@@ -302,7 +313,11 @@ async fn dot_dot_and_nul_in_pod_paths_get_400_and_an_upload_without_length_411()
     let (relay, _dir, root) = relay().await?;
     for (what, query, expected) in [
         ("list", format!("path={}/../etc", root.display()), "\"..\""),
-        ("file", format!("path={}/../etc/passwd", root.display()), "\"..\""),
+        (
+            "file",
+            format!("path={}/../etc/passwd", root.display()),
+            "\"..\"",
+        ),
         ("list", "path=%2Ftmp%2Fa%00b".to_owned(), "NUL"),
         ("archive", "path=%2Ftmp%00".to_owned(), "NUL"),
     ] {
@@ -331,6 +346,56 @@ async fn dot_dot_and_nul_in_pod_paths_get_400_and_an_upload_without_length_411()
     let status = raw_status(&relay, &head, b"5\r\nhello\r\n0\r\n\r\n").await?;
     assert!(status.contains(" 411 "), "{status}");
     assert!(!target.exists());
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_pod_upload_leaves_no_file_under_its_name() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (relay, dir, root) = relay().await?;
+    let target = root.join("cancelled.bin");
+    let mut socket = tokio::net::TcpStream::connect(relay.addr).await?;
+    let head = format!(
+        "PUT /api/files/k8s/main/dev/files/app/file?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Length: 50000000\r\n\r\n",
+        path_query(&target),
+        relay.token("alice")
+    );
+    socket.write_all(head.as_bytes()).await?;
+    // Send until tar has created the temporary file (the bytes reach the container), then
+    // hang up.
+    let chunk = vec![7u8; 64 * 1024];
+    let temporary = || {
+        std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".opsdeck-upload-")
+            })
+    };
+    let mut sent = 0;
+    while !temporary() {
+        socket.write_all(&chunk).await?;
+        sent += chunk.len();
+        assert!(sent < 50_000_000, "no temporary file appeared");
+    }
+    drop(socket);
+    let events = transfers(&relay, &dir).await?;
+    let names: Vec<_> = std::fs::read_dir(&root)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert!(names.is_empty(), "left behind: {names:?}");
+    let event = events.last().expect("the cancelled upload is audited");
+    assert!(
+        event
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("ended early")),
+        "{event:?}"
+    );
     std::fs::remove_dir_all(&root)?;
     Ok(())
 }
