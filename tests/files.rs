@@ -1,6 +1,7 @@
 //! Files on SSH hosts through the relay (SFTP over its own SSH login), end to end: one
 //! real sshd with its SFTP subsystem shared by every test here; the files it serves are
-//! this machine's, in a temp folder per test.
+//! this machine's, in a temp folder per test. Files in pods (`files/pods.rs`): the same
+//! against one Kubernetes emulator shared by this binary.
 
 use std::path::Path;
 
@@ -12,6 +13,9 @@ use opsdeck_tests::sshd::TestSshd;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "files/pods.rs"]
+mod pods;
 
 /// Alice (group `ops`) may change files on `box`; bob may read them; carol may open a
 /// terminal there but has no file grant.

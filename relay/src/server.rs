@@ -17,6 +17,7 @@
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
 //! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/ssh_files.rs`) |
+//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/pod_files.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
@@ -386,6 +387,7 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         recording_find,
         k8s_api_routes(state.clone()),
         files_routes(state.clone()),
+        pod_files_routes(state.clone()),
         preflight,
     ])
     .and(warp::header::optional::<String>("origin"))
@@ -586,6 +588,85 @@ fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(endpoints::ssh_files::rename)
         .boxed();
     first_of([list, download, upload, delete, mkdir, rename])
+}
+
+/// Files in pods' containers (`endpoints/pod_files.rs`).
+fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    use endpoints::pod_files;
+    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
+    let base = |what: &'static str| {
+        warp::path("api")
+            .and(warp::path("files"))
+            .and(warp::path("k8s"))
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path::param::<String>())
+            .and(warp::path(what))
+            .and(warp::path::end())
+            .map(|cluster, namespace, pod, container| ContainerPath {
+                cluster,
+                namespace,
+                pod,
+                container,
+            })
+            .and(origin_allowed(state.clone()))
+    };
+    let s = || with_state(state.clone());
+    let headers = warp::header::headers_cloned;
+    let list = base("list")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::list)
+        .boxed();
+    let download = base("file")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::download_file)
+        .boxed();
+    let archive = base("archive")
+        .and(warp::get())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::download_archive)
+        .boxed();
+    let upload = base("file")
+        .and(warp::put())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .and(warp::body::stream())
+        .then(|path, state, headers, query, body| {
+            pod_files::upload(path, state, headers, query, Box::pin(body))
+        })
+        .boxed();
+    let delete = base("file")
+        .and(warp::delete())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::delete)
+        .boxed();
+    let mkdir = base("mkdir")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::mkdir)
+        .boxed();
+    let rename = base("rename")
+        .and(warp::post())
+        .and(s())
+        .and(headers())
+        .and(raw_query())
+        .then(pod_files::rename)
+        .boxed();
+    first_of([list, download, archive, upload, delete, mkdir, rename])
 }
 
 fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

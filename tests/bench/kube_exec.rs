@@ -47,6 +47,7 @@ impl K8sCluster {
                     log_file: dir.path().join("app.log"),
                     restart_count: 0,
                     working_dir: None,
+                    path: None,
                 }],
             }],
             access: vec![AccessRule::cluster_admin(Subject::User(

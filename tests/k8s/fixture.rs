@@ -50,6 +50,7 @@ fn pod(dir: &Path, ns: &str, name: &str, phase: PodPhase, containers: &[&str]) -
                 log_file: dir.join(format!("{name}-{c}.log")),
                 restart_count: 0,
                 working_dir: None,
+                path: None,
             })
             .collect(),
     }

@@ -7,6 +7,9 @@
 //!   (`logs`, `follow`): the container's log as `lines` frames, positioned by timestamp so a
 //!   reconnect (or a follow the API server ended) resumes with no gap and no duplicate.
 //! - `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` (`browse`): what the picker shows.
+//! - `/api/files/k8s/{cluster}/{namespace}/{pod}/{container}/...` (`files`): list, download
+//!   (a file, or a folder as a tar), upload, mkdir, rename, delete, like `kubectl cp`:
+//!   `find`, `tar`, `mv` ... run through exec with each path one argv element.
 //!
 //! `clusters` builds one kube client per cluster (and, with impersonation, per user);
 //! `error` turns API failures into close codes; `pod` reads a pod's state.
@@ -15,6 +18,7 @@ pub mod browse;
 pub mod clusters;
 pub mod error;
 pub mod exec;
+pub mod files;
 mod follow;
 pub mod logs;
 mod pod;

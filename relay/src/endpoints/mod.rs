@@ -14,6 +14,8 @@
 //! | `k8s_exec.rs` | `/ws/k8s/exec/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::exec` via `terminal.rs` |
 //! | `k8s_logs.rs` | `/ws/k8s/logs/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::logs` |
 //! | `ssh_files.rs` | `/api/files/ssh/{host}/{list,file,mkdir,rename}` | `backend::sftp` |
+//! | `pod_files.rs` | `/api/files/k8s/{cluster}/{ns}/{pod}/{container}/{list,file,archive,mkdir,rename}` | `backend::k8s::files` |
+//! | `files.rs` | what both file endpoints share (refusals, audit, download headers) | |
 //! | `k8s_browse.rs` | `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` | `backend::k8s::browse` |
 //! | `tail.rs` | `/ws/tail/{file}` | `backend::tail` |
 //! | `chat.rs` | `/ws/chat/{room}` | `backend::chat` |
@@ -21,12 +23,14 @@
 //! | `watch.rs` | `/ws/watch/{session}` | a read-only view of a session in `session.rs` |
 
 mod chat;
+mod files;
 mod job;
 mod k8s_browse;
 mod k8s_exec;
 mod k8s_logs;
 mod local;
 mod opener;
+pub mod pod_files;
 mod ssh;
 pub mod ssh_files;
 mod tail;

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use bytes::Buf;
-use common::audit::{AuditEvent, AuditKind};
 use common::files::{DirPage, ListQuery, PathQuery, RenameQuery, UploadDone};
 use futures_util::Stream;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, StatusCode, header};
 use warp::reply::{Reply, Response};
+
+use super::files::{Transfer, announced_size, download_response, failed, over_limit, require};
 
 use crate::access::{self, TargetRef};
 use crate::api;
@@ -41,22 +42,14 @@ async fn admit(
     };
     let target = TargetRef::Ssh(host.id.clone());
     let granted = access::file_access(&config, &who, &target);
-    if granted < need {
-        return Err(api::error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not {} files on SSH host {shown}: that needs file_access = \"{}\" in a grant of the host (granted: \"{}\")",
-                who.username,
-                if need == FileAccess::Write {
-                    "change"
-                } else {
-                    "read"
-                },
-                need.as_str(),
-                granted.as_str()
-            ),
-        ));
-    }
+    require(
+        &who,
+        granted,
+        need,
+        &format!("SSH host {shown}"),
+        "the host",
+    )
+    .map_err(|e| failed(&e))?;
     Ok((who, host, granted))
 }
 
@@ -73,16 +66,6 @@ fn bad_query(e: common::QueryError) -> FilesError {
     FilesError::BadRequest(e.to_string())
 }
 
-fn failed(e: &FilesError) -> Response {
-    let mut response = api::error(e.http_status(), e.to_string());
-    if let FilesError::RangeNotSatisfiable { size, .. } = e
-        && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
-    {
-        response.headers_mut().insert(header::CONTENT_RANGE, value);
-    }
-    response
-}
-
 /// Records one `file_transfer` event.
 fn audit(
     state: &AppState,
@@ -92,15 +75,13 @@ fn audit(
     bytes: (Option<u64>, Option<u64>),
     failure: Option<String>,
 ) {
-    let mut event = AuditEvent::new(AuditKind::FileTransfer, 0);
-    event.user = Some(who.to_owned());
-    event.target = Some(TargetRef::Ssh(host.to_owned()).id());
-    event.backend = Some("sftp".into());
-    event.path = Some(what);
-    event.bytes_to_browser = bytes.0;
-    event.bytes_from_browser = bytes.1;
-    event.reason = failure;
-    state.audit.record(event);
+    Transfer {
+        state,
+        user: who,
+        target: TargetRef::Ssh(host.to_owned()).id(),
+        backend: "sftp",
+    }
+    .record(what, bytes, failure);
 }
 
 /// `GET /api/files/ssh/{host}/list?path=&offset=&limit=`: one page of a folder.
@@ -193,59 +174,8 @@ pub async fn download(
             return failed(&e);
         }
     };
-    let mut response = warp::reply::stream(body).into_response();
-    let status = if range.partial {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    *response.status_mut() = status;
     let name = path.rsplit('/').next().unwrap_or("download");
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.len));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(value) = HeaderValue::from_str(&disposition(name)) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if range.partial
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "bytes {}-{}/{}",
-            range.start,
-            range.start + range.len - 1,
-            range.size
-        ))
-    {
-        headers.insert(header::CONTENT_RANGE, value);
-    }
-    response
-}
-
-/// `attachment` with an ASCII fallback name and the exact one (RFC 6266 `filename*`).
-fn disposition(name: &str) -> String {
-    let fallback: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut exact = String::new();
-    for byte in name.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                exact.push(byte as char)
-            }
-            _ => exact.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
+    download_response(body, name, "application/octet-stream", Some(range))
 }
 
 /// `PUT /api/files/ssh/{host}/file?path=&overwrite=`: the body written to `path`.
@@ -274,20 +204,8 @@ where
     };
     let config = state.config();
     let limits = &config.file_transfers;
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = announced
-        && size > limits.max_upload_bytes
-    {
-        return api::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is {size} bytes; the relay takes at most {} (file_transfers.max_upload_bytes)",
-                limits.max_upload_bytes
-            ),
-        );
+    if let Some(refused) = over_limit(announced_size(&headers), limits.max_upload_bytes) {
+        return refused;
     }
     let slot = match state
         .transfers

@@ -66,6 +66,10 @@ pub struct ContainerConfig {
     /// Working directory for exec'd processes (default: the emulator's).
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
+    /// `PATH` of exec'd processes, where their programs are looked up (default: the
+    /// emulator's): a folder without `tar` makes a container "without tar".
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 fn default_image() -> String {

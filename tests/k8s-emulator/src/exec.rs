@@ -116,6 +116,7 @@ impl ExecRequest {
             stdout,
             stderr,
             working_dir: target.working_dir.clone(),
+            path: target.path.clone(),
         };
         Ok(ExecRequest { target, spec })
     }

@@ -32,6 +32,7 @@
 //!             log_file: "/tmp/web-1-app.log".into(),
 //!             restart_count: 0,
 //!             working_dir: None,
+//!             path: None,
 //!         }],
 //!     }],
 //!     access: vec![AccessRule::namespaces(Subject::User("alice".into()), &["dev"])],

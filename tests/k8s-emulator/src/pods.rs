@@ -63,6 +63,7 @@ struct Container {
     previous_log: Option<PathBuf>,
     restart_count: u32,
     working_dir: Option<PathBuf>,
+    path: Option<String>,
     started_at: OffsetDateTime,
     container_id: String,
     last_run: Option<(OffsetDateTime, OffsetDateTime, String)>,
@@ -168,6 +169,8 @@ pub struct ContainerView {
     pub previous_log: Option<PathBuf>,
     /// Working directory for exec.
     pub working_dir: Option<PathBuf>,
+    /// `PATH` for exec (None: the emulator's).
+    pub path: Option<String>,
     /// Log wake-ups.
     pub signals: Arc<LogSignals>,
 }
@@ -234,6 +237,7 @@ impl Cluster {
                     previous_log: (c.restart_count > 0 && previous.exists()).then_some(previous),
                     restart_count: c.restart_count,
                     working_dir: c.working_dir.clone(),
+                    path: c.path.clone(),
                     started_at: now,
                     container_id: format!("containerd://{}", random_hex(32)),
                     last_run: (c.restart_count > 0)
@@ -437,6 +441,7 @@ impl Cluster {
             log_file: c.log_file.clone(),
             previous_log: c.previous_log.clone(),
             working_dir: c.working_dir.clone(),
+            path: c.path.clone(),
             signals: c.signals.clone(),
         })
     }

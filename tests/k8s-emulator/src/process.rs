@@ -113,6 +113,8 @@ pub struct ExecSpec {
     pub stderr: bool,
     /// Working directory.
     pub working_dir: Option<PathBuf>,
+    /// `PATH`, where `command[0]` is looked up (None: the emulator's own).
+    pub path: Option<String>,
 }
 
 /// Where stdin data and resize requests go.
@@ -153,6 +155,9 @@ pub fn spawn(spec: &ExecSpec, registry: &Arc<ProcessRegistry>) -> std::io::Resul
         if let Some(dir) = &spec.working_dir {
             command = command.current_dir(dir);
         }
+        if let Some(path) = &spec.path {
+            command = command.env("PATH", path);
+        }
         let child = command.spawn(pts).map_err(pty_error)?;
         let guard = registry.register(pid_of(&child)?);
         let (read, write) = pty.into_split();
@@ -177,6 +182,10 @@ pub fn spawn(spec: &ExecSpec, registry: &Arc<ProcessRegistry>) -> std::io::Resul
             .stderr(piped_if(spec.stderr));
         if let Some(dir) = &spec.working_dir {
             command.current_dir(dir);
+        }
+        if let Some(path) = &spec.path {
+            // std looks the program up in the child's PATH once it is set.
+            command.env("PATH", path);
         }
         let mut child = command.spawn()?;
         let guard = registry.register(pid_of(&child)?);

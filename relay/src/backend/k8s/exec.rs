@@ -136,7 +136,7 @@ fn terminal_size(size: TermSize) -> TerminalSize {
     }
 }
 
-fn backend_error(e: K8sError) -> BackendError {
+pub(super) fn backend_error(e: K8sError) -> BackendError {
     match e {
         K8sError::NotFound(m) | K8sError::UnknownCluster(m) => BackendError::NotFound(m),
         K8sError::Forbidden(m) => BackendError::Forbidden(m),

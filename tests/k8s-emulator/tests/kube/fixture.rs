@@ -57,6 +57,7 @@ fn pod(
                 log_file: dir.join(format!("{name}-{c}.log")),
                 restart_count: 0,
                 working_dir: None,
+                path: None,
             })
             .collect(),
     }

@@ -1,0 +1,401 @@
+//! Files in pods through the relay (`/api/files/k8s/...`: `find`, `tar` and `mv` run by
+//! exec in the container, through kube-rs), end to end against the Kubernetes emulator,
+//! whose exec runs real processes on this machine. One emulator serves every test of this
+//! binary (on a runtime of its own, so it outlives each test's runtime); each test has its
+//! own relay and its own folder.
+//!
+//! Pod `dev/files`: container `app` (this machine's programs), container `bare` (a `PATH`
+//! with no programs in it: a container without `tar`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::audit::AuditKind;
+use common::files::{DirPage, EntryKind, UploadDone};
+use k8s_emulator::{AccessRule, ContainerConfig, Emulator, EmulatorConfig, PodConfig, Subject};
+use opsdeck_tests::relay::{TestRelay, users_toml};
+use sha2::{Digest, Sha256};
+
+use super::{
+    carol_toml, client, path_query, random_bytes, raw_status, reason, sha_of_download, transfers,
+};
+
+struct SharedCluster {
+    kubeconfig: PathBuf,
+    root: PathBuf,
+}
+
+/// The emulator every test here uses, started once.
+fn cluster() -> &'static SharedCluster {
+    static CLUSTER: OnceLock<SharedCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the emulator");
+            runtime.block_on(async move {
+                match start().await {
+                    Ok((shared, emulator)) => {
+                        let _ = tx.send(Ok(shared));
+                        // Serves until the test binary exits.
+                        std::future::pending::<()>().await;
+                        drop(emulator);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{e:#}")));
+                    }
+                }
+            });
+        });
+        rx.recv()
+            .expect("the emulator thread answers")
+            .expect("the emulator starts")
+    })
+}
+
+async fn start() -> anyhow::Result<(SharedCluster, Emulator)> {
+    let root = tempfile::Builder::new()
+        .prefix("opsdeck-pod-files")
+        .tempdir()?
+        .keep();
+    let no_programs = root.join("empty-bin");
+    std::fs::create_dir(&no_programs)?;
+    let container = |name: &str, path: Option<String>| ContainerConfig {
+        name: name.into(),
+        image: format!("registry.local/{name}:1.0"),
+        log_file: root.join(format!("{name}.log")),
+        restart_count: 0,
+        working_dir: Some(root.clone()),
+        path,
+    };
+    let config = EmulatorConfig {
+        pods: vec![PodConfig {
+            namespace: "dev".into(),
+            name: "files".into(),
+            phase: Default::default(),
+            labels: Default::default(),
+            containers: vec![
+                container("app", None),
+                container("bare", Some(no_programs.display().to_string())),
+            ],
+        }],
+        access: vec![AccessRule::cluster_admin(Subject::User(
+            "opsdeck-relay".into(),
+        ))],
+        ..Default::default()
+    };
+    let emulator = Emulator::start(config).await?;
+    let kubeconfig = root.join("kubeconfig");
+    emulator.write_kubeconfig(&kubeconfig, "opsdeck-relay", &[])?;
+    Ok((SharedCluster { kubeconfig, root }, emulator))
+}
+
+/// Alice (group `ops`) may change files in `main/dev`; bob may read them; carol may open
+/// a terminal there but has no file grant.
+const GRANTS: &str = r#"
+[[grants]]
+groups = ["ops"]
+k8s = ["main/dev"]
+file_access = "write"
+
+[[grants]]
+users = ["bob"]
+k8s = ["main/dev"]
+file_access = "read"
+
+[[grants]]
+users = ["carol"]
+k8s = ["main/dev"]
+"#;
+
+/// A relay on the shared emulator, and this test's folder (in the container's file
+/// system, which is this machine's).
+async fn relay() -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
+    let cluster = cluster();
+    let dir = tempfile::tempdir()?;
+    let text = format!(
+        "[audit]\nfile = \"{}\"\n{}\n{}\n{GRANTS}\n[[k8s_clusters]]\nid = \"main\"\nkubeconfig = \"{}\"\n",
+        dir.path().join("audit.jsonl").display(),
+        users_toml(),
+        carol_toml(),
+        cluster.kubeconfig.display()
+    );
+    let files = tempfile::Builder::new()
+        .prefix("test-")
+        .tempdir_in(&cluster.root)?
+        .keep();
+    Ok((TestRelay::start(&text).await?, dir, files))
+}
+
+fn url(relay: &TestRelay, container: &str, what: &str, query: &str) -> String {
+    relay.http_url(&format!(
+        "/api/files/k8s/main/dev/files/{container}/{what}?{query}"
+    ))
+}
+
+async fn upload(
+    relay: &TestRelay,
+    user: &str,
+    container: &str,
+    path: &Path,
+    body: Vec<u8>,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client()
+        .put(url(relay, container, "file", &path_query(path)))
+        .bearer_auth(relay.token(user))
+        .body(body)
+        .send()
+        .await?)
+}
+
+async fn get(
+    relay: &TestRelay,
+    user: &str,
+    container: &str,
+    what: &str,
+    query: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client()
+        .get(url(relay, container, what, query))
+        .bearer_auth(relay.token(user))
+        .send()
+        .await?)
+}
+
+#[tokio::test]
+async fn pod_upload_and_download_are_byte_exact_and_a_folder_comes_as_a_tar() -> anyhow::Result<()>
+{
+    let (relay, dir, root) = relay().await?;
+    let folder = root.join("データ");
+    let response = client()
+        .post(url(&relay, "app", "mkdir", &path_query(&folder)))
+        .bearer_auth(relay.token("alice"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 204, "{}", reason(response).await?);
+
+    let big = random_bytes(3 * 1024 * 1024 + 123, 7);
+    let target = folder.join("émoji 🙂 -x.bin");
+    let response = upload(&relay, "alice", "app", &target, big.clone()).await?;
+    assert_eq!(response.status(), 201, "{}", reason(response).await?);
+    let done: UploadDone = response.json().await?;
+    assert_eq!(done.bytes, big.len() as u64);
+    assert_eq!(std::fs::read(&target)?, big, "on disk");
+    let leftovers: Vec<_> = std::fs::read_dir(&folder)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the file, no temporary: {leftovers:?}"
+    );
+
+    let response = get(&relay, "alice", "app", "file", &path_query(&target)).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-length"],
+        big.len().to_string().as_str()
+    );
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()?
+            .contains("filename*=UTF-8''%C3%A9moji%20%F0%9F%99%82%20-x.bin")
+    );
+    assert_eq!(
+        sha_of_download(response).await?,
+        (Sha256::digest(&big).to_vec(), big.len() as u64)
+    );
+
+    // A part, as a resumed download asks for it.
+    let response = client()
+        .get(url(&relay, "app", "file", &path_query(&target)))
+        .bearer_auth(relay.token("alice"))
+        .header("range", "bytes=1000000-")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 206);
+    assert_eq!(response.bytes().await?.as_ref(), &big[1_000_000..]);
+
+    // Replacing needs overwrite=1.
+    let response = upload(&relay, "alice", "app", &target, b"new".to_vec()).await?;
+    assert_eq!(response.status(), 409, "{}", reason(response).await?);
+
+    // The listing shows the file with its size.
+    let response = get(&relay, "alice", "app", "list", &path_query(&folder)).await?;
+    assert_eq!(response.status(), 200);
+    let page: DirPage = response.json().await?;
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].name, "émoji 🙂 -x.bin");
+    assert_eq!(page.entries[0].kind, EntryKind::File);
+    assert_eq!(page.entries[0].size, big.len() as u64);
+
+    // The folder as a tar, unpacked here by tar itself.
+    let small = random_bytes(10_000, 8);
+    std::fs::write(folder.join("小さい.txt"), &small)?;
+    let response = get(&relay, "alice", "app", "archive", &path_query(&folder)).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    let archive = response.bytes().await?;
+    let unpacked = tempfile::tempdir()?;
+    let tar = unpacked.path().join("folder.tar");
+    std::fs::write(&tar, &archive)?;
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(unpacked.path())
+        .status()?;
+    assert!(status.success());
+    let out = unpacked.path().join("データ");
+    assert_eq!(std::fs::read(out.join("émoji 🙂 -x.bin"))?, big);
+    assert_eq!(std::fs::read(out.join("小さい.txt"))?, small);
+
+    let events = transfers(&relay, &dir).await?;
+    assert!(
+        events.iter().any(|e| e.kind == AuditKind::FileTransfer
+            && e.target.as_deref() == Some("k8s:main/dev/files/app")
+            && e.backend.as_deref() == Some("k8s")
+            && e.bytes_from_browser == Some(big.len() as u64)),
+        "{events:?}"
+    );
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_container_without_tar_is_refused_with_the_reason() -> anyhow::Result<()> {
+    let (relay, _dir, root) = relay().await?;
+    let file = root.join("here.txt");
+    std::fs::write(&file, "hello")?;
+    let response = get(&relay, "alice", "bare", "file", &path_query(&file)).await?;
+    assert_eq!(response.status(), 422);
+    let said = reason(response).await?;
+    assert!(said.contains("container bare of pod files"), "{said}");
+    assert!(said.contains("has no tar"), "{said}");
+    let response = upload(
+        &relay,
+        "alice",
+        "bare",
+        &root.join("new.txt"),
+        b"x".to_vec(),
+    )
+    .await?;
+    assert_eq!(response.status(), 422, "{}", reason(response).await?);
+    assert!(!root.join("new.txt").exists());
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_grant_downloads_from_a_pod_but_gets_403_on_upload() -> anyhow::Result<()> {
+    let (relay, _dir, root) = relay().await?;
+    let file = root.join("report.txt");
+    std::fs::write(&file, "quarterly numbers")?;
+    let response = get(&relay, "bob", "app", "file", &path_query(&file)).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await?, "quarterly numbers");
+    let response = upload(&relay, "bob", "app", &root.join("new.txt"), b"x".to_vec()).await?;
+    assert_eq!(response.status(), 403);
+    assert!(reason(response).await?.contains("file_access = \"write\""));
+    assert!(!root.join("new.txt").exists());
+    let response = get(&relay, "carol", "app", "list", &path_query(&root)).await?;
+    assert_eq!(response.status(), 403);
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dot_dot_and_nul_in_pod_paths_get_400_and_an_upload_without_length_411()
+-> anyhow::Result<()> {
+    let (relay, _dir, root) = relay().await?;
+    for (what, query, expected) in [
+        ("list", format!("path={}/../etc", root.display()), "\"..\""),
+        (
+            "file",
+            format!("path={}/../etc/passwd", root.display()),
+            "\"..\"",
+        ),
+        ("list", "path=%2Ftmp%2Fa%00b".to_owned(), "NUL"),
+        ("archive", "path=%2Ftmp%00".to_owned(), "NUL"),
+    ] {
+        let response = get(&relay, "alice", "app", what, &query).await?;
+        assert_eq!(response.status(), 400, "{what}?{query}");
+        let said = reason(response).await?;
+        assert!(said.contains(expected), "{query}: {said}");
+    }
+    let response = get(
+        &relay,
+        "alice",
+        "app",
+        "file",
+        &path_query(&root.join("missing")),
+    )
+    .await?;
+    assert_eq!(response.status(), 404, "{}", reason(response).await?);
+
+    let target = root.join("chunked.txt");
+    let head = format!(
+        "PUT /api/files/k8s/main/dev/files/app/file?{} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        path_query(&target),
+        relay.addr,
+        relay.token("alice")
+    );
+    let status = raw_status(&relay, &head, b"5\r\nhello\r\n0\r\n\r\n").await?;
+    assert!(status.contains(" 411 "), "{status}");
+    assert!(!target.exists());
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_pod_upload_leaves_no_file_under_its_name() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (relay, dir, root) = relay().await?;
+    let target = root.join("cancelled.bin");
+    let mut socket = tokio::net::TcpStream::connect(relay.addr).await?;
+    let head = format!(
+        "PUT /api/files/k8s/main/dev/files/app/file?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Length: 50000000\r\n\r\n",
+        path_query(&target),
+        relay.token("alice")
+    );
+    socket.write_all(head.as_bytes()).await?;
+    // Send until tar has created the temporary file (the bytes reach the container), then
+    // hang up.
+    let chunk = vec![7u8; 64 * 1024];
+    let temporary = || {
+        std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".opsdeck-upload-")
+            })
+    };
+    let mut sent = 0;
+    while !temporary() {
+        socket.write_all(&chunk).await?;
+        sent += chunk.len();
+        assert!(sent < 50_000_000, "no temporary file appeared");
+    }
+    drop(socket);
+    let events = transfers(&relay, &dir).await?;
+    let names: Vec<_> = std::fs::read_dir(&root)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert!(names.is_empty(), "left behind: {names:?}");
+    let event = events.last().expect("the cancelled upload is audited");
+    assert!(
+        event
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("ended early")),
+        "{event:?}"
+    );
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
