@@ -369,18 +369,26 @@ args = ["--norc", "--noprofile"]
     client.switch_to_window(first_window).await?;
 
     // A stored layout that is corrupt or from another version is ignored with a notice
-    // saying so, and the workspace still works: never a blank page.
+    // saying so, and the workspace still works: never a blank page. The layout is written
+    // while another page is shown (an open workspace saves its own on every change).
     for (stored, says) in [
         (r#"{"version":1,"tabs":[{"#, "could not be read"),
         (r#"{"version":999,"tabs":[]}"#, "another version"),
     ] {
+        client.goto(&format!("{base}/#/")).await?;
+        wait_for_js(
+            &client,
+            "the workspace closed",
+            "!document.querySelector('#workspace')",
+        )
+        .await?;
         client
             .execute(
                 "sessionStorage.setItem('opsdeck.workspace', arguments[0]);                 localStorage.setItem('opsdeck.workspace', arguments[0]);",
                 vec![serde_json::json!(stored)],
             )
             .await?;
-        client.refresh().await?;
+        client.goto(&format!("{base}/#/workspace")).await?;
         let notice = wait_for_js(
             &client,
             "the notice about the ignored layout",
