@@ -92,6 +92,8 @@ pub struct Figure {
     pub opsdeck: Vec<f64>,
     pub limit: Vec<f64>,
     pub peer: Vec<f64>,
+    /// Whether the peer does this measure too (its cells then say when it was skipped).
+    pub with_peer: bool,
     pub target: Option<Target>,
 }
 
@@ -214,10 +216,11 @@ impl Report {
         limit: Option<f64>,
         target: Option<Target>,
     ) {
-        self.record_with_peer(measure, unit, opsdeck, limit, None, target);
+        self.add(measure, unit, opsdeck, limit, None, target);
     }
 
-    /// [`Report::record`] with the peer's value from the same run.
+    /// [`Report::record`] of a measure the peer does too, with its value from the same run
+    /// (`None` when it was not measured).
     pub fn record_with_peer(
         &mut self,
         measure: &str,
@@ -225,6 +228,19 @@ impl Report {
         opsdeck: f64,
         limit: Option<f64>,
         peer: Option<f64>,
+        target: Option<Target>,
+    ) {
+        self.add(measure, unit, opsdeck, limit, Some(peer), target);
+    }
+
+    /// Adds one run's values; `peer` is `None` for a measure the peer does not do.
+    fn add(
+        &mut self,
+        measure: &str,
+        unit: &'static str,
+        opsdeck: f64,
+        limit: Option<f64>,
+        peer: Option<Option<f64>>,
         target: Option<Target>,
     ) {
         let index = match self.figures.iter().position(|f| f.measure == measure) {
@@ -236,6 +252,7 @@ impl Report {
                     opsdeck: Vec::new(),
                     limit: Vec::new(),
                     peer: Vec::new(),
+                    with_peer: false,
                     target,
                 });
                 self.figures.len() - 1
@@ -247,7 +264,8 @@ impl Report {
             figure.limit.push(limit);
         }
         if let Some(peer) = peer {
-            figure.peer.push(peer);
+            figure.with_peer = true;
+            figure.peer.extend(peer);
         }
     }
 
@@ -287,7 +305,9 @@ impl Report {
             let skipped = self.peer.as_ref().and_then(|p| p.skipped.as_deref());
             if self.peer.is_some() {
                 row.push(match skipped {
-                    Some(why) if f.peer.is_empty() => format!("skipped: {why}"),
+                    Some(why) if f.with_peer && f.peer.is_empty() => {
+                        format!("skipped: {}", short(why))
+                    }
                     _ => summary(&f.peer),
                 });
             }
@@ -317,6 +337,9 @@ impl Report {
         }
         if let Some(peer) = &self.peer {
             let _ = writeln!(out, "peer: {}", peer.name);
+            if let Some(why) = &peer.skipped {
+                let _ = writeln!(out, "peer skipped: {why}");
+            }
         }
         let table: Vec<Vec<String>> = self
             .table()
@@ -361,6 +384,9 @@ impl Report {
             }
             if let Some(peer) = &self.peer {
                 let _ = write!(out, " Peer: {}.", peer.name);
+                if let Some(why) = &peer.skipped {
+                    let _ = write!(out, " The peer was skipped: {why}.");
+                }
             }
             out.push_str("\n\n");
             out.push_str(&markdown_table(&self.table()));
@@ -379,6 +405,16 @@ impl Report {
         }
         let _ = write!(out, "<!-- /bench:{name} -->");
         out
+    }
+}
+
+/// A reason cut to fit a table cell (the whole of it is printed above the table).
+fn short(why: &str) -> String {
+    const CELL: usize = 60;
+    if why.chars().count() <= CELL {
+        why.to_owned()
+    } else {
+        format!("{}…", why.chars().take(CELL).collect::<String>())
     }
 }
 
@@ -567,7 +603,9 @@ mod tests {
             skipped: Some("no python3".into()),
         });
         report.figures[0].peer.clear();
+        report.record("flow", "MB/s", 40.0, Some(40.0), None);
         assert_eq!(report.table()[1][3], "skipped: no python3");
+        assert_eq!(report.table()[2][3], "—");
 
         report.peer = None;
         assert_eq!(report.table()[0].len(), 6);

@@ -1054,11 +1054,9 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                     (1_000, _) => FanoutTargets::REDIS_AT_1000,
                     _ => FanoutTargets::NONE,
                 };
-                let peer = if label == "Redis" {
-                    channels.as_ref()
-                } else {
-                    None
-                };
+                // The peer's rows: the Redis backend, in the room sizes it is measured at.
+                let peer = (label == "Redis" && n <= CHAT_PEER_MAX_SUBSCRIBERS)
+                    .then_some(channels.as_ref());
                 record_fanout(
                     &mut report,
                     &format!("{n} subs, {label}"),
@@ -1201,25 +1199,44 @@ fn record_fanout(
     label: &str,
     result: &ChatRun,
     limit: Option<&Fanout>,
-    peer: Option<&Fanout>,
+    peer: Option<Option<&Fanout>>,
     targets: Option<FanoutTargets>,
 ) {
     let targets = targets.unwrap_or(FanoutTargets::NONE);
+    // On the peer's rows (`peer` is `Some`: its run, or `None` when it was not measured),
+    // each measure it does too is recorded with its value.
+    let peer_row = peer.is_some();
+    let peer = peer.flatten();
+    let record = |report: &mut Report,
+                  measure: String,
+                  unit: &'static str,
+                  opsdeck: f64,
+                  limit: Option<f64>,
+                  peer: Option<f64>,
+                  target: Option<Target>| {
+        if peer_row {
+            report.record_with_peer(&measure, unit, opsdeck, limit, peer, target);
+        } else {
+            report.record(&measure, unit, opsdeck, limit, target);
+        }
+    };
     let ms = |r: &Fanout, q: f64| {
         load::percentile(&r.latencies, q)
             .map(|d| d.as_secs_f64() * 1e3)
             .unwrap_or(0.0)
     };
-    report.record_with_peer(
-        &format!("{label}: delivered"),
+    record(
+        report,
+        format!("{label}: delivered"),
         "msg/s",
         result.delivered_per_s(),
         limit.map(Fanout::delivered_per_s),
         peer.map(Fanout::delivered_per_s),
         targets.delivered,
     );
-    report.record_with_peer(
-        &format!("{label}: lost"),
+    record(
+        report,
+        format!("{label}: lost"),
         "msgs",
         result.lost() as f64,
         limit.map(|l| l.lost() as f64),
@@ -1235,16 +1252,18 @@ fn record_fanout(
             None,
         );
     }
-    report.record_with_peer(
-        &format!("{label}: latency p50"),
+    record(
+        report,
+        format!("{label}: latency p50"),
         "ms",
         ms(result, 0.5),
         limit.map(|l| ms(l, 0.5)),
         peer.map(|p| ms(p, 0.5)),
         None,
     );
-    report.record_with_peer(
-        &format!("{label}: latency p99"),
+    record(
+        report,
+        format!("{label}: latency p99"),
         "ms",
         ms(result, 0.99),
         limit.map(|l| ms(l, 0.99)),
