@@ -16,21 +16,27 @@
 //! - the limits: `openssh` (`ssh -tt`), `kube_exec` (kube-rs to the Kubernetes emulator),
 //!   `redis_pubsub` (PUBLISH/SUBSCRIBE), `tail_follow` (`tail -F`), `floor` (a bare
 //!   WebSocket server);
+//! - the peers, the systems Opsdeck replaces, installed by the bench into a Python venv in
+//!   the target folder (`python_venv`): `webssh` (tornado + paramiko) for the terminal,
+//!   `channels` (Django Channels + channels_redis under daphne) for the chat fan-out;
 //! - `relay_process` and `procfs`: the relay as a process, and reading `/proc`;
 //! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes;
 //! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks).
 
 mod browser;
+mod channels;
 mod floor;
 mod frontend;
 mod kube_exec;
 mod machine;
 mod openssh;
 mod procfs;
+mod python_venv;
 mod redis_pubsub;
 mod relay_process;
 mod report;
 mod tail_follow;
+mod webssh;
 mod workloads;
 
 use std::path::{Path, PathBuf};

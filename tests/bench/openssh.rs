@@ -16,10 +16,10 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 /// known_hosts file on each call, which clients starting at that moment would find empty.
 #[derive(Debug, Clone)]
 pub struct SshLogin {
-    key: PathBuf,
-    known_hosts: PathBuf,
-    port: u16,
-    user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub port: u16,
+    pub user: String,
 }
 
 impl SshLogin {

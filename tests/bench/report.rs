@@ -1,5 +1,6 @@
-//! Results: each workload's figures over repeated runs, beside its limit, summarised as
-//! median and min–max, printed as a table and written into `docs/BENCHMARKS.md`.
+//! Results: each workload's figures over repeated runs, beside its limit and, where one is
+//! measured, its peer (the system Opsdeck replaces), summarised as median and min–max,
+//! printed as a table and written into `docs/BENCHMARKS.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -82,24 +83,23 @@ pub enum Target {
     AtMost(f64),
 }
 
-/// One figure over the runs: Opsdeck's value and the limit's, measured in the same run.
+/// One figure over the runs: Opsdeck's value, the limit's and the peer's, measured in the
+/// same run.
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub measure: String,
     pub unit: &'static str,
     pub opsdeck: Vec<f64>,
     pub limit: Vec<f64>,
+    pub peer: Vec<f64>,
+    /// Whether the peer does this measure too (its cells then say when it was skipped).
+    pub with_peer: bool,
     pub target: Option<Target>,
 }
 
 impl Figure {
     fn ratios(&self) -> Vec<f64> {
-        self.opsdeck
-            .iter()
-            .zip(&self.limit)
-            .filter(|(_, l)| **l > 0.0)
-            .map(|(o, l)| o / l)
-            .collect()
+        ratios(&self.opsdeck, &self.limit)
     }
 
     fn differences(&self) -> Vec<f64> {
@@ -143,6 +143,25 @@ impl Figure {
     }
 }
 
+/// Opsdeck's values over another's, run by run (runs where the other is 0 left out).
+fn ratios(opsdeck: &[f64], other: &[f64]) -> Vec<f64> {
+    opsdeck
+        .iter()
+        .zip(other)
+        .filter(|(_, o)| **o > 0.0)
+        .map(|(d, o)| d / o)
+        .collect()
+}
+
+/// The peer column of a workload: what the peer is, or why it was not measured.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer in a few words (`webssh 1.6.3 (tornado + paramiko)`).
+    pub name: String,
+    /// Why it was not measured (it could not be installed or started).
+    pub skipped: Option<String>,
+}
+
 /// An extra table a workload shows (the frontend's files).
 #[derive(Debug, Clone, Default)]
 pub struct Details {
@@ -156,6 +175,8 @@ pub struct Report {
     pub workload: Workload,
     /// What the limit column is.
     pub limit: Option<String>,
+    /// The peer column, for workloads that measure one.
+    pub peer: Option<Peer>,
     pub figures: Vec<Figure>,
     pub notes: Vec<String>,
     pub details: Option<Details>,
@@ -170,6 +191,7 @@ impl Report {
         Self {
             workload,
             limit: None,
+            peer: None,
             figures: Vec::new(),
             notes: Vec::new(),
             details: None,
@@ -194,6 +216,33 @@ impl Report {
         limit: Option<f64>,
         target: Option<Target>,
     ) {
+        self.add(measure, unit, opsdeck, limit, None, target);
+    }
+
+    /// [`Report::record`] of a measure the peer does too, with its value from the same run
+    /// (`None` when it was not measured).
+    pub fn record_with_peer(
+        &mut self,
+        measure: &str,
+        unit: &'static str,
+        opsdeck: f64,
+        limit: Option<f64>,
+        peer: Option<f64>,
+        target: Option<Target>,
+    ) {
+        self.add(measure, unit, opsdeck, limit, Some(peer), target);
+    }
+
+    /// Adds one run's values; `peer` is `None` for a measure the peer does not do.
+    fn add(
+        &mut self,
+        measure: &str,
+        unit: &'static str,
+        opsdeck: f64,
+        limit: Option<f64>,
+        peer: Option<Option<f64>>,
+        target: Option<Target>,
+    ) {
         let index = match self.figures.iter().position(|f| f.measure == measure) {
             Some(i) => i,
             None => {
@@ -202,6 +251,8 @@ impl Report {
                     unit,
                     opsdeck: Vec::new(),
                     limit: Vec::new(),
+                    peer: Vec::new(),
+                    with_peer: false,
                     target,
                 });
                 self.figures.len() - 1
@@ -212,6 +263,10 @@ impl Report {
         if let Some(limit) = limit {
             figure.limit.push(limit);
         }
+        if let Some(peer) = peer {
+            figure.with_peer = true;
+            figure.peer.extend(peer);
+        }
     }
 
     pub fn note(&mut self, note: impl Into<String>) {
@@ -221,36 +276,50 @@ impl Report {
         }
     }
 
-    fn rows(&self) -> Vec<[String; 6]> {
-        self.figures
-            .iter()
-            .map(|f| {
-                let (target, met) = match f.verdict() {
-                    Some((words, Some(true))) => (words, "yes".to_owned()),
-                    Some((words, Some(false))) => (words, "**no**".to_owned()),
-                    Some((words, None)) => (words, "—".to_owned()),
-                    None => ("—".to_owned(), "".to_owned()),
-                };
-                [
-                    format!("{} ({})", f.measure, f.unit),
-                    summary(&f.opsdeck),
-                    summary(&f.limit),
-                    summary_with(&f.ratios(), |r| format!("{r:.2}×")),
-                    target,
-                    met,
-                ]
-            })
-            .collect()
+    /// The table: header, then a row per figure. With a peer, its value and Opsdeck ÷ peer
+    /// stand beside the limit's; a skipped peer's cells say why.
+    fn table(&self) -> Vec<Vec<String>> {
+        let mut header = vec!["measure", "Opsdeck", "limit"];
+        if self.peer.is_some() {
+            header.push("peer");
+        }
+        header.push("Opsdeck ÷ limit");
+        if self.peer.is_some() {
+            header.push("Opsdeck ÷ peer");
+        }
+        header.extend(["target", "met"]);
+        let mut table = vec![header.into_iter().map(str::to_owned).collect()];
+        for f in &self.figures {
+            let (target, met) = match f.verdict() {
+                Some((words, Some(true))) => (words, "yes".to_owned()),
+                Some((words, Some(false))) => (words, "**no**".to_owned()),
+                Some((words, None)) => (words, "—".to_owned()),
+                None => ("—".to_owned(), "".to_owned()),
+            };
+            let times = |r: f64| format!("{r:.2}×");
+            let mut row = vec![
+                format!("{} ({})", f.measure, f.unit),
+                summary(&f.opsdeck),
+                summary(&f.limit),
+            ];
+            let skipped = self.peer.as_ref().and_then(|p| p.skipped.as_deref());
+            if self.peer.is_some() {
+                row.push(match skipped {
+                    Some(why) if f.with_peer && f.peer.is_empty() => {
+                        format!("skipped: {}", short(why))
+                    }
+                    _ => summary(&f.peer),
+                });
+            }
+            row.push(summary_with(&f.ratios(), times));
+            if self.peer.is_some() {
+                row.push(summary_with(&ratios(&f.opsdeck, &f.peer), times));
+            }
+            row.extend([target, met]);
+            table.push(row);
+        }
+        table
     }
-
-    const HEADER: [&'static str; 6] = [
-        "measure",
-        "Opsdeck",
-        "limit",
-        "Opsdeck ÷ limit",
-        "target",
-        "met",
-    ];
 
     /// The report as plain text for the terminal.
     pub fn to_text(&self) -> String {
@@ -266,13 +335,17 @@ impl Report {
         if let Some(limit) = &self.limit {
             let _ = writeln!(out, "limit: {limit}");
         }
-        let mut table: Vec<Vec<String>> =
-            vec![Self::HEADER.iter().map(|h| (*h).to_owned()).collect()];
-        table.extend(
-            self.rows()
-                .into_iter()
-                .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect()),
-        );
+        if let Some(peer) = &self.peer {
+            let _ = writeln!(out, "peer: {}", peer.name);
+            if let Some(why) = &peer.skipped {
+                let _ = writeln!(out, "peer skipped: {why}");
+            }
+        }
+        let table: Vec<Vec<String>> = self
+            .table()
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
+            .collect();
         out.push_str(&text_table(&table));
         if let Some(details) = &self.details {
             let mut table = vec![details.header.clone()];
@@ -309,11 +382,14 @@ impl Report {
             if let Some(limit) = &self.limit {
                 let _ = write!(out, " Limit: {limit}.");
             }
+            if let Some(peer) = &self.peer {
+                let _ = write!(out, " Peer: {}.", peer.name);
+                if let Some(why) = &peer.skipped {
+                    let _ = write!(out, " The peer was skipped: {why}.");
+                }
+            }
             out.push_str("\n\n");
-            let mut table: Vec<Vec<String>> =
-                vec![Self::HEADER.iter().map(|h| (*h).to_owned()).collect()];
-            table.extend(self.rows().into_iter().map(Vec::from));
-            out.push_str(&markdown_table(&table));
+            out.push_str(&markdown_table(&self.table()));
             if let Some(details) = &self.details {
                 out.push('\n');
                 let mut table = vec![details.header.clone()];
@@ -329,6 +405,16 @@ impl Report {
         }
         let _ = write!(out, "<!-- /bench:{name} -->");
         out
+    }
+}
+
+/// A reason cut to fit a table cell (the whole of it is printed above the table).
+fn short(why: &str) -> String {
+    const CELL: usize = 60;
+    if why.chars().count() <= CELL {
+        why.to_owned()
+    } else {
+        format!("{}…", why.chars().take(CELL).collect::<String>())
     }
 }
 
@@ -496,6 +582,33 @@ mod tests {
         let (words, met) = report.figures[0].verdict().unwrap();
         assert_eq!(words, "≥ 80% of limit");
         assert_eq!(met, Some(true));
+    }
+
+    #[test]
+    fn a_peer_gets_its_own_columns_and_a_skipped_one_says_why() {
+        let mut report = Report::new(Workload::SshBulk);
+        report.peer = Some(Peer {
+            name: "webssh".into(),
+            skipped: None,
+        });
+        report.record_with_peer("throughput", "MB/s", 40.0, Some(40.0), Some(10.0), None);
+        let table = report.table();
+        assert_eq!(table[0][3], "peer");
+        assert_eq!(table[0][5], "Opsdeck ÷ peer");
+        assert_eq!(table[1][3], "10.0");
+        assert_eq!(table[1][5], "4.00×");
+
+        report.peer = Some(Peer {
+            name: "webssh".into(),
+            skipped: Some("no python3".into()),
+        });
+        report.figures[0].peer.clear();
+        report.record("flow", "MB/s", 40.0, Some(40.0), None);
+        assert_eq!(report.table()[1][3], "skipped: no python3");
+        assert_eq!(report.table()[2][3], "—");
+
+        report.peer = None;
+        assert_eq!(report.table()[0].len(), 6);
     }
 
     #[test]

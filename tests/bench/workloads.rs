@@ -1,6 +1,6 @@
-//! Each workload's runs: start what it needs (sshd, redis-server, relay processes), run the
-//! load functions of `opsdeck_tests::load` through the relay and beside it on the limit, in
-//! the same run, and record the figures.
+//! Each workload's runs: start what it needs (sshd, redis-server, relay processes, the
+//! peers), run the load functions of `opsdeck_tests::load` through the relay and beside it on
+//! the limit and the peer, in the same run, and record the figures.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use opsdeck_tests::load::{
     self, Bulk, ChatPublisher, ChatSubscriber, Endpoint, Fanout, FanoutPlan, FileAppender,
-    IdleConnections, RelayTerminal, TailViewer,
+    IdleConnections, RelayTerminal, TailViewer, Terminal,
 };
 use opsdeck_tests::redis::TestRedis;
 use opsdeck_tests::relay::users_toml;
 use opsdeck_tests::sshd::TestSshd;
 
+use crate::channels::{self, ChannelsChat, ChannelsPublisher, ChannelsSubscriber};
 use crate::floor::FloorServer;
 use crate::kube_exec::{K8sCluster, KubeExecTerminal};
 use crate::openssh::{self, OpenSshTerminal, SshLogin};
 use crate::redis_pubsub::{RedisPublisher, RedisSubscriber};
 use crate::relay_process::RelayProcess;
-use crate::report::{Report, Target, Workload};
+use crate::report::{self, Report, Target, Workload};
 use crate::tail_follow::TailFollower;
+use crate::webssh::{self, WebSsh};
 use crate::{browser, frontend, procfs};
 
 /// How much each workload does.
@@ -48,6 +50,11 @@ impl Settings {
 
     fn echo_samples(&self) -> usize {
         if self.quick { 100 } else { 500 }
+    }
+
+    /// Sessions opened per run on each side for the session-open figure (its median).
+    fn session_opens(&self) -> usize {
+        if self.quick { 3 } else { 9 }
     }
 
     fn idle_window(&self) -> Duration {
@@ -123,6 +130,9 @@ const SMALL_READ_BUFFER: usize = 4 * 1024;
 const CHAT_TARGET_INTERVAL: Duration = Duration::from_millis(2);
 /// Chat room sizes.
 const CHAT_SUBSCRIBERS: [usize; 3] = [10, 100, 1_000];
+/// The largest room the chat peer is measured with: Channels delivers a few thousand
+/// messages a second, so 1,000 subscribers would take minutes per run.
+const CHAT_PEER_MAX_SUBSCRIBERS: usize = 100;
 /// File tail viewer counts.
 const TAIL_VIEWERS: [usize; 2] = [1, 100];
 /// Concurrent SSH handshakes (sshd's default MaxStartups drops some beyond 10).
@@ -189,13 +199,17 @@ pub(crate) async fn alternate<A, B>(
     }
 }
 
-/// An sshd and a relay process with it as host `box`, or the external terminal URL; with
-/// `recorded`, a second relay process that records every session (into a temp folder).
+/// An sshd and a relay process with it as host `box`, and webssh to the same sshd, or the
+/// external terminal URL; with `recorded`, a second relay process that records every
+/// session (into a temp folder).
 struct TerminalSetup {
     sshd: Option<(TestSshd, SshLogin)>,
     _relay: Option<RelayProcess>,
     endpoint: Endpoint,
     recorded: Option<(RelayProcess, Endpoint, tempfile::TempDir)>,
+    /// The peer: `None` for an external URL, why not when it could not be installed or
+    /// started.
+    webssh: Option<Result<WebSsh, String>>,
 }
 
 impl TerminalSetup {
@@ -210,6 +224,7 @@ impl TerminalSetup {
                 _relay: None,
                 endpoint: endpoint.clone(),
                 recorded: None,
+                webssh: None,
             });
         }
         let sshd = TestSshd::start().await?;
@@ -231,12 +246,42 @@ impl TerminalSetup {
         } else {
             None
         };
+        let webssh = WebSsh::start(&login).await.map_err(|e| {
+            eprintln!("webssh skipped: {e:#}");
+            format!("{e:#}")
+        });
         Ok(Self {
             endpoint: relay.endpoint("/ws/ssh/box", &token),
             sshd: Some((sshd, login)),
             _relay: Some(relay),
             recorded,
+            webssh: Some(webssh),
         })
+    }
+
+    /// The peer column of this setup's tables (none for an external URL).
+    fn peer(&self) -> Option<report::Peer> {
+        self.webssh.as_ref().map(|webssh| report::Peer {
+            name: webssh::NAME.to_owned(),
+            skipped: webssh.as_ref().err().cloned(),
+        })
+    }
+
+    /// The running webssh, if any.
+    fn webssh(&self) -> Option<&WebSsh> {
+        self.webssh.as_ref()?.as_ref().ok()
+    }
+
+    /// A fresh webssh session at a prompt; `None` without webssh.
+    async fn webssh_terminal(&self) -> anyhow::Result<Option<webssh::WebSshTerminal>> {
+        let Some(webssh) = self.webssh() else {
+            return Ok(None);
+        };
+        let mut term = webssh.open().await.context("webssh: opening a session")?;
+        load::prepare(&mut term)
+            .await
+            .context("webssh: at the prompt")?;
+        Ok(Some(term))
     }
 
     /// A fresh terminal through the relay, at a prompt.
@@ -277,12 +322,20 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
                 .into(),
         );
     }
+    report.peer = setup.peer();
     for run in 0..settings.runs {
-        let via_relay =
-            async { bulk_then_close(RelayTerminal::open(&setup.endpoint).await?, bytes).await };
+        let via_relay = async {
+            bulk_then_close(RelayTerminal::open(&setup.endpoint).await?, bytes)
+                .await
+                .context("through the relay")
+        };
         let via_ssh = async {
-            match setup.ssh_terminal().await? {
-                Some(mut term) => Ok(Some(load::terminal_bulk(&mut term, bytes).await?)),
+            match setup.ssh_terminal().await.context("ssh -tt")? {
+                Some(mut term) => Ok(Some(
+                    load::terminal_bulk(&mut term, bytes)
+                        .await
+                        .context("ssh -tt")?,
+                )),
                 None => Ok(None),
             }
         };
@@ -303,25 +356,39 @@ async fn ssh_bulk(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
             }
             None => None,
         };
+        let peer = match setup.webssh_terminal().await? {
+            Some(mut term) => {
+                let bulk = load::terminal_bulk(&mut term, bytes)
+                    .await
+                    .context("webssh: bulk output")?;
+                term.close().await?;
+                Some(bulk)
+            }
+            None => None,
+        };
         progress(
             Workload::SshBulk,
             run,
             settings,
             format!(
-                "relay {:.1} MB/s, with flow=1 {:.1} MB/s, ssh -tt {}, ssh -T (no PTY) {}",
+                "relay {:.1} MB/s, with flow=1 {:.1} MB/s, ssh -tt {}, ssh -T (no PTY) {}, \
+                 webssh {}",
                 relay.mb_per_s(),
                 flow.mb_per_s(),
                 ssh.map(|s| format!("{:.1} MB/s", s.mb_per_s()))
                     .unwrap_or_else(|| "—".into()),
                 raw.map(|s| format!("{:.1} MB/s", s.mb_per_s()))
+                    .unwrap_or_else(|| "—".into()),
+                peer.map(|s| format!("{:.1} MB/s", s.mb_per_s()))
                     .unwrap_or_else(|| "—".into())
             ),
         );
-        report.record(
+        report.record_with_peer(
             "throughput",
             "MB/s",
             relay.mb_per_s(),
             ssh.map(|s| s.mb_per_s()),
+            peer.map(|s| s.mb_per_s()),
             Some(Target::RatioAtLeast(0.8)),
         );
         report.record(
@@ -493,6 +560,7 @@ async fn ssh_echo(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
                 .into(),
         );
     }
+    report.peer = setup.peer();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for run in 0..settings.runs {
         let via_relay = async {
@@ -508,42 +576,150 @@ async fn ssh_echo(settings: &Settings, external: Option<&Endpoint>) -> anyhow::R
             }
         };
         let (relay, ssh) = alternate(run, via_relay, via_ssh).await?;
+        let peer = match setup.webssh_terminal().await? {
+            Some(mut term) => {
+                let times = load::terminal_echo(&mut term, samples).await?;
+                term.close().await?;
+                Some(times)
+            }
+            None => None,
+        };
         let q = |times: &[Duration], q: f64| load::percentile(times, q).map(ms).unwrap_or(0.0);
+        let quantiles = |times: &Option<Vec<Duration>>| {
+            times
+                .as_ref()
+                .map(|s| format!("p50 {:.3} ms p99 {:.3} ms", q(s, 0.5), q(s, 0.99)))
+                .unwrap_or_else(|| "—".into())
+        };
         progress(
             Workload::SshEcho,
             run,
             settings,
             format!(
-                "relay p50 {:.3} ms p99 {:.3} ms; ssh {}",
+                "relay p50 {:.3} ms p99 {:.3} ms; ssh {}; webssh {}",
                 q(&relay, 0.5),
                 q(&relay, 0.99),
-                ssh.as_ref()
-                    .map(|s| format!("p50 {:.3} ms p99 {:.3} ms", q(s, 0.5), q(s, 0.99)))
-                    .unwrap_or_else(|| "—".into())
+                quantiles(&ssh),
+                quantiles(&peer)
             ),
         );
-        report.record(
+        report.record_with_peer(
             "echo p50",
             "ms",
             q(&relay, 0.5),
             ssh.as_ref().map(|s| q(s, 0.5)),
+            peer.as_ref().map(|s| q(s, 0.5)),
             None,
         );
-        report.record(
+        report.record_with_peer(
             "echo p99",
             "ms",
             q(&relay, 0.99),
             ssh.as_ref().map(|s| q(s, 0.99)),
+            peer.as_ref().map(|s| q(s, 0.99)),
             Some(Target::AboveLimitAtMost(1.0)),
+        );
+
+        // Session open: connect → first output, the median of a few sessions on each side.
+        let opens = settings.session_opens();
+        let relay_open = session_open(opens, || async {
+            let mut term = RelayTerminal::open(&setup.endpoint).await?;
+            term.output().await?;
+            let at = Instant::now();
+            load::prepare(&mut term).await?;
+            term.close().await?;
+            Ok(at)
+        });
+        let ssh_open = async {
+            match &setup.sshd {
+                Some((_, login)) => Ok(Some(
+                    session_open(opens, || async {
+                        let mut term = OpenSshTerminal::open(login).await?;
+                        term.output().await?;
+                        let at = Instant::now();
+                        load::prepare(&mut term).await?;
+                        // Dropped: the ssh process is killed.
+                        Ok(at)
+                    })
+                    .await?,
+                )),
+                None => Ok(None),
+            }
+        };
+        let (relay_open, ssh_open) = alternate(run, relay_open, ssh_open).await?;
+        let peer_open = match setup.webssh() {
+            Some(webssh) => Some(
+                session_open(opens, || async {
+                    let mut term = webssh.open().await?;
+                    term.output().await?;
+                    let at = Instant::now();
+                    load::prepare(&mut term).await?;
+                    term.close().await?;
+                    Ok(at)
+                })
+                .await?,
+            ),
+            None => None,
+        };
+        let shown = |d: Option<Duration>| {
+            d.map(|d| format!("{:.1} ms", ms(d)))
+                .unwrap_or_else(|| "—".into())
+        };
+        progress(
+            Workload::SshEcho,
+            run,
+            settings,
+            format!(
+                "session open: relay {}, ssh -tt {}, webssh {}",
+                shown(Some(relay_open)),
+                shown(ssh_open),
+                shown(peer_open)
+            ),
+        );
+        report.record_with_peer(
+            "session open",
+            "ms",
+            ms(relay_open),
+            ssh_open.map(ms),
+            peer_open.map(ms),
+            None,
         );
         report.runs += 1;
     }
+    report.note(format!(
+        "session open: from connecting (the relay's WebSocket; `ssh -tt` started; webssh's \
+         login form posted, then its WebSocket) to the first output (the shell's prompt), the \
+         median of {} sessions per run on each side",
+        settings.session_opens()
+    ));
     report.note(format!(
         "{samples} keystrokes per run, one at a time, each timed from sending it to its echo \
          arriving; the remote side runs `cat >/dev/null` after `stty -icanon`, so the PTY \
          echoes each key as it arrives"
     ));
     Ok(report)
+}
+
+/// The median over `n` sessions of connect → first output: `open_first_output` opens a
+/// session, reads its first output, says when that arrived, and ends the session once its
+/// shell has run a command ([`load::prepare`]): a shell killed while its startup files run
+/// can leave their locks behind (pyenv's rehash lock made every later shell wait).
+async fn session_open<F, Fut>(n: usize, open_first_output: F) -> anyhow::Result<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<Instant>>,
+{
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let first_output = open_first_output().await?;
+        times.push(first_output - start);
+    }
+    times.sort();
+    times
+        .get(times.len() / 2)
+        .copied()
+        .context("no session opened")
 }
 
 async fn idle_cpu(settings: &Settings) -> anyhow::Result<Report> {
@@ -781,6 +957,7 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                     &result,
                     None,
                     None,
+                    None,
                 );
                 progress(
                     Workload::Chat,
@@ -805,6 +982,15 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
          PUBLISH, one connection per subscriber, same redis-server"
             .into(),
     );
+    // The peer, beside the relay's Redis-backed rows: Channels on the same redis-server.
+    let peer = ChannelsChat::start(&redis.url()).await.map_err(|e| {
+        eprintln!("Django Channels skipped: {e:#}");
+        format!("{e:#}")
+    });
+    report.peer = Some(report::Peer {
+        name: channels::NAME.to_owned(),
+        skipped: peer.as_ref().err().cloned(),
+    });
     for run in 0..settings.runs {
         for n in CHAT_SUBSCRIBERS {
             let plan = settings.chat_plan(n);
@@ -821,15 +1007,45 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                 chat_fanout(&memory_room, Some(&memory_relay), n, &plan, &mut report).await?;
             let shared =
                 chat_fanout(&redis_room, Some(&redis_relay), n, &plan, &mut report).await?;
+            let channels = match &peer {
+                Ok(peer) if n <= CHAT_PEER_MAX_SUBSCRIBERS => {
+                    let url = peer.room_url("bench");
+                    let subscribers =
+                        load::open_many(n, WS_HANDSHAKES, |_| ChannelsSubscriber::open(&url))
+                            .await?;
+                    let mut publisher = ChannelsPublisher::open(&url).await?;
+                    let result = load::fanout(&mut publisher, subscribers, &plan).await?;
+                    if result.lost() > 0 {
+                        report.note(format!(
+                            "Django Channels lost {} of {} deliveries with {n} subscribers in a \
+                             run (not arrived within {} s{})",
+                            result.lost(),
+                            result.expected,
+                            plan.drain.as_secs(),
+                            result
+                                .failure
+                                .as_deref()
+                                .map(|f| format!(": {f}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    Some(result)
+                }
+                _ => None,
+            };
             progress(
                 Workload::Chat,
                 run,
                 settings,
                 format!(
-                    "{n} subscribers: memory {}; Redis {}; raw Redis {}",
+                    "{n} subscribers: memory {}; Redis {}; raw Redis {}; Django Channels {}",
                     brief(&memory),
                     brief(&shared),
-                    brief(&raw)
+                    brief(&raw),
+                    channels
+                        .as_ref()
+                        .map(brief)
+                        .unwrap_or_else(|| "—".to_owned())
                 ),
             );
             for (label, result) in [("in-memory", &memory), ("Redis", &shared)] {
@@ -838,11 +1054,15 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
                     (1_000, _) => FanoutTargets::REDIS_AT_1000,
                     _ => FanoutTargets::NONE,
                 };
+                // The peer's rows: the Redis backend, in the room sizes it is measured at.
+                let peer = (label == "Redis" && n <= CHAT_PEER_MAX_SUBSCRIBERS)
+                    .then_some(channels.as_ref());
                 record_fanout(
                     &mut report,
                     &format!("{n} subs, {label}"),
                     result,
                     Some(&raw),
+                    peer,
                     Some(targets),
                 );
             }
@@ -879,6 +1099,15 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
         "lost: deliveries that never arrived; relay CPU per delivery: the relay process's user \
          + system CPU over the whole run (paced and burst) ÷ deliveries",
     );
+    if peer.is_ok() {
+        report.note(format!(
+            "peer: the same plan through daphne to a Channels consumer per subscriber, each \
+             message sent by one more member of the room and broadcast with group_send over \
+             channels_redis (its default settings: 100 messages per channel, then dropped), on \
+             the same redis-server; beside the relay's Redis rows, up to \
+             {CHAT_PEER_MAX_SUBSCRIBERS} subscribers"
+        ));
+    }
     Ok(report)
 }
 
@@ -970,26 +1199,48 @@ fn record_fanout(
     label: &str,
     result: &ChatRun,
     limit: Option<&Fanout>,
+    peer: Option<Option<&Fanout>>,
     targets: Option<FanoutTargets>,
 ) {
     let targets = targets.unwrap_or(FanoutTargets::NONE);
+    // On the peer's rows (`peer` is `Some`: its run, or `None` when it was not measured),
+    // each measure it does too is recorded with its value.
+    let peer_row = peer.is_some();
+    let peer = peer.flatten();
+    let record = |report: &mut Report,
+                  measure: String,
+                  unit: &'static str,
+                  opsdeck: f64,
+                  limit: Option<f64>,
+                  peer: Option<f64>,
+                  target: Option<Target>| {
+        if peer_row {
+            report.record_with_peer(&measure, unit, opsdeck, limit, peer, target);
+        } else {
+            report.record(&measure, unit, opsdeck, limit, target);
+        }
+    };
     let ms = |r: &Fanout, q: f64| {
         load::percentile(&r.latencies, q)
             .map(|d| d.as_secs_f64() * 1e3)
             .unwrap_or(0.0)
     };
-    report.record(
-        &format!("{label}: delivered"),
+    record(
+        report,
+        format!("{label}: delivered"),
         "msg/s",
         result.delivered_per_s(),
         limit.map(Fanout::delivered_per_s),
+        peer.map(Fanout::delivered_per_s),
         targets.delivered,
     );
-    report.record(
-        &format!("{label}: lost"),
+    record(
+        report,
+        format!("{label}: lost"),
         "msgs",
         result.lost() as f64,
         limit.map(|l| l.lost() as f64),
+        peer.map(|p| p.lost() as f64),
         targets.lost,
     );
     if let Some(us) = result.cpu_per_delivery_us {
@@ -1001,18 +1252,22 @@ fn record_fanout(
             None,
         );
     }
-    report.record(
-        &format!("{label}: latency p50"),
+    record(
+        report,
+        format!("{label}: latency p50"),
         "ms",
         ms(result, 0.5),
         limit.map(|l| ms(l, 0.5)),
+        peer.map(|p| ms(p, 0.5)),
         None,
     );
-    report.record(
-        &format!("{label}: latency p99"),
+    record(
+        report,
+        format!("{label}: latency p99"),
         "ms",
         ms(result, 0.99),
         limit.map(|l| ms(l, 0.99)),
+        peer.map(|p| ms(p, 0.99)),
         targets.p99_ms,
     );
 }

@@ -1,0 +1,3 @@
+"""No HTTP pages: the peer is its WebSocket."""
+
+urlpatterns = []
