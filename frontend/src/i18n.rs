@@ -191,7 +191,7 @@ catalogue! {
     ThemeLight => "Light", "浅色";
     ThemeHighContrast => "High contrast", "高对比度";
     Renderer => "Renderer (terminals opened from now on)", "渲染器（对之后打开的终端生效）";
-    RendererAuto => "Automatic (WebGL when the browser has it)", "自动（浏览器支持时使用 WebGL）";
+    RendererAuto => "Automatic (WebGL when a graphics card draws it, else DOM)", "自动（有显卡绘制时用 WebGL，否则用 DOM）";
     RendererWebgl => "WebGL (drawn by the graphics card)", "WebGL（由显卡绘制）";
     RendererDom => "DOM (page elements)", "DOM（页面元素）";
     Scrollback => "Scrollback lines", "回滚行数";

@@ -2,8 +2,11 @@
 //! from a texture atlas, a frame drawn in one GPU call instead of a DOM row per line) or the
 //! DOM renderer built into xterm.js.
 //!
-//! `Auto` (the default) tries WebGL and falls back to the DOM when the browser has no WebGL2
-//! (the addon throws when it loads) or later loses the context. The choice is read from
+//! `Auto` (the default) uses WebGL only where the browser draws it in hardware, and the DOM
+//! otherwise: without a GPU, Chromium draws WebGL in software (SwiftShader), which the bench
+//! measured 6× slower than the DOM renderer with 370 ms long tasks (docs/BENCHMARKS.md,
+//! `browser`). It falls back to the DOM too when the addon cannot load (no WebGL2) or later
+//! loses the context. The choice is read from
 //! `localStorage["opsdeck.renderer"]` (`auto`, `webgl` or `dom`), so a settings page can
 //! offer it by storing there; `webgl` that cannot load falls back too, with a note in the console. Which
 //! renderer is drawing is kept on the terminal's element as `__opsdeckRenderer`, for tests
@@ -23,7 +26,7 @@ pub const STORAGE_KEY: &str = "opsdeck.renderer";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Renderer {
-    /// WebGL when the browser has it, else the DOM.
+    /// WebGL when the browser draws it in hardware, else the DOM.
     #[default]
     Auto,
     Webgl,
@@ -113,7 +116,7 @@ impl Drawing {
             webgl: Rc::new(RefCell::new(None)),
             _on_loss: None,
         };
-        if choice == Renderer::Dom {
+        if choice == Renderer::Dom || (choice == Renderer::Auto && !hardware_webgl()) {
             mark("dom");
             return none();
         }
@@ -154,6 +157,52 @@ impl Drawing {
     }
 }
 
+thread_local! {
+    static HARDWARE_WEBGL: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+}
+
+/// Whether this browser draws WebGL2 in hardware, asked once: a probe context's unmasked
+/// renderer names the software ones (SwiftShader, llvmpipe). Chromium still hands out
+/// SwiftShader contexts under `failIfMajorPerformanceCaveat`, so that flag cannot tell.
+fn hardware_webgl() -> bool {
+    HARDWARE_WEBGL.with(|known| *known.get_or_init(ask_for_hardware_webgl))
+}
+
+/// `UNMASKED_RENDERER_WEBGL` of the `WEBGL_debug_renderer_info` extension.
+const UNMASKED_RENDERER_WEBGL: u32 = 0x9246;
+
+fn ask_for_hardware_webgl() -> bool {
+    let call = |target: &JsValue, method: &str, args: &[JsValue]| -> Option<JsValue> {
+        let function = Reflect::get(target, &method.into())
+            .ok()?
+            .dyn_into::<js_sys::Function>()
+            .ok()?;
+        let args: js_sys::Array = args.iter().collect();
+        let value = function.apply(target, &args).ok()?;
+        (!value.is_null() && !value.is_undefined()).then_some(value)
+    };
+    let Some(canvas) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("canvas").ok())
+    else {
+        return false;
+    };
+    let Some(gl) = call(&canvas, "getContext", &["webgl2".into()]) else {
+        return false;
+    };
+    let renderer = call(&gl, "getExtension", &["WEBGL_debug_renderer_info".into()])
+        .and_then(|_| call(&gl, "getParameter", &[UNMASKED_RENDERER_WEBGL.into()]))
+        .and_then(|name| name.as_string())
+        .unwrap_or_default()
+        .to_lowercase();
+    if let Some(lose) = call(&gl, "getExtension", &["WEBGL_lose_context".into()]) {
+        let _ = call(&lose, "loseContext", &[]);
+    }
+    !["swiftshader", "llvmpipe", "software"]
+        .iter()
+        .any(|software| renderer.contains(software))
+}
+
 impl Drop for Drawing {
     fn drop(&mut self) {
         if let Some(addon) = self.webgl.borrow_mut().take() {
@@ -166,6 +215,12 @@ impl Drop for Drawing {
 mod tests {
     use super::*;
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn auto_draws_with_the_dom_in_a_browser_without_a_gpu() {
+        // The wasm tests run in headless Chromium without a GPU: its WebGL is software.
+        assert!(!hardware_webgl());
+    }
 
     #[test]
     fn names_round_trip_and_unknown_ones_are_refused() {
