@@ -240,8 +240,22 @@ pub async fn files_delete(host: &str, path: &PathQuery) -> Result<(), ApiFailure
     Ok(())
 }
 
-/// `config.json` next to `index.html`; missing or malformed means "same origin".
+/// `config.json` next to `index.html`; missing or malformed means "same origin". The
+/// boot script asks for it before the app has loaded (`window.__opsdeckConfig`, a promise
+/// of its text or null); without that (the wasm tests) it is asked here.
 pub async fn deploy_config() -> Config {
+    let early = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"__opsdeckConfig".into()).ok())
+        .and_then(|p| wasm_bindgen::JsCast::dyn_into::<js_sys::Promise>(p).ok());
+    if let Some(promise) = early {
+        return match wasm_bindgen_futures::JsFuture::from(promise).await {
+            Ok(text) => text
+                .as_string()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
+            Err(_) => Config::default(),
+        };
+    }
     let request = Request::get("config.json")
         .cache(RequestCache::NoStore)
         .build();

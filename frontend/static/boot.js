@@ -3,6 +3,11 @@
 // the wasm file in <meta name="opsdeck-app"> (`pattern_script` in Trunk.toml); this module
 // loads them. If that fails, the page says so instead of staying blank.
 const boot = document.getElementById("boot");
+// Where the relay is, asked at once beside the app's download and compile instead of after
+// them (the app reads it first thing: `api::deploy_config`). Never cached: a deploy changes it.
+window.__opsdeckConfig = fetch("config.json", { cache: "no-store" })
+  .then((r) => (r.ok ? r.text() : null))
+  .catch(() => null);
 try {
   const meta = document.querySelector('meta[name="opsdeck-app"]');
   if (!meta) throw new Error('<meta name="opsdeck-app"> is missing');
