@@ -23,6 +23,31 @@ pub struct SshLogin {
 }
 
 impl SshLogin {
+    /// The options `ssh` and `sftp` both take (each spells the port flag its own way).
+    fn options(&self) -> Vec<std::ffi::OsString> {
+        let mut options: Vec<std::ffi::OsString> = vec![
+            // No user or system ssh_config: no multiplexing, no keepalives, nothing else.
+            "-F".into(),
+            "/dev/null".into(),
+            "-i".into(),
+            self.key.clone().into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()).into(),
+        ];
+        for option in [
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "LogLevel=ERROR",
+        ] {
+            options.extend(["-o".into(), option.into()]);
+        }
+        options
+    }
+
+    fn destination(&self) -> String {
+        format!("{}@127.0.0.1", self.user)
+    }
+
     pub fn of(sshd: &TestSshd) -> anyhow::Result<Self> {
         Ok(Self {
             key: sshd.client_key(),
@@ -60,18 +85,9 @@ impl OpenSshTerminal {
     async fn start(login: &SshLogin, pty: bool) -> anyhow::Result<Self> {
         let mut child = Command::new("ssh")
             .arg(if pty { "-tt" } else { "-T" })
-            // No user or system ssh_config: no multiplexing, no keepalives, nothing else.
-            .args(["-F", "/dev/null"])
-            .arg("-i")
-            .arg(&login.key)
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                login.known_hosts.display()
-            ))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
-            .args(["-o", "LogLevel=ERROR", "-p", &login.port.to_string()])
-            .arg(format!("{}@127.0.0.1", login.user))
+            .args(login.options())
+            .args(["-p", &login.port.to_string()])
+            .arg(login.destination())
             // The relay asks for this terminal type too.
             .env("TERM", "xterm-256color")
             .stdin(Stdio::piped())
@@ -129,17 +145,10 @@ impl Terminal for OpenSshTerminal {
 /// transfer limit. Ends when the transfer has, failing with what sftp said otherwise.
 pub async fn sftp(login: &SshLogin, batch: &str) -> anyhow::Result<()> {
     let mut child = Command::new("sftp")
-        .args(["-F", "/dev/null", "-q", "-b", "-"])
-        .arg("-i")
-        .arg(&login.key)
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            login.known_hosts.display()
-        ))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
-        .args(["-o", "LogLevel=ERROR", "-P", &login.port.to_string()])
-        .arg(format!("{}@127.0.0.1", login.user))
+        .args(["-q", "-b", "-"])
+        .args(login.options())
+        .args(["-P", &login.port.to_string()])
+        .arg(login.destination())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

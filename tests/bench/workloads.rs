@@ -1431,6 +1431,21 @@ max_upload_bytes = {}
         Ok(())
     };
 
+    // One `sftp` transfer (`put` or `get`) from `from` to `to`, as MB/s once `to` is whole.
+    let sftp_rate = |verb: &'static str, from: &std::path::Path, to: &std::path::Path| {
+        let (login, from, to) = (&login, from.to_owned(), to.to_owned());
+        async move {
+            let start = Instant::now();
+            openssh::sftp(
+                login,
+                &format!("{verb} {} {}\n", from.display(), to.display()),
+            )
+            .await?;
+            let elapsed = start.elapsed();
+            received(&to)?;
+            Ok(mb_per_s(elapsed))
+        }
+    };
     let mut report = Report::new(Workload::Files);
     report.limit = Some(
         "OpenSSH's `sftp` client to the same sshd, the same file, one `put` or `get` per \
@@ -1454,17 +1469,7 @@ max_upload_bytes = {}
             received(&up_relay)?;
             Ok(mb_per_s(elapsed))
         };
-        let via_sftp = async {
-            let start = Instant::now();
-            openssh::sftp(
-                &login,
-                &format!("put {} {}\n", source.display(), up_sftp.display()),
-            )
-            .await?;
-            let elapsed = start.elapsed();
-            received(&up_sftp)?;
-            Ok(mb_per_s(elapsed))
-        };
+        let via_sftp = sftp_rate("put", &source, &up_sftp);
         let (up, up_limit) = alternate(run, via_relay, via_sftp).await?;
         std::fs::remove_file(&up_relay)?;
         std::fs::remove_file(&up_sftp)?;
@@ -1477,17 +1482,7 @@ max_upload_bytes = {}
             anyhow::ensure!(got == bytes, "downloaded {got} bytes of {bytes}");
             Ok(mb_per_s(elapsed))
         };
-        let via_sftp = async {
-            let start = Instant::now();
-            openssh::sftp(
-                &login,
-                &format!("get {} {}\n", source.display(), down_sftp.display()),
-            )
-            .await?;
-            let elapsed = start.elapsed();
-            received(&down_sftp)?;
-            Ok(mb_per_s(elapsed))
-        };
+        let via_sftp = sftp_rate("get", &source, &down_sftp);
         let (down, down_limit) = alternate(run, via_relay, via_sftp).await?;
         std::fs::remove_file(&down_sftp)?;
 
