@@ -61,6 +61,11 @@ pub struct ClusterTarget {
     /// The namespaces granted by name; `["*"]` when every namespace is granted (then
     /// `GET /api/k8s/{cluster}/namespaces` lists the cluster's own).
     pub namespaces: Vec<String>,
+    /// The most any of the user's grants on this cluster gives for files in its pods
+    /// (absent: nothing, so no files pane is offered). A namespace may give less: the
+    /// listing's `access` says what the user may do there.
+    #[serde(default, skip_serializing_if = "FileAccess::is_none")]
+    pub file_access: FileAccess,
 }
 
 /// `GET /api/k8s/{cluster}/namespaces/{ns}/pods`.

@@ -16,7 +16,7 @@ use web_sys::{RequestCache, RequestCredentials};
 
 use crate::config::{self, Config};
 use crate::locale::{Msg, lang_now};
-use crate::route::encode;
+use crate::route::{FilesPlace, encode};
 
 /// Why an API call did not give its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,35 +207,36 @@ pub async fn recording_slice(id: &str, start: u64, end: u64) -> Result<String, A
         .map_err(|e| ApiFailure::BadBody(e.to_string()))
 }
 
-/// The URL of a files endpoint of an SSH host: `/api/files/ssh/{host}/{what}?{query}`
-/// (`what` is `list`, `file`, `mkdir` or `rename`; the query is one of `common::files`'s).
-pub fn files_url(host: &str, what: &str, query: &str) -> String {
-    config::http_url(&format!("/api/files/ssh/{}/{what}?{query}", encode(host)))
+/// The URL of a files endpoint of an SSH host or a pod's container:
+/// `{FilesPlace::api_base}/{what}?{query}` (`what` is `list`, `file`, `archive`, `mkdir`
+/// or `rename`; the query is one of `common::files`'s).
+pub fn files_url(place: &FilesPlace, what: &str, query: &str) -> String {
+    config::http_url(&format!("{}/{what}?{query}", place.api_base()))
 }
 
-/// `GET /api/files/ssh/{host}/list?…`: one page of a folder.
-pub async fn files_list(host: &str, query: &ListQuery) -> Result<DirPage, ApiFailure> {
-    let url = files_url(host, "list", &query.to_query());
+/// `GET …/list?…`: one page of a folder.
+pub async fn files_list(place: &FilesPlace, query: &ListQuery) -> Result<DirPage, ApiFailure> {
+    let url = files_url(place, "list", &query.to_query());
     json(send(with_cookie(Request::get(&url)).build()).await?).await
 }
 
-/// `POST /api/files/ssh/{host}/mkdir?path=`.
-pub async fn files_mkdir(host: &str, path: &PathQuery) -> Result<(), ApiFailure> {
-    let url = files_url(host, "mkdir", &path.to_query());
+/// `POST …/mkdir?path=`.
+pub async fn files_mkdir(place: &FilesPlace, path: &PathQuery) -> Result<(), ApiFailure> {
+    let url = files_url(place, "mkdir", &path.to_query());
     send(with_cookie(Request::post(&url)).build()).await?;
     Ok(())
 }
 
-/// `POST /api/files/ssh/{host}/rename?from=&to=`.
-pub async fn files_rename(host: &str, query: &RenameQuery) -> Result<(), ApiFailure> {
-    let url = files_url(host, "rename", &query.to_query());
+/// `POST …/rename?from=&to=`.
+pub async fn files_rename(place: &FilesPlace, query: &RenameQuery) -> Result<(), ApiFailure> {
+    let url = files_url(place, "rename", &query.to_query());
     send(with_cookie(Request::post(&url)).build()).await?;
     Ok(())
 }
 
-/// `DELETE /api/files/ssh/{host}/file?path=`: a file, a symlink or an empty folder.
-pub async fn files_delete(host: &str, path: &PathQuery) -> Result<(), ApiFailure> {
-    let url = files_url(host, "file", &path.to_query());
+/// `DELETE …/file?path=`: a file, a symlink or an empty folder.
+pub async fn files_delete(place: &FilesPlace, path: &PathQuery) -> Result<(), ApiFailure> {
+    let url = files_url(place, "file", &path.to_query());
     send(with_cookie(Request::delete(&url)).build()).await?;
     Ok(())
 }

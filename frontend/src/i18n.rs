@@ -252,6 +252,7 @@ catalogue! {
     FilesLoading => "Loading the folder…", "正在加载文件夹…";
     FilesEmpty => "This folder is empty.", "此文件夹为空。";
     FilesLoadMore => "Load more", "加载更多";
+    FilesDownloadTar => "Download as .tar", "下载为 .tar";
     FilesUpload => "Upload files…", "上传文件…";
     FilesUploadFolder => "Upload a folder…", "上传文件夹…";
     FilesDropHere => "Drop files or folders here to upload them into this folder.", "将文件或文件夹拖放到此处即可上传到此文件夹。";

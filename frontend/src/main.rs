@@ -124,8 +124,8 @@ fn App() -> impl IntoView {
                 view! { <views::recordings::RecordingsPage filter /> }.into_any()
             }
             Route::Replay { id } => view! { <views::replay::ReplayPage id /> }.into_any(),
-            Route::Files { host, path } => {
-                view! { <views::files::FilesPage host path /> }.into_any()
+            Route::Files { place, path } => {
+                view! { <views::files::FilesPage place path /> }.into_any()
             }
             Route::NotFound(_) => view! {
                 <section class="page">

@@ -47,9 +47,13 @@ pub enum Route {
     Recordings(RecordingQuery),
     /// `#/replay/{id}`: the player of one recording.
     Replay { id: String },
-    /// `#/files/ssh/{host}?path=`: the files pane of an SSH host (`views::files`); no
-    /// `path` is the login's home folder.
-    Files { host: String, path: Option<String> },
+    /// `#/files/ssh/{host}?path=` or `#/files/k8s/{cluster}/{namespace}/{pod}/{container}?path=`:
+    /// the files pane of an SSH host or of a pod's container (`views::files`); no `path`
+    /// is where [`FilesPlace::start`] says.
+    Files {
+        place: FilesPlace,
+        path: Option<String>,
+    },
     /// Anything else.
     NotFound(String),
 }
@@ -61,6 +65,54 @@ pub struct Container {
     pub namespace: String,
     pub pod: String,
     pub container: String,
+}
+
+/// Where a files pane's files are: an SSH host or a pod's container. Its page and its
+/// relay endpoints share one path, built here only: `ssh/{host}` or
+/// `k8s/{cluster}/{namespace}/{pod}/{container}`, each segment percent-encoded, after
+/// `#/files/` for the page and `/api/files/` for the endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilesPlace {
+    Ssh(String),
+    Pod(Container),
+}
+
+impl FilesPlace {
+    /// `ssh/{host}` or `k8s/{cluster}/{namespace}/{pod}/{container}`, encoded.
+    fn path(&self) -> String {
+        match self {
+            Self::Ssh(host) => format!("ssh/{}", encode(host)),
+            Self::Pod(c) => format!("k8s/{}", c.path()),
+        }
+    }
+
+    /// The base of its relay endpoints (`list`, `file`, `archive`, `mkdir`, `rename` follow).
+    pub fn api_base(&self) -> String {
+        format!("/api/files/{}", self.path())
+    }
+
+    /// The folder shown when the page names none. An SSH host: `.`, which the relay
+    /// resolves to the login's home folder. A container: `/`, as its working directory is
+    /// unknown to the browser and the relay lists `.` without resolving it (no way up).
+    pub fn start(&self) -> &'static str {
+        match self {
+            Self::Ssh(_) => ".",
+            Self::Pod(_) => "/",
+        }
+    }
+
+    /// Whether folders can be downloaded whole (a pod's, as a tar: `archive`).
+    pub fn has_archives(&self) -> bool {
+        matches!(self, Self::Pod(_))
+    }
+
+    /// What people call it: the host, or `namespace/pod/container`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Ssh(host) => host.clone(),
+            Self::Pod(c) => format!("{}/{}/{}", c.namespace, c.pod, c.container),
+        }
+    }
 }
 
 /// The options of a pod log page, in its fragment and sent to the relay as a
@@ -143,11 +195,12 @@ impl Route {
                 id: (*id).to_owned(),
             },
             ["files", "ssh", host] => Self::Files {
-                host: (*host).to_owned(),
-                // The endpoints' own query; a path it refuses opens the home folder.
-                path: PathQuery::parse(query)
-                    .ok()
-                    .and_then(|q| String::from_utf8(q.path).ok()),
+                place: FilesPlace::Ssh((*host).to_owned()),
+                path: files_path(query),
+            },
+            ["files", "k8s", c, ns, pod, ctr] => Self::Files {
+                place: FilesPlace::Pod(Container::new(c, ns, pod, ctr)),
+                path: files_path(query),
             },
             _ => Self::NotFound(hash.to_owned()),
         }
@@ -195,8 +248,8 @@ impl Route {
             }
             Self::Recordings(filter) => with_query("#/recordings", &filter.to_query()),
             Self::Replay { id } => format!("#/replay/{}", encode(id)),
-            Self::Files { host, path } => {
-                let page = format!("#/files/ssh/{}", encode(host));
+            Self::Files { place, path } => {
+                let page = format!("#/files/{}", place.path());
                 match path {
                     Some(path) => with_query(&page, &PathQuery::new(path.as_bytes()).to_query()),
                     None => page,
@@ -229,14 +282,19 @@ impl Route {
         }
     }
 
-    /// "Open files here": the files page of the host behind a terminal page, when it has
-    /// one (SSH hosts; the home folder, as the shell's folder cannot be known).
+    /// "Open files here": the files page of the host or container behind a terminal page,
+    /// when it has one (SSH hosts: the home folder, as the shell's folder cannot be known;
+    /// containers: `/`, see [`FilesPlace::start`]).
     pub fn files_here(&self) -> Option<Route> {
+        self.files_place()
+            .map(|place| Self::Files { place, path: None })
+    }
+
+    /// Where the files behind a terminal page are (an SSH host, a container), if anywhere.
+    pub fn files_place(&self) -> Option<FilesPlace> {
         match self {
-            Self::Ssh { host } => Some(Self::Files {
-                host: host.clone(),
-                path: None,
-            }),
+            Self::Ssh { host } => Some(FilesPlace::Ssh(host.clone())),
+            Self::K8sExec(c) => Some(FilesPlace::Pod(c.clone())),
             _ => None,
         }
     }
@@ -269,7 +327,7 @@ impl Route {
             Self::Workspace { .. } => t(Text::TitleWorkspace).to_owned(),
             Self::Recordings(_) => t(Text::Recordings).to_owned(),
             Self::Replay { id } => format!("{} · {id}", t(Text::TitleReplay)),
-            Self::Files { host, .. } => format!("{} · {host}", t(Text::TitleFiles)),
+            Self::Files { place, .. } => format!("{} · {}", t(Text::TitleFiles), place.label()),
             Self::NotFound(_) => t(Text::TitleNotFound).to_owned(),
         }
     }
@@ -321,6 +379,14 @@ impl From<PodLogOptions> for PodLogQuery {
             resume: ResumeQuery::default(),
         }
     }
+}
+
+/// The folder a files page names: the endpoints' own query; a path it refuses (or none)
+/// opens the place's starting folder.
+fn files_path(query: &str) -> Option<String> {
+    PathQuery::parse(query)
+        .ok()
+        .and_then(|q| String::from_utf8(q.path).ok())
 }
 
 /// `lines=N`: the tail endpoint's query, and the page's.
@@ -463,12 +529,16 @@ mod tests {
                 id: "1765000000-9f86d081884c7d65".into(),
             },
             Route::Files {
-                host: "web 1".into(),
+                place: FilesPlace::Ssh("web 1".into()),
                 path: None,
             },
             Route::Files {
-                host: "box".into(),
+                place: FilesPlace::Ssh("box".into()),
                 path: Some("/srv/app ü/日志".into()),
+            },
+            Route::Files {
+                place: FilesPlace::Pod(Container::new("prod", "default", "api 7/d", "app")),
+                path: Some("/var/log".into()),
             },
         ];
         for route in routes {
@@ -477,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn files_open_beside_ssh_terminals_only() {
+    fn files_open_beside_ssh_and_pod_terminals_only() {
         let ssh = Route::Ssh {
             host: "web 1".into(),
         };
@@ -486,12 +556,28 @@ mod tests {
             Some("#/files/ssh/web%201")
         );
         assert_eq!(Route::parse("#/local/sh").files_here(), None);
+        assert_eq!(Route::parse("#/k8s/logs/c/ns/p/ctr").files_here(), None);
         assert_eq!(
             Route::parse("#/files/ssh/box?path=%2Ftmp"),
             Route::Files {
-                host: "box".into(),
+                place: FilesPlace::Ssh("box".into()),
                 path: Some("/tmp".into())
             }
+        );
+        let pod = Route::parse("#/k8s/exec/c%201/ns/p/ctr").files_here();
+        assert_eq!(
+            pod.as_ref().map(Route::to_hash).as_deref(),
+            Some("#/files/k8s/c%201/ns/p/ctr")
+        );
+        let Some(Route::Files { place, path: None }) = pod else {
+            panic!("{pod:?}");
+        };
+        assert_eq!(place.api_base(), "/api/files/k8s/c%201/ns/p/ctr");
+        assert_eq!(place.start(), "/");
+        assert!(place.has_archives());
+        assert_eq!(
+            FilesPlace::Ssh("web 1".into()).api_base(),
+            "/api/files/ssh/web%201"
         );
     }
 

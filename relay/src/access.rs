@@ -204,6 +204,24 @@ fn watches(list: &[String], target: &TargetRef) -> bool {
     })
 }
 
+/// The widest `file_access` of `who`'s grants that open any namespace of `cluster` (what
+/// `/api/targets` says, so the browser offers a pod's files pane only when some grant allows it).
+fn cluster_file_access(config: &Config, who: &Principal, cluster: &str) -> FileAccess {
+    config
+        .grants
+        .iter()
+        .filter(|g| applies(g, who))
+        .filter(|g| {
+            g.k8s.iter().any(|entry| match entry.split_once('/') {
+                Some((c, _)) => c == "*" || c == cluster,
+                None => entry == "*",
+            })
+        })
+        .map(|g| g.file_access)
+        .max()
+        .unwrap_or_default()
+}
+
 /// Whether `who` holds the `audit` grant (the trail, every recording, watching anything).
 pub fn audits(config: &Config, who: &Principal) -> bool {
     config
@@ -265,6 +283,7 @@ fn k8s_targets(config: &Config, who: &Principal) -> Vec<ClusterTarget> {
                 id: cluster.id.clone(),
                 label: cluster.label.clone().unwrap_or_else(|| cluster.id.clone()),
                 namespaces,
+                file_access: cluster_file_access(config, who, &cluster.id),
             })
         })
         .collect()
@@ -422,6 +441,8 @@ mod tests {
             namespace: "x".into(),
         };
         assert_eq!(file_access(&config, &a, &dev), FileAccess::Write);
+        assert_eq!(cluster_file_access(&config, &a, "dev"), FileAccess::Write);
+        assert_eq!(cluster_file_access(&config, &a, "prod"), FileAccess::None);
         assert_eq!(
             file_access(&config, &who("b", &[]), &ssh("web")),
             FileAccess::None,

@@ -10,14 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use common::api::Targets;
 use common::audit::AuditKind;
-use common::files::{DirPage, EntryKind, UploadDone};
+use common::files::{DirPage, EntryKind, FileAccess, UploadDone};
 use k8s_emulator::{AccessRule, ContainerConfig, Emulator, EmulatorConfig, PodConfig, Subject};
 use opsdeck_tests::relay::{TestRelay, users_toml};
 use sha2::{Digest, Sha256};
 
 use super::{
-    carol_toml, client, path_query, random_bytes, raw_status, reason, sha_of_download, transfers,
+    carol_toml, client, path_query, random_bytes, raw_status, reason, row_js, sha_of_download,
+    transfer_js, transfers,
 };
 
 struct SharedCluster {
@@ -114,10 +116,15 @@ k8s = ["main/dev"]
 /// A relay on the shared emulator, and this test's folder (in the container's file
 /// system, which is this machine's).
 async fn relay() -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
+    relay_with("").await
+}
+
+/// [`relay`] with `extra` at the top of its config (`static_dir`, say).
+async fn relay_with(extra: &str) -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
     let cluster = cluster();
     let dir = tempfile::tempdir()?;
     let text = format!(
-        "[audit]\nfile = \"{}\"\n{}\n{}\n{GRANTS}\n[[k8s_clusters]]\nid = \"main\"\nkubeconfig = \"{}\"\n",
+        "{extra}\n[audit]\nfile = \"{}\"\n{}\n{}\n{GRANTS}\n[[k8s_clusters]]\nid = \"main\"\nkubeconfig = \"{}\"\n",
         dir.path().join("audit.jsonl").display(),
         users_toml(),
         carol_toml(),
@@ -397,5 +404,128 @@ async fn a_cancelled_pod_upload_leaves_no_file_under_its_name() -> anyhow::Resul
         "{event:?}"
     );
     std::fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn targets_say_what_each_user_may_do_with_files_in_a_clusters_pods() -> anyhow::Result<()> {
+    let (relay, _dir, _root) = relay().await?;
+    // The browser offers a pod's files pane (a pod terminal's "open files here", the
+    // workspace's 📁) only when the cluster's `file_access` is not none.
+    for (user, access) in [
+        ("alice", FileAccess::Write),
+        ("bob", FileAccess::Read),
+        ("carol", FileAccess::None),
+    ] {
+        let targets: Targets = client()
+            .get(relay.http_url("/api/targets"))
+            .bearer_auth(relay.token(user))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let main = targets.k8s.iter().find(|c| c.id == "main");
+        assert_eq!(main.map(|c| c.file_access), Some(access), "{user}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_pod_files_pane_in_chromium_lists_uploads_and_offers_folders_as_tar()
+-> anyhow::Result<()> {
+    use fantoccini::Locator;
+    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+
+    let extra = format!("static_dir = \"{}\"\n", built_app()?.display());
+    let (relay, _dir, root) = relay_with(&extra).await?;
+    std::fs::create_dir(root.join("sub"))?;
+    std::fs::write(root.join("sub").join("inner.txt"), "inside")?;
+    let base = relay.http_url("");
+    let page = format!(
+        "{base}/#/files/k8s/main/dev/files/app?{}",
+        path_query(&root)
+    );
+
+    let mut driver = Chromedriver::start().await?;
+    let browser = driver.browser(1280, 900).await?;
+    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
+    wait_for_js(
+        &browser,
+        "logged in",
+        "document.querySelector('#user-name')",
+    )
+    .await?;
+
+    // "Open files here" on the pod's terminal leads to the container's files pane.
+    browser
+        .goto(&format!("{base}/#/k8s/exec/main/dev/files/app"))
+        .await?;
+    let link = browser
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#term-files"))
+        .await?;
+    assert_eq!(
+        link.attr("href").await?.as_deref(),
+        Some("#/files/k8s/main/dev/files/app")
+    );
+
+    // The test's folder, listed from the container (this machine's files), writable.
+    browser.goto(&page).await?;
+    wait_for_js(
+        &browser,
+        "sub listed",
+        &format!(
+            "document.querySelector('.files-page[data-pod=\"dev/files/app\"][data-access=\"write\"]') && {}",
+            row_js("sub")
+        ),
+    )
+    .await?;
+
+    // A folder row offers the folder as a tar (the `archive` endpoint).
+    let tar = browser
+        .execute(
+            &format!(
+                "const a = {}.querySelector('.file-archive'); return a && [a.getAttribute('href'), a.getAttribute('download')];",
+                row_js("sub")
+            ),
+            vec![],
+        )
+        .await?;
+    let expected_href = format!(
+        "/api/files/k8s/main/dev/files/app/archive?{}",
+        path_query(&root.join("sub"))
+    );
+    let href = tar[0].as_str().unwrap_or_default();
+    assert!(href.ends_with(&expected_href), "{tar:?} vs {expected_href}");
+    assert_eq!(tar[1], "sub.tar");
+
+    // A file chosen with the file input arrives byte-exact and is listed.
+    let local = tempfile::tempdir()?;
+    let data = random_bytes(200_000, 21);
+    let chosen = local.path().join("chosen 文件.bin");
+    std::fs::write(&chosen, &data)?;
+    browser
+        .find(Locator::Css(".files-picker"))
+        .await?
+        .send_keys(&chosen.display().to_string())
+        .await?;
+    let state = wait_for_js(
+        &browser,
+        "the upload to end",
+        &format!(
+            "!['queued', 'sending', undefined].includes({0}.dataset.state) && {0}.dataset.state",
+            transfer_js("chosen 文件.bin")
+        ),
+    )
+    .await?;
+    assert_eq!(state, "done");
+    wait_for_js(&browser, "the upload listed", &row_js("chosen 文件.bin")).await?;
+    assert_eq!(
+        std::fs::read(root.join("chosen 文件.bin"))?,
+        data,
+        "on disk"
+    );
+    browser.close().await?;
     Ok(())
 }

@@ -33,6 +33,7 @@ async fn targets_list_clusters_with_the_namespaces_granted() -> anyhow::Result<(
             id: "main".into(),
             label: "Main".into(),
             namespaces: vec!["dev".into()],
+            file_access: Default::default(),
         }]
     );
     let (_, alice) = get::<Targets>(&cluster, "alice", "/api/targets").await?;

@@ -1,12 +1,15 @@
-//! The files pane of an SSH host (`#/files/ssh/{host}?path=`, alone or in a workspace
+//! The files pane of an SSH host or a pod's container (`#/files/ssh/{host}?path=`,
+//! `#/files/k8s/{cluster}/{namespace}/{pod}/{container}?path=`, alone or in a workspace
 //! pane): one folder at a time through the relay's `/api/files/ssh/{host}/…` (SFTP on the
-//! relay's own login to the host; see docs/PROTOCOL.md), with the queries of
-//! `common::files`.
+//! relay's own login to the host) or `/api/files/k8s/…/{container}/…` (`find`, `tar` and
+//! `mv` by exec in the container; see docs/PROTOCOL.md), with the queries of
+//! `common::files`. [`FilesPlace`] builds both.
 //!
 //! - The listing comes a page at a time in the server's order ("Load more" asks for the
 //!   next page); the pane shows folders first, then by name, of what it has.
 //! - Breadcrumbs and "Up" move between folders; a download is a plain link to the file
-//!   (the browser sends the login cookie and saves what `Content-Disposition` names).
+//!   (the browser sends the login cookie and saves what `Content-Disposition` names); in a
+//!   container a folder has a link too, to its `archive` (the folder as `NAME.tar`).
 //! - Uploads go one `XMLHttpRequest` per file (the one browser API that reports upload
 //!   progress), from a file picker or files dropped onto the pane, each with a progress
 //!   bar, rate, time left and a cancel button; the relay writes to a temporary name and
@@ -16,8 +19,9 @@
 //!   folders are made first (one that exists is fine), then each file is sent to its place.
 //! - The pane offers what the user's grant gives: the listing says it (`DirPage::access`);
 //!   with `read`, no upload, drop, new folder, rename or delete, and a note saying so.
-//!   [`FileGrants`] tells other pages (terminal, workspace) whether a host has files for
-//!   the user at all (`Target::file_access` in `GET /api/targets`).
+//!   [`FileGrants`] tells other pages (terminal, workspace) whether a host or a cluster
+//!   has files for the user at all (`Target::file_access` and `ClusterTarget::file_access`
+//!   in `GET /api/targets`).
 //! - Every refusal is shown in words: the status's meaning from the catalogue, then the
 //!   relay's own reason (`i18n::Msg::FilesRefused`).
 
@@ -34,17 +38,26 @@ use web_sys::{DragEvent, Event, File, HtmlInputElement, ProgressEvent, XmlHttpRe
 use crate::api::{self, ApiFailure};
 use crate::folders::{Dropped, Tree};
 use crate::locale::{Msg, Text, msg, t, tr};
+use crate::route::FilesPlace;
 use crate::units::{clock_text, minute_text, size_text};
 
 /// Uploads sent at once by one pane; the rest wait, queued, in its transfer list (the
 /// relay bounds each user's transfers too, and answers 429 beyond them).
 pub const MAX_UPLOADS: usize = 3;
 
-/// What the user may do with the files of each SSH host, from `GET /api/targets`: asked
-/// once per page that offers a host's files, in the background. Nothing is offered until
-/// the answer has come.
+/// What the user may do with the files of each SSH host and in the pods of each cluster,
+/// from `GET /api/targets`: asked once per page that offers files, in the background.
+/// Nothing is offered until the answer has come.
 #[derive(Clone, Copy)]
-pub struct FileGrants(RwSignal<Option<HashMap<String, FileAccess>>>);
+pub struct FileGrants(RwSignal<Option<Granted>>);
+
+/// The `file_access` of each SSH host and of each cluster (the most any namespace's grant
+/// gives: a namespace's listing may then say less).
+#[derive(Default)]
+struct Granted {
+    hosts: HashMap<String, FileAccess>,
+    clusters: HashMap<String, FileAccess>,
+}
 
 impl FileGrants {
     /// Not known yet; [`FileGrants::load`] asks.
@@ -56,29 +69,40 @@ impl FileGrants {
     pub fn load(self) {
         leptos::task::spawn_local(async move {
             let grants = match api::targets().await {
-                Ok(targets) => targets
-                    .ssh
-                    .into_iter()
-                    .map(|t| (t.id, t.file_access))
-                    .collect(),
-                Err(_) => HashMap::new(),
+                Ok(targets) => Granted {
+                    hosts: targets
+                        .ssh
+                        .into_iter()
+                        .map(|t| (t.id, t.file_access))
+                        .collect(),
+                    clusters: targets
+                        .k8s
+                        .into_iter()
+                        .map(|c| (c.id, c.file_access))
+                        .collect(),
+                },
+                Err(_) => Granted::default(),
             };
             let _ = self.0.try_set(Some(grants));
         });
     }
 
-    /// What the user may do with `host`'s files (tracked); `None` until known.
-    pub fn of(self, host: &str) -> Option<FileAccess> {
+    /// What the user may do with the files of `place` (tracked); `None` until known.
+    pub fn of(self, place: &FilesPlace) -> Option<FileAccess> {
         self.0.with(|known| {
-            known
-                .as_ref()
-                .map(|g| g.get(host).copied().unwrap_or_default())
+            known.as_ref().map(|g| {
+                let access = match place {
+                    FilesPlace::Ssh(host) => g.hosts.get(host),
+                    FilesPlace::Pod(c) => g.clusters.get(&c.cluster),
+                };
+                access.copied().unwrap_or_default()
+            })
         })
     }
 
-    /// Whether `host`'s files may be opened at all (tracked; not while unknown).
-    pub fn allows(self, host: &str) -> bool {
-        self.of(host).is_some_and(|access| !access.is_none())
+    /// Whether the files of `place` may be opened at all (tracked; not while unknown).
+    pub fn allows(self, place: &FilesPlace) -> bool {
+        self.of(place).is_some_and(|access| !access.is_none())
     }
 }
 
@@ -136,8 +160,9 @@ struct Waiting {
 /// The pane's state; `Copy`, shared by every handler.
 #[derive(Clone, Copy)]
 struct FilesPane {
-    host: StoredValue<String>,
-    /// The folder shown: as asked, then as the relay resolved it (`.` is the home folder).
+    place: StoredValue<FilesPlace>,
+    /// The folder shown: as asked, then as the relay resolved it (`.` is an SSH login's
+    /// home folder).
     dir: RwSignal<String>,
     entries: RwSignal<Vec<DirEntry>>,
     /// The offset of the next page, if there is one.
@@ -171,8 +196,8 @@ fn refusal(e: &ApiFailure) -> (u16, String) {
 }
 
 impl FilesPane {
-    fn host(&self) -> String {
-        self.host.get_value()
+    fn place(&self) -> FilesPlace {
+        self.place.get_value()
     }
 
     /// Lists `path` from `offset` (0: a new folder, replacing what is shown).
@@ -192,7 +217,7 @@ impl FilesPane {
                 offset,
                 limit: DEFAULT_PAGE,
             };
-            let answer = api::files_list(&self.host(), &query).await;
+            let answer = api::files_list(&self.place(), &query).await;
             if self.generation.try_get_value() != Some(generation) {
                 return;
             }
@@ -248,9 +273,9 @@ impl FilesPane {
             self.notice.set(Some(t(Text::FilesBadName).to_owned()));
             return;
         }
-        let host = self.host();
+        let place = self.place();
         let path = PathQuery::new(join(&self.dir.get_untracked(), &name));
-        self.change(async move { api::files_mkdir(&host, &path).await });
+        self.change(async move { api::files_mkdir(&place, &path).await });
     }
 
     fn rename(self, entry: &DirEntry) {
@@ -272,8 +297,8 @@ impl FilesPane {
             from: entry_path(&dir, entry),
             to: join(&dir, &to).into_bytes(),
         };
-        let host = self.host();
-        self.change(async move { api::files_rename(&host, &query).await });
+        let place = self.place();
+        self.change(async move { api::files_rename(&place, &query).await });
     }
 
     fn delete(self, entry: &DirEntry) {
@@ -282,13 +307,19 @@ impl FilesPane {
             return;
         }
         let path = PathQuery::new(entry_path(&self.dir.get_untracked(), entry));
-        let host = self.host();
-        self.change(async move { api::files_delete(&host, &path).await });
+        let place = self.place();
+        self.change(async move { api::files_delete(&place, &path).await });
     }
 
     fn download_url(&self, entry: &DirEntry) -> String {
         let path = PathQuery::new(entry_path(&self.dir.get_untracked(), entry));
-        api::files_url(&self.host(), "file", &path.to_query())
+        api::files_url(&self.place(), "file", &path.to_query())
+    }
+
+    /// A folder as `NAME.tar` (pods only: see [`FilesPlace::has_archives`]).
+    fn archive_url(&self, entry: &DirEntry) -> String {
+        let path = PathQuery::new(entry_path(&self.dir.get_untracked(), entry));
+        api::files_url(&self.place(), "archive", &path.to_query())
     }
 
     /// Whether the user may change files here (the listing said `write`).
@@ -322,7 +353,7 @@ impl FilesPane {
         }
         let base = self.dir.get_untracked();
         let overwrite = self.overwrite.get_untracked();
-        let host = self.host();
+        let place = self.place();
         let folders: Vec<String> = tree.folders().map(str::to_owned).collect();
         // Listed at once, as queued, while their folders are made.
         let waiting: Vec<Waiting> = tree
@@ -340,7 +371,7 @@ impl FilesPane {
         leptos::task::spawn_local(async move {
             for folder in &folders {
                 let path = PathQuery::new(join(&base, folder));
-                match api::files_mkdir(&host, &path).await {
+                match api::files_mkdir(&place, &path).await {
                     Ok(()) | Err(ApiFailure::Status { status: 409, .. }) => {}
                     Err(e) => {
                         let why = msg(&Msg::FilesFolderNotMade {
@@ -418,7 +449,7 @@ impl FilesPane {
     /// Sends one upload.
     fn send(self, Waiting { id, file, query }: Waiting) {
         let failed = |why: Text| self.set_state(id, TransferState::Failed(t(why).to_owned()));
-        let url = api::files_url(&self.host(), "file", &query.to_query());
+        let url = api::files_url(&self.place(), "file", &query.to_query());
         let Ok(xhr) = XmlHttpRequest::new() else {
             return failed(Text::TransferInterrupted);
         };
@@ -533,9 +564,16 @@ fn carries_files(ev: &DragEvent) -> bool {
 }
 
 #[component]
-pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
+pub fn FilesPage(place: FilesPlace, path: Option<String>) -> impl IntoView {
+    let start = path.unwrap_or_else(|| place.start().to_owned());
+    let archives = place.has_archives();
+    // `data-host` for an SSH host, `data-pod` (`namespace/pod/container`) for a container.
+    let (data_host, data_pod) = match &place {
+        FilesPlace::Ssh(host) => (Some(host.clone()), None),
+        FilesPlace::Pod(_) => (None, Some(place.label())),
+    };
     let pane = FilesPane {
-        host: StoredValue::new(host.clone()),
+        place: StoredValue::new(place),
         dir: RwSignal::new(String::new()),
         entries: RwSignal::new(Vec::new()),
         next: RwSignal::new(None),
@@ -550,7 +588,7 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
         queue: StoredValue::new_local(VecDeque::new()),
         next_id: StoredValue::new(1),
     };
-    pane.load(path.unwrap_or_else(|| ".".to_owned()), 0);
+    pane.load(start, 0);
     on_cleanup(move || {
         // Leaving the pane cancels its uploads (the relay then removes their temporary
         // files); the waiting ones are never sent.
@@ -600,13 +638,20 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
         } else {
             view! { <span class="file-name">{entry.name.clone()}</span> }.into_any()
         };
-        let download = (entry.kind != EntryKind::Dir).then(|| {
-            view! {
+        let download = if entry.kind != EntryKind::Dir {
+            Some(view! {
                 <a class="file-download" href=pane.download_url(&entry) download=entry.name.clone()>
                     {tr(Text::Download)}
                 </a>
-            }
-        });
+            }.into_any())
+        } else {
+            // A container's folder comes whole, as a tar.
+            archives.then(|| view! {
+                <a class="file-archive" href=pane.archive_url(&entry) download=format!("{}.tar", entry.name)>
+                    {tr(Text::FilesDownloadTar)}
+                </a>
+            }.into_any())
+        };
         let size = if entry.kind == EntryKind::Dir {
             String::new()
         } else {
@@ -696,7 +741,7 @@ pub fn FilesPage(host: String, path: Option<String>) -> impl IntoView {
     };
 
     view! {
-        <section class="page files-page" data-host=host data-access=move || pane.access.get().as_str()>
+        <section class="page files-page" data-host=data_host data-pod=data_pod data-access=move || pane.access.get().as_str()>
             <div class="toolbar files-toolbar" role="toolbar" aria-label=tr(Text::TitleFiles)>
                 <button
                     type="button"

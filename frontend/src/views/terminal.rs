@@ -50,25 +50,25 @@ pub fn TerminalPage(
 ) -> impl IntoView {
     let read_only = matches!(route, Route::Job { .. });
     // "Open files here" (a workspace pane has its own button in its header), offered once
-    // the relay has said the user may see this host's files. Asked after the terminal's
-    // socket is opened, so it never delays it.
-    let files_here = match (&route, keep_session) {
-        (Route::Ssh { host }, false) => route.files_here().map(|r| (host.clone(), r.to_hash())),
+    // the relay has said the user may see this host's or this cluster's files. Asked
+    // after the terminal's socket is opened, so it never delays it.
+    let files_here = match (route.files_place(), route.files_here(), keep_session) {
+        (Some(place), Some(files), false) => Some((place, files.to_hash())),
         _ => None,
     };
     let grants = FileGrants::unknown();
-    // What the relay said of this host's files (`unknown` until it has; tests wait on it).
-    let ssh_host = files_here.as_ref().map(|(host, _)| host.clone());
+    // What the relay said of these files (`unknown` until it has; tests wait on it).
+    let place = files_here.as_ref().map(|(place, _)| place.clone());
     let file_access = move || {
-        ssh_host
+        place
             .as_ref()
-            .map(|host| grants.of(host).map_or("unknown", FileAccess::as_str))
+            .map(|place| grants.of(place).map_or("unknown", FileAccess::as_str))
     };
     let wants_grants = files_here.is_some();
     let files = Signal::derive(move || {
         files_here
             .as_ref()
-            .filter(|(host, _)| grants.allows(host))
+            .filter(|(place, _)| grants.allows(place))
             .map(|(_, href)| href.clone())
     });
     let Some(base_path) = route.ws_path() else {
@@ -174,7 +174,8 @@ fn TerminalToolbar(
     /// The stream, once the terminal is mounted and it is open.
     status: ReadSignal<Option<Stream>, LocalStorage>,
     read_only: bool,
-    /// The fragment of this host's files page ("Open files here"), when it is offered.
+    /// The fragment of this host's or container's files page ("Open files here"), when it
+    /// is offered.
     files: Signal<Option<String>>,
 ) -> impl IntoView {
     let search = RwSignal::new(String::new());

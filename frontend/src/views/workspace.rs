@@ -465,10 +465,9 @@ fn PaneView(
             });
         }
     };
-    let files_here = match &route {
-        Route::Ssh { host } => route.files_here().map(|r| (host.clone(), r.to_hash())),
-        _ => None,
-    };
+    let files_here = route
+        .files_place()
+        .zip(route.files_here().map(|r| r.to_hash()));
     let body = match route {
         r @ (Route::Ssh { .. } | Route::Local { .. } | Route::K8sExec(_) | Route::Job { .. }) => {
             view! { <TerminalPage route=r resume=session on_session keep_session=true /> }
@@ -476,14 +475,14 @@ fn PaneView(
         }
         r @ (Route::Tail { .. } | Route::K8sLogs(..)) => view! { <LogsPage route=r /> }.into_any(),
         Route::Chat { room } => view! { <ChatPage room /> }.into_any(),
-        Route::Files { host, path } => view! { <FilesPage host path /> }.into_any(),
+        Route::Files { place, path } => view! { <FilesPage place path /> }.into_any(),
         _ => view! { <p class="error">{tr(Text::NotAPane)}</p> }.into_any(),
     };
-    // "Open files here": the host's files in a pane beside its terminal, when the user's
-    // grant has any for this host.
-    let files_here = files_here.map(|(host, files)| {
+    // "Open files here": the host's or container's files in a pane beside its terminal,
+    // when the user's grants have any there.
+    let files_here = files_here.map(|(place, files)| {
         let files = StoredValue::new(files);
-        let offered = move || grants.allows(&host);
+        let offered = move || grants.allows(&place);
         view! {
             <Show when=offered>
                 <button
