@@ -40,6 +40,9 @@ impl Chromedriver {
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // Its own process group, which the browsers it starts join: a test that fails
+            // before closing its browsers still ends them (see `Drop`).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting /usr/bin/chromedriver (install chromium-driver)")?;
@@ -102,6 +105,15 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
+        // The whole group: a browser left running by a failed test (chromedriver does not
+        // close its sessions when killed) went on drawing and took a core from what ran next.
+        if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+            // touched.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.start_kill();
     }
 }
