@@ -65,6 +65,13 @@ pub enum FilesError {
     Failed(String),
 }
 
+/// A query string the relay refuses is the user's to fix (400).
+impl From<common::QueryError> for FilesError {
+    fn from(e: common::QueryError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
 impl FilesError {
     pub fn http_status(&self) -> StatusCode {
         match self {

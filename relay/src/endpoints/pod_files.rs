@@ -67,12 +67,8 @@ fn text(path: &[u8]) -> Result<String, FilesError> {
     })
 }
 
-fn bad_query(e: common::QueryError) -> FilesError {
-    FilesError::BadRequest(e.to_string())
-}
-
 fn one_path(query: &str) -> Result<PathQuery, FilesError> {
-    PathQuery::parse(query).map_err(bad_query)
+    PathQuery::parse(query).map_err(FilesError::from)
 }
 
 fn transfer<'a>(state: &'a AppState, user: &'a str, path: &ContainerPath) -> Transfer<'a> {
@@ -350,7 +346,7 @@ pub async fn rename(
     query: String,
 ) -> Response {
     let parsed = RenameQuery::parse(&query)
-        .map_err(bad_query)
+        .map_err(FilesError::from)
         .and_then(|q| Ok(Change::Rename(text(&q.from)?, text(&q.to)?)));
     change(path, state, headers, parsed).await
 }

@@ -62,10 +62,6 @@ fn text(path: &[u8]) -> Result<String, FilesError> {
     })
 }
 
-fn bad_query(e: common::QueryError) -> FilesError {
-    FilesError::BadRequest(e.to_string())
-}
-
 /// Records one `file_transfer` event.
 fn audit(
     state: &AppState,
@@ -299,7 +295,7 @@ async fn change(
 }
 
 fn one_path(query: &str) -> Result<String, FilesError> {
-    let query = PathQuery::parse(query).map_err(bad_query)?;
+    let query = PathQuery::parse(query).map_err(FilesError::from)?;
     text(&query.path)
 }
 
@@ -333,7 +329,7 @@ pub async fn rename(
     query: String,
 ) -> Response {
     let parsed = RenameQuery::parse(&query)
-        .map_err(bad_query)
+        .map_err(FilesError::from)
         .and_then(|q| Ok(Change::Rename(text(&q.from)?, text(&q.to)?)));
     change(host_id, state, headers, parsed).await
 }
