@@ -4,7 +4,7 @@
 //!
 //! `Auto` (the default) uses WebGL only where the browser draws it in hardware, and the DOM
 //! otherwise: without a GPU, Chromium draws WebGL in software (SwiftShader), which the bench
-//! measured 6× slower than the DOM renderer with 370 ms long tasks (docs/BENCHMARKS.md,
+//! measured about 6× slower than the DOM renderer (docs/BENCHMARKS.md,
 //! `browser`). It falls back to the DOM too when the addon cannot load (no WebGL2) or later
 //! loses the context. The choice is read from
 //! `localStorage["opsdeck.renderer"]` (`auto`, `webgl` or `dom`), so a settings page can
