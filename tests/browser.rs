@@ -176,6 +176,43 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     )
     .await?;
     wait_for_terminal_text(&client, "burst-42").await?;
+
+    // Loaded afresh, the terminal page's socket goes out as the app starts, before the
+    // terminal is fitted: with the size the last terminal page had (at the larger window),
+    // corrected to the fitted one once connected.
+    let remembered = client
+        .execute("return localStorage.getItem('opsdeck.termSize')", vec![])
+        .await?;
+    client.goto("about:blank").await?;
+    client.goto(&format!("{}/#/ssh/box", stack.base())).await?;
+    wait_for_state(&client, "connected").await?;
+    let fitted = wait_for_js(
+        &client,
+        "the fitted terminal",
+        "(() => { const t = document.querySelector('.terminal-host')?.__opsdeckTerminal; \
+         return t ? `${t.rows},${t.cols}` : null; })()",
+    )
+    .await?;
+    let early = client
+        .execute(
+            "return document.querySelector('.terminal-host').__opsdeckEarlySocket === true",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        early, true,
+        "the page did not take the socket opened at start"
+    );
+    assert_ne!(
+        remembered, fitted,
+        "the early socket should open with the size remembered from the larger window"
+    );
+    let size = stty_size(&client, "size-c").await?;
+    assert_eq!(
+        Some(format!("{},{}", size.0, size.1).as_str()),
+        fitted.as_str(),
+        "the shell's size is not the fitted terminal's"
+    );
     client.close().await?;
     Ok(())
 }

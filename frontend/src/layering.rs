@@ -7,6 +7,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("api.rs", include_str!("api.rs")),
     ("config.rs", include_str!("config.rs")),
     ("conn.rs", include_str!("conn.rs")),
+    ("early.rs", include_str!("early.rs")),
     ("feed.rs", include_str!("feed.rs")),
     ("flow.rs", include_str!("flow.rs")),
     ("folders.rs", include_str!("folders.rs")),

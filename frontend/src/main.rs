@@ -10,13 +10,15 @@
 //! - [`resume`], [`conn`], [`flow`], [`logbuf`]: the plain logic behind them (the backoff
 //!   is `opsdeck_client::backoff`);
 //! - [`term`]: xterm.js, drawn by the [`renderer`] chosen (WebGL or the DOM), fed by
-//!   [`feed`] (coalesced writes); [`views`]: one file per page;
+//!   [`feed`] (coalesced writes); [`early`]: a terminal page's socket, opened as the app
+//!   starts; [`views`]: one file per page;
 //! - [`i18n`]: every string of the app in English and Chinese; [`locale`]: the language in
 //!   force; [`settings`]: the user's settings, kept in this browser.
 
 mod api;
 mod config;
 mod conn;
+mod early;
 mod feed;
 mod flow;
 mod folders;
@@ -52,6 +54,9 @@ fn main() {
         let config = api::deploy_config().await;
         let origin = window().location().origin().unwrap_or_default();
         config::set(config::Endpoints::resolve(&config, &origin));
+        // A terminal page's socket goes out now, beside the login check and the first
+        // render (the page takes it when it mounts).
+        early::open(&current_route());
         if let Some(boot) = document().get_element_by_id("boot") {
             boot.remove();
         }
@@ -68,6 +73,7 @@ fn App() -> impl IntoView {
     provide_context(Session { me });
 
     let listener = window_event_listener(leptos::ev::hashchange, move |_| {
+        early::discard();
         route.set(current_route());
     });
     on_cleanup(move || listener.remove());
@@ -75,7 +81,7 @@ fn App() -> impl IntoView {
     leptos::task::spawn_local(async move {
         match api::me().await {
             Ok(who) => me.set(Some(who)),
-            Err(api::ApiFailure::Unauthorized(_)) => {}
+            Err(api::ApiFailure::Unauthorized(_)) => early::discard(),
             Err(e) => problem.set(Some(e.to_string())),
         }
         checked.set(true);

@@ -146,6 +146,14 @@ impl Stream {
         Self::wrap(shared)
     }
 
+    /// Gives the stream a new handler for what arrives from now on (a terminal page taking
+    /// the socket opened for it as the app started: `early.rs`).
+    pub fn set_handler(&self, on_incoming: impl FnMut(&Stream, Incoming) + 'static) {
+        if let Ok(mut handler) = self.shared.handler.try_borrow_mut() {
+            *handler = Box::new(on_incoming);
+        }
+    }
+
     fn wrap(shared: Rc<Shared>) -> Self {
         Self {
             shared: SendWrapper::new(shared),

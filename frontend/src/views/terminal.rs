@@ -14,6 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::ResizeObserver;
 
+use crate::early;
 use crate::feed::{Chunk, Feed};
 use crate::flow::Acks;
 use crate::locale::{Msg, Text, lang_now, tr};
@@ -95,20 +96,57 @@ pub fn TerminalPage(
             t.set_option("convertEol", &JsValue::TRUE);
         }
         let (rows, cols) = t.size();
-        let path = if read_only {
-            base_path
-        } else {
-            with_query(&base_path, &terminal_query(rows, cols))
-        };
-        let stream = Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
-            if let (Some(on_session), Incoming::Event(StreamEvent::Connected { session, .. })) =
-                (on_session, &incoming)
-                && !session.is_empty()
-            {
-                on_session.run(session.clone());
+        // The socket the app opened as it started, if it opened this page's (a page of
+        // its own, not a pane, and not a resume); else one opened now, with the size.
+        let early = (!read_only && !keep_session && resume.is_none())
+            .then(|| early::take(&base_path))
+            .flatten();
+        if !read_only && !keep_session {
+            early::remember_size(rows, cols);
+        }
+        // The early socket was opened with a guessed size: the fitted one follows each
+        // time it connects.
+        let resize_when_connected = early.as_ref().is_some_and(|e| e.size != (rows, cols));
+        let handler = move |stream: &Stream, incoming: Incoming, at: (u64, u64)| {
+            if let Incoming::Event(StreamEvent::Connected { session, .. }) = &incoming {
+                if let Some(on_session) = on_session
+                    && !session.is_empty()
+                {
+                    on_session.run(session.clone());
+                }
+                if resize_when_connected
+                    && let Some(Some((rows, cols))) =
+                        term.try_with_value(|t| t.as_ref().map(Term::size))
+                {
+                    send_size(stream, rows, cols);
+                }
             }
-            on_incoming(term, stream, incoming, exit, flow);
-        });
+            on_incoming(term, stream, incoming, at, exit, flow);
+        };
+        let stream = match early {
+            Some(early) => {
+                // Said on the element for the browser tests, as the terminal itself is.
+                let _ = js_sys::Reflect::set(&el, &"__opsdeckEarlySocket".into(), &JsValue::TRUE);
+                for received in early.backlog {
+                    let at = (received.generation, received.end);
+                    handler(&early.stream, received.incoming, at);
+                }
+                early.stream.set_handler(move |stream, incoming| {
+                    handler(stream, incoming, stream.received());
+                });
+                early.stream
+            }
+            None => {
+                let path = if read_only {
+                    base_path
+                } else {
+                    with_query(&base_path, &terminal_query(rows, cols))
+                };
+                Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
+                    handler(stream, incoming, stream.received());
+                })
+            }
+        };
         if !read_only {
             let s = stream.clone();
             t.on_data(move |data| {
@@ -288,21 +326,23 @@ struct Flow {
     feed: StoredValue<Feed<Uint8Array>, LocalStorage>,
 }
 
-/// Handles what the relay sends to a terminal; `flow` when it is flow-controlled.
+/// Handles what the relay sends to a terminal, received when the stream had `generation`
+/// and `end` bytes of the session; `flow` when it is flow-controlled.
 fn on_incoming(
     term: TermSlot,
     stream: &Stream,
     incoming: Incoming,
+    (generation, end): (u64, u64),
     exit: RwSignal<Option<String>>,
     flow: Option<Flow>,
 ) {
     if let Some(flow) = flow {
         let chunk = match incoming {
             Incoming::Bytes(bytes) => {
-                let (generation, end) = stream.received();
+                let len = bytes.length() as usize;
                 if let Some(chunk) = flow
                     .feed
-                    .try_update_value(|f| f.received(bytes, generation, end))
+                    .try_update_value(|f| f.received(bytes, len, generation, end))
                     .flatten()
                 {
                     write_chunk(term, stream, chunk, flow);
