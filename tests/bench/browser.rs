@@ -7,6 +7,10 @@
 //! own scripts through the DevTools protocol), so no WebDriver round trip is in a figure.
 //! The limit of the 50 MB figure is the same output through the same relay to the bench's
 //! plain WebSocket client, in the same run: what the relay delivers, without a browser.
+//!
+//! The peer is WeTTY (see `wetty.rs`), in the same headless Chromium with the same probe,
+//! against the same sshd, in the same runs: its first and repeat visits to a prompt and the
+//! same command's output on its screen.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,8 +25,10 @@ use opsdeck_tests::sshd::TestSshd;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::openssh::SshLogin;
 use crate::relay_process::RelayProcess;
-use crate::report::{Report, Target, Workload};
+use crate::report::{Peer, Report, Target, Workload};
+use crate::wetty::{self, Wetty};
 use crate::workloads::{Settings, alternate, progress, relay_config};
 
 /// The page-side probe (see its opening comment).
@@ -45,6 +51,14 @@ const LONGEST_TASK_MS: f64 = 200.0;
 const LONG_TASK_MS: f64 = 50.0;
 /// The longest the page may take to show the bulk output.
 const DISPLAY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Withholds WebGL2 from a page, as a browser without it does: WeTTY then draws with
+/// xterm.js's DOM renderer (it loads the WebGL addon, which throws, and goes on without).
+const WITHOUT_WEBGL2: &str = "{
+  const getContext = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+    return kind === 'webgl2' ? null : getContext.call(this, kind, ...rest);
+  };
+}";
 
 /// Random bytes the bulk command prints as base64: 50 MB of output (10 MB in `--quick`).
 fn random_bytes(settings: &Settings) -> u64 {
@@ -95,9 +109,20 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
     let command = bulk_command(random_bytes(settings));
     // base64 makes 4 bytes of 3 (and each line ends in \r\n on the terminal).
     let mb = format!("{:.0} MB", random_bytes(settings) as f64 * 4.0 / 3.0 / 1e6);
+    let wetty = match Wetty::start(&SshLogin::of(&sshd)?).await {
+        Ok(wetty) => Ok(wetty),
+        Err(e) => {
+            eprintln!("WeTTY skipped: {e:#}");
+            Err(format!("{e:#}"))
+        }
+    };
     let mut driver = Chromedriver::start().await?;
 
     let mut report = Report::new(Workload::Browser);
+    report.peer = Some(Peer {
+        name: wetty::NAME.to_owned(),
+        skipped: wetty.as_ref().err().cloned(),
+    });
     report.limit = Some(
         "the bench's plain WebSocket client (no page, no rendering) on the same relay, in the \
          same run: for the prompt, opening the same terminal (connect → first output); for the \
@@ -106,6 +131,11 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
     );
     for renderer in RENDERERS {
         for run in 0..settings.runs {
+            // The peer in its own browser, before Opsdeck's on odd runs and after on even ones.
+            let mut peer = None;
+            if let (Ok(wetty), false) = (&wetty, run.is_multiple_of(2)) {
+                peer = peer_run(&mut driver, wetty, &command, renderer, &mut report).await?;
+            }
             // A new Chromium with an empty profile each run: the first visit is a cold one.
             let client = driver.browser(WINDOW.0, WINDOW.1).await?;
             let result =
@@ -118,6 +148,14 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 plain,
                 session,
             } = result?;
+            if let (Ok(wetty), true) = (&wetty, run.is_multiple_of(2)) {
+                peer = peer_run(&mut driver, wetty, &command, renderer, &mut report).await?;
+            }
+            // The peer's output is the same command's: as many bytes as the plain client
+            // read (what WeTTY's socket.io carries is that text, JSON-escaped and framed).
+            let peer_mb_per_s = peer.as_ref().map(|p| {
+                plain.bytes as f64 / 1e6 / ((p.shown.done - p.shown.start) / 1e3).max(1e-9)
+            });
             let seconds = (shown.done - shown.start) / 1e3;
             let mb_per_s = shown.bytes / 1e6 / seconds.max(1e-9);
             let longest = shown.longest();
@@ -141,8 +179,36 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     over(LONGEST_TASK_MS),
                 ),
             );
+            if let Some(p) = &peer {
+                progress(
+                    Workload::Browser,
+                    run,
+                    settings,
+                    format!(
+                        "{renderer}: WeTTY (drew with {}): first visit: prompt {:.0} ms, command \
+                         output {:.0} ms; repeat visit: prompt {:.0} ms; shown in {:.1} s \
+                         ({:.1} MB/s), longest task {:.0} ms",
+                        p.first.renderer.as_deref().unwrap_or("?"),
+                        p.first.prompt,
+                        p.first.ready,
+                        p.repeat.prompt,
+                        (p.shown.done - p.shown.start) / 1e3,
+                        peer_mb_per_s.unwrap_or_default(),
+                        p.shown.longest(),
+                    ),
+                );
+                let drawn = p.first.renderer.as_deref().unwrap_or("not seen");
+                if drawn != renderer {
+                    report.note(format!("in a `{renderer}` run WeTTY drew with `{drawn}`"));
+                }
+            }
             let session_ms = session.as_secs_f64() * 1e3;
-            for (label, visit) in [("first visit", &first), ("repeat visit", &repeat)] {
+            let peer_visits = peer.as_ref().map(|p| [&p.first, &p.repeat]);
+            for (i, (label, visit)) in [("first visit", &first), ("repeat visit", &repeat)]
+                .into_iter()
+                .enumerate()
+            {
+                let peer_visit = peer_visits.map(|v| v[i]);
                 let mut row = |what: &str, ms: f64, limit: Option<f64>| {
                     report.record(
                         &format!("{renderer}: {label}: {what}"),
@@ -164,62 +230,102 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                         row(&format!("breakdown: {what}"), at, None);
                     }
                 }
-                row("page loaded (load event)", visit.load, None);
-                row("terminal WebSocket open", visit.opened, None);
-                row("shell prompt on screen", visit.prompt, Some(session_ms));
-                row("typed command's output on screen", visit.ready, None);
-                row("longest task until then", visit.longest(), None);
+                let mut both = |what: &str, ms: f64, limit: Option<f64>, peer: Option<f64>| {
+                    report.record_with_peer(
+                        &format!("{renderer}: {label}: {what}"),
+                        "ms",
+                        ms,
+                        limit,
+                        peer,
+                        None,
+                    );
+                };
+                both(
+                    "page loaded (load event)",
+                    visit.load,
+                    None,
+                    peer_visit.map(|v| v.load),
+                );
+                both(
+                    "terminal WebSocket open",
+                    visit.opened,
+                    None,
+                    peer_visit.map(|v| v.opened),
+                );
+                both(
+                    "shell prompt on screen",
+                    visit.prompt,
+                    Some(session_ms),
+                    peer_visit.map(|v| v.prompt),
+                );
+                both(
+                    "typed command's output on screen",
+                    visit.ready,
+                    None,
+                    peer_visit.map(|v| v.ready),
+                );
+                both(
+                    "longest task until then",
+                    visit.longest(),
+                    None,
+                    peer_visit.map(Visit::longest),
+                );
             }
-            report.record(
+            let peer_shown = peer.as_ref().map(|p| &p.shown);
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: all received by the page"),
                 "s",
                 (shown.last_message - shown.start) / 1e3,
                 Some(plain.elapsed.as_secs_f64()),
+                peer_shown.map(|p| (p.last_message - p.start) / 1e3),
                 None,
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: all on screen"),
                 "s",
                 seconds,
                 Some(plain.elapsed.as_secs_f64()),
+                peer_shown.map(|p| (p.done - p.start) / 1e3),
                 None,
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: on screen, throughput"),
                 "MB/s",
                 mb_per_s,
                 Some(plain.mb_per_s()),
+                peer_mb_per_s,
                 None,
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: longest task while shown"),
                 "ms",
                 longest,
                 None,
+                peer_shown.map(Shown::longest),
                 Some(Target::Below(LONGEST_TASK_MS)),
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: tasks > 200 ms"),
                 "count",
                 over(LONGEST_TASK_MS),
                 None,
+                peer_shown.map(|p| p.over(LONGEST_TASK_MS)),
                 None,
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: tasks > 50 ms"),
                 "count",
                 over(LONG_TASK_MS),
                 None,
+                peer_shown.map(|p| p.over(LONG_TASK_MS)),
                 None,
             );
-            report.record(
+            report.record_with_peer(
                 &format!("{renderer}: {mb}: total blocking time"),
                 "ms",
-                shown
-                    .tasks
-                    .iter()
-                    .fold(0.0, |sum, t| sum + (t - LONG_TASK_MS)),
+                shown.blocking(),
                 None,
+                peer_shown.map(Shown::blocking),
                 None,
             );
             let drawn = first.renderer.as_deref().unwrap_or("not marked");
@@ -270,6 +376,18 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
          of each one's time over 50 ms; a longest task of 0 means none over 50 ms",
         command.trim_end()
     ));
+    if wetty.is_ok() {
+        report.note(
+            "peer: WeTTY in its own new Chromium per run (before Opsdeck's on odd runs, after on \
+             even ones), with the same probe and window, at its page `/` (no login): the same \
+             visits and the same command, its terminal found as `window.wetty_term`. It draws \
+             with WebGL whenever the page has WebGL2; in `dom` runs the bench withholds WebGL2 \
+             from its page (`getContext(\"webgl2\")` answers null) and it falls back to the \
+             DOM renderer. Its MB/s is the plain client's byte count of the same output over \
+             its time on screen (socket.io carries it as JSON-escaped text)"
+                .to_owned(),
+        );
+    }
     Ok(report)
 }
 
@@ -359,6 +477,70 @@ async fn browser_run(
     })
 }
 
+/// What one run measured of the peer.
+struct PeerRun {
+    first: Visit,
+    repeat: Visit,
+    shown: Shown,
+}
+
+/// The peer's run for `renderer`, in a new Chromium: a first and a repeat visit to its page,
+/// then the bulk output on its screen. `None` (and a note saying why) when it failed: the
+/// peer's failure is not the bench's.
+async fn peer_run(
+    driver: &mut Chromedriver,
+    wetty: &Wetty,
+    command: &str,
+    renderer: &str,
+    report: &mut Report,
+) -> anyhow::Result<Option<PeerRun>> {
+    let client = driver.browser(WINDOW.0, WINDOW.1).await?;
+    let result = async {
+        client
+            .update_timeouts(TimeoutConfiguration::new(
+                Some(DISPLAY_TIMEOUT + Duration::from_secs(60)),
+                None,
+                None,
+            ))
+            .await?;
+        let page = wetty.url();
+        // The probe knows the peer's page by its address (it has no `#/ssh/` route).
+        let name_page = format!("window.__opsdeckPeerPage = {};", json!(page));
+        let mut scripts = vec![name_page.as_str()];
+        if renderer == "dom" {
+            scripts.push(WITHOUT_WEBGL2);
+        }
+        scripts.push(PROBE);
+        for source in scripts {
+            cdp(
+                &client,
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": source }),
+            )
+            .await?;
+        }
+        let first = visit(&client, &page).await.context("first visit")?;
+        client.goto("about:blank").await?;
+        let repeat = visit(&client, &page).await.context("repeat visit")?;
+        let shown = show(&client, command).await.context("bulk output")?;
+        anyhow::Ok(PeerRun {
+            first,
+            repeat,
+            shown,
+        })
+    }
+    .await;
+    let _ = client.close().await;
+    Ok(match result {
+        Ok(run) => Some(run),
+        Err(e) => {
+            eprintln!("WeTTY run failed: {e:#}");
+            report.note(format!("a `{renderer}` run of WeTTY failed: {e:#}"));
+            None
+        }
+    })
+}
+
 /// A page load's milestones, in ms since the navigation started.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -380,7 +562,8 @@ struct Visit {
     xterm_js: Option<f64>,
     api_me_start: Option<f64>,
     api_me: Option<f64>,
-    /// The renderer drawing the terminal (`webgl` or `dom`, as the app marks it).
+    /// The renderer drawing the terminal (`webgl` or `dom`, as the app marks it; on
+    /// WeTTY's page, `webgl` when its terminal has a canvas, as only the WebGL addon adds).
     renderer: Option<String>,
 }
 
@@ -419,7 +602,10 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                  xtermJs: end(/xterm[.]mjs/),
                  apiMeStart: find(/[/]api[/]me/)?.startTime ?? null,
                  apiMe: end(/[/]api[/]me/),
-                 renderer: term?.__opsdeckRenderer ?? null,
+                 renderer: term?.__opsdeckRenderer
+                   ?? (window.wetty_term
+                     ? (document.querySelector('#terminal .xterm-screen canvas') ? 'webgl' : 'dom')
+                     : null),
                };
              });",
             vec![],
@@ -445,6 +631,18 @@ struct Shown {
 impl Shown {
     fn longest(&self) -> f64 {
         self.tasks.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// How many tasks took longer than `ms`.
+    fn over(&self, ms: f64) -> f64 {
+        self.tasks.iter().filter(|t| **t > ms).count() as f64
+    }
+
+    /// Total blocking time: each long task's time over 50 ms, summed.
+    fn blocking(&self) -> f64 {
+        self.tasks
+            .iter()
+            .fold(0.0, |sum, t| sum + (t - LONG_TASK_MS))
     }
 }
 

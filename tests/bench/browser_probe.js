@@ -9,18 +9,28 @@
 //   buffered PerformanceObserver;
 // - `received`: the bytes of binary WebSocket messages the page received (terminal output),
 //   `lastMessage` when the latest message came, `opened` and `firstMessage` when the
-//   first socket opened and first heard from the relay;
+//   first socket opened and first heard from the relay; `receivedText`, the characters of
+//   text messages (the peer's, WeTTY's socket.io, carry its output as text);
 // - `type(keys)`: types into the terminal as a keystroke does (an `input` event at
 //   xterm.js's textarea, which xterm.js turns into `onData`), returning when;
 // - `when(test, ms)`: a promise of the time the terminal's screen first passes `test`.
 //   The screen is read from xterm.js's buffer (the rows in view), checked each time
 //   xterm.js reports it rendered rows (`onRender`), so the time is when it was drawn, by
 //   the DOM renderer or by WebGL alike (WebGL draws no text into the DOM).
-// - on a terminal page (`#/ssh/...`), `interactive`: a promise of the page-load milestones:
+// - on a terminal page (`#/ssh/...`, or the peer's page, which the bench names in
+//   `window.__opsdeckPeerPage` before this runs), `interactive`: a promise of the
+//   page-load milestones:
 //   the first output (the shell's prompt) on screen, then `echo READY-$((6*7))` typed at
 //   once and its output on screen.
 (() => {
-  const probe = { longTasks: [], received: 0, lastMessage: null, opened: null, firstMessage: null };
+  const probe = {
+    longTasks: [],
+    received: 0,
+    receivedText: 0,
+    lastMessage: null,
+    opened: null,
+    firstMessage: null,
+  };
   window.__opsdeckProbe = probe;
 
   try {
@@ -46,14 +56,16 @@
         probe.firstMessage ??= now;
         probe.lastMessage = now;
         if (event.data instanceof ArrayBuffer) probe.received += event.data.byteLength;
+        else if (typeof event.data === "string") probe.receivedText += event.data.length;
       });
     }
   };
 
   // The terminal's host element (`.terminal-host`, carrying the xterm.js Terminal as
-  // `__opsdeckTerminal`) and the text of the rows in view.
-  const host = () => document.querySelector(".terminal-host");
-  const terminal = () => host()?.__opsdeckTerminal ?? null;
+  // `__opsdeckTerminal`; WeTTY's page keeps its Terminal in `window.wetty_term`, in
+  // `#terminal`) and the text of the rows in view.
+  const host = () => document.querySelector(".terminal-host") ?? document.querySelector("#terminal");
+  const terminal = () => host()?.__opsdeckTerminal ?? window.wetty_term ?? null;
   const rowsText = () => {
     const t = terminal();
     if (!t) return "";
@@ -113,7 +125,10 @@
       }
     });
 
-  if (location.hash.startsWith("#/ssh/")) {
+  const terminalPage =
+    location.hash.startsWith("#/ssh/") ||
+    (window === window.top && location.href === window.__opsdeckPeerPage);
+  if (terminalPage) {
     probe.interactive = (async () => {
       const prompt = await probe.when(() => rowsText().trim() !== "", 60000);
       const typed = probe.type("echo READY-$((6*7))\r");

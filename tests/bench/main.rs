@@ -37,6 +37,7 @@ mod relay_process;
 mod report;
 mod tail_follow;
 mod webssh;
+mod wetty;
 mod workloads;
 
 use std::path::{Path, PathBuf};

@@ -74,7 +74,7 @@ impl PythonVenv {
 
 /// `<target>/bench-peers`: beside the `release` folder this bench was built into, so a
 /// `cargo clean` removes it and every worktree sharing the target folder shares it.
-fn peers_folder() -> anyhow::Result<PathBuf> {
+pub(crate) fn peers_folder() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let target = exe
         .parent()
@@ -86,7 +86,7 @@ fn peers_folder() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `command` to its end; its output is shown only when it fails.
-async fn run(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) async fn run(command: &mut Command) -> anyhow::Result<()> {
     let output = command
         .stdin(Stdio::null())
         .kill_on_drop(true)
