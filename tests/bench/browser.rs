@@ -145,6 +145,7 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 first,
                 repeat,
                 shown,
+                alone,
                 plain,
                 session,
             } = result?;
@@ -294,6 +295,18 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 mb_per_s,
                 Some(plain.mb_per_s()),
                 peer_mb_per_s,
+                (renderer == "dom").then_some(Target::RatioAtLeastAndOverPeer {
+                    limit: 0.5,
+                    peer: 3.0,
+                }),
+            );
+            // The limit here is xterm.js itself: the same amount written into the page's
+            // terminal from memory (no network, no app), after the bulk output.
+            report.record(
+                &format!("{renderer}: {mb}: on screen vs written from memory"),
+                "MB/s",
+                mb_per_s,
+                Some(alone.mb_per_s()),
                 None,
             );
             report.record_with_peer(
@@ -396,6 +409,8 @@ struct BrowserRun {
     first: Visit,
     repeat: Visit,
     shown: Shown,
+    /// The same amount written into the page's terminal from memory, after the bulk output.
+    alone: Alone,
     plain: Bulk,
     /// The plain client opening the same terminal: connect → first output.
     session: Duration,
@@ -468,10 +483,14 @@ async fn browser_run(
         Ok((Bulk { bytes, elapsed }, session))
     };
     let (shown, (plain, session)) = alternate(run, in_browser, plain).await?;
+    let alone = xterm_alone(client, shown.bytes)
+        .await
+        .context("the same output written from memory")?;
     Ok(BrowserRun {
         first,
         repeat,
         shown,
+        alone,
         plain,
         session,
     })
@@ -667,6 +686,37 @@ async fn show(client: &Client, command: &str) -> anyhow::Result<Shown> {
             vec![
                 json!(command),
                 json!(MARKER),
+                json!(DISPLAY_TIMEOUT.as_millis() as u64),
+            ],
+        )
+        .await?;
+    serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))
+}
+
+/// The same shape of output written into the page's terminal from memory.
+#[derive(Debug, Deserialize)]
+struct Alone {
+    start: f64,
+    done: f64,
+    bytes: f64,
+}
+
+impl Alone {
+    fn mb_per_s(&self) -> f64 {
+        self.bytes / 1e6 / ((self.done - self.start) / 1e3).max(1e-9)
+    }
+}
+
+/// `bytes` of output like the bulk command's, written straight into the page's terminal
+/// (the probe's `alone`): what xterm.js in this browser shows at best, with no network.
+async fn xterm_alone(client: &Client, bytes: f64) -> anyhow::Result<Alone> {
+    let value = client
+        .execute(
+            "const [bytes, marker, ms] = arguments;
+             return window.__opsdeckProbe.alone(bytes, marker, ms);",
+            vec![
+                json!(bytes as u64),
+                json!("ALONE-42-DONE"),
                 json!(DISPLAY_TIMEOUT.as_millis() as u64),
             ],
         )

@@ -125,6 +125,47 @@
       }
     });
 
+  // The same shape of output written straight into the app's terminal from memory, no
+  // network and no app in between, one 64 KiB write in flight at a time: what xterm.js and
+  // this browser can show at best. `bytes` of base64 in 200-character lines (as the bulk
+  // command's, with the PTY's \r\n), then `marker`; resolves to {start, done, bytes}.
+  probe.alone = async (bytes, marker, ms) => {
+    const t = terminal();
+    if (!t) throw new Error("no terminal");
+    const encoder = new TextEncoder();
+    const raw = new Uint8Array(Math.ceil((bytes * 3) / 4));
+    for (let at = 0; at < raw.length; at += 65536) {
+      crypto.getRandomValues(raw.subarray(at, Math.min(at + 65536, raw.length)));
+    }
+    let text = "";
+    const parts = [];
+    for (let at = 0; at < raw.length; at += 150) {
+      text += btoa(String.fromCharCode(...raw.subarray(at, at + 150))) + "\r\n";
+      if (text.length > 1 << 20) {
+        parts.push(encoder.encode(text));
+        text = "";
+      }
+    }
+    parts.push(encoder.encode(text + marker + "\r\n"));
+    const chunks = [];
+    for (const part of parts) {
+      for (let at = 0; at < part.length; at += 65536) chunks.push(part.subarray(at, at + 65536));
+    }
+    const total = chunks.reduce((sum, c) => sum + c.length, 0);
+    const start = performance.now();
+    const shown = probe.when(probe.shows(marker), ms);
+    await new Promise((resolve) => {
+      let next = 0;
+      const write = () => {
+        if (next === chunks.length) return resolve();
+        t.write(chunks[next++], write);
+      };
+      write();
+    });
+    const done = await shown;
+    return { start, done, bytes: total };
+  };
+
   const terminalPage =
     location.hash.startsWith("#/ssh/") ||
     (window === window.top && location.href === window.__opsdeckPeerPage);

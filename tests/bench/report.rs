@@ -73,6 +73,8 @@ impl Workload {
 pub enum Target {
     /// Opsdeck ÷ limit at least this.
     RatioAtLeast(f64),
+    /// Opsdeck ÷ limit at least `limit` and Opsdeck ÷ peer at least `peer` (medians).
+    RatioAtLeastAndOverPeer { limit: f64, peer: f64 },
     /// Opsdeck − limit at most this many units.
     AboveLimitAtMost(f64),
     /// Opsdeck below this many units.
@@ -117,6 +119,17 @@ impl Figure {
             Target::RatioAtLeast(r) => (
                 format!("≥ {:.0}% of limit", r * 100.0),
                 median(&self.ratios()).map(|m| m >= r),
+            ),
+            Target::RatioAtLeastAndOverPeer { limit, peer } => (
+                format!(
+                    "≥ {:.0}% of limit and ≥ {}× peer",
+                    limit * 100.0,
+                    number(peer)
+                ),
+                median(&self.ratios()).and_then(|m| {
+                    let over_peer = median(&self.opsdeck)? / median(&self.peer)?;
+                    Some(m >= limit && over_peer >= peer)
+                }),
             ),
             Target::AboveLimitAtMost(d) => (
                 format!("≤ limit + {} {unit}", number(d)),
