@@ -21,7 +21,9 @@
 //!   `channels` (Django Channels + channels_redis under daphne) for the chat fan-out;
 //! - `relay_process` and `procfs`: the relay as a process, and reading `/proc`;
 //! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes;
-//! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks).
+//! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks);
+//! - `terminals`: many terminals streaming at once through one relay (CPU per MB, each
+//!   terminal's share, memory).
 
 mod browser;
 mod channels;
@@ -36,6 +38,7 @@ mod redis_pubsub;
 mod relay_process;
 mod report;
 mod tail_follow;
+mod terminals;
 mod webssh;
 mod workloads;
 
