@@ -1,7 +1,7 @@
 //! Facts about the machine and tools a run was measured with, for the docs.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the results depend on besides Opsdeck itself.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct Machine {
     pub commit: String,
     /// 1, 5 and 15 minute load averages before the bench started any work.
     pub load_at_start: String,
+    /// How long the bench waits, before each workload, for a quiet machine
+    /// ([`wait_for_quiet`]).
+    pub quiet_wait: Duration,
 }
 
 impl Machine {
@@ -75,6 +78,7 @@ impl Machine {
             load_at_start: std::fs::read_to_string("/proc/loadavg")
                 .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
                 .unwrap_or_default(),
+            quiet_wait: Duration::ZERO,
             commit: if dirty {
                 format!("{commit} with uncommitted changes in the working tree")
             } else {
@@ -103,6 +107,12 @@ impl Machine {
              bench's, sharing the CPUs with it\n",
             self.load_at_start
         ));
+        out.push_str(&format!(
+            "- Before each workload the bench waited up to {} s for the 1-minute load average \
+             to fall below {QUIET_LOAD}; each workload says the load it started at and whether \
+             it fell\n",
+            self.quiet_wait.as_secs()
+        ));
         out.push_str("<!-- /bench:machine -->");
         out
     }
@@ -129,6 +139,65 @@ pub fn load_average() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The 1-minute load average below which the machine counts as quiet.
+pub const QUIET_LOAD: f64 = 1.0;
+/// How often the load average is read while waiting for a quiet machine.
+const QUIET_POLL: Duration = Duration::from_secs(5);
+
+/// The load a workload started at, and whether the bench found the machine quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct QuietStart {
+    pub load: f64,
+    pub waited: Duration,
+    pub quiet: bool,
+    pub max_wait: Duration,
+}
+
+impl QuietStart {
+    /// For the workload's context line: "load average 0.8 at its start (waited 45 s for
+    /// below 1)".
+    pub fn describe(&self) -> String {
+        let load = format!("load average {:.1} at its start", self.load);
+        let waited = self.waited.as_secs();
+        match (self.quiet, waited) {
+            (true, 0) => load,
+            (true, _) => format!("{load} (waited {waited} s for below {QUIET_LOAD})"),
+            (false, _) if self.max_wait.is_zero() => {
+                format!("{load} (no wait for a quiet machine: --max-quiet-wait 0)")
+            }
+            (false, _) => format!(
+                "{load} (the machine did not fall below {QUIET_LOAD} within {} s)",
+                self.max_wait.as_secs()
+            ),
+        }
+    }
+}
+
+/// Waits until the 1-minute load average is below [`QUIET_LOAD`] (other work, or the
+/// bench's previous workload, has settled), reading it every 5 s, for at most `max_wait`.
+pub async fn wait_for_quiet(workload: &str, max_wait: Duration) -> QuietStart {
+    let start = Instant::now();
+    loop {
+        let load = load_average();
+        let waited = start.elapsed();
+        if load < QUIET_LOAD || waited >= max_wait {
+            return QuietStart {
+                load,
+                waited,
+                quiet: load < QUIET_LOAD,
+                max_wait,
+            };
+        }
+        eprintln!(
+            "[{workload}] load average {load:.2}: waiting for below {QUIET_LOAD} ({} s of at \
+             most {} s)",
+            waited.as_secs(),
+            max_wait.as_secs()
+        );
+        tokio::time::sleep(QUIET_POLL.min(max_wait - waited)).await;
+    }
 }
 
 /// The first line a tool prints about itself (some print their version on stderr).

@@ -21,7 +21,9 @@
 //!   `channels` (Django Channels + channels_redis under daphne) for the chat fan-out;
 //! - `relay_process` and `procfs`: the relay as a process, and reading `/proc`;
 //! - `report`, `machine`, `frontend`: figures, machine facts, shipped bytes;
-//! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks).
+//! - `browser`: the app in headless Chromium (page load, 50 MB shown, long tasks);
+//! - `terminals`: many terminals streaming at once through one relay (CPU per MB, each
+//!   terminal's share, memory).
 
 mod browser;
 mod channels;
@@ -36,12 +38,14 @@ mod redis_pubsub;
 mod relay_process;
 mod report;
 mod tail_follow;
+mod terminals;
 mod webssh;
 mod wetty;
 mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
@@ -57,7 +61,8 @@ use crate::workloads::Settings;
     about = "Opsdeck benchmarks: every workload beside its physical limit (docs/BENCHMARKS.md)"
 )]
 struct Cli {
-    /// Fewer and shorter runs: 2 runs, a 10 s idle window, 16 MiB transfers, fewer samples.
+    /// Fewer and shorter runs: 2 runs, a 10 s idle window, 16 MiB transfers, fewer samples,
+    /// at most 60 s of waiting for a quiet machine before each workload.
     #[arg(long)]
     quick: bool,
     /// Run only these workloads (repeat the flag or separate them with commas).
@@ -78,6 +83,10 @@ struct Cli {
     /// Rewrite the results section of docs/BENCHMARKS.md with what this run measured.
     #[arg(long, conflicts_with = "url")]
     write_docs: bool,
+    /// Before each workload, wait up to this many seconds for the 1-minute load average to
+    /// fall below 1 (0: do not wait) [default: 300, or 60 with --quick].
+    #[arg(long, value_name = "SECS")]
+    max_quiet_wait: Option<u64>,
     /// Use this opsdeck-relay binary instead of building target/release/opsdeck-relay.
     #[arg(long)]
     relay_bin: Option<PathBuf>,
@@ -159,7 +168,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         );
     }
 
-    let machine = Machine::probe();
+    let mut machine = Machine::probe();
+    machine.quiet_wait =
+        Duration::from_secs(
+            cli.max_quiet_wait
+                .unwrap_or(if cli.quick { 60 } else { 300 }),
+        );
     println!("{}", machine.to_text());
     let needs_relay =
         external.is_none() && workloads.iter().any(|w| !matches!(w, Workload::Frontend));
@@ -189,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let mut blocks = Vec::new();
     for workload in workloads {
         eprintln!("\n[{}] {}", workload.name(), workload.title());
-        let load_before = machine::load_average();
+        let start = machine::wait_for_quiet(workload.name(), machine.quiet_wait).await;
         let report = match workloads::run(workload, &settings, external.as_ref()).await {
             Ok(report) => report,
             Err(e) => {
@@ -199,9 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         };
         let context = format!(
-            "Measured {} in {mode}, load average {:.1} before and {:.1} after",
+            "Measured {} in {mode}, {}, {:.1} after it",
             machine::today(),
-            load_before,
+            start.describe(),
             machine::load_average()
         );
         print!("{}", report.to_text());

@@ -20,10 +20,11 @@ pub enum Workload {
     Files,
     Frontend,
     Browser,
+    Terminals,
 }
 
 impl Workload {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::SshBulk,
         Self::SshEcho,
         Self::IdleCpu,
@@ -34,6 +35,7 @@ impl Workload {
         Self::Files,
         Self::Frontend,
         Self::Browser,
+        Self::Terminals,
     ];
 
     /// The name used by `--only` and in the docs' markers.
@@ -49,6 +51,7 @@ impl Workload {
             Self::Files => "files",
             Self::Frontend => "frontend",
             Self::Browser => "browser",
+            Self::Terminals => "terminals",
         }
     }
 
@@ -64,6 +67,7 @@ impl Workload {
             Self::Files => "File transfers (SFTP) and relay memory during a large download",
             Self::Frontend => "Frontend shipped bytes",
             Self::Browser => "Browser: page load and 50 MB of terminal output",
+            Self::Terminals => "Many active terminals through one relay",
         }
     }
 }

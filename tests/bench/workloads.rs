@@ -171,6 +171,7 @@ pub async fn run(
         Workload::Files => files(settings).await,
         Workload::Frontend => frontend::measure(&settings.dist),
         Workload::Browser => browser::measure(settings).await,
+        Workload::Terminals => crate::terminals::measure(settings).await,
     }
 }
 

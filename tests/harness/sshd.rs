@@ -1,4 +1,6 @@
-//! A real OpenSSH server for tests: its own host key, client key, config and port.
+//! A real OpenSSH server for tests: its own host key, client key, config and port, and a
+//! clean environment for its sessions (`HOME` an empty folder of its own: no user's shell
+//! start-up files run).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -75,6 +77,11 @@ impl TestSshd {
             dir.path().join("client_key.pub"),
             dir.path().join("authorized_keys"),
         )?;
+        // The sessions' home: an empty folder, so a login shell finds no start-up files of
+        // the user's (root's ~/.bashrc may run pyenv and more: slow, flaky shells). sshd
+        // still starts each session in the user's passwd home; SFTP does not use HOME.
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home)?;
         // sshd refuses to start without its privilege-separation folder.
         let _ = std::fs::create_dir_all("/run/sshd");
         let config_path = dir.path().join("sshd_config");
@@ -85,9 +92,10 @@ impl TestSshd {
                  AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin yes\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
                  StrictModes no\nLogLevel ERROR\nPrintMotd no\nPrintLastLog no\n\
-                 Subsystem sftp internal-sftp\n",
+                 Subsystem sftp internal-sftp\nSetEnv HOME={home}\nPermitUserRC no\n",
                 host = host_key.display(),
                 dir = dir.path().display(),
+                home = home.display(),
             );
             std::fs::write(&config_path, config)?;
             let mut command = Command::new("/usr/sbin/sshd");
