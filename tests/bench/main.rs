@@ -201,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
     let mut all_ran = true;
     let mut blocks = Vec::new();
+    let docs = workspace_root().join("docs").join("BENCHMARKS.md");
     for workload in workloads {
         eprintln!("\n[{}] {}", workload.name(), workload.title());
         let start = machine::wait_for_quiet(workload.name(), machine.quiet_wait).await;
@@ -225,12 +226,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .is_some_and(|why| why.starts_with("the run failed"));
         if !failed {
             blocks.push((workload, report.to_markdown(&context)));
+            // After each workload, so a long run that is stopped keeps what it measured.
+            if cli.write_docs {
+                report::rewrite_docs(&docs, &machine.to_markdown(), &blocks)?;
+            }
         }
     }
 
     if cli.write_docs {
-        let docs = workspace_root().join("docs").join("BENCHMARKS.md");
-        report::rewrite_docs(&docs, &machine.to_markdown(), &blocks)?;
         println!(
             "\nwrote the results of {} workloads into {}",
             blocks.len(),
