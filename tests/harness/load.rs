@@ -623,10 +623,19 @@ pub async fn fanout<P: Publisher, S: Subscriber>(
                         biased;
                         next = subscriber.next_message() => match next {
                             Ok(Some(message)) => {
-                                if let Some(seq) = message_seq(&message.text) {
-                                    got.push((seq, message.at));
-                                    delivered.fetch_add(1, Ordering::Relaxed);
+                                let Some(seq) = message_seq(&message.text) else {
+                                    continue;
+                                };
+                                // Only in order and once: a repeat or a step back is no
+                                // delivery (and cannot hide a lost one); a gap is lost.
+                                if got.last().is_some_and(|&(last, _)| seq <= last) {
+                                    failure.get_or_insert_with(|| {
+                                        format!("message {seq} arrived out of order")
+                                    });
+                                    continue;
                                 }
+                                got.push((seq, message.at));
+                                delivered.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(None) => {
                                 failure = Some("the subscriber's stream ended".to_owned());
