@@ -88,6 +88,13 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
     let send_timeout = keepalive.peer_timeout;
     let stopped_reading = || closed(CloseCode::IdleTimeout, "the browser stopped reading");
 
+    // Made once, not at every turn of the loop: a chat socket turns it for each delivery,
+    // and a new timer and shutdown waiter each time cost more than the write.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let expired = tokio::time::sleep_until(expiry);
+    tokio::pin!(expired);
+
     let mut greeted = true;
     for frame in std::iter::once(hello.frame()).chain(notices) {
         if !send(&mut ws, Message::text(frame.to_json()), send_timeout).await {
@@ -101,10 +108,10 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
         loop {
             let reading = !attachment.input_blocked();
             tokio::select! {
-                () = state.shutdown.cancelled() => {
+                () = &mut shutdown => {
                     break closed(CloseCode::GoingAway, "the relay is shutting down");
                 }
-                () = tokio::time::sleep_until(expiry) => {
+                () = &mut expired => {
                     break closed(CloseCode::TokenExpired, "your login expired; log in again");
                 }
                 revoked = revocations.recv() => {

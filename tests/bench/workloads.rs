@@ -1098,7 +1098,9 @@ async fn chat(settings: &Settings, external: Option<&Endpoint>) -> anyhow::Resul
     ));
     report.note(
         "lost: deliveries that never arrived; relay CPU per delivery: the relay process's user \
-         + system CPU over the whole run (paced and burst) ÷ deliveries",
+         + system CPU over the whole run (paced and burst) ÷ deliveries; load client CPU per \
+         delivery: the same for the bench process (publisher and subscribers), which shares \
+         the machine's cores with the relay",
     );
     if peer.is_ok() {
         report.note(format!(
@@ -1123,13 +1125,17 @@ async fn chat_fanout(
     let subscribers = load::open_many(n, WS_HANDSHAKES, |_| ChatSubscriber::open(room)).await?;
     let mut publisher = ChatPublisher::open(room).await?;
     let cpu_before = relay.map(RelayProcess::cpu_seconds).transpose()?;
+    let client_before = procfs::cpu_seconds(std::process::id())?;
     let result = load::fanout(&mut publisher, subscribers, plan).await?;
+    let client_cpu = procfs::cpu_seconds(std::process::id())? - client_before;
+    let per_delivery_us = |cpu: f64| cpu * 1e6 / result.delivered.max(1) as f64;
     let cpu_per_delivery_us = match (relay, cpu_before) {
         (Some(relay), Some(before)) if result.delivered > 0 => {
-            Some((relay.cpu_seconds()? - before) * 1e6 / result.delivered as f64)
+            Some(per_delivery_us(relay.cpu_seconds()? - before))
         }
         _ => None,
     };
+    let client_cpu_per_delivery_us = (result.delivered > 0).then(|| per_delivery_us(client_cpu));
     let (refused, reason) = publisher.refusals();
     if refused > 0 {
         report.note(format!(
@@ -1153,13 +1159,16 @@ async fn chat_fanout(
     Ok(ChatRun {
         fanout: result,
         cpu_per_delivery_us,
+        client_cpu_per_delivery_us,
     })
 }
 
-/// A fan-out through a relay, and the relay's CPU per delivery (when it was measured).
+/// A fan-out through a relay, and the relay's CPU per delivery (when it was measured) and
+/// the load client's (this process: the publisher and every subscriber).
 struct ChatRun {
     fanout: Fanout,
     cpu_per_delivery_us: Option<f64>,
+    client_cpu_per_delivery_us: Option<f64>,
 }
 
 impl std::ops::Deref for ChatRun {
@@ -1247,6 +1256,15 @@ fn record_fanout(
     if let Some(us) = result.cpu_per_delivery_us {
         report.record(
             &format!("{label}: relay CPU per delivery"),
+            "µs",
+            us,
+            None,
+            None,
+        );
+    }
+    if let Some(us) = result.client_cpu_per_delivery_us {
+        report.record(
+            &format!("{label}: load client CPU per delivery"),
             "µs",
             us,
             None,

@@ -422,20 +422,24 @@ pub async fn follow(rooms: Arc<RedisRooms>, room: Arc<Room>, stop: CancellationT
             match read {
                 Ok(entries) => {
                     let mut presence_changed = false;
+                    // Messages go into the room together (one wake-up of its viewers), those
+                    // before a join or leave ahead of its notice.
+                    let mut messages = Vec::new();
                     for (id, entry) in entries.iter().filter_map(parse_entry) {
                         last = id;
-                        match entry {
-                            RoomEntry::Message(message) => room.append(id, message),
-                            RoomEntry::Join(user) => {
-                                presence_changed = true;
-                                room.notify(Notice::Join(user));
+                        let notice = match entry {
+                            RoomEntry::Message(message) => {
+                                messages.push((id, message));
+                                continue;
                             }
-                            RoomEntry::Leave(user) => {
-                                presence_changed = true;
-                                room.notify(Notice::Leave(user));
-                            }
-                        }
+                            RoomEntry::Join(user) => Notice::Join(user),
+                            RoomEntry::Leave(user) => Notice::Leave(user),
+                        };
+                        room.append_all(messages.drain(..));
+                        presence_changed = true;
+                        room.notify(notice);
                     }
+                    room.append_all(messages);
                     if presence_changed && let Ok(users) = rooms.presence(&room.id).await {
                         room.notify(Notice::Presence(users));
                     }

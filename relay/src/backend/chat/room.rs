@@ -174,16 +174,25 @@ impl Room {
         id
     }
 
-    /// Adds a message read from Redis; ids not after the newest are ignored.
-    pub fn append(&self, id: StreamId, message: ChatMessage) {
+    /// Adds messages read from Redis, oldest first, under one lock and with one wake-up
+    /// of the viewers (a burst read at once reaches each socket as one write); ids not after
+    /// the newest are ignored.
+    pub fn append_all(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut ring = self.ring();
-        let last = ring.entries.back().map_or(ring.floor, |(id, _)| *id);
-        if id <= last {
-            return;
+        let mut last = ring.entries.back().map_or(ring.floor, |(id, _)| *id);
+        let mut added = false;
+        for (id, message) in entries {
+            if id <= last {
+                continue;
+            }
+            ring.push(id, message_json(id, message));
+            last = id;
+            added = true;
         }
-        ring.push(id, message_json(id, message));
         drop(ring);
-        self.latest.send_replace(id);
+        if added {
+            self.latest.send_replace(last);
+        }
     }
 
     /// The newest id known here (the floor when no message is kept).
@@ -321,13 +330,20 @@ mod tests {
     #[test]
     fn ids_from_redis_are_taken_once_in_order() {
         let room = Room::new("r", 10, StreamId { ms: 5, seq: 0 });
-        room.append(StreamId { ms: 4, seq: 0 }, message("old"));
-        room.append(StreamId { ms: 6, seq: 0 }, message("new"));
-        room.append(StreamId { ms: 6, seq: 0 }, message("again"));
+        let mut latest = room.watch_latest();
+        room.append_all([
+            (StreamId { ms: 4, seq: 0 }, message("old")),
+            (StreamId { ms: 6, seq: 0 }, message("new")),
+            (StreamId { ms: 6, seq: 0 }, message("again")),
+        ]);
+        room.append_all([(StreamId { ms: 6, seq: 0 }, message("again"))]);
+        room.append_all([(StreamId { ms: 7, seq: 0 }, message("newer"))]);
         let Read::Entries(entries) = room.read_after(StreamId { ms: 5, seq: 0 }, 10) else {
             panic!("kept");
         };
-        assert_eq!(texts(&entries), ["new"]);
+        assert_eq!(texts(&entries), ["new", "newer"]);
+        assert!(latest.has_changed().unwrap());
+        assert_eq!(*latest.borrow_and_update(), StreamId { ms: 7, seq: 0 });
     }
 
     #[test]
