@@ -77,6 +77,8 @@ impl Workload {
 pub enum Target {
     /// Opsdeck ÷ limit at least this.
     RatioAtLeast(f64),
+    /// Opsdeck ÷ limit at most this.
+    RatioAtMost(f64),
     /// Opsdeck ÷ limit at least `limit` and Opsdeck ÷ peer at least `peer` (medians).
     RatioAtLeastAndOverPeer { limit: f64, peer: f64 },
     /// Opsdeck − limit at most this many units.
@@ -123,6 +125,10 @@ impl Figure {
             Target::RatioAtLeast(r) => (
                 format!("≥ {:.0}% of limit", r * 100.0),
                 median(&self.ratios()).map(|m| m >= r),
+            ),
+            Target::RatioAtMost(r) => (
+                format!("≤ {}× limit", number(r)),
+                median(&self.ratios()).map(|m| m <= r),
             ),
             Target::RatioAtLeastAndOverPeer { limit, peer } => (
                 format!(
