@@ -56,7 +56,14 @@ fn closed(code: CloseCode, reason: impl Into<String>) -> PumpEnd {
 }
 
 /// Sends the stream's `connected` frame, then pumps until the stream or the socket ends.
-pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (PumpEnd, Traffic) {
+///
+/// `ctx` is boxed, as the socket is: an async fn keeps its arguments beside its own
+/// copies, and a socket's task holds this loop's future for the socket's whole life.
+pub async fn run(
+    mut ws: WebSocket,
+    opened: Opened,
+    mut ctx: Box<PumpContext>,
+) -> (PumpEnd, Traffic) {
     let mut traffic = Traffic::default();
     let Opened {
         hello,
@@ -136,7 +143,7 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
                         break closed(CloseCode::IdleTimeout, format!(
                             "no answer to pings for {} s", keepalive.peer_timeout.as_secs()));
                     }
-                    if let Some(end) = recheck(&mut ctx).await {
+                    if let Some(end) = Box::pin(recheck(&mut ctx)).await {
                         break end;
                     }
                     if !send(&mut ws, Message::Ping(Default::default()), send_timeout).await {
@@ -167,7 +174,8 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
                     }
                     bytes_in.inc_by(message.len() as u64);
                     traffic.from_browser += message.len() as u64;
-                    if let Err(refused) = handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()).await {
+                    let handled = Box::pin(handle_incoming(message, limits.max_frame_bytes, attachment.as_mut()));
+                    if let Err(refused) = handled.await {
                         let frame = StreamEvent::Error { code: refused.code, message: refused.message, client_id: refused.client_id };
                         if !send(&mut ws, Message::text(common::ServerFrame::from(frame).to_json()), send_timeout).await {
                             break stopped_reading();
@@ -191,10 +199,10 @@ pub async fn run(mut ws: WebSocket, opened: Opened, mut ctx: PumpContext) -> (Pu
     // browser hears the close, so a reconnect finds the session already in its grace period.
     drop(attachment);
     match &end {
-        PumpEnd::Closed(close_with) => close(&mut ws, close_with).await,
+        PumpEnd::Closed(close_with) => Box::pin(close(&mut ws, close_with)).await,
         // Flushes tungstenite's reply to the browser's close frame.
         PumpEnd::PeerGone => {
-            let _ = timeout(Duration::from_secs(5), ws.close(None)).await;
+            let _ = Box::pin(timeout(Duration::from_secs(5), (*ws).close(None))).await;
         }
     }
     (end, traffic)
@@ -290,8 +298,10 @@ impl Batch<'_> {
     }
 }
 
+/// Sends one frame within `limit`. Boxed: the send and its timer are allocated only while
+/// they run (a ping every 25 s), not carried in every idle socket's pump.
 async fn send(ws: &mut WebSocket, message: Message, limit: Duration) -> bool {
-    matches!(timeout(limit, ws.send(message)).await, Ok(Ok(())))
+    matches!(Box::pin(timeout(limit, ws.send(message))).await, Ok(Ok(())))
 }
 
 /// When the token expires, to the millisecond (as `Authenticator::decode` counts it); a

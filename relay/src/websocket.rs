@@ -13,8 +13,10 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-/// One browser's socket after the handshake.
-pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+/// One browser's socket after the handshake. Boxed: the socket moves down through the
+/// endpoint into the pump, and each async fn on the way keeps a slot for its argument
+/// beside its own copy, for the socket's whole life (a few hundred bytes each, per socket).
+pub type WebSocket = Box<WebSocketStream<TokioIo<Upgraded>>>;
 
 /// Bytes read from the socket at a time. Browsers send keystrokes and small JSON frames;
 /// a larger frame is still read whole, in several reads, up to `max_frame_bytes`.
@@ -79,8 +81,8 @@ impl UpgradeRequest {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    serve(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
-                        .await;
+                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                    serve(Box::new(ws)).await;
                 }
                 Err(e) => tracing::debug!("websocket upgrade did not complete: {e}"),
             }

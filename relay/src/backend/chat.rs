@@ -139,7 +139,8 @@ impl ChatAttachment {
         match self.fill_from_ring() {
             Ok(filled) => filled,
             Err(floor) => {
-                self.catch_up(floor).await;
+                // Boxed: a Redis read, rare, is not carried in every idle viewer's wait.
+                Box::pin(self.catch_up(floor)).await;
                 true
             }
         }

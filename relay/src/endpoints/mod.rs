@@ -64,6 +64,11 @@ use crate::state::AppState;
 use crate::websocket::WebSocket;
 
 /// Serves one upgraded WebSocket from start to end.
+///
+/// A socket's task holds this future for the socket's whole life, and a future is as large
+/// as its largest state: what runs once (the token check, the open, a refusal) is boxed in
+/// [`open`], allocated only while it runs, so an idle socket carries just the pump and the
+/// audit event it will finish.
 pub async fn serve<O: StreamOpener>(
     mut ws: WebSocket,
     state: Arc<AppState>,
@@ -76,9 +81,43 @@ pub async fn serve<O: StreamOpener>(
         .websockets
         .with_label_values(&[backend.as_str()]);
     gauge.inc();
+    let opened = Box::pin(open(&mut ws, &state, headers, &opener)).await;
+    if let Some((opened, ctx, mut event)) = opened {
+        let started = Instant::now();
+        let (end, traffic) = pump::run(ws, opened, ctx).await;
+        tracing::debug!(%backend, ?end, "websocket ended");
+        event.kind = if backend == BackendKind::Watch {
+            AuditKind::WatchEnded
+        } else {
+            AuditKind::StreamClosed
+        };
+        event.time = 0;
+        (event.code, event.reason) = match end {
+            PumpEnd::Closed(close) => (Some(close.code.code()), Some(close.reason)),
+            PumpEnd::PeerGone => (None, Some("the browser closed the connection".into())),
+        };
+        event.duration_ms = Some(started.elapsed().as_millis() as u64);
+        event.bytes_to_browser = Some(traffic.to_browser);
+        event.bytes_from_browser = Some(traffic.from_browser);
+        state.audit.record(*event);
+    }
+    gauge.dec();
+}
+
+/// Authenticates, checks and opens the stream, recording it as opened: what the pump
+/// needs, with the audit event to finish when it ends. A refusal is recorded and sent as
+/// the socket's close, and gives `None`.
+#[allow(clippy::type_complexity)]
+async fn open<O: StreamOpener>(
+    ws: &mut WebSocket,
+    state: &Arc<AppState>,
+    headers: HeaderMap,
+    opener: &O,
+) -> Option<(Opened, Box<PumpContext>, Box<AuditEvent>)> {
+    let backend = O::BACKEND;
     // Who asked for what, as far as it was found out (for a refusal's audit event).
     let mut known = (None, None);
-    let prepared = prepare(&state, &headers, &opener, &mut known).await;
+    let prepared = prepare(state, &headers, opener, &mut known).await;
     // Header values share hyper's 8 KiB read buffer: holding them for the socket's life
     // would keep that buffer too, the largest part of an idle connection.
     drop(headers);
@@ -86,45 +125,29 @@ pub async fn serve<O: StreamOpener>(
     match prepared {
         Ok((principal, target, config, opened)) => {
             tracing::info!(user = %principal.username, %backend, %target, "stream opened");
-            let mut event = AuditEvent::new(
+            let mut event = Box::new(AuditEvent::new(
                 if watching {
                     AuditKind::WatchStarted
                 } else {
                     AuditKind::StreamOpened
                 },
                 0,
-            );
+            ));
             event.user = Some(principal.username.clone());
             event.target = Some(target.id());
             event.backend = Some(backend.as_str().to_owned());
             event.session =
                 (opened.hello.stream == StreamKind::Terminal).then(|| opened.hello.session.clone());
             event.recording = opened.recording.clone();
-            state.audit.record(event.clone());
-            let started = Instant::now();
-            let ctx = PumpContext {
+            state.audit.record((*event).clone());
+            let ctx = Box::new(PumpContext {
                 state: state.clone(),
                 config,
                 principal,
                 target,
                 backend,
-            };
-            let (end, traffic) = pump::run(ws, opened, ctx).await;
-            tracing::debug!(%backend, ?end, "websocket ended");
-            event.kind = if watching {
-                AuditKind::WatchEnded
-            } else {
-                AuditKind::StreamClosed
-            };
-            event.time = 0;
-            (event.code, event.reason) = match end {
-                PumpEnd::Closed(close) => (Some(close.code.code()), Some(close.reason)),
-                PumpEnd::PeerGone => (None, Some("the browser closed the connection".into())),
-            };
-            event.duration_ms = Some(started.elapsed().as_millis() as u64);
-            event.bytes_to_browser = Some(traffic.to_browser);
-            event.bytes_from_browser = Some(traffic.from_browser);
-            state.audit.record(event);
+            });
+            Some((opened, ctx, event))
         }
         Err(refusal) => {
             if matches!(
@@ -140,10 +163,10 @@ pub async fn serve<O: StreamOpener>(
             event.reason = Some(refusal.reason.clone());
             (event.user, event.target) = known;
             state.audit.record(event);
-            pump::close(&mut ws, &refusal).await;
+            pump::close(ws, &refusal).await;
+            None
         }
     }
-    gauge.dec();
 }
 
 async fn prepare<O: StreamOpener>(
