@@ -248,36 +248,16 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                         target,
                     );
                 };
-                both(
-                    "page loaded (load event)",
-                    visit.load,
-                    None,
-                    peer_visit.map(|v| v.load),
-                );
-                both(
-                    "terminal WebSocket open",
-                    visit.opened,
-                    None,
-                    peer_visit.map(|v| v.opened),
-                );
-                both(
-                    "shell prompt on screen",
-                    visit.prompt,
-                    Some(session_ms),
-                    peer_visit.map(|v| v.prompt),
-                );
-                both(
-                    "typed command's output on screen",
-                    visit.ready,
-                    None,
-                    peer_visit.map(|v| v.ready),
-                );
-                both(
-                    "longest task until then",
-                    visit.longest(),
-                    None,
-                    peer_visit.map(Visit::longest),
-                );
+                let rows: [VisitRow; 5] = [
+                    ("page loaded (load event)", |v| v.load, None),
+                    ("terminal WebSocket open", |v| v.opened, None),
+                    ("shell prompt on screen", |v| v.prompt, Some(session_ms)),
+                    ("typed command's output on screen", |v| v.ready, None),
+                    ("longest task until then", Visit::longest, None),
+                ];
+                for (what, of, limit) in rows {
+                    both(what, of(visit), limit, peer_visit.map(of));
+                }
             }
             let peer_shown = peer.as_ref().map(|p| &p.shown);
             report.record_with_peer(
@@ -566,6 +546,9 @@ async fn peer_run(
         }
     })
 }
+
+/// A page-load row: its name, the milestone it reads from a visit, and the limit's value.
+type VisitRow = (&'static str, fn(&Visit) -> f64, Option<f64>);
 
 /// A page load's milestones, in ms since the navigation started.
 #[derive(Debug, Deserialize)]
