@@ -15,6 +15,7 @@ use std::rc::Rc;
 use leptos::prelude::GetUntracked;
 
 use crate::route::{Route, terminal_query, with_query};
+use crate::settings::storage;
 use crate::ws::{Incoming, Stream};
 
 /// Where the last terminal page's fitted size is kept (`rows,cols`).
@@ -139,8 +140,4 @@ fn estimated_size() -> (u16, u16) {
         return (24, 80);
     }
     (rows.min(500.0) as u16, cols.min(1000.0) as u16)
-}
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok().flatten()
 }

@@ -265,7 +265,8 @@ fn browser_lang() -> Lang {
     })
 }
 
-fn storage() -> Option<web_sys::Storage> {
+/// This browser's `localStorage`, when the page may use it.
+pub fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 

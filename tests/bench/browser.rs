@@ -414,26 +414,12 @@ async fn browser_run(
     renderer: &str,
     run: usize,
 ) -> anyhow::Result<BrowserRun> {
-    client
-        .update_timeouts(TimeoutConfiguration::new(
-            Some(DISPLAY_TIMEOUT + Duration::from_secs(60)),
-            None,
-            None,
-        ))
-        .await?;
     // The renderer, chosen before the app reads it (about:blank has no storage: skipped).
     let choose = format!(
         "try {{ localStorage.setItem('opsdeck.renderer', {}); }} catch (e) {{}}",
         json!(renderer)
     );
-    for source in [choose.as_str(), PROBE] {
-        cdp(
-            client,
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": source }),
-        )
-        .await?;
-    }
+    prepare(client, &[choose.as_str(), PROBE]).await?;
     // The cookie a login sets, set without loading any page of the relay first.
     cdp(
         client,
@@ -483,6 +469,27 @@ async fn browser_run(
     })
 }
 
+/// Readies a new browser for a run: script timeouts long enough for the bulk output, and
+/// `scripts` run at the start of every document, before the page's own (the probe last).
+async fn prepare(client: &Client, scripts: &[&str]) -> anyhow::Result<()> {
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(DISPLAY_TIMEOUT + Duration::from_secs(60)),
+            None,
+            None,
+        ))
+        .await?;
+    for source in scripts {
+        cdp(
+            client,
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": source }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// What one run measured of the peer.
 struct PeerRun {
     first: Visit,
@@ -502,13 +509,6 @@ async fn peer_run(
 ) -> anyhow::Result<Option<PeerRun>> {
     let client = driver.browser(WINDOW.0, WINDOW.1).await?;
     let result = async {
-        client
-            .update_timeouts(TimeoutConfiguration::new(
-                Some(DISPLAY_TIMEOUT + Duration::from_secs(60)),
-                None,
-                None,
-            ))
-            .await?;
         let page = wetty.url();
         // The probe knows the peer's page by its address (it has no `#/ssh/` route).
         let name_page = format!("window.__opsdeckPeerPage = {};", json!(page));
@@ -517,14 +517,7 @@ async fn peer_run(
             scripts.push(WITHOUT_WEBGL2);
         }
         scripts.push(PROBE);
-        for source in scripts {
-            cdp(
-                &client,
-                "Page.addScriptToEvaluateOnNewDocument",
-                json!({ "source": source }),
-            )
-            .await?;
-        }
+        prepare(&client, &scripts).await?;
         let first = visit(&client, &page).await.context("first visit")?;
         client.goto("about:blank").await?;
         let repeat = visit(&client, &page).await.context("repeat visit")?;
