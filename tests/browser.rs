@@ -177,9 +177,10 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     .await?;
     wait_for_terminal_text(&client, "burst-42").await?;
 
-    // Loaded afresh, the terminal page's socket goes out as the app starts, before the
-    // terminal is fitted: with the size the last terminal page had (at the larger window),
-    // corrected to the fitted one once connected.
+    // Loaded afresh, the terminal page's socket goes out as the page starts loading
+    // (`early-socket.js`, from what the last visit of this page wrote), before the app is in
+    // and before the terminal is fitted: with the size the last terminal page had (at the
+    // larger window), corrected to the fitted one once connected; the app adopts it.
     let remembered = client
         .execute("return localStorage.getItem('opsdeck.termSize')", vec![])
         .await?;
@@ -195,13 +196,13 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     .await?;
     let early = client
         .execute(
-            "return document.querySelector('.terminal-host').__opsdeckEarlySocket === true",
+            "return document.querySelector('.terminal-host').__opsdeckEarlySocket ?? null",
             vec![],
         )
         .await?;
     assert_eq!(
-        early, true,
-        "the page did not take the socket opened at start"
+        early, "page",
+        "the app did not adopt the socket the page opened as it started loading"
     );
     assert_ne!(
         remembered, fitted,

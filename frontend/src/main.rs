@@ -60,6 +60,7 @@ fn main() {
         if let Some(boot) = document().get_element_by_id("boot") {
             boot.remove();
         }
+        early::mark("opsdeck:mount");
         leptos::mount::mount_to_body(App);
     });
 }

@@ -109,21 +109,13 @@ impl Live {
     }
 }
 
-impl Stream {
-    /// Opens a stream to `path` (e.g. `/ws/ssh/web1?rows=24&cols=80`) and keeps it open until
-    /// [`Stream::close`]. `on_incoming` gets everything the relay sends.
-    pub fn open(path: String, on_incoming: impl FnMut(&Stream, Incoming) + 'static) -> Self {
-        Self::open_resuming(path, None, on_incoming)
-    }
-
-    /// Opens a stream that first resumes terminal session `session` from its start (a
-    /// workspace pane after a reload, or taking over a session opened elsewhere).
-    pub fn open_resuming(
+impl Shared {
+    fn new(
         path: String,
         session: Option<String>,
         on_incoming: impl FnMut(&Stream, Incoming) + 'static,
-    ) -> Self {
-        let shared = Rc::new(Shared {
+    ) -> Rc<Self> {
+        Rc::new(Self {
             inner: RefCell::new(Inner {
                 path,
                 progress: session.map_or_else(Progress::new, Progress::resuming),
@@ -140,9 +132,53 @@ impl Stream {
             handler: RefCell::new(Box::new(on_incoming)),
             state: RwSignal::new(ConnState::Connecting { attempt: 0 }),
             notice: RwSignal::new(None),
-        });
+        })
+    }
+}
+
+impl Stream {
+    /// Opens a stream to `path` (e.g. `/ws/ssh/web1?rows=24&cols=80`) and keeps it open until
+    /// [`Stream::close`]. `on_incoming` gets everything the relay sends.
+    pub fn open(path: String, on_incoming: impl FnMut(&Stream, Incoming) + 'static) -> Self {
+        Self::open_resuming(path, None, on_incoming)
+    }
+
+    /// Opens a stream that first resumes terminal session `session` from its start (a
+    /// workspace pane after a reload, or taking over a session opened elsewhere).
+    pub fn open_resuming(
+        path: String,
+        session: Option<String>,
+        on_incoming: impl FnMut(&Stream, Incoming) + 'static,
+    ) -> Self {
+        let shared = Shared::new(path, session, on_incoming);
         watch_online(&shared);
         connect(&shared);
+        Self::wrap(shared)
+    }
+
+    /// Takes over `socket`, opened to `path` before the app started (`early.rs`), and
+    /// handles the messages it received meanwhile, `held`, as if they arrived now; from
+    /// then on it is a stream like [`Stream::open`]'s (it reconnects and resumes).
+    pub fn adopt(
+        path: String,
+        socket: WebSocket,
+        held: Vec<MessageEvent>,
+        on_incoming: impl FnMut(&Stream, Incoming) + 'static,
+    ) -> Self {
+        let shared = Shared::new(path, None, on_incoming);
+        watch_online(&shared);
+        let generation = {
+            let mut inner = shared.inner.borrow_mut();
+            inner.generation += 1;
+            if socket.ready_state() == WebSocket::OPEN {
+                inner.opened_at = Some(js_sys::Date::now());
+            }
+            inner.generation
+        };
+        attach(&shared, socket, generation);
+        for event in held {
+            on_message(&shared, event);
+        }
         Self::wrap(shared)
     }
 
@@ -314,7 +350,11 @@ fn connect(shared: &Rc<Shared>) {
         }
     };
     socket.set_binary_type(BinaryType::Arraybuffer);
+    attach(shared, socket, generation);
+}
 
+/// Makes `socket` the stream's current one, `generation`.
+fn attach(shared: &Rc<Shared>, socket: WebSocket, generation: u64) {
     let weak = Rc::downgrade(shared);
     let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
         if let Some(shared) = current(&weak, generation) {

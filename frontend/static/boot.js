@@ -12,7 +12,10 @@ try {
   const meta = document.querySelector('meta[name="opsdeck-app"]');
   if (!meta) throw new Error('<meta name="opsdeck-app"> is missing');
   const { default: init } = await import(meta.dataset.js);
+  // Marks for the bench's page-load breakdown (docs/BENCHMARKS.md, `browser`).
+  performance.mark("opsdeck:app-module");
   await init({ module_or_path: meta.dataset.wasm });
+  performance.mark("opsdeck:app-started");
 } catch (e) {
   console.error("Opsdeck failed to start", e);
   if (boot) {

@@ -170,13 +170,15 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 format!(
                     "{renderer}: first visit: prompt {:.0} ms, command output {:.0} ms; repeat visit: prompt \
                  {:.0} ms, command output {:.0} ms; {:.1} MB shown in {seconds:.1} s ({mb_per_s:.1} \
-                 MB/s; plain client {:.1} MB/s), longest task {longest:.0} ms, {} > 50 ms, {} > \
+                 MB/s, {:.0} messages of {:.1} KiB on average; plain client {:.1} MB/s), longest task {longest:.0} ms, {} > 50 ms, {} > \
                  200 ms",
                     first.prompt,
                     first.ready,
                     repeat.prompt,
                     repeat.ready,
                     shown.bytes / 1e6,
+                    shown.messages,
+                    shown.bytes / 1024.0 / shown.messages.max(1.0),
                     plain.mb_per_s(),
                     over(LONG_TASK_MS),
                     over(LONGEST_TASK_MS),
@@ -226,6 +228,11 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     ("config.json in", visit.config_json),
                     ("xterm.mjs in", visit.xterm_js),
                     ("app wasm in", visit.wasm),
+                    ("app module and its imports evaluated", visit.app_module),
+                    ("app wasm compiled and started", visit.app_started),
+                    ("app mounted", visit.app_mount),
+                    ("terminal view mounting", visit.terminal_mount),
+                    ("terminal view's xterm.js opened", visit.terminal_opened),
                     ("/api/me asked", visit.api_me_start),
                     ("/api/me answered", visit.api_me),
                 ] {
@@ -562,6 +569,13 @@ struct Visit {
     config_json: Option<f64>,
     wasm: Option<f64>,
     xterm_js: Option<f64>,
+    /// boot.js's marks: the app's JS module imported (with xterm.js), then its wasm
+    /// compiled, instantiated and its `main` run.
+    app_module: Option<f64>,
+    app_started: Option<f64>,
+    app_mount: Option<f64>,
+    terminal_mount: Option<f64>,
+    terminal_opened: Option<f64>,
     api_me_start: Option<f64>,
     api_me: Option<f64>,
     /// The renderer drawing the terminal (`webgl` or `dom`, as the app marks it; on
@@ -602,6 +616,11 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                  configJson: end(/config[.]json/),
                  wasm: end(/[.]wasm([?]|$)/),
                  xtermJs: end(/xterm[.]mjs/),
+                 appModule: performance.getEntriesByName('opsdeck:app-module')[0]?.startTime ?? null,
+                 appStarted: performance.getEntriesByName('opsdeck:app-started')[0]?.startTime ?? null,
+                 appMount: performance.getEntriesByName('opsdeck:mount')[0]?.startTime ?? null,
+                 terminalMount: performance.getEntriesByName('opsdeck:terminal-mount')[0]?.startTime ?? null,
+                 terminalOpened: performance.getEntriesByName('opsdeck:terminal-opened')[0]?.startTime ?? null,
                  apiMeStart: find(/[/]api[/]me/)?.startTime ?? null,
                  apiMe: end(/[/]api[/]me/),
                  renderer: term?.__opsdeckRenderer
@@ -627,6 +646,8 @@ struct Shown {
     /// The last WebSocket message before the marker was on screen.
     last_message: f64,
     bytes: f64,
+    /// The binary messages that carried `bytes`.
+    messages: f64,
     tasks: Vec<f64>,
 }
 
@@ -656,15 +677,17 @@ async fn show(client: &Client, command: &str) -> anyhow::Result<Shown> {
              const probe = window.__opsdeckProbe;
              return (async () => {
                const before = probe.received;
+               const messagesBefore = probe.messages;
                const start = probe.type(keys);
                const done = await probe.when(probe.shows(marker), ms);
                const bytes = probe.received - before;
+               const messages = probe.messages - messagesBefore;
                const lastMessage = probe.lastMessage;
                await new Promise((resolve) => setTimeout(resolve, 500));
                const tasks = probe.longTasks
                  .filter((t) => t.start + t.duration > start && t.start < done)
                  .map((t) => t.duration);
-               return { start, done, bytes, lastMessage, tasks };
+               return { start, done, bytes, messages, lastMessage, tasks };
              })();",
             vec![
                 json!(command),

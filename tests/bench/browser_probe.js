@@ -26,6 +26,9 @@
   const probe = {
     longTasks: [],
     received: 0,
+    // How many binary messages carried `received` (their average size is what each one
+    // costs the page to take in).
+    messages: 0,
     receivedText: 0,
     lastMessage: null,
     opened: null,
@@ -55,7 +58,10 @@
         const now = performance.now();
         probe.firstMessage ??= now;
         probe.lastMessage = now;
-        if (event.data instanceof ArrayBuffer) probe.received += event.data.byteLength;
+        if (event.data instanceof ArrayBuffer) {
+          probe.received += event.data.byteLength;
+          probe.messages += 1;
+        }
         else if (typeof event.data === "string") probe.receivedText += event.data.length;
       });
     }

@@ -91,7 +91,9 @@ pub fn TerminalPage(
     let observer = StoredValue::new_local(None::<SizeWatch>);
 
     host.on_load(move |el| {
+        early::mark("opsdeck:terminal-mount");
         let mut t = Term::open(&el, read_only, &settings::current().get_untracked());
+        early::mark("opsdeck:terminal-opened");
         if read_only {
             t.set_option("convertEol", &JsValue::TRUE);
         }
@@ -102,7 +104,7 @@ pub fn TerminalPage(
             .then(|| early::take(&base_path))
             .flatten();
         if !read_only && !keep_session {
-            early::remember_size(rows, cols);
+            early::remember(&base_path, rows, cols);
         }
         // The early socket was opened with a guessed size: the fitted one follows each
         // time it connects.
@@ -126,7 +128,11 @@ pub fn TerminalPage(
         let stream = match early {
             Some(early) => {
                 // Said on the element for the browser tests, as the terminal itself is.
-                let _ = js_sys::Reflect::set(&el, &"__opsdeckEarlySocket".into(), &JsValue::TRUE);
+                let _ = js_sys::Reflect::set(
+                    &el,
+                    &"__opsdeckEarlySocket".into(),
+                    &early.opened_by.as_str().into(),
+                );
                 for received in early.backlog {
                     let at = (received.generation, received.end);
                     handler(&early.stream, received.incoming, at);
