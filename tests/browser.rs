@@ -214,6 +214,14 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
         fitted.as_str(),
         "the shell's size is not the fitted terminal's"
     );
+    // The adopted socket is flow-controlled like any other: past a window of output only
+    // the page's acks keep it coming.
+    type_in_terminal(
+        &client,
+        &format!("head -c 3000000 /dev/zero | base64 -w 200; echo adopted-$((6*7)){ENTER}"),
+    )
+    .await?;
+    wait_for_terminal_text(&client, "adopted-42").await?;
     client.close().await?;
     Ok(())
 }

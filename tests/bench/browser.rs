@@ -224,6 +224,10 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     );
                 };
                 for (what, at) in [
+                    (
+                        "terminal socket created by the page (repeat visit)",
+                        visit.early_socket,
+                    ),
                     ("DOMContentLoaded", visit.dom_content_loaded),
                     ("config.json in", visit.config_json),
                     ("xterm.mjs in", visit.xterm_js),
@@ -574,6 +578,8 @@ struct Visit {
     app_module: Option<f64>,
     app_started: Option<f64>,
     app_mount: Option<f64>,
+    /// `early-socket.js` opened the terminal's socket (a repeat visit of the page).
+    early_socket: Option<f64>,
     terminal_mount: Option<f64>,
     terminal_opened: Option<f64>,
     api_me_start: Option<f64>,
@@ -618,6 +624,7 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                  xtermJs: end(/xterm[.]mjs/),
                  appModule: performance.getEntriesByName('opsdeck:app-module')[0]?.startTime ?? null,
                  appStarted: performance.getEntriesByName('opsdeck:app-started')[0]?.startTime ?? null,
+                 earlySocket: performance.getEntriesByName('opsdeck:early-socket')[0]?.startTime ?? null,
                  appMount: performance.getEntriesByName('opsdeck:mount')[0]?.startTime ?? null,
                  terminalMount: performance.getEntriesByName('opsdeck:terminal-mount')[0]?.startTime ?? null,
                  terminalOpened: performance.getEntriesByName('opsdeck:terminal-opened')[0]?.startTime ?? null,

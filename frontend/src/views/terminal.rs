@@ -125,7 +125,10 @@ pub fn TerminalPage(
             }
             on_incoming(term, stream, incoming, at, exit, flow);
         };
-        let stream = match early {
+        // What the early socket received before this page took it is written once the
+        // terminal is in its slot below (output written before would be dropped, and its
+        // unanswered write would hold back everything after it).
+        let (stream, backlog) = match early {
             Some(early) => {
                 // Said on the element for the browser tests, as the terminal itself is.
                 let _ = js_sys::Reflect::set(
@@ -133,14 +136,10 @@ pub fn TerminalPage(
                     &"__opsdeckEarlySocket".into(),
                     &early.opened_by.as_str().into(),
                 );
-                for received in early.backlog {
-                    let at = (received.generation, received.end);
-                    handler(&early.stream, received.incoming, at);
-                }
                 early.stream.set_handler(move |stream, incoming| {
                     handler(stream, incoming, stream.received());
                 });
-                early.stream
+                (early.stream, early.backlog)
             }
             None => {
                 let path = if read_only {
@@ -148,9 +147,11 @@ pub fn TerminalPage(
                 } else {
                     with_query(&base_path, &terminal_query(rows, cols))
                 };
-                Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
-                    handler(stream, incoming, stream.received());
-                })
+                let stream =
+                    Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
+                        handler(stream, incoming, stream.received());
+                    });
+                (stream, Vec::new())
             }
         };
         if !read_only {
@@ -164,6 +165,14 @@ pub fn TerminalPage(
         }
         t.focus();
         term.set_value(Some(t));
+        // Before returning to the browser, so nothing that arrives later overtakes it.
+        for received in backlog {
+            handler(
+                &stream,
+                received.incoming,
+                (received.generation, received.end),
+            );
+        }
         observer.set_value(watch_size(&el, term));
         stream_slot.set_value(Some(stream.clone()));
         status.set(Some(stream));
