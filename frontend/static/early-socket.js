@@ -5,8 +5,9 @@
 // (`opsdeck.earlySocket` in localStorage: the page's address and the socket's URL, made by
 // the app from the wire types in `common`); nothing about the wire is decided here. The app
 // adopts the socket when it starts, with whatever arrived meanwhile (frontend/src/early.rs),
-// or closes it if it wants another. A classic `async` script: it runs as soon as it is in,
-// without waiting for the document or holding it up.
+// or closes it if it wants another. A classic script, first in <head>: it runs before the
+// rest of the page is parsed (on a repeat visit it comes from the cache, immutable; on a
+// first visit it finds nothing to open and costs one small request beside the others).
 (() => {
   try {
     const saved = JSON.parse(localStorage.getItem("opsdeck.earlySocket") ?? "null");
