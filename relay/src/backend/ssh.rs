@@ -370,3 +370,24 @@ impl TerminalInput for SshInput {
         let _ = self.write.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aes_gcm_goes_first_only_with_aes_instructions_and_no_default_cipher_is_dropped() {
+        let preferred = preferred_algorithms();
+        let defaults = russh::Preferred::default();
+        let first = preferred.cipher.first().copied();
+        if hardware_aes() {
+            assert_eq!(first, Some(russh::cipher::AES_256_GCM));
+        } else {
+            assert_eq!(first, defaults.cipher.first().copied());
+        }
+        for cipher in defaults.cipher.iter() {
+            assert!(preferred.cipher.contains(cipher), "{cipher:?} was dropped");
+        }
+        assert_eq!(preferred.kex, defaults.kex);
+    }
+}
