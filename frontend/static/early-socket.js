@@ -6,10 +6,9 @@
 // the app from the wire types in `common`); nothing about the wire is decided here. The app
 // adopts the socket when it starts, with whatever arrived meanwhile (frontend/src/early.rs),
 // or closes it if it wants another. A classic `async` script, first in <head>: it runs as
-// soon as it is in (from the cache on a repeat visit) without holding up the parser, which
-// on a first visit, where it finds nothing to open, would only delay the page (measured:
-// as a blocking script it ran ~10 ms sooner on a repeat visit and DOMContentLoaded came
-// later on a first one).
+// soon as it is in (from the cache on a repeat visit) without holding up the parser: as a
+// blocking script it ran only ~10 ms sooner on a repeat visit, and on a first visit, where
+// it finds nothing to open, it would put a request in the way of everything else.
 (() => {
   try {
     const saved = JSON.parse(localStorage.getItem("opsdeck.earlySocket") ?? "null");
