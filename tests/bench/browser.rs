@@ -109,6 +109,10 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
     let base = format!("http://{}", relay.addr);
     let endpoint = relay.endpoint(&format!("/ws/ssh/{HOST}"), &token);
     let command = bulk_command(random_bytes(settings));
+    let bulk = BulkCommand {
+        command: &command,
+        profile: settings.profile_page,
+    };
     // base64 makes 4 bytes of 3 (and each line ends in \r\n on the terminal).
     let mb = format!("{:.0} MB", random_bytes(settings) as f64 * 4.0 / 3.0 / 1e6);
     let wetty = match Wetty::start(&SshLogin::of(&sshd)?).await {
@@ -136,12 +140,11 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
             // The peer in its own browser, before Opsdeck's on odd runs and after on even ones.
             let mut peer = None;
             if let (Ok(wetty), false) = (&wetty, run.is_multiple_of(2)) {
-                peer = peer_run(&mut driver, wetty, &command, renderer, &mut report).await?;
+                peer = peer_run(&mut driver, wetty, &bulk, renderer, &mut report).await?;
             }
             // A new Chromium with an empty profile each run: the first visit is a cold one.
             let client = driver.browser(WINDOW.0, WINDOW.1).await?;
-            let result =
-                browser_run(&client, &base, &token, &endpoint, &command, renderer, run).await;
+            let result = browser_run(&client, &base, &token, &endpoint, &bulk, renderer, run).await;
             let _ = client.close().await;
             let BrowserRun {
                 first,
@@ -152,7 +155,7 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 session,
             } = result?;
             if let (Ok(wetty), true) = (&wetty, run.is_multiple_of(2)) {
-                peer = peer_run(&mut driver, wetty, &command, renderer, &mut report).await?;
+                peer = peer_run(&mut driver, wetty, &bulk, renderer, &mut report).await?;
             }
             // The peer's output is the same command's: as many bytes as the plain client
             // read (what WeTTY's socket.io carries is that text, JSON-escaped and framed).
@@ -184,6 +187,19 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     over(LONGEST_TASK_MS),
                 ),
             );
+            for (who, shown) in [
+                ("Opsdeck", Some(&shown)),
+                ("WeTTY", peer.as_ref().map(|p| &p.shown)),
+            ] {
+                if let Some(main_thread) = shown.and_then(|s| s.main_thread.as_ref()) {
+                    progress(
+                        Workload::Browser,
+                        run,
+                        settings,
+                        format!("{renderer}: {who}'s page while shown: {main_thread}"),
+                    );
+                }
+            }
             if let Some(p) = &peer {
                 progress(
                     Workload::Browser,
@@ -421,7 +437,7 @@ async fn browser_run(
     base: &str,
     token: &str,
     endpoint: &Endpoint,
-    command: &str,
+    bulk: &BulkCommand<'_>,
     renderer: &str,
     run: usize,
 ) -> anyhow::Result<BrowserRun> {
@@ -449,7 +465,7 @@ async fn browser_run(
     client.goto("about:blank").await?;
     let repeat = visit(client, &page).await.context("repeat visit")?;
     let in_browser = async {
-        show(client, command)
+        show(client, bulk)
             .await
             .context("bulk output in the browser")
     };
@@ -460,7 +476,7 @@ async fn browser_run(
         let session = opening.elapsed();
         load::prepare(&mut term).await?;
         let start = std::time::Instant::now();
-        term.type_keys(command).await?;
+        term.type_keys(bulk.command).await?;
         let bytes = load::read_until(&mut term, MARKER.as_bytes()).await?;
         let elapsed = start.elapsed();
         term.close().await?;
@@ -514,7 +530,7 @@ struct PeerRun {
 async fn peer_run(
     driver: &mut Chromedriver,
     wetty: &Wetty,
-    command: &str,
+    bulk: &BulkCommand<'_>,
     renderer: &str,
     report: &mut Report,
 ) -> anyhow::Result<Option<PeerRun>> {
@@ -532,7 +548,7 @@ async fn peer_run(
         let first = visit(&client, &page).await.context("first visit")?;
         client.goto("about:blank").await?;
         let repeat = visit(&client, &page).await.context("repeat visit")?;
-        let shown = show(&client, command).await.context("bulk output")?;
+        let shown = show(&client, bulk).await.context("bulk output")?;
         anyhow::Ok(PeerRun {
             first,
             repeat,
@@ -656,6 +672,8 @@ struct Shown {
     /// The binary messages that carried `bytes`.
     messages: f64,
     tasks: Vec<f64>,
+    #[serde(skip)]
+    main_thread: Option<MainThread>,
 }
 
 impl Shown {
@@ -676,8 +694,26 @@ impl Shown {
     }
 }
 
-/// Types `command` into the page's terminal and waits, in the page, for the marker.
-async fn show(client: &Client, command: &str) -> anyhow::Result<Shown> {
+/// The bulk command, and whether to profile the page while it shows its output.
+struct BulkCommand<'a> {
+    command: &'a str,
+    profile: bool,
+}
+
+/// Types the bulk command into the page's terminal and waits, in the page, for the marker;
+/// with `profile`, V8's sampling profiler runs from the keystroke until the marker is on
+/// screen.
+async fn show(client: &Client, bulk: &BulkCommand<'_>) -> anyhow::Result<Shown> {
+    if bulk.profile {
+        cdp(client, "Profiler.enable", json!({})).await?;
+        cdp(
+            client,
+            "Profiler.setSamplingInterval",
+            json!({ "interval": 200 }),
+        )
+        .await?;
+        cdp(client, "Profiler.start", json!({})).await?;
+    }
     let value = client
         .execute(
             "const [keys, marker, ms] = arguments;
@@ -690,20 +726,106 @@ async fn show(client: &Client, command: &str) -> anyhow::Result<Shown> {
                const bytes = probe.received - before;
                const messages = probe.messages - messagesBefore;
                const lastMessage = probe.lastMessage;
-               await new Promise((resolve) => setTimeout(resolve, 500));
-               const tasks = probe.longTasks
-                 .filter((t) => t.start + t.duration > start && t.start < done)
-                 .map((t) => t.duration);
-               return { start, done, bytes, messages, lastMessage, tasks };
+               return { start, done, bytes, messages, lastMessage, tasks: [] };
              })();",
             vec![
-                json!(command),
+                json!(bulk.command),
                 json!(MARKER),
                 json!(DISPLAY_TIMEOUT.as_millis() as u64),
             ],
         )
         .await?;
-    serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))
+    let main_thread = if bulk.profile {
+        let stopped = cdp(client, "Profiler.stop", json!({})).await?;
+        Some(MainThread::from_profile(&stopped["profile"]))
+    } else {
+        None
+    };
+    let mut shown: Shown =
+        serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))?;
+    shown.main_thread = main_thread;
+    // Long-task entries reach the observer after their task; let the last arrive.
+    let tasks = client
+        .execute(
+            "const [start, done] = arguments;
+             return new Promise((resolve) => setTimeout(resolve, 500)).then(() =>
+               window.__opsdeckProbe.longTasks
+                 .filter((t) => t.start + t.duration > start && t.start < done)
+                 .map((t) => t.duration));",
+            vec![json!(shown.start), json!(shown.done)],
+        )
+        .await?;
+    shown.tasks = serde_json::from_value(tasks.clone())
+        .with_context(|| format!("the probe's long tasks were {tasks}"))?;
+    Ok(shown)
+}
+
+/// Where the page's main thread spent a bulk output, from V8's sampling profiler
+/// (`--profile-page`): shares of the samples.
+#[derive(Debug, Default)]
+struct MainThread {
+    idle: f64,
+    /// The browser's own code (Blink: events, DOM, style, layout), outside JavaScript.
+    native: f64,
+    gc: f64,
+    /// The functions with the most samples of their own, as `name file`.
+    top: Vec<(String, f64)>,
+}
+
+impl MainThread {
+    fn from_profile(profile: &serde_json::Value) -> Self {
+        let mut by_function: std::collections::HashMap<String, u64> = Default::default();
+        let mut total = 0;
+        for node in profile["nodes"].as_array().into_iter().flatten() {
+            let hits = node["hitCount"].as_u64().unwrap_or(0);
+            total += hits;
+            let frame = &node["callFrame"];
+            let file = frame["url"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            let name = frame["functionName"].as_str().unwrap_or("");
+            *by_function
+                .entry(format!("{name} {file}").trim().to_owned())
+                .or_default() += hits;
+        }
+        let share = |hits: u64| hits as f64 * 100.0 / total.max(1) as f64;
+        let mut functions: Vec<_> = by_function.into_iter().collect();
+        functions.sort_by_key(|(_, hits)| std::cmp::Reverse(*hits));
+        let take = |name: &str| {
+            functions
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, h)| share(*h))
+        };
+        Self {
+            idle: take("(idle)"),
+            native: take("(program)"),
+            gc: take("(garbage collector)"),
+            top: functions
+                .iter()
+                .filter(|(name, _)| !name.starts_with('('))
+                .take(5)
+                .map(|(name, hits)| (name.clone(), share(*hits)))
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for MainThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "main thread idle {:.0}%, browser code {:.0}%, GC {:.1}%; most of its own:",
+            self.idle, self.native, self.gc
+        )?;
+        for (name, share) in &self.top {
+            write!(f, " {name} {share:.1}%,")?;
+        }
+        Ok(())
+    }
 }
 
 /// The same shape of output written into the page's terminal from memory.

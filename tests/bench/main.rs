@@ -90,6 +90,12 @@ struct Cli {
     /// Use this opsdeck-relay binary instead of building target/release/opsdeck-relay.
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// `browser`: also sample each page's main thread (V8's profiler, every 200 µs) from the
+    /// bulk command's keystroke until its marker is on screen, and print where the time went
+    /// (idle, the browser's own code, GC, the busiest functions). Off by default: sampling
+    /// costs the page a little, so figures from such a run are not written to the docs.
+    #[arg(long, conflicts_with = "write_docs")]
+    profile_page: bool,
     /// Internal: serve as the bare WebSocket server of the idle-rss limit.
     #[arg(long, hide = true)]
     floor_server: bool,
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         relay_bin,
         dist: workspace_root().join("dist"),
         open_files,
+        profile_page: cli.profile_page,
     };
     let mode = match (cli.quick, cli.runs) {
         (true, None) => "quick mode".to_owned(),

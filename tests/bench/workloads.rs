@@ -36,6 +36,8 @@ pub struct Settings {
     pub dist: PathBuf,
     /// This process's open-files limit (the relay inherits it).
     pub open_files: u64,
+    /// `browser`: sample the page's main thread during each bulk output (`--profile-page`).
+    pub profile_page: bool,
 }
 
 impl Settings {
