@@ -187,16 +187,21 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     over(LONGEST_TASK_MS),
                 ),
             );
-            for (who, shown) in [
-                ("Opsdeck", Some(&shown)),
-                ("WeTTY", peer.as_ref().map(|p| &p.shown)),
-            ] {
-                if let Some(main_thread) = shown.and_then(|s| s.main_thread.as_ref()) {
+            let profiles = [
+                ("Opsdeck's page while shown", shown.main_thread.as_ref()),
+                ("the same written from memory", alone.main_thread.as_ref()),
+                (
+                    "WeTTY's page while shown",
+                    peer.as_ref().and_then(|p| p.shown.main_thread.as_ref()),
+                ),
+            ];
+            for (what, main_thread) in profiles {
+                if let Some(main_thread) = main_thread {
                     progress(
                         Workload::Browser,
                         run,
                         settings,
-                        format!("{renderer}: {who}'s page while shown: {main_thread}"),
+                        format!("{renderer}: {what}: {main_thread}"),
                     );
                 }
             }
@@ -483,7 +488,7 @@ async fn browser_run(
         Ok((Bulk { bytes, elapsed }, session))
     };
     let (shown, (plain, session)) = alternate(run, in_browser, plain).await?;
-    let alone = xterm_alone(client, shown.bytes)
+    let alone = xterm_alone(client, shown.bytes, bulk.profile)
         .await
         .context("the same output written from memory")?;
     Ok(BrowserRun {
@@ -736,8 +741,7 @@ async fn show(client: &Client, bulk: &BulkCommand<'_>) -> anyhow::Result<Shown> 
         )
         .await?;
     let main_thread = if bulk.profile {
-        let stopped = cdp(client, "Profiler.stop", json!({})).await?;
-        Some(MainThread::from_profile(&stopped["profile"]))
+        Some(stop_profiler(client).await?)
     } else {
         None
     };
@@ -834,6 +838,8 @@ struct Alone {
     start: f64,
     done: f64,
     bytes: f64,
+    #[serde(skip)]
+    main_thread: Option<MainThread>,
 }
 
 impl Alone {
@@ -844,19 +850,52 @@ impl Alone {
 
 /// `bytes` of output like the bulk command's, written straight into the page's terminal
 /// (the probe's `alone`): what xterm.js in this browser shows at best, with no network.
-async fn xterm_alone(client: &Client, bytes: f64) -> anyhow::Result<Alone> {
-    let value = client
+async fn xterm_alone(client: &Client, bytes: f64, profile: bool) -> anyhow::Result<Alone> {
+    client
         .execute(
-            "const [bytes, marker, ms] = arguments;
-             return window.__opsdeckProbe.alone(bytes, marker, ms);",
-            vec![
-                json!(bytes as u64),
-                json!("ALONE-42-DONE"),
-                json!(DISPLAY_TIMEOUT.as_millis() as u64),
-            ],
+            "const [bytes, marker] = arguments;
+             window.__opsdeckProbe.prepareAlone(bytes, marker);",
+            vec![json!(bytes as u64), json!("ALONE-42-DONE")],
         )
         .await?;
-    serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))
+    if profile {
+        start_profiler(client).await?;
+    }
+    let value = client
+        .execute(
+            "const [ms] = arguments;
+             return window.__opsdeckProbe.alone(ms);",
+            vec![json!(DISPLAY_TIMEOUT.as_millis() as u64)],
+        )
+        .await?;
+    let main_thread = if profile {
+        Some(stop_profiler(client).await?)
+    } else {
+        None
+    };
+    let mut alone: Alone =
+        serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))?;
+    alone.main_thread = main_thread;
+    Ok(alone)
+}
+
+/// Starts V8's sampling profiler in the page (every 200 µs).
+async fn start_profiler(client: &Client) -> anyhow::Result<()> {
+    cdp(client, "Profiler.enable", json!({})).await?;
+    cdp(
+        client,
+        "Profiler.setSamplingInterval",
+        json!({ "interval": 200 }),
+    )
+    .await?;
+    cdp(client, "Profiler.start", json!({})).await?;
+    Ok(())
+}
+
+/// Stops the profiler and says where the main thread's time went since it started.
+async fn stop_profiler(client: &Client) -> anyhow::Result<MainThread> {
+    let stopped = cdp(client, "Profiler.stop", json!({})).await?;
+    Ok(MainThread::from_profile(&stopped["profile"]))
 }
 
 /// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute`.
