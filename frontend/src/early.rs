@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use leptos::prelude::GetUntracked;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{MessageEvent, WebSocket};
 
@@ -35,7 +35,7 @@ const EARLY_SOCKET: &str = "__opsdeckEarlySocket";
 
 /// The socket a terminal page opens, for `static/early-socket.js` to open on the next load
 /// of that page before the app is in.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize)]
 struct Recipe {
     /// The page's address (`location.href`).
     page: String,

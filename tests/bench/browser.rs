@@ -634,6 +634,9 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                const resources = performance.getEntriesByType('resource');
                const find = (re) => resources.find((e) => re.test(e.name));
                const end = (re) => find(re)?.responseEnd ?? null;
+               // The app's own marks (boot.js, early-socket.js, the wasm), `opsdeck:<name>`.
+               const mark = (name) =>
+                 performance.getEntriesByName(`opsdeck:${name}`)[0]?.startTime ?? null;
                const nav = performance.getEntriesByType('navigation')[0];
                const term = document.querySelector('.terminal-host');
                return {
@@ -643,12 +646,12 @@ async fn visit(client: &Client, page: &str) -> anyhow::Result<Visit> {
                  configJson: end(/config[.]json/),
                  wasm: end(/[.]wasm([?]|$)/),
                  xtermJs: end(/xterm[.]mjs/),
-                 appModule: performance.getEntriesByName('opsdeck:app-module')[0]?.startTime ?? null,
-                 appStarted: performance.getEntriesByName('opsdeck:app-started')[0]?.startTime ?? null,
-                 earlySocket: performance.getEntriesByName('opsdeck:early-socket')[0]?.startTime ?? null,
-                 appMount: performance.getEntriesByName('opsdeck:mount')[0]?.startTime ?? null,
-                 terminalMount: performance.getEntriesByName('opsdeck:terminal-mount')[0]?.startTime ?? null,
-                 terminalOpened: performance.getEntriesByName('opsdeck:terminal-opened')[0]?.startTime ?? null,
+                 appModule: mark('app-module'),
+                 appStarted: mark('app-started'),
+                 earlySocket: mark('early-socket'),
+                 appMount: mark('mount'),
+                 terminalMount: mark('terminal-mount'),
+                 terminalOpened: mark('terminal-opened'),
                  apiMeStart: find(/[/]api[/]me/)?.startTime ?? null,
                  apiMe: end(/[/]api[/]me/),
                  renderer: term?.__opsdeckRenderer
@@ -676,6 +679,8 @@ struct Shown {
     bytes: f64,
     /// The binary messages that carried `bytes`.
     messages: f64,
+    /// Filled in after the timed interval (long-task entries arrive late).
+    #[serde(default)]
     tasks: Vec<f64>,
     #[serde(skip)]
     main_thread: Option<MainThread>,
@@ -709,19 +714,8 @@ struct BulkCommand<'a> {
 /// with `profile`, V8's sampling profiler runs from the keystroke until the marker is on
 /// screen.
 async fn show(client: &Client, bulk: &BulkCommand<'_>) -> anyhow::Result<Shown> {
-    if bulk.profile {
-        cdp(client, "Profiler.enable", json!({})).await?;
-        cdp(
-            client,
-            "Profiler.setSamplingInterval",
-            json!({ "interval": 200 }),
-        )
-        .await?;
-        cdp(client, "Profiler.start", json!({})).await?;
-    }
-    let value = client
-        .execute(
-            "const [keys, marker, ms] = arguments;
+    let showing = client.execute(
+        "const [keys, marker, ms] = arguments;
              const probe = window.__opsdeckProbe;
              return (async () => {
                const before = probe.received;
@@ -731,20 +725,15 @@ async fn show(client: &Client, bulk: &BulkCommand<'_>) -> anyhow::Result<Shown> 
                const bytes = probe.received - before;
                const messages = probe.messages - messagesBefore;
                const lastMessage = probe.lastMessage;
-               return { start, done, bytes, messages, lastMessage, tasks: [] };
+               return { start, done, bytes, messages, lastMessage };
              })();",
-            vec![
-                json!(bulk.command),
-                json!(MARKER),
-                json!(DISPLAY_TIMEOUT.as_millis() as u64),
-            ],
-        )
-        .await?;
-    let main_thread = if bulk.profile {
-        Some(stop_profiler(client).await?)
-    } else {
-        None
-    };
+        vec![
+            json!(bulk.command),
+            json!(MARKER),
+            json!(DISPLAY_TIMEOUT.as_millis() as u64),
+        ],
+    );
+    let (value, main_thread) = profiled(client, bulk.profile, showing).await?;
     let mut shown: Shown =
         serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))?;
     shown.main_thread = main_thread;
@@ -766,7 +755,7 @@ async fn show(client: &Client, bulk: &BulkCommand<'_>) -> anyhow::Result<Shown> 
 
 /// Where the page's main thread spent a bulk output, from V8's sampling profiler
 /// (`--profile-page`): shares of the samples.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MainThread {
     idle: f64,
     /// The browser's own code (Blink: events, DOM, style, layout), outside JavaScript.
@@ -858,29 +847,31 @@ async fn xterm_alone(client: &Client, bytes: f64, profile: bool) -> anyhow::Resu
             vec![json!(bytes as u64), json!("ALONE-42-DONE")],
         )
         .await?;
-    if profile {
-        start_profiler(client).await?;
-    }
-    let value = client
-        .execute(
-            "const [ms] = arguments;
-             return window.__opsdeckProbe.alone(ms);",
-            vec![json!(DISPLAY_TIMEOUT.as_millis() as u64)],
-        )
-        .await?;
-    let main_thread = if profile {
-        Some(stop_profiler(client).await?)
-    } else {
-        None
-    };
+    let writing = client.execute(
+        "const [ms] = arguments;
+         return window.__opsdeckProbe.alone(ms);",
+        vec![json!(DISPLAY_TIMEOUT.as_millis() as u64)],
+    );
+    let (value, main_thread) = profiled(client, profile, writing).await?;
     let mut alone: Alone =
         serde_json::from_value(value.clone()).with_context(|| format!("the probe said {value}"))?;
     alone.main_thread = main_thread;
     Ok(alone)
 }
 
-/// Starts V8's sampling profiler in the page (every 200 µs).
-async fn start_profiler(client: &Client) -> anyhow::Result<()> {
+/// Runs `work` in the page, with V8's sampling profiler (every 200 µs) running over
+/// exactly that when `profile`, and says where the main thread's time went meanwhile.
+async fn profiled<T, E>(
+    client: &Client,
+    profile: bool,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<(T, Option<MainThread>)>
+where
+    anyhow::Error: From<E>,
+{
+    if !profile {
+        return Ok((work.await?, None));
+    }
     cdp(client, "Profiler.enable", json!({})).await?;
     cdp(
         client,
@@ -889,13 +880,9 @@ async fn start_profiler(client: &Client) -> anyhow::Result<()> {
     )
     .await?;
     cdp(client, "Profiler.start", json!({})).await?;
-    Ok(())
-}
-
-/// Stops the profiler and says where the main thread's time went since it started.
-async fn stop_profiler(client: &Client) -> anyhow::Result<MainThread> {
+    let done = work.await?;
     let stopped = cdp(client, "Profiler.stop", json!({})).await?;
-    Ok(MainThread::from_profile(&stopped["profile"]))
+    Ok((done, Some(MainThread::from_profile(&stopped["profile"]))))
 }
 
 /// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute`.
