@@ -22,7 +22,7 @@ use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{MessageEvent, WebSocket};
 
-use crate::route::{Route, terminal_query, with_query};
+use crate::route::{Route, terminal_path};
 use crate::settings::storage;
 use crate::ws::{Incoming, Stream};
 
@@ -107,7 +107,7 @@ pub fn open(route: &Route) {
         return;
     };
     let size = remembered_size().unwrap_or_else(estimated_size);
-    let path = with_query(&base_path, &terminal_query(size.0, size.1));
+    let path = terminal_path(&base_path, size.0, size.1);
     let backlog = Rc::new(RefCell::new(Vec::new()));
     let into = Rc::clone(&backlog);
     let keep = move |stream: &Stream, incoming| {
@@ -182,7 +182,7 @@ pub fn remember(base_path: &str, rows: u16, cols: u16) {
         page: web_sys::window()
             .and_then(|w| w.location().href().ok())
             .unwrap_or_default(),
-        url: crate::config::ws_url(&with_query(base_path, &terminal_query(rows, cols))),
+        url: crate::config::ws_url(&terminal_path(base_path, rows, cols)),
     };
     if let Ok(json) = serde_json::to_string(&recipe) {
         let _ = storage.set_item(RECIPE_KEY, &json);

@@ -405,6 +405,12 @@ pub fn terminal_query(rows: u16, cols: u16) -> String {
     TerminalQuery::new(TermSize { rows, cols }, true).to_query()
 }
 
+/// A terminal page's socket path: `base_path` with the [`terminal_query`] of its size (one
+/// place, so the socket `early.rs` remembers is the very one it later opens and adopts).
+pub fn terminal_path(base_path: &str, rows: u16, cols: u16) -> String {
+    with_query(base_path, &terminal_query(rows, cols))
+}
+
 /// Appends `query` to a path that may already have one.
 pub fn with_query(path: &str, query: &str) -> String {
     if query.is_empty() {

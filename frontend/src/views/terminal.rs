@@ -18,7 +18,7 @@ use crate::early;
 use crate::feed::{Chunk, Feed};
 use crate::flow::Acks;
 use crate::locale::{Msg, Text, lang_now, tr};
-use crate::route::{Route, terminal_query, with_query};
+use crate::route::{Route, terminal_path};
 use crate::settings;
 use crate::term::Term;
 use crate::views::ConnStatus;
@@ -145,7 +145,7 @@ pub fn TerminalPage(
                 let path = if read_only {
                     base_path
                 } else {
-                    with_query(&base_path, &terminal_query(rows, cols))
+                    terminal_path(&base_path, rows, cols)
                 };
                 let stream =
                     Stream::open_resuming(path, resume.clone(), move |stream, incoming| {
