@@ -222,6 +222,15 @@ async fn terminal_echoes_resizes_and_survives_a_cut_connection() -> anyhow::Resu
     )
     .await?;
     wait_for_terminal_text(&client, "adopted-42").await?;
+    // That output was received off the page's main thread: the socket is an `OpsdeckSocket`
+    // (its WebSocket in `socket-worker.js`), and the only one running.
+    let worker_sockets = client
+        .execute("return window.OpsdeckSocket?.live ?? null", vec![])
+        .await?;
+    assert_eq!(
+        worker_sockets, 1,
+        "the terminal's socket should be the one OpsdeckSocket, receiving in a worker"
+    );
     client.close().await?;
     Ok(())
 }

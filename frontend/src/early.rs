@@ -214,7 +214,10 @@ impl PageSocket {
             .unwrap_or_default();
         Some(Self {
             url: field("url").as_string().unwrap_or_default(),
-            socket: field("socket").dyn_into().ok()?,
+            // An `OpsdeckSocket` (or, without workers, a WebSocket): the same interface.
+            socket: Some(field("socket"))
+                .filter(JsValue::is_object)?
+                .unchecked_into(),
             held,
             closed: field("closed").as_bool().unwrap_or(true),
         })

@@ -23,8 +23,8 @@ use js_sys::{ArrayBuffer, Uint8Array};
 use leptos::prelude::*;
 use opsdeck_client::backoff::Backoff;
 use send_wrapper::SendWrapper;
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use crate::config;
@@ -339,7 +339,7 @@ fn connect(shared: &Rc<Shared>) {
         old.shut(1000, "reconnecting");
     }
     shared.state.try_set(ConnState::Connecting { attempt });
-    let socket = match WebSocket::new(&url) {
+    let socket = match open_socket(&url) {
         Ok(socket) => socket,
         Err(e) => {
             let reason = e.as_string().unwrap_or_else(|| format!("{e:?}"));
@@ -351,6 +351,20 @@ fn connect(shared: &Rc<Shared>) {
     };
     socket.set_binary_type(BinaryType::Arraybuffer);
     attach(shared, socket, generation);
+}
+
+/// A socket to `url`: an `OpsdeckSocket` (static/early-socket.js), which receives in a
+/// worker so a flood of output does not wait for the page's main thread, or the page's own
+/// WebSocket where that class is not defined. Both have the WebSocket interface used here.
+fn open_socket(url: &str) -> Result<WebSocket, JsValue> {
+    let class = web_sys::window()
+        .and_then(|window| js_sys::Reflect::get(&window, &"OpsdeckSocket".into()).ok())
+        .and_then(|class| class.dyn_into::<js_sys::Function>().ok());
+    match class {
+        Some(class) => js_sys::Reflect::construct(&class, &js_sys::Array::of1(&url.into()))
+            .map(JsCast::unchecked_into),
+        None => WebSocket::new(url),
+    }
 }
 
 /// Makes `socket` the stream's current one, `generation`.

@@ -1,4 +1,5 @@
-// A terminal page's socket, opened as soon as the page starts loading, before the app's
+// Two things, first in <head>: the `OpsdeckSocket` class every app socket is made with, and
+// a terminal page's socket opened as soon as the page starts loading, before the app's
 // code has even arrived: on a reload or a repeat visit of the same terminal page, the
 // relay's SSH session then starts beside the download and compile of the app instead of
 // after them. On its last visit the app wrote which socket this page opens
@@ -9,11 +10,86 @@
 // soon as it is in (from the cache on a repeat visit) without holding up the parser: as a
 // blocking script it ran only ~10 ms sooner on a repeat visit, and on a first visit, where
 // it finds nothing to open, it would put a request in the way of everything else.
+
+// `OpsdeckSocket`: the WebSocket interface the app uses (`new`, `readyState`, `send`,
+// `close`, `onopen`/`onmessage`/`onclose`), with the socket itself in a dedicated worker
+// (static/socket-worker.js says why). Messages always arrive as ArrayBuffers or strings. The
+// app falls back to the page's own WebSocket where this is not defined (the script has not
+// run yet) and a browser without workers gets that here too.
+(() => {
+  if (typeof Worker === "undefined") return;
+  const WORKER = new URL("socket-worker.js", document.baseURI).href;
+  class OpsdeckSocket {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSING = 2;
+    static CLOSED = 3;
+    // Sockets whose worker is running, for the browser tests.
+    static live = 0;
+
+    constructor(url) {
+      this.url = new URL(url, location.href).href;
+      this.readyState = OpsdeckSocket.CONNECTING;
+      this.binaryType = "arraybuffer";
+      this.onopen = null;
+      this.onmessage = null;
+      this.onclose = null;
+      this.worker = new Worker(WORKER);
+      OpsdeckSocket.live += 1;
+      this.worker.onmessage = ({ data }) => this.#received(data);
+      // The worker's script did not load (a deploy without it, a CSP that forbids it): the
+      // socket ends as an abnormal close, which the app answers as a dropped network.
+      this.worker.onerror = () => this.#ended({ code: 1006, reason: "", wasClean: false });
+      this.worker.postMessage({ kind: "open", url: this.url });
+    }
+
+    send(data) {
+      if (this.readyState !== OpsdeckSocket.OPEN) {
+        throw new DOMException("the socket is not open", "InvalidStateError");
+      }
+      // A view into the app's memory would be cloned whole: send a copy of just its bytes.
+      this.worker.postMessage({ kind: "send", data: ArrayBuffer.isView(data) ? data.slice() : data });
+    }
+
+    close(code, reason) {
+      if (this.readyState >= OpsdeckSocket.CLOSING) return;
+      this.readyState = OpsdeckSocket.CLOSING;
+      this.worker.postMessage({ kind: "close", code, reason });
+    }
+
+    #received(message) {
+      if (message.kind === "open") {
+        if (this.readyState === OpsdeckSocket.CONNECTING) this.readyState = OpsdeckSocket.OPEN;
+        this.onopen?.(new Event("open"));
+        return;
+      }
+      for (const item of message.items) {
+        if (item instanceof ArrayBuffer || typeof item === "string") {
+          this.onmessage?.(new MessageEvent("message", { data: item }));
+        } else if (item.close) {
+          this.#ended(item.close);
+          return;
+        }
+      }
+      this.worker.postMessage({ kind: "taken" });
+    }
+
+    #ended(close) {
+      if (this.readyState === OpsdeckSocket.CLOSED) return;
+      this.readyState = OpsdeckSocket.CLOSED;
+      this.worker.terminate();
+      OpsdeckSocket.live -= 1;
+      this.onclose?.(new CloseEvent("close", close));
+    }
+  }
+  window.OpsdeckSocket = OpsdeckSocket;
+})();
+
 (() => {
   try {
     const saved = JSON.parse(localStorage.getItem("opsdeck.earlySocket") ?? "null");
     if (!saved || saved.page !== location.href || typeof saved.url !== "string") return;
-    const socket = new WebSocket(saved.url);
+    const socket = new (window.OpsdeckSocket ?? WebSocket)(saved.url);
     performance.mark("opsdeck:early-socket");
     socket.binaryType = "arraybuffer";
     const early = { url: saved.url, socket, held: [], closed: false };

@@ -260,6 +260,8 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     ("terminal view's xterm.js opened", visit.terminal_opened),
                     ("/api/me asked", visit.api_me_start),
                     ("/api/me answered", visit.api_me),
+                    ("terminal socket created", visit.created),
+                    ("first output received", visit.first_output),
                 ] {
                     if let Some(at) = at {
                         row(&format!("breakdown: {what}"), at, None);
@@ -403,7 +405,10 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
     report.note(format!(
         "bulk output: `{}` typed at the prompt, timed in the page from that keystroke until the \
          marker is in the terminal's rows; bytes are those of the binary WebSocket messages the \
-         page received meanwhile (counted by a listener the probe adds to each socket). Long tasks (main-thread tasks over 50 ms) from a buffered \
+         page received meanwhile (counted by a listener the probe adds to each socket; the \
+         app's sockets receive in a worker, `socket-worker.js`, and the probe counts the \
+         messages in the batches it hands the page). Long tasks (main-thread tasks over 50 \
+         ms) from a buffered \
          PerformanceObserver, those overlapping that interval; total blocking time is the sum \
          of each one's time over 50 ms; a longest task of 0 means none over 50 ms",
         command.trim_end()
@@ -605,6 +610,10 @@ struct Visit {
     terminal_opened: Option<f64>,
     api_me_start: Option<f64>,
     api_me: Option<f64>,
+    /// The page's first WebSocket was created (by the page's script or the app), and the
+    /// first binary message (terminal output: the shell's prompt) arrived on it.
+    created: Option<f64>,
+    first_output: Option<f64>,
     /// The renderer drawing the terminal (`webgl` or `dom`, as the app marks it; on
     /// WeTTY's page, `webgl` when its terminal has a canvas, as only the WebGL addon adds).
     renderer: Option<String>,

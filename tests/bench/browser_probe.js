@@ -8,8 +8,9 @@
 // - `longTasks`: every long task (> 50 ms on the main thread) since the navigation, from a
 //   buffered PerformanceObserver;
 // - `received`: the bytes of binary WebSocket messages the page received (terminal output),
-//   `lastMessage` when the latest message came, `opened` and `firstMessage` when the
-//   first socket opened and first heard from the relay; `receivedText`, the characters of
+//   `lastMessage` when the latest message came; `created`, `opened`, `firstMessage` and
+//   `firstOutput` when the first socket was made, opened, first heard from the relay and
+//   first received output (a binary message: the shell's prompt); `receivedText`, the characters of
 //   text messages (the peer's, WeTTY's socket.io, carry its output as text);
 // - `type(keys)`: types into the terminal as a keystroke does (an `input` event at
 //   xterm.js's textarea, which xterm.js turns into `onData`), returning when;
@@ -31,8 +32,10 @@
     messages: 0,
     receivedText: 0,
     lastMessage: null,
+    created: null,
     opened: null,
     firstMessage: null,
+    firstOutput: null,
   };
   window.__opsdeckProbe = probe;
 
@@ -46,23 +49,39 @@
     probe.longTaskError = String(e);
   }
 
-  // Counts terminal output as it arrives; the app's sockets are otherwise untouched.
+  // Counts terminal output as it arrives; the app's sockets are otherwise untouched. The
+  // app's sockets receive in a worker (`socket-worker.js`, which hands the page batches of
+  // messages); the peer's are the page's own WebSockets.
+  const arrived = (data, now) => {
+    probe.firstMessage ??= now;
+    probe.lastMessage = now;
+    if (data instanceof ArrayBuffer) {
+      probe.firstOutput ??= now;
+      probe.received += data.byteLength;
+      probe.messages += 1;
+    } else if (typeof data === "string") probe.receivedText += data.length;
+  };
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args) {
       super(...args);
+      probe.created ??= performance.now();
       this.addEventListener("open", () => {
         probe.opened ??= performance.now();
       });
-      this.addEventListener("message", (event) => {
+      this.addEventListener("message", (event) => arrived(event.data, performance.now()));
+    }
+  };
+  const NativeWorker = window.Worker;
+  window.Worker = class extends NativeWorker {
+    constructor(url, ...rest) {
+      super(url, ...rest);
+      if (!String(url).includes("socket-worker")) return;
+      probe.created ??= performance.now();
+      this.addEventListener("message", ({ data }) => {
         const now = performance.now();
-        probe.firstMessage ??= now;
-        probe.lastMessage = now;
-        if (event.data instanceof ArrayBuffer) {
-          probe.received += event.data.byteLength;
-          probe.messages += 1;
-        }
-        else if (typeof event.data === "string") probe.receivedText += event.data.length;
+        if (data.kind === "open") probe.opened ??= now;
+        else if (data.kind === "batch") for (const item of data.items) arrived(item, now);
       });
     }
   };
@@ -190,8 +209,10 @@
         prompt,
         typed,
         ready,
+        created: probe.created,
         opened: probe.opened,
         firstMessage: probe.firstMessage,
+        firstOutput: probe.firstOutput,
         domContentLoaded: nav ? nav.domContentLoadedEventEnd : null,
         load: nav ? nav.loadEventEnd : null,
       };
