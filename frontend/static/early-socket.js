@@ -34,13 +34,12 @@
       this.onopen = null;
       this.onmessage = null;
       this.onclose = null;
-      this.worker = new Worker(WORKER);
+      this.worker = new Worker(WORKER, { name: this.url });
       OpsdeckSocket.live += 1;
       this.worker.onmessage = ({ data }) => this.#received(data);
       // The worker's script did not load (a deploy without it, a CSP that forbids it): the
       // socket ends as an abnormal close, which the app answers as a dropped network.
       this.worker.onerror = () => this.#ended({ code: 1006, reason: "", wasClean: false });
-      this.worker.postMessage({ kind: "open", url: this.url });
     }
 
     send(data) {
