@@ -94,7 +94,6 @@ macro_rules! catalogue {
 
 catalogue! {
     // The frame of every page.
-    Loading => "Loading…", "加载中…";
     Redirecting => "Redirecting to the login page…", "正在跳转到登录页…";
     NoSuchPage => "No such page.", "没有这个页面。";
     BackToTargets => "Back to the targets", "返回目标列表";
