@@ -12,20 +12,48 @@
 // it finds nothing to open, it would put a request in the way of everything else.
 
 // `OpsdeckSocket`: the WebSocket interface the app uses (`new`, `readyState`, `send`,
-// `close`, `onopen`/`onmessage`/`onclose`), with the socket itself in a dedicated worker
-// (static/socket-worker.js says why). Messages always arrive as ArrayBuffers or strings. The
+// `close`, `onopen`/`onmessage`/`onclose`), with the socket itself in the page's one socket
+// worker (static/socket-worker.js says why), started here as the page loads. Messages always arrive as ArrayBuffers or strings. The
 // app falls back to the page's own WebSocket where this is not defined (the script has not
 // run yet) and a browser without workers gets that here too.
 (() => {
   if (typeof Worker === "undefined") return;
   const WORKER = new URL("socket-worker.js", document.baseURI).href;
+  // The page's one socket worker (started by its first socket, or warmed up below), and its
+  // sockets by id.
+  let worker = null;
+  const sockets = new Map();
+  let lastId = 0;
+  const start = (name) => {
+    worker = new Worker(WORKER, { name });
+    worker.onmessage = ({ data }) => sockets.get(data.id)?.received(data);
+    // The worker's script did not load (a deploy without it, a CSP that forbids it): its
+    // sockets end as abnormal closes, which the app answers as a dropped network (and the
+    // next socket starts a worker again).
+    worker.onerror = () => {
+      worker = null;
+      for (const socket of [...sockets.values()]) {
+        socket.ended({ code: 1006, reason: "", wasClean: false });
+      }
+    };
+  };
+
   class OpsdeckSocket {
     static CONNECTING = 0;
     static OPEN = 1;
     static CLOSING = 2;
     static CLOSED = 3;
-    // Sockets whose worker is running, for the browser tests.
-    static live = 0;
+
+    // Sockets open or opening in the worker (the browser tests read it).
+    static get live() {
+      return sockets.size;
+    }
+
+    // Starts the worker before the first socket needs it (its start is then off the path of
+    // the first socket the app opens).
+    static warm() {
+      if (!worker) start("");
+    }
 
     constructor(url) {
       this.url = new URL(url, location.href).href;
@@ -34,12 +62,10 @@
       this.onopen = null;
       this.onmessage = null;
       this.onclose = null;
-      this.worker = new Worker(WORKER, { name: this.url });
-      OpsdeckSocket.live += 1;
-      this.worker.onmessage = ({ data }) => this.#received(data);
-      // The worker's script did not load (a deploy without it, a CSP that forbids it): the
-      // socket ends as an abnormal close, which the app answers as a dropped network.
-      this.worker.onerror = () => this.#ended({ code: 1006, reason: "", wasClean: false });
+      this.id = ++lastId;
+      sockets.set(this.id, this);
+      if (worker) worker.postMessage({ id: this.id, kind: "open", url: this.url });
+      else start(JSON.stringify({ id: this.id, url: this.url }));
     }
 
     send(data) {
@@ -47,16 +73,17 @@
         throw new DOMException("the socket is not open", "InvalidStateError");
       }
       // A view into the app's memory would be cloned whole: send a copy of just its bytes.
-      this.worker.postMessage({ kind: "send", data: ArrayBuffer.isView(data) ? data.slice() : data });
+      const copy = ArrayBuffer.isView(data) ? data.slice() : data;
+      worker.postMessage({ id: this.id, kind: "send", data: copy });
     }
 
     close(code, reason) {
       if (this.readyState >= OpsdeckSocket.CLOSING) return;
       this.readyState = OpsdeckSocket.CLOSING;
-      this.worker.postMessage({ kind: "close", code, reason });
+      worker?.postMessage({ id: this.id, kind: "close", code, reason });
     }
 
-    #received(message) {
+    received(message) {
       if (message.kind === "open") {
         if (this.readyState === OpsdeckSocket.CONNECTING) this.readyState = OpsdeckSocket.OPEN;
         this.onopen?.(new Event("open"));
@@ -66,18 +93,17 @@
         if (item instanceof ArrayBuffer || typeof item === "string") {
           this.onmessage?.(new MessageEvent("message", { data: item }));
         } else if (item.close) {
-          this.#ended(item.close);
+          this.ended(item.close);
           return;
         }
       }
-      this.worker.postMessage({ kind: "taken" });
+      worker?.postMessage({ id: this.id, kind: "taken" });
     }
 
-    #ended(close) {
+    ended(close) {
       if (this.readyState === OpsdeckSocket.CLOSED) return;
       this.readyState = OpsdeckSocket.CLOSED;
-      this.worker.terminate();
-      OpsdeckSocket.live -= 1;
+      sockets.delete(this.id);
       this.onclose?.(new CloseEvent("close", close));
     }
   }
@@ -87,7 +113,10 @@
 (() => {
   try {
     const saved = JSON.parse(localStorage.getItem("opsdeck.earlySocket") ?? "null");
-    if (!saved || saved.page !== location.href || typeof saved.url !== "string") return;
+    if (!saved || saved.page !== location.href || typeof saved.url !== "string") {
+      window.OpsdeckSocket?.warm();
+      return;
+    }
     const socket = new (window.OpsdeckSocket ?? WebSocket)(saved.url);
     performance.mark("opsdeck:early-socket");
     socket.binaryType = "arraybuffer";
@@ -100,5 +129,6 @@
     window.__opsdeckEarlySocket = early;
   } catch (e) {
     // No storage, a malformed entry, a URL the browser refuses: the app opens the socket.
+    window.OpsdeckSocket?.warm();
   }
 })();

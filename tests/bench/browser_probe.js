@@ -74,10 +74,16 @@
   };
   const NativeWorker = window.Worker;
   window.Worker = class extends NativeWorker {
-    constructor(url, ...rest) {
-      super(url, ...rest);
+    constructor(url, options) {
+      super(url, options);
       if (!String(url).includes("socket-worker")) return;
-      probe.created ??= performance.now();
+      // A socket is made when the worker starts with one (its name) or is asked to open one.
+      if (options?.name) probe.created ??= performance.now();
+      const post = this.postMessage.bind(this);
+      this.postMessage = (message, ...rest) => {
+        if (message?.kind === "open") probe.created ??= performance.now();
+        return post(message, ...rest);
+      };
       this.addEventListener("message", ({ data }) => {
         const now = performance.now();
         if (data.kind === "open") probe.opened ??= now;
