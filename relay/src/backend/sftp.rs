@@ -24,7 +24,7 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode as SftpStatus};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::BackendError;
-use super::files::{BodyStream, ByteRange, CHUNK, FilesError, Pace};
+use super::files::{BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace};
 use super::ssh::{self, HostKeyCheck};
 use crate::config::SshHost;
 
@@ -399,6 +399,64 @@ impl Drop for RemoveOnDrop {
                 }
             });
         }
+    }
+}
+
+/// An SSH host's files as the file endpoints use them: listed on an SFTP session of its
+/// own, downloaded, uploaded and changed on an [`Sftp`] session opened per request.
+pub struct SftpHost(pub SshHost);
+
+impl FileStore for SftpHost {
+    type Session = Sftp;
+
+    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
+        list(&self.0, path, offset, limit).await
+    }
+
+    async fn open(&self) -> Result<Sftp, FilesError> {
+        Sftp::open(&self.0).await
+    }
+}
+
+impl FileSession for Sftp {
+    async fn download(
+        &self,
+        path: &str,
+        range: Option<&str>,
+        pace: Pace,
+        done: impl FnOnce(u64, Option<String>) + Send + 'static,
+    ) -> Result<(ByteRange, BodyStream), FilesError> {
+        Sftp::download(self, path, range, pace, done).await
+    }
+
+    /// The announced size is not needed: the body is written as it comes, up to `limit`.
+    async fn upload<S, B, E>(
+        &self,
+        path: &str,
+        _size: Option<u64>,
+        body: S,
+        limit: u64,
+        overwrite: bool,
+        pace: Pace,
+    ) -> Result<u64, FilesError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Sftp::upload(self, path, body, limit, overwrite, pace).await
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
+        Sftp::mkdir(self, path).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
+        Sftp::rename(self, from, to).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), FilesError> {
+        Sftp::delete(self, path).await
     }
 }
 

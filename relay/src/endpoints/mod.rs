@@ -23,7 +23,7 @@
 //! | `watch.rs` | `/ws/watch/{session}` | a read-only view of a session in `session.rs` |
 
 mod chat;
-mod files;
+pub mod files;
 mod job;
 mod k8s_browse;
 mod k8s_exec;

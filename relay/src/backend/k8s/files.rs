@@ -37,7 +37,9 @@ use tokio::task::JoinHandle;
 use super::ContainerPath;
 use super::error::{K8sError, timed};
 use super::exec::backend_error;
-use crate::backend::files::{BodyStream, ByteRange, CHUNK, FilesError, Pace};
+use crate::backend::files::{
+    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace,
+};
 
 /// Bytes of a program's stderr kept for its error message.
 const STDERR_KEPT: usize = 4096;
@@ -701,6 +703,78 @@ impl PodFiles {
             Some(b'd') => self.run("delete", path, &["rmdir", "--", path]).await,
             Some(_) => self.run("delete", path, &["rm", "-f", "--", path]).await,
         }
+    }
+}
+
+/// A container's files as the file endpoints use them; each operation is its own exec, so
+/// the session is the handle itself.
+impl FileStore for PodFiles {
+    type Session = PodFiles;
+
+    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
+        PodFiles::list(self, path, offset, limit).await
+    }
+
+    async fn open(&self) -> Result<PodFiles, FilesError> {
+        Ok(self.clone_handle())
+    }
+}
+
+impl FileSession for PodFiles {
+    async fn download(
+        &self,
+        path: &str,
+        range: Option<&str>,
+        pace: Pace,
+        done: impl FnOnce(u64, Option<String>) + Send + 'static,
+    ) -> Result<(ByteRange, BodyStream), FilesError> {
+        PodFiles::download(self, path, range, pace, done).await
+    }
+
+    async fn archive(
+        &self,
+        path: &str,
+        pace: Pace,
+        done: impl FnOnce(u64, Option<String>) + Send + 'static,
+    ) -> Result<BodyStream, FilesError> {
+        PodFiles::archive(self, path, pace, done).await
+    }
+
+    /// The size must be announced: the file goes in as a tar entry, whose header holds it
+    /// (the endpoint refuses an upload without one before this is called).
+    async fn upload<S, B, E>(
+        &self,
+        path: &str,
+        size: Option<u64>,
+        body: S,
+        _limit: u64,
+        overwrite: bool,
+        pace: Pace,
+    ) -> Result<u64, FilesError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let size = size.ok_or_else(|| {
+            FilesError::BadRequest(format!(
+                "an upload into {} needs its size: a tar entry's header holds it",
+                self.container()
+            ))
+        })?;
+        PodFiles::upload(self, path, size, body, overwrite, pace).await
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
+        PodFiles::mkdir(self, path).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
+        PodFiles::rename(self, from, to).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), FilesError> {
+        PodFiles::delete(self, path).await
     }
 }
 
