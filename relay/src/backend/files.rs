@@ -159,8 +159,7 @@ pub trait FileSession: Send + Sync + 'static {
     fn mkdir(&self, path: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
 
     /// Renames `from` to `to`.
-    fn rename(&self, from: &str, to: &str)
-    -> impl Future<Output = Result<(), FilesError>> + Send;
+    fn rename(&self, from: &str, to: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
 
     /// Deletes a file, a symlink or an empty folder.
     fn delete(&self, path: &str) -> impl Future<Output = Result<(), FilesError>> + Send;

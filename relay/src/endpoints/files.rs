@@ -290,13 +290,18 @@ async fn change<P: Place>(
             let session = admitted.files.open().await.map_err(|e| failed(&e))?;
             let (what, result) = match &change {
                 Change::Mkdir(path) => (format!("mkdir {path}"), session.mkdir(path).await),
-                Change::Rename(from, to) => {
-                    (format!("rename {from} {to}"), session.rename(from, to).await)
-                }
+                Change::Rename(from, to) => (
+                    format!("rename {from} {to}"),
+                    session.rename(from, to).await,
+                ),
                 Change::Delete(path) => (format!("delete {path}"), session.delete(path).await),
             };
             let failure = result.as_ref().err().map(ToString::to_string);
-            Transfer::of(&state, &admitted.who.username, &place).record(what, (None, None), failure);
+            Transfer::of(&state, &admitted.who.username, &place).record(
+                what,
+                (None, None),
+                failure,
+            );
             result.map_err(|e| failed(&e))?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -335,7 +340,10 @@ pub async fn rename<P: Place>(
 ) -> Response {
     let read = || {
         let query = RenameQuery::parse(&query)?;
-        Ok(Change::Rename(text::<P>(&query.from)?, text::<P>(&query.to)?))
+        Ok(Change::Rename(
+            text::<P>(&query.from)?,
+            text::<P>(&query.to)?,
+        ))
     };
     change(place, state, headers, read).await
 }
