@@ -97,219 +97,12 @@ impl Sftp {
         sftp_error(&self.inner.host, what, path, e)
     }
 
-    /// Creates a folder.
-    pub async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
-        self.inner
-            .session
-            .create_dir(path)
-            .await
-            .map_err(|e| self.error("create the folder", path, e))
-    }
-
-    /// Renames (moves) a file or folder; refuses when `to` exists.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
-        if self.exists(to).await? {
-            return Err(FilesError::Exists(format!(
-                "{to} exists on SSH host {}; delete it first or choose another name",
-                self.inner.host
-            )));
-        }
-        self.inner
-            .session
-            .rename(from, to)
-            .await
-            .map_err(|e| self.error("rename", from, e))
-    }
-
-    /// Deletes a file, a symlink or an empty folder.
-    pub async fn delete(&self, path: &str) -> Result<(), FilesError> {
-        let meta = self
-            .inner
-            .session
-            .symlink_metadata(path)
-            .await
-            .map_err(|e| self.error("delete", path, e))?;
-        let result = if meta.is_dir() {
-            self.inner.session.remove_dir(path).await
-        } else {
-            self.inner.session.remove_file(path).await
-        };
-        result.map_err(|e| match e {
-            SftpError::Status(s) if meta.is_dir() && s.status_code == SftpStatus::Failure => {
-                FilesError::Exists(format!(
-                    "the folder {path} is not empty; delete what it holds first"
-                ))
-            }
-            e => self.error("delete", path, e),
-        })
-    }
-
     async fn exists(&self, path: &str) -> Result<bool, FilesError> {
         match self.inner.session.symlink_metadata(path).await {
             Ok(_) => Ok(true),
             Err(SftpError::Status(s)) if s.status_code == SftpStatus::NoSuchFile => Ok(false),
             Err(e) => Err(self.error("look at", path, e)),
         }
-    }
-
-    /// Starts a download of `path` (a file; symlinks followed): its range (from the
-    /// `Range` header) and the body, read on a task of its own. `done` is called once
-    /// with the bytes sent and the error that ended it early, if one did.
-    pub async fn download(
-        &self,
-        path: &str,
-        range: Option<&str>,
-        mut pace: Pace,
-        done: impl FnOnce(u64, Option<String>) + Send + 'static,
-    ) -> Result<(ByteRange, BodyStream), FilesError> {
-        let meta = self
-            .inner
-            .session
-            .metadata(path)
-            .await
-            .map_err(|e| self.error("read", path, e))?;
-        if meta.is_dir() {
-            return Err(FilesError::Unsupported(format!(
-                "{path} is a folder; download its files one by one"
-            )));
-        }
-        let range = ByteRange::parse(range, meta.len())?;
-        let mut file = self
-            .inner
-            .session
-            .open(path)
-            .await
-            .map_err(|e| self.error("read", path, e))?;
-        if range.start > 0 {
-            file.seek(std::io::SeekFrom::Start(range.start))
-                .await
-                .map_err(|e| FilesError::Failed(format!("cannot seek in {path}: {e}")))?;
-        }
-        let (tx, body) = BodyStream::channel();
-        let keep = self.clone();
-        tokio::spawn(async move {
-            let _session = keep;
-            let mut left = range.len;
-            let mut sent = 0u64;
-            let mut buffer = vec![0u8; CHUNK];
-            let failure = loop {
-                if left == 0 {
-                    break None;
-                }
-                let want = buffer.len().min(usize::try_from(left).unwrap_or(CHUNK));
-                let n = match file.read(&mut buffer[..want]).await {
-                    Ok(0) => break Some("the file ended before its size".to_owned()),
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        break Some(format!("read failed: {e}"));
-                    }
-                };
-                if tx
-                    .send(Ok(Bytes::copy_from_slice(&buffer[..n])))
-                    .await
-                    .is_err()
-                {
-                    break Some("the browser went away".to_owned());
-                }
-                sent += n as u64;
-                left -= n as u64;
-                pace.moved(n).await;
-            };
-            let _ = file.shutdown().await;
-            done(sent, failure);
-        });
-        Ok((range, body))
-    }
-
-    /// Writes `body` to `path` through a temporary file beside it, renamed to `path` once
-    /// the whole body is written; refuses at `limit` bytes and when `path` exists unless
-    /// `overwrite`. Returns the bytes written.
-    pub async fn upload<S, B, E>(
-        &self,
-        path: &str,
-        mut body: S,
-        limit: u64,
-        overwrite: bool,
-        mut pace: Pace,
-    ) -> Result<u64, FilesError>
-    where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
-    {
-        if !overwrite && self.exists(path).await? {
-            return Err(FilesError::Exists(format!(
-                "{path} exists on SSH host {}; upload with overwrite=1 to replace it",
-                self.inner.host
-            )));
-        }
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((dir, name)) => (dir, name),
-            None => ("", path),
-        };
-        if name.is_empty() || name == "." {
-            return Err(FilesError::BadRequest(format!(
-                "{path} names no file: end the path with the file's name"
-            )));
-        }
-        let temp = format!(
-            "{}{}.{}.opsdeck-{:016x}",
-            dir,
-            if dir.is_empty() && !path.starts_with('/') {
-                ""
-            } else {
-                "/"
-            },
-            name.chars().take(200).collect::<String>(),
-            rand::random::<u64>()
-        );
-        let mut file = self
-            .inner
-            .session
-            .open_with_flags(
-                temp.as_str(),
-                OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
-            )
-            .await
-            .map_err(|e| self.error("write", path, e))?;
-        // From here on the temporary file goes unless it is renamed, whatever ends this
-        // future (an error, or the browser leaving, which drops it).
-        let mut cleanup = RemoveOnDrop {
-            sftp: Some(self.clone()),
-            path: temp.clone(),
-        };
-        let written = match self
-            .write_all(&mut file, path, dir, &mut body, limit, &mut pace)
-            .await
-        {
-            Ok(written) => written,
-            Err(e) => {
-                drop(file);
-                cleanup.remove().await;
-                return Err(e);
-            }
-        };
-        let renamed = async {
-            if overwrite && self.exists(path).await? {
-                self.inner
-                    .session
-                    .remove_file(path)
-                    .await
-                    .map_err(|e| self.error("replace", path, e))?;
-            }
-            self.inner
-                .session
-                .rename(temp.as_str(), path)
-                .await
-                .map_err(|e| self.error("rename the upload to", path, e))
-        };
-        if let Err(e) = renamed.await {
-            cleanup.remove().await;
-            return Err(e);
-        }
-        cleanup.sftp = None;
-        Ok(written)
     }
 
     async fn write_all<S, B, E>(
@@ -419,44 +212,213 @@ impl FileStore for SftpHost {
 }
 
 impl FileSession for Sftp {
+    /// Starts a download of `path` (a file; symlinks followed): its range (from the
+    /// `Range` header) and the body, read on a task of its own. `done` is called once
+    /// with the bytes sent and the error that ended it early, if one did.
     async fn download(
         &self,
         path: &str,
         range: Option<&str>,
-        pace: Pace,
+        mut pace: Pace,
         done: impl FnOnce(u64, Option<String>) + Send + 'static,
     ) -> Result<(ByteRange, BodyStream), FilesError> {
-        Sftp::download(self, path, range, pace, done).await
+        let meta = self
+            .inner
+            .session
+            .metadata(path)
+            .await
+            .map_err(|e| self.error("read", path, e))?;
+        if meta.is_dir() {
+            return Err(FilesError::Unsupported(format!(
+                "{path} is a folder; download its files one by one"
+            )));
+        }
+        let range = ByteRange::parse(range, meta.len())?;
+        let mut file = self
+            .inner
+            .session
+            .open(path)
+            .await
+            .map_err(|e| self.error("read", path, e))?;
+        if range.start > 0 {
+            file.seek(std::io::SeekFrom::Start(range.start))
+                .await
+                .map_err(|e| FilesError::Failed(format!("cannot seek in {path}: {e}")))?;
+        }
+        let (tx, body) = BodyStream::channel();
+        let keep = self.clone();
+        tokio::spawn(async move {
+            let _session = keep;
+            let mut left = range.len;
+            let mut sent = 0u64;
+            let mut buffer = vec![0u8; CHUNK];
+            let failure = loop {
+                if left == 0 {
+                    break None;
+                }
+                let want = buffer.len().min(usize::try_from(left).unwrap_or(CHUNK));
+                let n = match file.read(&mut buffer[..want]).await {
+                    Ok(0) => break Some("the file ended before its size".to_owned()),
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        break Some(format!("read failed: {e}"));
+                    }
+                };
+                if tx
+                    .send(Ok(Bytes::copy_from_slice(&buffer[..n])))
+                    .await
+                    .is_err()
+                {
+                    break Some("the browser went away".to_owned());
+                }
+                sent += n as u64;
+                left -= n as u64;
+                pace.moved(n).await;
+            };
+            let _ = file.shutdown().await;
+            done(sent, failure);
+        });
+        Ok((range, body))
     }
 
-    /// The announced size is not needed: the body is written as it comes, up to `limit`.
+    /// Writes `body` (its announced size not needed: it is written as it comes) to `path`
+    /// through a temporary file beside it, renamed to `path` once the whole body is
+    /// written; refuses at `limit` bytes and when `path` exists unless `overwrite`. Returns
+    /// the bytes written.
     async fn upload<S, B, E>(
         &self,
         path: &str,
         _size: Option<u64>,
-        body: S,
+        mut body: S,
         limit: u64,
         overwrite: bool,
-        pace: Pace,
+        mut pace: Pace,
     ) -> Result<u64, FilesError>
     where
         S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
         B: Buf + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
-        Sftp::upload(self, path, body, limit, overwrite, pace).await
+        if !overwrite && self.exists(path).await? {
+            return Err(FilesError::Exists(format!(
+                "{path} exists on SSH host {}; upload with overwrite=1 to replace it",
+                self.inner.host
+            )));
+        }
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) => (dir, name),
+            None => ("", path),
+        };
+        if name.is_empty() || name == "." {
+            return Err(FilesError::BadRequest(format!(
+                "{path} names no file: end the path with the file's name"
+            )));
+        }
+        let temp = format!(
+            "{}{}.{}.opsdeck-{:016x}",
+            dir,
+            if dir.is_empty() && !path.starts_with('/') {
+                ""
+            } else {
+                "/"
+            },
+            name.chars().take(200).collect::<String>(),
+            rand::random::<u64>()
+        );
+        let mut file = self
+            .inner
+            .session
+            .open_with_flags(
+                temp.as_str(),
+                OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
+            )
+            .await
+            .map_err(|e| self.error("write", path, e))?;
+        // From here on the temporary file goes unless it is renamed, whatever ends this
+        // future (an error, or the browser leaving, which drops it).
+        let mut cleanup = RemoveOnDrop {
+            sftp: Some(self.clone()),
+            path: temp.clone(),
+        };
+        let written = match self
+            .write_all(&mut file, path, dir, &mut body, limit, &mut pace)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                drop(file);
+                cleanup.remove().await;
+                return Err(e);
+            }
+        };
+        let renamed = async {
+            if overwrite && self.exists(path).await? {
+                self.inner
+                    .session
+                    .remove_file(path)
+                    .await
+                    .map_err(|e| self.error("replace", path, e))?;
+            }
+            self.inner
+                .session
+                .rename(temp.as_str(), path)
+                .await
+                .map_err(|e| self.error("rename the upload to", path, e))
+        };
+        if let Err(e) = renamed.await {
+            cleanup.remove().await;
+            return Err(e);
+        }
+        cleanup.sftp = None;
+        Ok(written)
     }
 
+    /// Creates a folder.
     async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
-        Sftp::mkdir(self, path).await
+        self.inner
+            .session
+            .create_dir(path)
+            .await
+            .map_err(|e| self.error("create the folder", path, e))
     }
 
+    /// Renames (moves) a file or folder; refuses when `to` exists.
     async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
-        Sftp::rename(self, from, to).await
+        if self.exists(to).await? {
+            return Err(FilesError::Exists(format!(
+                "{to} exists on SSH host {}; delete it first or choose another name",
+                self.inner.host
+            )));
+        }
+        self.inner
+            .session
+            .rename(from, to)
+            .await
+            .map_err(|e| self.error("rename", from, e))
     }
 
+    /// Deletes a file, a symlink or an empty folder.
     async fn delete(&self, path: &str) -> Result<(), FilesError> {
-        Sftp::delete(self, path).await
+        let meta = self
+            .inner
+            .session
+            .symlink_metadata(path)
+            .await
+            .map_err(|e| self.error("delete", path, e))?;
+        let result = if meta.is_dir() {
+            self.inner.session.remove_dir(path).await
+        } else {
+            self.inner.session.remove_file(path).await
+        };
+        result.map_err(|e| match e {
+            SftpError::Status(s) if meta.is_dir() && s.status_code == SftpStatus::Failure => {
+                FilesError::Exists(format!(
+                    "the folder {path} is not empty; delete what it holds first"
+                ))
+            }
+            e => self.error("delete", path, e),
+        })
     }
 }
 

@@ -307,10 +307,24 @@ impl PodFiles {
         }
     }
 
+    fn clone_handle(&self) -> PodFiles {
+        PodFiles {
+            api: self.api.clone(),
+            path: self.path.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// A container's files as the file endpoints use them; each operation is its own exec, so
+/// the session is the handle itself.
+impl FileStore for PodFiles {
+    type Session = PodFiles;
+
     /// One page of the folder `path`: `limit` entries after the first `offset`, in the
     /// order the folder gives them. Only the page is kept; `find` is stopped once the
     /// page is full.
-    pub async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
+    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
         let start = find_start(path);
         let mut run = self
             .start(
@@ -384,12 +398,18 @@ impl PodFiles {
         })
     }
 
+    async fn open(&self) -> Result<PodFiles, FilesError> {
+        Ok(self.clone_handle())
+    }
+}
+
+impl FileSession for PodFiles {
     /// Starts a download of the file `path` (symlinks followed): its range (from the
     /// `Range` header) and the body, unpacked from tar's stream on a task of its own. The
     /// last chunk is held back until tar says it read the whole file, so a file that
     /// changed size while it was read ends the body in an error rather than wrong bytes.
     /// `done` is called once with the bytes sent and the error that ended it early.
-    pub async fn download(
+    async fn download(
         &self,
         path: &str,
         range: Option<&str>,
@@ -505,7 +525,7 @@ impl PodFiles {
     /// name), streamed as tar writes it. The first block is read before this returns, so
     /// a missing folder is an error status, not an empty archive; a failure after that
     /// (an unreadable file inside) ends the body in an error.
-    pub async fn archive(
+    async fn archive(
         &self,
         path: &str,
         mut pace: Pace,
@@ -566,22 +586,31 @@ impl PodFiles {
         Ok(body)
     }
 
-    /// Writes the `size` bytes of `body` to `path` through a temporary name in the same
-    /// folder, renamed to `path` once tar has written it all; refuses when `path` exists
-    /// unless `overwrite`, and a body that is not `size` bytes. Returns the bytes written.
-    pub async fn upload<S, B, E>(
+    /// Writes the `size` bytes of `body` (announced, and within `limit` by then) to `path`
+    /// through a temporary name in the same folder, renamed to `path` once tar has written
+    /// it all; refuses when `path` exists unless `overwrite`, and a body that is not `size`
+    /// bytes. Returns the bytes written.
+    async fn upload<S, B, E>(
         &self,
         path: &str,
-        size: u64,
+        size: Option<u64>,
         mut body: S,
+        _limit: u64,
         overwrite: bool,
         mut pace: Pace,
     ) -> Result<u64, FilesError>
     where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
     {
+        // The endpoint refuses an upload without its size before this (411).
+        let size = size.ok_or_else(|| {
+            FilesError::BadRequest(format!(
+                "an upload into {} needs its size: a tar entry's header holds it",
+                self.container()
+            ))
+        })?;
         let (dir, name) = split(path);
         if name == "." || path.ends_with('/') {
             return Err(FilesError::BadRequest(format!(
@@ -667,22 +696,14 @@ impl PodFiles {
         Ok(size)
     }
 
-    fn clone_handle(&self) -> PodFiles {
-        PodFiles {
-            api: self.api.clone(),
-            path: self.path.clone(),
-            request_timeout: self.request_timeout,
-        }
-    }
-
     /// Makes the folder `path` (its parent must exist).
-    pub async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
+    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
         self.run("make the folder", path, &["mkdir", "--", path])
             .await
     }
 
     /// Renames `from` to `to`, refused when `to` exists.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
         if self.kind(to).await?.is_some() {
             return Err(FilesError::Exists(format!(
                 "{to} exists in {}; delete it first or choose another name",
@@ -694,7 +715,7 @@ impl PodFiles {
     }
 
     /// Deletes a file, a symlink or an empty folder.
-    pub async fn delete(&self, path: &str) -> Result<(), FilesError> {
+    async fn delete(&self, path: &str) -> Result<(), FilesError> {
         match self.kind(path).await? {
             None => Err(FilesError::NotFound(format!(
                 "cannot delete {path} in {}: no such file or folder",
@@ -703,78 +724,6 @@ impl PodFiles {
             Some(b'd') => self.run("delete", path, &["rmdir", "--", path]).await,
             Some(_) => self.run("delete", path, &["rm", "-f", "--", path]).await,
         }
-    }
-}
-
-/// A container's files as the file endpoints use them; each operation is its own exec, so
-/// the session is the handle itself.
-impl FileStore for PodFiles {
-    type Session = PodFiles;
-
-    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
-        PodFiles::list(self, path, offset, limit).await
-    }
-
-    async fn open(&self) -> Result<PodFiles, FilesError> {
-        Ok(self.clone_handle())
-    }
-}
-
-impl FileSession for PodFiles {
-    async fn download(
-        &self,
-        path: &str,
-        range: Option<&str>,
-        pace: Pace,
-        done: impl FnOnce(u64, Option<String>) + Send + 'static,
-    ) -> Result<(ByteRange, BodyStream), FilesError> {
-        PodFiles::download(self, path, range, pace, done).await
-    }
-
-    async fn archive(
-        &self,
-        path: &str,
-        pace: Pace,
-        done: impl FnOnce(u64, Option<String>) + Send + 'static,
-    ) -> Result<BodyStream, FilesError> {
-        PodFiles::archive(self, path, pace, done).await
-    }
-
-    /// The size must be announced: the file goes in as a tar entry, whose header holds it
-    /// (the endpoint refuses an upload without one before this is called).
-    async fn upload<S, B, E>(
-        &self,
-        path: &str,
-        size: Option<u64>,
-        body: S,
-        _limit: u64,
-        overwrite: bool,
-        pace: Pace,
-    ) -> Result<u64, FilesError>
-    where
-        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
-        B: Buf + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
-    {
-        let size = size.ok_or_else(|| {
-            FilesError::BadRequest(format!(
-                "an upload into {} needs its size: a tar entry's header holds it",
-                self.container()
-            ))
-        })?;
-        PodFiles::upload(self, path, size, body, overwrite, pace).await
-    }
-
-    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
-        PodFiles::mkdir(self, path).await
-    }
-
-    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
-        PodFiles::rename(self, from, to).await
-    }
-
-    async fn delete(&self, path: &str) -> Result<(), FilesError> {
-        PodFiles::delete(self, path).await
     }
 }
 
