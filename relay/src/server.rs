@@ -16,8 +16,8 @@
 //! | `GET /ws/watch/{session}` | a running terminal session, read-only (`endpoints/watch.rs`) |
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
-//! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/ssh_files.rs`) |
-//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/pod_files.rs`) |
+//! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/files.rs`, the place in `endpoints/ssh_files.rs`) |
+//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/files.rs`, the place in `endpoints/pod_files.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 

@@ -165,6 +165,48 @@ pub trait FileSession: Send + Sync + 'static {
     fn delete(&self, path: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
 }
 
+/// What removes an upload's temporary file (an SFTP session, a container's exec handle);
+/// a failure is logged, as there is no one left to tell.
+pub trait RemoveTemporary: Send + Sync + 'static {
+    fn remove_temporary(&self, path: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// An upload's temporary file: removed by [`Temporary::remove`] on a failure, or on a task
+/// of its own when dropped armed (the upload's future was dropped midway); disarmed by
+/// [`Temporary::keep`] once the file has its real name.
+pub struct Temporary<R: RemoveTemporary> {
+    remover: Option<R>,
+    path: String,
+}
+
+impl<R: RemoveTemporary> Temporary<R> {
+    pub fn new(remover: R, path: String) -> Self {
+        Self {
+            remover: Some(remover),
+            path,
+        }
+    }
+
+    pub async fn remove(&mut self) {
+        if let Some(remover) = self.remover.take() {
+            remover.remove_temporary(&self.path).await;
+        }
+    }
+
+    pub fn keep(&mut self) {
+        self.remover = None;
+    }
+}
+
+impl<R: RemoveTemporary> Drop for Temporary<R> {
+    fn drop(&mut self) {
+        if let Some(remover) = self.remover.take() {
+            let path = std::mem::take(&mut self.path);
+            tokio::spawn(async move { remover.remove_temporary(&path).await });
+        }
+    }
+}
+
 /// How many transfers run: at most `max` on the relay, and a per-user bound given at
 /// each [`TransferSlots::take`] (from the config in force).
 pub struct TransferSlots {

@@ -24,7 +24,10 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode as SftpStatus};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::BackendError;
-use super::files::{BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace};
+use super::files::{
+    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace, RemoveTemporary,
+    Temporary,
+};
 use super::ssh::{self, HostKeyCheck};
 use crate::config::SshHost;
 
@@ -164,33 +167,10 @@ impl Sftp {
     }
 }
 
-/// Removes a temporary upload file: [`RemoveOnDrop::remove`] on a failure, or on a task
-/// of its own when dropped armed (the upload's future was dropped midway); disarmed
-/// (`sftp = None`) once the file has its real name.
-struct RemoveOnDrop {
-    sftp: Option<Sftp>,
-    path: String,
-}
-
-impl RemoveOnDrop {
-    async fn remove(&mut self) {
-        if let Some(sftp) = self.sftp.take()
-            && let Err(e) = sftp.inner.session.remove_file(self.path.as_str()).await
-        {
-            tracing::warn!(host = %sftp.inner.host, "cannot remove the temporary upload {}: {e}", self.path);
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(sftp) = self.sftp.take() {
-            let path = std::mem::take(&mut self.path);
-            tokio::spawn(async move {
-                if let Err(e) = sftp.inner.session.remove_file(path.as_str()).await {
-                    tracing::warn!(host = %sftp.inner.host, "cannot remove the temporary upload {path}: {e}");
-                }
-            });
+impl RemoveTemporary for Sftp {
+    async fn remove_temporary(&self, path: &str) {
+        if let Err(e) = self.inner.session.remove_file(path).await {
+            tracing::warn!(host = %self.inner.host, "cannot remove the temporary upload {path}: {e}");
         }
     }
 }
@@ -337,10 +317,7 @@ impl FileSession for Sftp {
             .map_err(|e| self.error("write", path, e))?;
         // From here on the temporary file goes unless it is renamed, whatever ends this
         // future (an error, or the browser leaving, which drops it).
-        let mut cleanup = RemoveOnDrop {
-            sftp: Some(self.clone()),
-            path: temp.clone(),
-        };
+        let mut cleanup = Temporary::new(self.clone(), temp.clone());
         let written = match self
             .write_all(&mut file, path, dir, &mut body, limit, &mut pace)
             .await
@@ -370,7 +347,7 @@ impl FileSession for Sftp {
             cleanup.remove().await;
             return Err(e);
         }
-        cleanup.sftp = None;
+        cleanup.keep();
         Ok(written)
     }
 

@@ -85,22 +85,20 @@ async fn enter<P: Place, Q>(
     need: FileAccess,
     read: impl FnOnce() -> Result<Q, FilesError> + Send,
 ) -> Result<(Admitted<P::Store>, Q), Response> {
-    let read = || read().map_err(|e| failed(&e));
     if P::QUERY_FIRST {
-        let query = read()?;
+        let query = read().map_err(|e| failed(&e))?;
         Ok((place.admit(state, headers, need).await?, query))
     } else {
         let admitted = place.admit(state, headers, need).await?;
-        Ok((admitted, read()?))
+        Ok((admitted, read().map_err(|e| failed(&e))?))
     }
 }
 
-/// A slot for one of `who`'s transfers, or the refusal (429, 503).
-fn slot(state: &AppState, limits: &TransfersConfig, who: &Principal) -> Result<Slot, Response> {
+/// A slot for one of `who`'s transfers, or why not (429, 503).
+fn slot(state: &AppState, limits: &TransfersConfig, who: &Principal) -> Result<Slot, FilesError> {
     state
         .transfers
         .take(&who.username, limits.max_transfers_per_user)
-        .map_err(|e| failed(&e))
 }
 
 /// `GET .../list?path=&offset=&limit=`: one page of a folder.
@@ -152,7 +150,7 @@ pub async fn download<P: Place>(
             let (admitted, file) = enter(&place, &state, &headers, FileAccess::Read, read).await?;
             let config = state.config();
             let limits = &config.file_transfers;
-            let slot = slot(&state, limits, &admitted.who)?;
+            let slot = slot(&state, limits, &admitted.who).map_err(|e| failed(&e))?;
             let session = admitted.files.open().await.map_err(|e| failed(&e))?;
             let audit = Transfer::of(&state, &admitted.who.username, &place);
             let what = match kind {
@@ -232,7 +230,7 @@ where
             if let Some(refused) = over_limit(size, limits.max_upload_bytes) {
                 return Err(refused);
             }
-            let slot = slot(&state, limits, &admitted.who)?;
+            let slot = slot(&state, limits, &admitted.who).map_err(|e| failed(&e))?;
             let audit = Transfer::of(&state, &admitted.who.username, &place);
             let (limit, pace) = (limits.max_upload_bytes, Pace::new(limits.bytes_per_second));
             let files = admitted.files;

@@ -38,7 +38,8 @@ use super::ContainerPath;
 use super::error::{K8sError, timed};
 use super::exec::backend_error;
 use crate::backend::files::{
-    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace,
+    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace, RemoveTemporary,
+    Temporary,
 };
 
 /// Bytes of a program's stderr kept for its error message.
@@ -649,10 +650,7 @@ impl FileSession for PodFiles {
         })?;
         // From here on the temporary file goes unless it is renamed, whatever ends this
         // future (an error, or the browser leaving, which drops it).
-        let mut cleanup = RemoveOnDrop {
-            files: Some(self.clone_handle()),
-            path: temp.clone(),
-        };
+        let mut cleanup = Temporary::new(self.clone_handle(), temp.clone());
         let fed = feed(&mut stdin, &temp_name, size, &mut body, &mut pace).await;
         // Closing stdin ends tar's archive: whole when fed, cut short otherwise (tar then
         // fails and the partial file is removed below).
@@ -692,7 +690,7 @@ impl FileSession for PodFiles {
             cleanup.remove().await;
             return Err(e);
         }
-        cleanup.files = None;
+        cleanup.keep();
         Ok(size)
     }
 
@@ -990,41 +988,17 @@ fn entry(record: &[Vec<u8>]) -> DirEntry {
     }
 }
 
-/// Removes a temporary upload: [`RemoveOnDrop::remove`] on a failure, or on a task of its
-/// own when dropped armed (the upload's future was dropped midway); disarmed
-/// (`files = None`) once the file has its real name.
-struct RemoveOnDrop {
-    files: Option<PodFiles>,
-    path: String,
-}
-
-impl RemoveOnDrop {
-    async fn remove(&mut self) {
-        if let Some(files) = self.files.take()
-            && let Err(e) = files
-                .run(
-                    "remove the temporary upload",
-                    &self.path,
-                    &["rm", "-f", "--", &self.path],
-                )
-                .await
+impl RemoveTemporary for PodFiles {
+    async fn remove_temporary(&self, path: &str) {
+        if let Err(e) = self
+            .run(
+                "remove the temporary upload",
+                path,
+                &["rm", "-f", "--", path],
+            )
+            .await
         {
-            tracing::warn!(container = %files.path, "cannot remove the temporary upload {}: {e}", self.path);
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(files) = self.files.take() {
-            let path = std::mem::take(&mut self.path);
-            tokio::spawn(async move {
-                let mut again = RemoveOnDrop {
-                    files: Some(files),
-                    path,
-                };
-                again.remove().await;
-            });
+            tracing::warn!(container = %self.path, "cannot remove the temporary upload {path}: {e}");
         }
     }
 }
