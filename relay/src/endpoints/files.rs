@@ -20,10 +20,8 @@ use warp::reply::{Reply, Response};
 
 use crate::api;
 use crate::auth::Principal;
-use crate::backend::files::{
-    BodyStream, ByteRange, FileSession, FileStore, FilesError, Pace, Slot,
-};
-use crate::config::{FileAccess, TransfersConfig};
+use crate::backend::files::{BodyStream, ByteRange, FileSession, FileStore, FilesError, Pace};
+use crate::config::FileAccess;
 use crate::state::AppState;
 
 /// Where a file request goes, and what differs there: who may enter, the words of its
@@ -94,13 +92,6 @@ async fn enter<P: Place, Q>(
     }
 }
 
-/// A slot for one of `who`'s transfers, or why not (429, 503).
-fn slot(state: &AppState, limits: &TransfersConfig, who: &Principal) -> Result<Slot, FilesError> {
-    state
-        .transfers
-        .take(&who.username, limits.max_transfers_per_user)
-}
-
 /// `GET .../list?path=&offset=&limit=`: one page of a folder.
 pub async fn list<P: Place>(
     place: P,
@@ -150,7 +141,11 @@ pub async fn download<P: Place>(
             let (admitted, file) = enter(&place, &state, &headers, FileAccess::Read, read).await?;
             let config = state.config();
             let limits = &config.file_transfers;
-            let slot = slot(&state, limits, &admitted.who).map_err(|e| failed(&e))?;
+            // A slot for one of the user's transfers, or why not (429, 503).
+            let slot = state
+                .transfers
+                .take(&admitted.who.username, limits.max_transfers_per_user)
+                .map_err(|e| failed(&e))?;
             let session = admitted.files.open().await.map_err(|e| failed(&e))?;
             let audit = Transfer::of(&state, &admitted.who.username, &place);
             let what = match kind {
@@ -230,7 +225,11 @@ where
             if let Some(refused) = over_limit(size, limits.max_upload_bytes) {
                 return Err(refused);
             }
-            let slot = slot(&state, limits, &admitted.who).map_err(|e| failed(&e))?;
+            // A slot for one of the user's transfers, or why not (429, 503).
+            let slot = state
+                .transfers
+                .take(&admitted.who.username, limits.max_transfers_per_user)
+                .map_err(|e| failed(&e))?;
             let audit = Transfer::of(&state, &admitted.who.username, &place);
             let (limit, pace) = (limits.max_upload_bytes, Pace::new(limits.bytes_per_second));
             let files = admitted.files;
