@@ -569,7 +569,7 @@ fn transfer_js(name: &str) -> String {
 
 /// Logs out whoever is logged in and logs `user` in.
 async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> anyhow::Result<()> {
-    use opsdeck_tests::browser::{log_in, wait_for_js};
+    use opsdeck_tests::browser::wait_for_js;
     browser
         .find(fantoccini::Locator::Css("#logout"))
         .await?
@@ -581,6 +581,12 @@ async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> an
         "document.querySelector('#login-username')",
     )
     .await?;
+    logged_in(browser, base, user).await
+}
+
+/// Logs `user` in through the login page and waits until the app says so.
+async fn logged_in(browser: &fantoccini::Client, base: &str, user: &str) -> anyhow::Result<()> {
+    use opsdeck_tests::browser::{log_in, wait_for_js};
     log_in(browser, base, user, opsdeck_tests::relay::PASSWORD).await?;
     wait_for_js(
         browser,
@@ -591,6 +597,16 @@ async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> an
     Ok(())
 }
 
+/// A Chromium (and its driver, which must outlive it) with alice logged in at `base`.
+async fn alice_in_chromium(
+    base: &str,
+) -> anyhow::Result<(opsdeck_tests::browser::Chromedriver, fantoccini::Client)> {
+    let mut driver = opsdeck_tests::browser::Chromedriver::start().await?;
+    let browser = driver.browser(1280, 900).await?;
+    logged_in(&browser, base, "alice").await?;
+    Ok((driver, browser))
+}
+
 /// The controls that change files, which a read grant does not give.
 const CHANGE_CONTROLS: &str = ".files-upload, .files-upload-folder, .files-picker, \
     .files-folder-picker, .files-mkdir, .files-drop-hint, .file-rename, .file-delete";
@@ -599,7 +615,7 @@ const CHANGE_CONTROLS: &str = ".files-upload, .files-upload-folder, .files-picke
 async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_and_refuses()
 -> anyhow::Result<()> {
     use fantoccini::Locator;
-    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+    use opsdeck_tests::browser::{PAGE_TIMEOUT, built_app, wait_for_js};
 
     let extra = format!(
         "static_dir = \"{}\"\n[file_transfers]\nmax_upload_bytes = 1048576\n",
@@ -614,15 +630,7 @@ async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_an
     let base = relay.http_url("");
     let page = format!("{base}/#/files/ssh/box?path={}", root.display());
 
-    let mut driver = Chromedriver::start().await?;
-    let browser = driver.browser(1280, 900).await?;
-    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
-    wait_for_js(
-        &browser,
-        "logged in",
-        "document.querySelector('#user-name')",
-    )
-    .await?;
+    let (_driver, browser) = alice_in_chromium(&base).await?;
     browser.goto(&page).await?;
 
     // The listing shows the file made on the sshd side, with its size.

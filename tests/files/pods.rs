@@ -17,8 +17,9 @@ use opsdeck_tests::relay::TestRelay;
 use sha2::{Digest, Sha256};
 
 use super::{
-    client, config, path_query, random_bytes, raw_status, reason, row_js, sha_of_download,
-    targets_give_each_user_their_grant, transfer_js, transfers, upload_cancelled_midway,
+    alice_in_chromium, client, config, path_query, random_bytes, raw_status, reason, row_js,
+    sha_of_download, targets_give_each_user_their_grant, transfer_js, transfers,
+    upload_cancelled_midway,
 };
 
 struct SharedCluster {
@@ -371,7 +372,7 @@ async fn targets_say_what_each_user_may_do_with_files_in_a_clusters_pods() -> an
 async fn the_pod_files_pane_in_chromium_lists_uploads_and_offers_folders_as_tar()
 -> anyhow::Result<()> {
     use fantoccini::Locator;
-    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+    use opsdeck_tests::browser::{PAGE_TIMEOUT, built_app, wait_for_js};
 
     let extra = format!("static_dir = \"{}\"\n", built_app()?.display());
     let (relay, _dir, root) = relay_with(&extra).await?;
@@ -383,15 +384,7 @@ async fn the_pod_files_pane_in_chromium_lists_uploads_and_offers_folders_as_tar(
         path_query(&root)
     );
 
-    let mut driver = Chromedriver::start().await?;
-    let browser = driver.browser(1280, 900).await?;
-    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
-    wait_for_js(
-        &browser,
-        "logged in",
-        "document.querySelector('#user-name')",
-    )
-    .await?;
+    let (_driver, browser) = alice_in_chromium(&base).await?;
 
     // "Open files here" on the pod's terminal leads to the container's files pane.
     browser
