@@ -17,23 +17,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[path = "files/pods.rs"]
 mod pods;
 
-/// Alice (group `ops`) may change files on `box`; bob may read them; carol may open a
-/// terminal there but has no file grant.
-const GRANTS: &str = r#"
-[[grants]]
-groups = ["ops"]
-ssh = ["box"]
-file_access = "write"
+/// Alice (group `ops`) may change files on `place` (e.g. `ssh = ["box"]`); bob may read
+/// them; carol may open a terminal there but has no file grant.
+fn grants(place: &str) -> String {
+    format!(
+        "[[grants]]\ngroups = [\"ops\"]\n{place}\nfile_access = \"write\"\n\n\
+         [[grants]]\nusers = [\"bob\"]\n{place}\nfile_access = \"read\"\n\n\
+         [[grants]]\nusers = [\"carol\"]\n{place}\n"
+    )
+}
 
-[[grants]]
-users = ["bob"]
-ssh = ["box"]
-file_access = "read"
-
-[[grants]]
-users = ["carol"]
-ssh = ["box"]
-"#;
+/// A relay's config: `extra` top-level tables, the audit file in `dir`, the users (carol
+/// too), [`grants`] on `place` and the target's own tables (`targets`).
+fn config(extra: &str, dir: &tempfile::TempDir, place: &str, targets: &str) -> String {
+    format!(
+        "{extra}\n[audit]\nfile = \"{}\"\n{}\n{}\n{}\n{targets}",
+        dir.path().join("audit.jsonl").display(),
+        users_toml(),
+        carol_toml(),
+        grants(place),
+    )
+}
 
 fn carol_toml() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -48,13 +52,7 @@ fn carol_toml() -> String {
 async fn relay(extra: &str) -> anyhow::Result<(TestRelay, tempfile::TempDir)> {
     let sshd = TestSshd::shared();
     let dir = tempfile::tempdir()?;
-    let text = format!(
-        "{extra}\n[audit]\nfile = \"{}\"\n{}\n{}\n{GRANTS}\n{}",
-        dir.path().join("audit.jsonl").display(),
-        users_toml(),
-        carol_toml(),
-        sshd.host_toml("box")?
-    );
+    let text = config(extra, &dir, r#"ssh = ["box"]"#, &sshd.host_toml("box")?);
     let files = dir.path().join("files");
     std::fs::create_dir(&files)?;
     Ok((TestRelay::start(&text).await?, dir))
@@ -156,6 +154,29 @@ async fn transfers(relay: &TestRelay, dir: &tempfile::TempDir) -> anyhow::Result
         .collect())
 }
 
+/// `/api/targets` says to each user the `file_access` of their grant (as `access_of`
+/// reads it): alice may write, bob read, carol nothing.
+async fn targets_give_each_user_their_grant(
+    relay: &TestRelay,
+    access_of: impl Fn(&Targets) -> Option<FileAccess>,
+) -> anyhow::Result<()> {
+    for (user, access) in [
+        ("alice", FileAccess::Write),
+        ("bob", FileAccess::Read),
+        ("carol", FileAccess::None),
+    ] {
+        let targets: Targets = client()
+            .get(relay.http_url("/api/targets"))
+            .bearer_auth(relay.token(user))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(access_of(&targets), Some(access), "{user}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_100_mb_upload_and_a_tree_with_multibyte_names_come_back_byte_exact() -> anyhow::Result<()>
 {
@@ -241,25 +262,45 @@ async fn a_100_mb_upload_and_a_tree_with_multibyte_names_come_back_byte_exact() 
 async fn a_cancelled_upload_leaves_no_file_under_its_name() -> anyhow::Result<()> {
     let (relay, dir) = relay("").await?;
     let root = files(&dir);
+    upload_cancelled_midway(
+        &relay,
+        &dir,
+        &root,
+        "/api/files/ssh/box/file",
+        ".cancelled.bin.opsdeck-",
+    )
+    .await
+}
+
+/// Uploads 50 MB to `root/cancelled.bin` through `endpoint` (an SSH host's or a pod's
+/// `.../file`) until the temporary file (named from `temporary_prefix`) appears, that is
+/// until the relay writes, then hangs up: nothing may be left in `root`, and the upload is
+/// audited as ended early.
+async fn upload_cancelled_midway(
+    relay: &TestRelay,
+    dir: &tempfile::TempDir,
+    root: &Path,
+    endpoint: &str,
+    temporary_prefix: &str,
+) -> anyhow::Result<()> {
     let target = root.join("cancelled.bin");
     let mut socket = tokio::net::TcpStream::connect(relay.addr).await?;
     let head = format!(
-        "PUT /api/files/ssh/box/file?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Length: 50000000\r\n\r\n",
+        "PUT {endpoint}?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Length: 50000000\r\n\r\n",
         path_query(&target),
         relay.token("alice")
     );
     socket.write_all(head.as_bytes()).await?;
-    // Send until the temporary file is there (the relay is writing), then hang up.
     let chunk = vec![7u8; 64 * 1024];
     let temporary = || {
-        std::fs::read_dir(&root)
+        std::fs::read_dir(root)
             .into_iter()
             .flatten()
             .flatten()
             .any(|e| {
                 e.file_name()
                     .to_string_lossy()
-                    .starts_with(".cancelled.bin.opsdeck-")
+                    .starts_with(temporary_prefix)
             })
     };
     let mut sent = 0;
@@ -269,8 +310,8 @@ async fn a_cancelled_upload_leaves_no_file_under_its_name() -> anyhow::Result<()
         assert!(sent < 50_000_000, "no temporary file appeared");
     }
     drop(socket);
-    let events = transfers(&relay, &dir).await?;
-    let names: Vec<_> = std::fs::read_dir(&root)?
+    let events = transfers(relay, dir).await?;
+    let names: Vec<_> = std::fs::read_dir(root)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     assert!(names.is_empty(), "left behind: {names:?}");
@@ -298,21 +339,11 @@ async fn a_read_grant_downloads_but_cannot_change_and_no_grant_cannot_list() -> 
         let page: DirPage = list(&relay, user, &path_query(&root)).await?.json().await?;
         assert_eq!(page.access, access, "{user}");
     }
-    for (user, access) in [
-        ("alice", FileAccess::Write),
-        ("bob", FileAccess::Read),
-        ("carol", FileAccess::None),
-    ] {
-        let targets: Targets = client()
-            .get(relay.http_url("/api/targets"))
-            .bearer_auth(relay.token(user))
-            .send()
-            .await?
-            .json()
-            .await?;
+    targets_give_each_user_their_grant(&relay, |targets| {
         let host = targets.ssh.iter().find(|t| t.id == "box");
-        assert_eq!(host.map(|t| t.file_access), Some(access), "{user}");
-    }
+        host.map(|t| t.file_access)
+    })
+    .await?;
 
     let response = download(&relay, "bob", &existing, None).await?;
     assert_eq!(response.status(), 200);
@@ -538,7 +569,7 @@ fn transfer_js(name: &str) -> String {
 
 /// Logs out whoever is logged in and logs `user` in.
 async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> anyhow::Result<()> {
-    use opsdeck_tests::browser::{log_in, wait_for_js};
+    use opsdeck_tests::browser::wait_for_js;
     browser
         .find(fantoccini::Locator::Css("#logout"))
         .await?
@@ -550,6 +581,12 @@ async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> an
         "document.querySelector('#login-username')",
     )
     .await?;
+    logged_in(browser, base, user).await
+}
+
+/// Logs `user` in through the login page and waits until the app says so.
+async fn logged_in(browser: &fantoccini::Client, base: &str, user: &str) -> anyhow::Result<()> {
+    use opsdeck_tests::browser::{log_in, wait_for_js};
     log_in(browser, base, user, opsdeck_tests::relay::PASSWORD).await?;
     wait_for_js(
         browser,
@@ -560,6 +597,16 @@ async fn switch_user(browser: &fantoccini::Client, base: &str, user: &str) -> an
     Ok(())
 }
 
+/// A Chromium (and its driver, which must outlive it) with alice logged in at `base`.
+async fn alice_in_chromium(
+    base: &str,
+) -> anyhow::Result<(opsdeck_tests::browser::Chromedriver, fantoccini::Client)> {
+    let mut driver = opsdeck_tests::browser::Chromedriver::start().await?;
+    let browser = driver.browser(1280, 900).await?;
+    logged_in(&browser, base, "alice").await?;
+    Ok((driver, browser))
+}
+
 /// The controls that change files, which a read grant does not give.
 const CHANGE_CONTROLS: &str = ".files-upload, .files-upload-folder, .files-picker, \
     .files-folder-picker, .files-mkdir, .files-drop-hint, .file-rename, .file-delete";
@@ -568,7 +615,7 @@ const CHANGE_CONTROLS: &str = ".files-upload, .files-upload-folder, .files-picke
 async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_and_refuses()
 -> anyhow::Result<()> {
     use fantoccini::Locator;
-    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+    use opsdeck_tests::browser::{PAGE_TIMEOUT, built_app, wait_for_js};
 
     let extra = format!(
         "static_dir = \"{}\"\n[file_transfers]\nmax_upload_bytes = 1048576\n",
@@ -583,15 +630,7 @@ async fn the_files_pane_in_chromium_lists_navigates_uploads_by_drop_downloads_an
     let base = relay.http_url("");
     let page = format!("{base}/#/files/ssh/box?path={}", root.display());
 
-    let mut driver = Chromedriver::start().await?;
-    let browser = driver.browser(1280, 900).await?;
-    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
-    wait_for_js(
-        &browser,
-        "logged in",
-        "document.querySelector('#user-name')",
-    )
-    .await?;
+    let (_driver, browser) = alice_in_chromium(&base).await?;
     browser.goto(&page).await?;
 
     // The listing shows the file made on the sshd side, with its size.

@@ -16,8 +16,8 @@
 //! | `GET /ws/watch/{session}` | a running terminal session, read-only (`endpoints/watch.rs`) |
 //! | `GET /ws/k8s/exec/{cluster}/{ns}/{pod}/{container}?rows=&cols=` | shell in a pod (`endpoints/k8s_exec.rs`) |
 //! | `GET /ws/k8s/logs/{cluster}/{ns}/{pod}/{container}?tail_lines=&timestamps=&previous=` | pod log (`endpoints/k8s_logs.rs`) |
-//! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/ssh_files.rs`) |
-//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/pod_files.rs`) |
+//! | `GET /api/files/ssh/{host}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE /api/files/ssh/{host}/file?path=`, `POST /api/files/ssh/{host}/mkdir?path=`, `POST /api/files/ssh/{host}/rename?from=&to=` | files on SSH hosts (`endpoints/files.rs`, the place in `endpoints/ssh_files.rs`) |
+//! | `GET /api/files/k8s/{cluster}/{ns}/{pod}/{container}/list?path=&offset=&limit=`, `GET`/`PUT`/`DELETE .../file?path=`, `GET .../archive?path=`, `POST .../mkdir?path=`, `POST .../rename?from=&to=` | files in a pod's container (`endpoints/files.rs`, the place in `endpoints/pod_files.rs`) |
 //! | `GET /api/k8s/{cluster}/namespaces`, `GET /api/k8s/{cluster}/namespaces/{ns}/pods` | picker lists (`endpoints/k8s_browse.rs`) |
 //! | anything else | the browser app from `static_dir`, when it exists |
 
@@ -319,7 +319,6 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(headers())
         .then(api::end_session)
         .boxed();
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
         .and(origin_allowed(state.clone()))
@@ -387,7 +386,6 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         recording_find,
         k8s_api_routes(state.clone()),
         files_routes(state.clone()),
-        pod_files_routes(state.clone()),
         preflight,
     ])
     .and(warp::header::optional::<String>("origin"))
@@ -409,7 +407,6 @@ fn api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 /// what they are checked by.
 fn sso_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let s = || with_state(state.clone());
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let providers = warp::path!("api" / "auth" / "providers")
         .and(warp::get())
         .and(s())
@@ -528,73 +525,22 @@ fn k8s_api_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     first_of([namespaces.boxed(), pods.boxed()])
 }
 
-/// Files on SSH hosts (`endpoints/ssh_files.rs`).
+/// Files on SSH hosts (`endpoints/ssh_files.rs`) and in pods' containers
+/// (`endpoints/pod_files.rs`, which also have `archive`): the same routes under each place's
+/// path, served by `endpoints/files.rs`.
 fn files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
-    let base = |what: &'static str| {
+    use endpoints::files::{self, Download};
+    let host = |what: &'static str| {
         warp::path("api")
             .and(warp::path("files"))
             .and(warp::path("ssh"))
             .and(warp::path::param::<String>())
             .and(warp::path(what))
             .and(warp::path::end())
-            .and(origin_allowed(state.clone()))
+            .map(endpoints::ssh_files::SshHostFiles)
+            .boxed()
     };
-    let s = || with_state(state.clone());
-    let headers = warp::header::headers_cloned;
-    let list = base("list")
-        .and(warp::get())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(endpoints::ssh_files::list)
-        .boxed();
-    let download = base("file")
-        .and(warp::get())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(endpoints::ssh_files::download)
-        .boxed();
-    let upload = base("file")
-        .and(warp::put())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .and(warp::body::stream())
-        .then(|host, state, headers, query, body| {
-            endpoints::ssh_files::upload(host, state, headers, query, Box::pin(body))
-        })
-        .boxed();
-    let delete = base("file")
-        .and(warp::delete())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(endpoints::ssh_files::delete)
-        .boxed();
-    let mkdir = base("mkdir")
-        .and(warp::post())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(endpoints::ssh_files::mkdir)
-        .boxed();
-    let rename = base("rename")
-        .and(warp::post())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(endpoints::ssh_files::rename)
-        .boxed();
-    first_of([list, download, upload, delete, mkdir, rename])
-}
-
-/// Files in pods' containers (`endpoints/pod_files.rs`).
-fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    use endpoints::pod_files;
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
-    let base = |what: &'static str| {
+    let container = |what: &'static str| {
         warp::path("api")
             .and(warp::path("files"))
             .and(warp::path("k8s"))
@@ -610,67 +556,72 @@ fn pod_files_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 pod,
                 container,
             })
-            .and(origin_allowed(state.clone()))
+            .boxed()
     };
-    let s = || with_state(state.clone());
-    let headers = warp::header::headers_cloned;
-    let list = base("list")
+    let archive = container("archive")
+        .and(origin_allowed(state.clone()))
         .and(warp::get())
-        .and(s())
-        .and(headers())
+        .and(with_state(state.clone()))
+        .and(warp::header::headers_cloned())
         .and(raw_query())
-        .then(pod_files::list)
-        .boxed();
-    let download = base("file")
-        .and(warp::get())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(pod_files::download_file)
-        .boxed();
-    let archive = base("archive")
-        .and(warp::get())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(pod_files::download_archive)
-        .boxed();
-    let upload = base("file")
-        .and(warp::put())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .and(warp::body::stream())
-        .then(|path, state, headers, query, body| {
-            pod_files::upload(path, state, headers, query, Box::pin(body))
+        .then(|path, state, headers, query| {
+            files::download(path, state, headers, query, Download::Archive)
         })
         .boxed();
-    let delete = base("file")
-        .and(warp::delete())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(pod_files::delete)
-        .boxed();
-    let mkdir = base("mkdir")
-        .and(warp::post())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(pod_files::mkdir)
-        .boxed();
-    let rename = base("rename")
-        .and(warp::post())
-        .and(s())
-        .and(headers())
-        .and(raw_query())
-        .then(pod_files::rename)
-        .boxed();
-    first_of([list, download, archive, upload, delete, mkdir, rename])
+    let mut routes = place_files_routes(host, &state);
+    routes.extend(place_files_routes(container, &state));
+    routes.push(archive);
+    first_of(routes)
+}
+
+/// A place's query string, empty when there is none.
+fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// The file routes of one kind of place, whose path `base` reads (`list`, `file`, ...).
+fn place_files_routes<P: endpoints::files::Place>(
+    base: impl Fn(&'static str) -> BoxedFilter<(P,)>,
+    state: &Arc<AppState>,
+) -> Vec<BoxedFilter<(Response,)>> {
+    use endpoints::files::{self, Download};
+    let route = |what: &'static str, method: BoxedFilter<()>| {
+        base(what)
+            .and(origin_allowed(state.clone()))
+            .and(method)
+            .and(with_state(state.clone()))
+            .and(warp::header::headers_cloned())
+            .and(raw_query())
+            .boxed()
+    };
+    vec![
+        route("list", warp::get().boxed())
+            .then(files::list::<P>)
+            .boxed(),
+        route("file", warp::get().boxed())
+            .then(|place, state, headers, query| {
+                files::download::<P>(place, state, headers, query, Download::File)
+            })
+            .boxed(),
+        route("file", warp::put().boxed())
+            .and(warp::body::stream())
+            .then(|place, state, headers, query, body| {
+                files::upload::<P, _, _>(place, state, headers, query, Box::pin(body))
+            })
+            .boxed(),
+        route("file", warp::delete().boxed())
+            .then(files::delete::<P>)
+            .boxed(),
+        route("mkdir", warp::post().boxed())
+            .then(files::mkdir::<P>)
+            .boxed(),
+        route("rename", warp::post().boxed())
+            .then(files::rename::<P>)
+            .boxed(),
+    ]
 }
 
 fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let container = |kind: &'static str| {
         warp::path("ws")
             .and(warp::path("k8s"))
@@ -694,7 +645,6 @@ fn k8s_ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 fn ws_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let raw_query = || warp::query::raw().or(warp::any().map(String::new)).unify();
     let ssh = warp::path!("ws" / "ssh" / String)
         .and(raw_query())
         .map(|host_id, query| SshEndpoint { host_id, query });

@@ -10,16 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::api::Targets;
 use common::audit::AuditKind;
-use common::files::{DirPage, EntryKind, FileAccess, UploadDone};
+use common::files::{DirPage, EntryKind, UploadDone};
 use k8s_emulator::{AccessRule, ContainerConfig, Emulator, EmulatorConfig, PodConfig, Subject};
-use opsdeck_tests::relay::{TestRelay, users_toml};
+use opsdeck_tests::relay::TestRelay;
 use sha2::{Digest, Sha256};
 
 use super::{
-    carol_toml, client, path_query, random_bytes, raw_status, reason, row_js, sha_of_download,
-    transfer_js, transfers,
+    alice_in_chromium, client, config, path_query, random_bytes, raw_status, reason, row_js,
+    sha_of_download, targets_give_each_user_their_grant, transfer_js, transfers,
+    upload_cancelled_midway,
 };
 
 struct SharedCluster {
@@ -95,24 +95,6 @@ async fn start() -> anyhow::Result<(SharedCluster, Emulator)> {
     Ok((SharedCluster { kubeconfig, root }, emulator))
 }
 
-/// Alice (group `ops`) may change files in `main/dev`; bob may read them; carol may open
-/// a terminal there but has no file grant.
-const GRANTS: &str = r#"
-[[grants]]
-groups = ["ops"]
-k8s = ["main/dev"]
-file_access = "write"
-
-[[grants]]
-users = ["bob"]
-k8s = ["main/dev"]
-file_access = "read"
-
-[[grants]]
-users = ["carol"]
-k8s = ["main/dev"]
-"#;
-
 /// A relay on the shared emulator, and this test's folder (in the container's file
 /// system, which is this machine's).
 async fn relay() -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
@@ -123,13 +105,13 @@ async fn relay() -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
 async fn relay_with(extra: &str) -> anyhow::Result<(TestRelay, tempfile::TempDir, PathBuf)> {
     let cluster = cluster();
     let dir = tempfile::tempdir()?;
-    let text = format!(
-        "{extra}\n[audit]\nfile = \"{}\"\n{}\n{}\n{GRANTS}\n[[k8s_clusters]]\nid = \"main\"\nkubeconfig = \"{}\"\n",
-        dir.path().join("audit.jsonl").display(),
-        users_toml(),
-        carol_toml(),
+    // Alice (group `ops`) may change files in `main/dev`; bob may read them; carol may
+    // open a terminal there but has no file grant.
+    let cluster_toml = format!(
+        "[[k8s_clusters]]\nid = \"main\"\nkubeconfig = \"{}\"\n",
         cluster.kubeconfig.display()
     );
+    let text = config(extra, &dir, r#"k8s = ["main/dev"]"#, &cluster_toml);
     let files = tempfile::Builder::new()
         .prefix("test-")
         .tempdir_in(&cluster.root)?
@@ -359,50 +341,16 @@ async fn dot_dot_and_nul_in_pod_paths_get_400_and_an_upload_without_length_411()
 
 #[tokio::test]
 async fn a_cancelled_pod_upload_leaves_no_file_under_its_name() -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
     let (relay, dir, root) = relay().await?;
-    let target = root.join("cancelled.bin");
-    let mut socket = tokio::net::TcpStream::connect(relay.addr).await?;
-    let head = format!(
-        "PUT /api/files/k8s/main/dev/files/app/file?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Length: 50000000\r\n\r\n",
-        path_query(&target),
-        relay.token("alice")
-    );
-    socket.write_all(head.as_bytes()).await?;
-    // Send until tar has created the temporary file (the bytes reach the container), then
-    // hang up.
-    let chunk = vec![7u8; 64 * 1024];
-    let temporary = || {
-        std::fs::read_dir(&root)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".opsdeck-upload-")
-            })
-    };
-    let mut sent = 0;
-    while !temporary() {
-        socket.write_all(&chunk).await?;
-        sent += chunk.len();
-        assert!(sent < 50_000_000, "no temporary file appeared");
-    }
-    drop(socket);
-    let events = transfers(&relay, &dir).await?;
-    let names: Vec<_> = std::fs::read_dir(&root)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    assert!(names.is_empty(), "left behind: {names:?}");
-    let event = events.last().expect("the cancelled upload is audited");
-    assert!(
-        event
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.contains("ended early")),
-        "{event:?}"
-    );
+    // The temporary file appears once tar has created it (the bytes reach the container).
+    upload_cancelled_midway(
+        &relay,
+        &dir,
+        &root,
+        "/api/files/k8s/main/dev/files/app/file",
+        ".opsdeck-upload-",
+    )
+    .await?;
     std::fs::remove_dir_all(&root)?;
     Ok(())
 }
@@ -412,21 +360,11 @@ async fn targets_say_what_each_user_may_do_with_files_in_a_clusters_pods() -> an
     let (relay, _dir, _root) = relay().await?;
     // The browser offers a pod's files pane (a pod terminal's "open files here", the
     // workspace's 📁) only when the cluster's `file_access` is not none.
-    for (user, access) in [
-        ("alice", FileAccess::Write),
-        ("bob", FileAccess::Read),
-        ("carol", FileAccess::None),
-    ] {
-        let targets: Targets = client()
-            .get(relay.http_url("/api/targets"))
-            .bearer_auth(relay.token(user))
-            .send()
-            .await?
-            .json()
-            .await?;
+    targets_give_each_user_their_grant(&relay, |targets| {
         let main = targets.k8s.iter().find(|c| c.id == "main");
-        assert_eq!(main.map(|c| c.file_access), Some(access), "{user}");
-    }
+        main.map(|c| c.file_access)
+    })
+    .await?;
     Ok(())
 }
 
@@ -434,7 +372,7 @@ async fn targets_say_what_each_user_may_do_with_files_in_a_clusters_pods() -> an
 async fn the_pod_files_pane_in_chromium_lists_uploads_and_offers_folders_as_tar()
 -> anyhow::Result<()> {
     use fantoccini::Locator;
-    use opsdeck_tests::browser::{Chromedriver, PAGE_TIMEOUT, built_app, log_in, wait_for_js};
+    use opsdeck_tests::browser::{PAGE_TIMEOUT, built_app, wait_for_js};
 
     let extra = format!("static_dir = \"{}\"\n", built_app()?.display());
     let (relay, _dir, root) = relay_with(&extra).await?;
@@ -446,15 +384,7 @@ async fn the_pod_files_pane_in_chromium_lists_uploads_and_offers_folders_as_tar(
         path_query(&root)
     );
 
-    let mut driver = Chromedriver::start().await?;
-    let browser = driver.browser(1280, 900).await?;
-    log_in(&browser, &base, "alice", opsdeck_tests::relay::PASSWORD).await?;
-    wait_for_js(
-        &browser,
-        "logged in",
-        "document.querySelector('#user-name')",
-    )
-    .await?;
+    let (_driver, browser) = alice_in_chromium(&base).await?;
 
     // "Open files here" on the pod's terminal leads to the container's files pane.
     browser

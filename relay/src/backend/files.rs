@@ -1,6 +1,8 @@
-//! What the file backends (`sftp.rs` for SSH hosts, `k8s/files.rs` for pods) share: their
-//! error in words with its HTTP status, the transfer slots that bound how many transfers
-//! run, the pace that bounds each one's rate, and the body stream a download is sent as.
+//! What the file backends (`sftp.rs` for SSH hosts, `k8s/files.rs` for pods) share: the
+//! [`FileStore`] and [`FileSession`] traits both implement (what the file endpoints ask of
+//! a place's files), their error in words with its HTTP status, the transfer slots that
+//! bound how many transfers run, the pace that bounds each one's rate, and the body stream
+//! a download is sent as.
 //!
 //! A transfer's bytes move in chunks of at most [`CHUNK`] on a task that awaits between
 //! chunks, so it never holds a runtime thread; [`TransferSlots`] caps how many run at once
@@ -13,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use common::files::DirPage;
+use futures_util::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use warp::http::StatusCode;
 
@@ -87,6 +91,118 @@ impl FilesError {
             Self::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Backend(e) => Close::from(e.clone()).http_status(),
             Self::Failed(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// A place's files (an SSH host through SFTP, a pod's container through exec): what the
+/// file endpoints (`endpoints/files.rs`) list, and the session a transfer or change runs on.
+pub trait FileStore: Send + Sync + 'static {
+    type Session: FileSession;
+
+    /// One page of the folder `path`: `limit` entries after the first `offset`. The page's
+    /// `access` is left to the endpoint.
+    fn list(
+        &self,
+        path: &str,
+        offset: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<DirPage, FilesError>> + Send;
+
+    /// The session for one download, upload or change (an SFTP login on a host; nothing to
+    /// open in a pod, whose exec calls are made per operation).
+    fn open(&self) -> impl Future<Output = Result<Self::Session, FilesError>> + Send;
+}
+
+/// One request's download, upload or change on a place's files. `done` is called once
+/// when a download's body ends, with the bytes sent and the error that ended it early.
+pub trait FileSession: Send + Sync + 'static {
+    /// Starts a download of the file `path`: its range (from the `Range` header) and body.
+    fn download(
+        &self,
+        path: &str,
+        range: Option<&str>,
+        pace: Pace,
+        done: impl FnOnce(u64, Option<String>) + Send + 'static,
+    ) -> impl Future<Output = Result<(ByteRange, BodyStream), FilesError>> + Send;
+
+    /// Starts a download of the folder `path` as a tar. Only pods have one (their `tar`);
+    /// SFTP has no way to make one, and no route asks it to.
+    fn archive(
+        &self,
+        path: &str,
+        pace: Pace,
+        done: impl FnOnce(u64, Option<String>) + Send + 'static,
+    ) -> impl Future<Output = Result<BodyStream, FilesError>> + Send {
+        let _ = (pace, done);
+        let refused = FilesError::Unsupported(format!("{path} cannot be downloaded as a tar here"));
+        async move { Err(refused) }
+    }
+
+    /// Writes `body` (`size` bytes when announced, at most `limit`) to `path` through a
+    /// temporary name, refused when `path` exists unless `overwrite`; the bytes written.
+    fn upload<S, B, E>(
+        &self,
+        path: &str,
+        size: Option<u64>,
+        body: S,
+        limit: u64,
+        overwrite: bool,
+        pace: Pace,
+    ) -> impl Future<Output = Result<u64, FilesError>> + Send
+    where
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static;
+
+    /// Makes the folder `path`.
+    fn mkdir(&self, path: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
+
+    /// Renames `from` to `to`.
+    fn rename(&self, from: &str, to: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
+
+    /// Deletes a file, a symlink or an empty folder.
+    fn delete(&self, path: &str) -> impl Future<Output = Result<(), FilesError>> + Send;
+}
+
+/// What removes an upload's temporary file (an SFTP session, a container's exec handle);
+/// a failure is logged, as there is no one left to tell.
+pub trait RemoveTemporary: Send + Sync + 'static {
+    fn remove_temporary(&self, path: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// An upload's temporary file: removed by [`Temporary::remove`] on a failure, or on a task
+/// of its own when dropped armed (the upload's future was dropped midway); disarmed by
+/// [`Temporary::keep`] once the file has its real name.
+pub struct Temporary<R: RemoveTemporary> {
+    remover: Option<R>,
+    path: String,
+}
+
+impl<R: RemoveTemporary> Temporary<R> {
+    pub fn new(remover: R, path: String) -> Self {
+        Self {
+            remover: Some(remover),
+            path,
+        }
+    }
+
+    pub async fn remove(&mut self) {
+        if let Some(remover) = self.remover.take() {
+            remover.remove_temporary(&self.path).await;
+        }
+    }
+
+    pub fn keep(&mut self) {
+        self.remover = None;
+    }
+}
+
+impl<R: RemoveTemporary> Drop for Temporary<R> {
+    fn drop(&mut self) {
+        if let Some(remover) = self.remover.take() {
+            let path = std::mem::take(&mut self.path);
+            tokio::spawn(async move { remover.remove_temporary(&path).await });
         }
     }
 }

@@ -24,7 +24,10 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode as SftpStatus};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::BackendError;
-use super::files::{BodyStream, ByteRange, CHUNK, FilesError, Pace};
+use super::files::{
+    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace, RemoveTemporary,
+    Temporary,
+};
 use super::ssh::{self, HostKeyCheck};
 use crate::config::SshHost;
 
@@ -97,53 +100,6 @@ impl Sftp {
         sftp_error(&self.inner.host, what, path, e)
     }
 
-    /// Creates a folder.
-    pub async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
-        self.inner
-            .session
-            .create_dir(path)
-            .await
-            .map_err(|e| self.error("create the folder", path, e))
-    }
-
-    /// Renames (moves) a file or folder; refuses when `to` exists.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
-        if self.exists(to).await? {
-            return Err(FilesError::Exists(format!(
-                "{to} exists on SSH host {}; delete it first or choose another name",
-                self.inner.host
-            )));
-        }
-        self.inner
-            .session
-            .rename(from, to)
-            .await
-            .map_err(|e| self.error("rename", from, e))
-    }
-
-    /// Deletes a file, a symlink or an empty folder.
-    pub async fn delete(&self, path: &str) -> Result<(), FilesError> {
-        let meta = self
-            .inner
-            .session
-            .symlink_metadata(path)
-            .await
-            .map_err(|e| self.error("delete", path, e))?;
-        let result = if meta.is_dir() {
-            self.inner.session.remove_dir(path).await
-        } else {
-            self.inner.session.remove_file(path).await
-        };
-        result.map_err(|e| match e {
-            SftpError::Status(s) if meta.is_dir() && s.status_code == SftpStatus::Failure => {
-                FilesError::Exists(format!(
-                    "the folder {path} is not empty; delete what it holds first"
-                ))
-            }
-            e => self.error("delete", path, e),
-        })
-    }
-
     async fn exists(&self, path: &str) -> Result<bool, FilesError> {
         match self.inner.session.symlink_metadata(path).await {
             Ok(_) => Ok(true),
@@ -152,10 +108,94 @@ impl Sftp {
         }
     }
 
+    async fn write_all<S, B, E>(
+        &self,
+        file: &mut russh_sftp::client::fs::File,
+        path: &str,
+        dir: &str,
+        body: &mut S,
+        limit: u64,
+        pace: &mut Pace,
+    ) -> Result<u64, FilesError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: Buf,
+        E: std::fmt::Display,
+    {
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk
+                .map_err(|e| FilesError::BadRequest(format!("the upload ended early: {e}")))?;
+            written += chunk.remaining() as u64;
+            if written > limit {
+                return Err(FilesError::TooLarge(format!(
+                    "the upload is larger than the relay's limit of {limit} bytes (file_transfers.max_upload_bytes); nothing was kept"
+                )));
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                let n = piece.len().min(CHUNK);
+                if let Err(e) = file.write_all(&piece[..n]).await {
+                    return Err(self.write_failed(path, dir, e).await);
+                }
+                chunk.advance(n);
+                pace.moved(n).await;
+            }
+        }
+        if let Err(e) = file.shutdown().await {
+            return Err(self.write_failed(path, dir, e).await);
+        }
+        Ok(written)
+    }
+
+    /// Why a write failed: a full disk when the folder's file system says it has no room
+    /// left (SFTP v3 reports ENOSPC as a bare "Failure"), else the error.
+    async fn write_failed(&self, path: &str, dir: &str, e: std::io::Error) -> FilesError {
+        let dir = if dir.is_empty() { "/" } else { dir };
+        if let Ok(Some(fs)) = self.inner.session.fs_info(dir).await
+            && fs.blocks_avail.saturating_mul(fs.fragment_size.max(1)) < CHUNK as u64
+        {
+            return FilesError::NoSpace(format!(
+                "no space left on the disk of {dir} on SSH host {}; nothing was kept",
+                self.inner.host
+            ));
+        }
+        FilesError::Failed(format!(
+            "writing {path} on SSH host {} failed: {e}; nothing was kept",
+            self.inner.host
+        ))
+    }
+}
+
+impl RemoveTemporary for Sftp {
+    async fn remove_temporary(&self, path: &str) {
+        if let Err(e) = self.inner.session.remove_file(path).await {
+            tracing::warn!(host = %self.inner.host, "cannot remove the temporary upload {path}: {e}");
+        }
+    }
+}
+
+/// An SSH host's files as the file endpoints use them: listed on an SFTP session of its
+/// own, downloaded, uploaded and changed on an [`Sftp`] session opened per request.
+pub struct SftpHost(pub SshHost);
+
+impl FileStore for SftpHost {
+    type Session = Sftp;
+
+    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
+        list(&self.0, path, offset, limit).await
+    }
+
+    async fn open(&self) -> Result<Sftp, FilesError> {
+        Sftp::open(&self.0).await
+    }
+}
+
+impl FileSession for Sftp {
     /// Starts a download of `path` (a file; symlinks followed): its range (from the
     /// `Range` header) and the body, read on a task of its own. `done` is called once
     /// with the bytes sent and the error that ended it early, if one did.
-    pub async fn download(
+    async fn download(
         &self,
         path: &str,
         range: Option<&str>,
@@ -222,21 +262,23 @@ impl Sftp {
         Ok((range, body))
     }
 
-    /// Writes `body` to `path` through a temporary file beside it, renamed to `path` once
-    /// the whole body is written; refuses at `limit` bytes and when `path` exists unless
-    /// `overwrite`. Returns the bytes written.
-    pub async fn upload<S, B, E>(
+    /// Writes `body` (its announced size not needed: it is written as it comes) to `path`
+    /// through a temporary file beside it, renamed to `path` once the whole body is
+    /// written; refuses at `limit` bytes and when `path` exists unless `overwrite`. Returns
+    /// the bytes written.
+    async fn upload<S, B, E>(
         &self,
         path: &str,
+        _size: Option<u64>,
         mut body: S,
         limit: u64,
         overwrite: bool,
         mut pace: Pace,
     ) -> Result<u64, FilesError>
     where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
     {
         if !overwrite && self.exists(path).await? {
             return Err(FilesError::Exists(format!(
@@ -275,10 +317,7 @@ impl Sftp {
             .map_err(|e| self.error("write", path, e))?;
         // From here on the temporary file goes unless it is renamed, whatever ends this
         // future (an error, or the browser leaving, which drops it).
-        let mut cleanup = RemoveOnDrop {
-            sftp: Some(self.clone()),
-            path: temp.clone(),
-        };
+        let mut cleanup = Temporary::new(self.clone(), temp.clone());
         let written = match self
             .write_all(&mut file, path, dir, &mut body, limit, &mut pace)
             .await
@@ -308,97 +347,55 @@ impl Sftp {
             cleanup.remove().await;
             return Err(e);
         }
-        cleanup.sftp = None;
+        cleanup.keep();
         Ok(written)
     }
 
-    async fn write_all<S, B, E>(
-        &self,
-        file: &mut russh_sftp::client::fs::File,
-        path: &str,
-        dir: &str,
-        body: &mut S,
-        limit: u64,
-        pace: &mut Pace,
-    ) -> Result<u64, FilesError>
-    where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
-    {
-        let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk
-                .map_err(|e| FilesError::BadRequest(format!("the upload ended early: {e}")))?;
-            written += chunk.remaining() as u64;
-            if written > limit {
-                return Err(FilesError::TooLarge(format!(
-                    "the upload is larger than the relay's limit of {limit} bytes (file_transfers.max_upload_bytes); nothing was kept"
-                )));
-            }
-            while chunk.has_remaining() {
-                let piece = chunk.chunk();
-                let n = piece.len().min(CHUNK);
-                if let Err(e) = file.write_all(&piece[..n]).await {
-                    return Err(self.write_failed(path, dir, e).await);
-                }
-                chunk.advance(n);
-                pace.moved(n).await;
-            }
-        }
-        if let Err(e) = file.shutdown().await {
-            return Err(self.write_failed(path, dir, e).await);
-        }
-        Ok(written)
+    /// Creates a folder.
+    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
+        self.inner
+            .session
+            .create_dir(path)
+            .await
+            .map_err(|e| self.error("create the folder", path, e))
     }
 
-    /// Why a write failed: a full disk when the folder's file system says it has no room
-    /// left (SFTP v3 reports ENOSPC as a bare "Failure"), else the error.
-    async fn write_failed(&self, path: &str, dir: &str, e: std::io::Error) -> FilesError {
-        let dir = if dir.is_empty() { "/" } else { dir };
-        if let Ok(Some(fs)) = self.inner.session.fs_info(dir).await
-            && fs.blocks_avail.saturating_mul(fs.fragment_size.max(1)) < CHUNK as u64
-        {
-            return FilesError::NoSpace(format!(
-                "no space left on the disk of {dir} on SSH host {}; nothing was kept",
+    /// Renames (moves) a file or folder; refuses when `to` exists.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
+        if self.exists(to).await? {
+            return Err(FilesError::Exists(format!(
+                "{to} exists on SSH host {}; delete it first or choose another name",
                 self.inner.host
-            ));
+            )));
         }
-        FilesError::Failed(format!(
-            "writing {path} on SSH host {} failed: {e}; nothing was kept",
-            self.inner.host
-        ))
+        self.inner
+            .session
+            .rename(from, to)
+            .await
+            .map_err(|e| self.error("rename", from, e))
     }
-}
 
-/// Removes a temporary upload file: [`RemoveOnDrop::remove`] on a failure, or on a task
-/// of its own when dropped armed (the upload's future was dropped midway); disarmed
-/// (`sftp = None`) once the file has its real name.
-struct RemoveOnDrop {
-    sftp: Option<Sftp>,
-    path: String,
-}
-
-impl RemoveOnDrop {
-    async fn remove(&mut self) {
-        if let Some(sftp) = self.sftp.take()
-            && let Err(e) = sftp.inner.session.remove_file(self.path.as_str()).await
-        {
-            tracing::warn!(host = %sftp.inner.host, "cannot remove the temporary upload {}: {e}", self.path);
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(sftp) = self.sftp.take() {
-            let path = std::mem::take(&mut self.path);
-            tokio::spawn(async move {
-                if let Err(e) = sftp.inner.session.remove_file(path.as_str()).await {
-                    tracing::warn!(host = %sftp.inner.host, "cannot remove the temporary upload {path}: {e}");
-                }
-            });
-        }
+    /// Deletes a file, a symlink or an empty folder.
+    async fn delete(&self, path: &str) -> Result<(), FilesError> {
+        let meta = self
+            .inner
+            .session
+            .symlink_metadata(path)
+            .await
+            .map_err(|e| self.error("delete", path, e))?;
+        let result = if meta.is_dir() {
+            self.inner.session.remove_dir(path).await
+        } else {
+            self.inner.session.remove_file(path).await
+        };
+        result.map_err(|e| match e {
+            SftpError::Status(s) if meta.is_dir() && s.status_code == SftpStatus::Failure => {
+                FilesError::Exists(format!(
+                    "the folder {path} is not empty; delete what it holds first"
+                ))
+            }
+            e => self.error("delete", path, e),
+        })
     }
 }
 

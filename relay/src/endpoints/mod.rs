@@ -13,9 +13,9 @@
 //! | `local.rs` | `/ws/local/{shell}` | `backend::local` via `terminal.rs` |
 //! | `k8s_exec.rs` | `/ws/k8s/exec/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::exec` via `terminal.rs` |
 //! | `k8s_logs.rs` | `/ws/k8s/logs/{cluster}/{ns}/{pod}/{container}` | `backend::k8s::logs` |
-//! | `ssh_files.rs` | `/api/files/ssh/{host}/{list,file,mkdir,rename}` | `backend::sftp` |
-//! | `pod_files.rs` | `/api/files/k8s/{cluster}/{ns}/{pod}/{container}/{list,file,archive,mkdir,rename}` | `backend::k8s::files` |
-//! | `files.rs` | what both file endpoints share (refusals, audit, download headers) | |
+//! | `ssh_files.rs` | `/api/files/ssh/{host}/{list,file,mkdir,rename}` (its `Place`) | `backend::sftp` |
+//! | `pod_files.rs` | `/api/files/k8s/{cluster}/{ns}/{pod}/{container}/{list,file,archive,mkdir,rename}` (its `Place`) | `backend::k8s::files` |
+//! | `files.rs` | every file endpoint's steps, once for both places | `backend::files` traits |
 //! | `k8s_browse.rs` | `GET /api/k8s/{cluster}/namespaces[/{ns}/pods]` | `backend::k8s::browse` |
 //! | `tail.rs` | `/ws/tail/{file}` | `backend::tail` |
 //! | `chat.rs` | `/ws/chat/{room}` | `backend::chat` |
@@ -23,7 +23,7 @@
 //! | `watch.rs` | `/ws/watch/{session}` | a read-only view of a session in `session.rs` |
 
 mod chat;
-mod files;
+pub mod files;
 mod job;
 mod k8s_browse;
 mod k8s_exec;

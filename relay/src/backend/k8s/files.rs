@@ -37,7 +37,10 @@ use tokio::task::JoinHandle;
 use super::ContainerPath;
 use super::error::{K8sError, timed};
 use super::exec::backend_error;
-use crate::backend::files::{BodyStream, ByteRange, CHUNK, FilesError, Pace};
+use crate::backend::files::{
+    BodyStream, ByteRange, CHUNK, FileSession, FileStore, FilesError, Pace, RemoveTemporary,
+    Temporary,
+};
 
 /// Bytes of a program's stderr kept for its error message.
 const STDERR_KEPT: usize = 4096;
@@ -305,10 +308,24 @@ impl PodFiles {
         }
     }
 
+    fn clone_handle(&self) -> PodFiles {
+        PodFiles {
+            api: self.api.clone(),
+            path: self.path.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// A container's files as the file endpoints use them; each operation is its own exec, so
+/// the session is the handle itself.
+impl FileStore for PodFiles {
+    type Session = PodFiles;
+
     /// One page of the folder `path`: `limit` entries after the first `offset`, in the
     /// order the folder gives them. Only the page is kept; `find` is stopped once the
     /// page is full.
-    pub async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
+    async fn list(&self, path: &str, offset: u64, limit: usize) -> Result<DirPage, FilesError> {
         let start = find_start(path);
         let mut run = self
             .start(
@@ -382,12 +399,18 @@ impl PodFiles {
         })
     }
 
+    async fn open(&self) -> Result<PodFiles, FilesError> {
+        Ok(self.clone_handle())
+    }
+}
+
+impl FileSession for PodFiles {
     /// Starts a download of the file `path` (symlinks followed): its range (from the
     /// `Range` header) and the body, unpacked from tar's stream on a task of its own. The
     /// last chunk is held back until tar says it read the whole file, so a file that
     /// changed size while it was read ends the body in an error rather than wrong bytes.
     /// `done` is called once with the bytes sent and the error that ended it early.
-    pub async fn download(
+    async fn download(
         &self,
         path: &str,
         range: Option<&str>,
@@ -503,7 +526,7 @@ impl PodFiles {
     /// name), streamed as tar writes it. The first block is read before this returns, so
     /// a missing folder is an error status, not an empty archive; a failure after that
     /// (an unreadable file inside) ends the body in an error.
-    pub async fn archive(
+    async fn archive(
         &self,
         path: &str,
         mut pace: Pace,
@@ -564,22 +587,31 @@ impl PodFiles {
         Ok(body)
     }
 
-    /// Writes the `size` bytes of `body` to `path` through a temporary name in the same
-    /// folder, renamed to `path` once tar has written it all; refuses when `path` exists
-    /// unless `overwrite`, and a body that is not `size` bytes. Returns the bytes written.
-    pub async fn upload<S, B, E>(
+    /// Writes the `size` bytes of `body` (announced, and within `limit` by then) to `path`
+    /// through a temporary name in the same folder, renamed to `path` once tar has written
+    /// it all; refuses when `path` exists unless `overwrite`, and a body that is not `size`
+    /// bytes. Returns the bytes written.
+    async fn upload<S, B, E>(
         &self,
         path: &str,
-        size: u64,
+        size: Option<u64>,
         mut body: S,
+        _limit: u64,
         overwrite: bool,
         mut pace: Pace,
     ) -> Result<u64, FilesError>
     where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<B, E>> + Unpin + Send + 'static,
+        B: Buf + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
     {
+        // The endpoint refuses an upload without its size before this (411).
+        let size = size.ok_or_else(|| {
+            FilesError::BadRequest(format!(
+                "an upload into {} needs its size: a tar entry's header holds it",
+                self.container()
+            ))
+        })?;
         let (dir, name) = split(path);
         if name == "." || path.ends_with('/') {
             return Err(FilesError::BadRequest(format!(
@@ -618,10 +650,7 @@ impl PodFiles {
         })?;
         // From here on the temporary file goes unless it is renamed, whatever ends this
         // future (an error, or the browser leaving, which drops it).
-        let mut cleanup = RemoveOnDrop {
-            files: Some(self.clone_handle()),
-            path: temp.clone(),
-        };
+        let mut cleanup = Temporary::new(self.clone_handle(), temp.clone());
         let fed = feed(&mut stdin, &temp_name, size, &mut body, &mut pace).await;
         // Closing stdin ends tar's archive: whole when fed, cut short otherwise (tar then
         // fails and the partial file is removed below).
@@ -661,26 +690,18 @@ impl PodFiles {
             cleanup.remove().await;
             return Err(e);
         }
-        cleanup.files = None;
+        cleanup.keep();
         Ok(size)
     }
 
-    fn clone_handle(&self) -> PodFiles {
-        PodFiles {
-            api: self.api.clone(),
-            path: self.path.clone(),
-            request_timeout: self.request_timeout,
-        }
-    }
-
     /// Makes the folder `path` (its parent must exist).
-    pub async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
+    async fn mkdir(&self, path: &str) -> Result<(), FilesError> {
         self.run("make the folder", path, &["mkdir", "--", path])
             .await
     }
 
     /// Renames `from` to `to`, refused when `to` exists.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FilesError> {
         if self.kind(to).await?.is_some() {
             return Err(FilesError::Exists(format!(
                 "{to} exists in {}; delete it first or choose another name",
@@ -692,7 +713,7 @@ impl PodFiles {
     }
 
     /// Deletes a file, a symlink or an empty folder.
-    pub async fn delete(&self, path: &str) -> Result<(), FilesError> {
+    async fn delete(&self, path: &str) -> Result<(), FilesError> {
         match self.kind(path).await? {
             None => Err(FilesError::NotFound(format!(
                 "cannot delete {path} in {}: no such file or folder",
@@ -967,41 +988,17 @@ fn entry(record: &[Vec<u8>]) -> DirEntry {
     }
 }
 
-/// Removes a temporary upload: [`RemoveOnDrop::remove`] on a failure, or on a task of its
-/// own when dropped armed (the upload's future was dropped midway); disarmed
-/// (`files = None`) once the file has its real name.
-struct RemoveOnDrop {
-    files: Option<PodFiles>,
-    path: String,
-}
-
-impl RemoveOnDrop {
-    async fn remove(&mut self) {
-        if let Some(files) = self.files.take()
-            && let Err(e) = files
-                .run(
-                    "remove the temporary upload",
-                    &self.path,
-                    &["rm", "-f", "--", &self.path],
-                )
-                .await
+impl RemoveTemporary for PodFiles {
+    async fn remove_temporary(&self, path: &str) {
+        if let Err(e) = self
+            .run(
+                "remove the temporary upload",
+                path,
+                &["rm", "-f", "--", path],
+            )
+            .await
         {
-            tracing::warn!(container = %files.path, "cannot remove the temporary upload {}: {e}", self.path);
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(files) = self.files.take() {
-            let path = std::mem::take(&mut self.path);
-            tokio::spawn(async move {
-                let mut again = RemoveOnDrop {
-                    files: Some(files),
-                    path,
-                };
-                again.remove().await;
-            });
+            tracing::warn!(container = %self.path, "cannot remove the temporary upload {path}: {e}");
         }
     }
 }
