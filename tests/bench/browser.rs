@@ -376,7 +376,10 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                     shown.bytes, plain.bytes
                 ));
             }
-            report.runs += 1;
+            // Runs of each renderer: the first renderer's count them.
+            if renderer == RENDERERS[0] {
+                report.runs += 1;
+            }
         }
     }
     report.note(
