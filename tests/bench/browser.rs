@@ -115,11 +115,15 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
     };
     // base64 makes 4 bytes of 3 (and each line ends in \r\n on the terminal).
     let mb = format!("{:.0} MB", random_bytes(settings) as f64 * 4.0 / 3.0 / 1e6);
-    let wetty = match Wetty::start(&SshLogin::of(&sshd)?).await {
-        Ok(wetty) => Ok(wetty),
-        Err(e) => {
-            eprintln!("WeTTY skipped: {e:#}");
-            Err(format!("{e:#}"))
+    let wetty = if settings.no_peer {
+        Err("not run (--no-peer)".to_owned())
+    } else {
+        match Wetty::start(&SshLogin::of(&sshd)?).await {
+            Ok(wetty) => Ok(wetty),
+            Err(e) => {
+                eprintln!("WeTTY skipped: {e:#}");
+                Err(format!("{e:#}"))
+            }
         }
     };
     let mut driver = Chromedriver::start().await?;
@@ -135,7 +139,11 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
          bulk output, the same command's output"
             .into(),
     );
-    for renderer in RENDERERS {
+    let renderers: Vec<&str> = RENDERERS
+        .into_iter()
+        .filter(|r| settings.renderer.as_deref().is_none_or(|only| only == *r))
+        .collect();
+    for &renderer in &renderers {
         for run in 0..settings.runs {
             // The peer in its own browser, before Opsdeck's on odd runs and after on even ones.
             let mut peer = None;
@@ -377,7 +385,7 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
                 ));
             }
             // Runs of each renderer: the first renderer's count them.
-            if renderer == RENDERERS[0] {
+            if renderer == renderers[0] {
                 report.runs += 1;
             }
         }

@@ -96,6 +96,14 @@ struct Cli {
     /// costs the page a little, so figures from such a run are not written to the docs.
     #[arg(long, conflicts_with = "write_docs")]
     profile_page: bool,
+    /// `browser`: only this renderer's runs [default: both]. For quick A/B comparisons, so
+    /// not with --write-docs.
+    #[arg(long, value_parser = ["dom", "webgl"], conflicts_with = "write_docs")]
+    renderer: Option<String>,
+    /// `browser`: without the peer (WeTTY). For quick A/B comparisons, so not with
+    /// --write-docs.
+    #[arg(long, conflicts_with = "write_docs")]
+    no_peer: bool,
     /// Internal: serve as the bare WebSocket server of the idle-rss limit.
     #[arg(long, hide = true)]
     floor_server: bool,
@@ -196,6 +204,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         dist: workspace_root().join("dist"),
         open_files,
         profile_page: cli.profile_page,
+        renderer: cli.renderer.clone(),
+        no_peer: cli.no_peer,
     };
     let mode = match (cli.quick, cli.runs) {
         (true, None) => "quick mode".to_owned(),

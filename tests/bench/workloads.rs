@@ -38,6 +38,10 @@ pub struct Settings {
     pub open_files: u64,
     /// `browser`: sample the page's main thread during each bulk output (`--profile-page`).
     pub profile_page: bool,
+    /// `browser`: only this renderer (`--renderer`), and whether to skip the peer
+    /// (`--no-peer`).
+    pub renderer: Option<String>,
+    pub no_peer: bool,
 }
 
 impl Settings {
