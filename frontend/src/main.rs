@@ -103,8 +103,8 @@ fn App() -> impl IntoView {
     // (nearly always) a terminal page then starts ~60 ms sooner on a first visit, and the
     // check's answer does not build the page again (a memo: `me` arriving changes nothing
     // here). A user who turns out to be logged out sees it give way to the login page (the
-    // effect above); what the page asked of the relay meanwhile was refused.
-    // `None`: logged out, on the way to the login page (the effect above).
+    // effect above); what the page asked of the relay meanwhile was refused. `None`: that
+    // redirect is under way.
     let shown = Memo::new(move |_| {
         let route = route.get();
         let logged_out = checked.get() && me.with(Option::is_none) && problem.with(Option::is_none);

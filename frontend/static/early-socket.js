@@ -113,10 +113,7 @@
 (() => {
   try {
     const saved = JSON.parse(localStorage.getItem("opsdeck.earlySocket") ?? "null");
-    if (!saved || saved.page !== location.href || typeof saved.url !== "string") {
-      window.OpsdeckSocket?.warm();
-      return;
-    }
+    if (!saved || saved.page !== location.href || typeof saved.url !== "string") return;
     const socket = new (window.OpsdeckSocket ?? WebSocket)(saved.url);
     performance.mark("opsdeck:early-socket");
     socket.binaryType = "arraybuffer";
@@ -129,6 +126,8 @@
     window.__opsdeckEarlySocket = early;
   } catch (e) {
     // No storage, a malformed entry, a URL the browser refuses: the app opens the socket.
-    window.OpsdeckSocket?.warm();
   }
+  // Without an early socket the worker starts now, idle, so the app's first socket does
+  // not wait for it.
+  if (!window.__opsdeckEarlySocket) window.OpsdeckSocket?.warm();
 })();

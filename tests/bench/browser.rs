@@ -419,8 +419,7 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Report> {
          page received meanwhile (counted by a listener the probe adds to each socket; the \
          app's sockets receive in a worker, `socket-worker.js`, and the probe counts the \
          messages in the batches it hands the page). Long tasks (main-thread tasks over 50 \
-         ms) from a buffered \
-         PerformanceObserver, those overlapping that interval; total blocking time is the sum \
+         ms) from a buffered PerformanceObserver, those overlapping that interval; total blocking time is the sum \
          of each one's time over 50 ms; a longest task of 0 means none over 50 ms",
         command.trim_end()
     ));
