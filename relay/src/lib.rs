@@ -31,7 +31,7 @@ mod throttle;
 mod websocket;
 
 pub use auth::{AuthSetupError, hash_password};
-pub use backend::k8s::exec::SHELL_SCRIPT;
+pub use backend::k8s::exec::shell_command;
 pub use config::{Config, ConfigError};
 pub use oidc::check_discovery;
 pub use server::Relay;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bytes::Bytes;
+use common::TermSize;
 use k8s_emulator::{
     AccessRule, ContainerConfig, Emulator, EmulatorConfig, PodConfig, PodPhase, Subject,
 };
@@ -106,7 +107,7 @@ impl KubeExecTerminal {
             .container(container)
             .max_stdout_buf_size(OUTPUT_BUFFER);
         let mut process = api
-            .exec(pod, ["/bin/sh", "-c", relay::SHELL_SCRIPT], &params)
+            .exec(pod, relay::shell_command(TermSize::default()), &params)
             .await
             .context("exec in the emulated pod")?;
         let stdin = process.stdin().context("the exec has no stdin")?;

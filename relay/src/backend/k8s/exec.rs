@@ -40,7 +40,13 @@ const CLOSE_GRACE: Duration = Duration::from_millis(100);
 /// The shell, as the classic console started it: `script` gives bash a controlling
 /// terminal of its own where it exists (util-linux's needs `-e` to pass the exit status
 /// on), else bash, else sh; with a terminal type xterm.js understands.
-pub const SHELL_SCRIPT: &str = "export TERM=xterm-256color
+///
+/// The TTY is first set to the size the browser asked for (`$1` rows, `$2` columns): the
+/// resize channel's first message races the shell's start, and `script` copies the outer
+/// size once and only then starts listening for SIGWINCH, so a resize landing in between
+/// was lost until the next one (seen as a 24x80 terminal in a 30x90 browser).
+const SHELL_SCRIPT: &str = "export TERM=xterm-256color
+stty rows \"$1\" cols \"$2\" 2>/dev/null
 if command -v bash >/dev/null 2>&1; then
   if command -v script >/dev/null 2>&1; then
     case \"$(script --version 2>&1)\" in
@@ -51,6 +57,20 @@ if command -v bash >/dev/null 2>&1; then
   exec bash
 fi
 exec sh";
+
+/// The command that starts [`SHELL_SCRIPT`] on a TTY of `size`.
+pub fn shell_command(size: TermSize) -> Vec<String> {
+    [
+        "/bin/sh",
+        "-c",
+        SHELL_SCRIPT,
+        "sh",
+        &size.rows.to_string(),
+        &size.cols.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
 /// Checks that the container exists and runs, so that each refusal has its own close code
 /// (4404, 4403, 4400) before a shell is started.
@@ -91,7 +111,7 @@ async fn connect(
     let params = AttachParams::interactive_tty()
         .container(path.container.clone())
         .max_stdout_buf_size(limits.exec_output_buffer_bytes);
-    let command = ["/bin/sh", "-c", SHELL_SCRIPT];
+    let command = shell_command(size);
     let mut attached = timed(
         &path.cluster,
         limits.request_timeout,
