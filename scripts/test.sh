@@ -31,4 +31,5 @@ step "browser app unit tests (wasm, headless Chromium)"
 scripts/wasm-test.sh
 
 step "unit and end-to-end tests"
-cargo test --workspace --exclude frontend
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --exclude frontend --no-fail-fast
