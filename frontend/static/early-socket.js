@@ -13,9 +13,10 @@
 
 // `OpsdeckSocket`: the WebSocket interface the app uses (`new`, `readyState`, `send`,
 // `close`, `onopen`/`onmessage`/`onclose`), with the socket itself in the page's one socket
-// worker (static/socket-worker.js says why), started here as the page loads. Messages always arrive as ArrayBuffers or strings. The
-// app falls back to the page's own WebSocket where this is not defined (the script has not
-// run yet) and a browser without workers gets that here too.
+// worker (static/socket-worker.js says why), started here as the page loads. Messages always
+// arrive as ArrayBuffers or strings. The app falls back to the page's own WebSocket where
+// this is not defined (the script has not run yet) and a browser without workers gets that
+// here too.
 (() => {
   if (typeof Worker === "undefined") return;
   const WORKER = new URL("socket-worker.js", document.baseURI).href;
